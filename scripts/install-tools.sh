@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Installs every real tool kohakku-dr's stack, tests and drill need, idempotently:
+#  - Temporal CLI, MinIO and mc, built with `go install` into $KOHAKKU_DR_TOOLS/<name>-<version>/bin
+#  - PostgreSQL 15 server and client tools, redis-server/redis-cli/redis-check-aof from Debian, when missing
+#  - the npm dependencies (npm ci), when node_modules does not match package-lock.json
+# Prints nothing but progress; writes $KOHAKKU_DR_TOOLS/paths.env for the other scripts.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+# shellcheck source=tool-versions.sh
+source "$here/tool-versions.sh"
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+mkdir -p "$KOHAKKU_DR_TOOLS"
+
+log() { printf '[install-tools] %s\n' "$*" >&2; }
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# PostgreSQL 15: server binaries (initdb, pg_ctl, postgres) and client tools (pg_dump, pg_restore, psql).
+PG_BIN_DIR=/usr/lib/postgresql/15/bin
+if [ ! -x "$PG_BIN_DIR/initdb" ] || [ ! -x "$PG_BIN_DIR/pg_restore" ]; then
+  apt_install postgresql-15 postgresql-client-15
+  # Debian's package starts a cluster of its own on install; the machine's services are not ours to run.
+fi
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || ! command -v redis-check-aof >/dev/null; then
+  apt_install redis-server redis-tools
+fi
+
+# go install into a version-keyed folder; a half-built install never looks finished (temp + rename).
+go_tool() {
+  local name="$1" pkg="$2" version="$3"
+  local dest="$KOHAKKU_DR_TOOLS/$name-$version/bin"
+  if [ -x "$dest/$name" ]; then
+    log "$name $version: cached"
+  else
+    log "$name $version: building with go install (a few minutes on a cold cache)"
+    local tmp
+    tmp="$(mktemp -d "$KOHAKKU_DR_TOOLS/.build-$name-XXXXXX")"
+    GOBIN="$tmp" go install "$pkg@$version"
+    mkdir -p "$(dirname "$dest")"
+    rm -rf "$dest"
+    mv "$tmp" "$dest"
+  fi
+  printf '%s\n' "$dest/$name"
+}
+
+if ! command -v go >/dev/null; then
+  log "go is required to build the Temporal CLI and MinIO (Debian: golang-go, or /usr/local/go/bin on PATH)"
+  exit 1
+fi
+# The three builds are independent; run them side by side on a cold cache.
+go_tool temporal "$TEMPORAL_PKG" "$TEMPORAL_VERSION" >"$KOHAKKU_DR_TOOLS/.temporal.path" &
+p1=$!
+go_tool minio "$MINIO_PKG" "$MINIO_VERSION" >"$KOHAKKU_DR_TOOLS/.minio.path" &
+p2=$!
+go_tool mc "$MC_PKG" "$MC_VERSION" >"$KOHAKKU_DR_TOOLS/.mc.path" &
+p3=$!
+wait $p1 && wait $p2 && wait $p3
+
+cat >"$KOHAKKU_DR_TOOLS/paths.env" <<ENV
+KOHAKKU_DR_TEMPORAL_BIN=$(cat "$KOHAKKU_DR_TOOLS/.temporal.path")
+KOHAKKU_DR_MINIO_BIN=$(cat "$KOHAKKU_DR_TOOLS/.minio.path")
+KOHAKKU_DR_MC_BIN=$(cat "$KOHAKKU_DR_TOOLS/.mc.path")
+KOHAKKU_DR_PG_BIN_DIR=$PG_BIN_DIR
+KOHAKKU_DR_REDIS_SERVER_BIN=$(command -v redis-server)
+KOHAKKU_DR_REDIS_CLI_BIN=$(command -v redis-cli)
+KOHAKKU_DR_REDIS_CHECK_AOF_BIN=$(command -v redis-check-aof)
+ENV
+
+# npm dependencies, only when the lock file changed since the last install.
+cd "$repo"
+if ! cmp -s package-lock.json node_modules/.kohakku-dr-lock 2>/dev/null; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.kohakku-dr-lock
+fi
+log "build (tsc)"
+npm run --silent build
+log "ready: tools in $KOHAKKU_DR_TOOLS"

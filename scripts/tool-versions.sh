@@ -1,0 +1,11 @@
+# Pinned tool versions: name, Go package, version. The cache folder of each is keyed by version.
+# Temporal CLI v1.5.1: later tags carry a replace directive and cannot be `go install`ed.
+# MinIO and mc: the module proxy lists no semver tags for them, so these are pinned pseudo-versions
+# (the newest that the proxy serves and that build with this machine's Go).
+TEMPORAL_PKG=github.com/temporalio/cli/cmd/temporal
+TEMPORAL_VERSION=v1.5.1
+MINIO_PKG=github.com/minio/minio
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+MC_PKG=github.com/minio/mc
+MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
+KOHAKKU_DR_TOOLS="${KOHAKKU_DR_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/kohakku-dr/tools}"

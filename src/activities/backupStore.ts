@@ -1,0 +1,147 @@
+/**
+ * Where backups live: a bucket on S3/MinIO (default) or a directory. Both hold the same keys,
+ * e.g. `postgres/20261124T020000Z/kohakku-controller-20261124.dump`; a backup is complete only
+ * once its manifest.json is written, last.
+ */
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type * as Minio from 'minio';
+
+export interface StoredObject {
+  key: string;
+  size: number;
+}
+
+export interface BackupStore {
+  /** For messages: `s3://bucket` or the directory. */
+  readonly location: string;
+  ensureReady(): Promise<void>;
+  putFile(key: string, localPath: string): Promise<void>;
+  getFile(key: string, localPath: string): Promise<void>;
+  putJson(key: string, value: unknown): Promise<void>;
+  getJson<T>(key: string): Promise<T | undefined>;
+  stat(key: string): Promise<StoredObject | undefined>;
+  list(prefix: string): Promise<StoredObject[]>;
+}
+
+function isNotFound(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'NotFound' || code === 'NoSuchKey' || code === 'ENOENT' || code === 'NoSuchBucket';
+}
+
+export function s3BackupStore(client: Minio.Client, bucket: string, region: string): BackupStore {
+  return {
+    location: `s3://${bucket}`,
+    async ensureReady() {
+      if (!(await client.bucketExists(bucket))) await client.makeBucket(bucket, region);
+    },
+    async putFile(key, localPath) {
+      await client.fPutObject(bucket, key, localPath, {});
+    },
+    async getFile(key, localPath) {
+      await fs.mkdir(path.dirname(localPath), { recursive: true });
+      const partial = `${localPath}.partial`;
+      await pipeline(await client.getObject(bucket, key), createWriteStream(partial));
+      await fs.rename(partial, localPath);
+    },
+    async putJson(key, value) {
+      const body = Buffer.from(JSON.stringify(value, null, 2));
+      await client.putObject(bucket, key, body, body.length, { 'Content-Type': 'application/json' });
+    },
+    async getJson<T>(key: string) {
+      try {
+        const chunks: Buffer[] = [];
+        for await (const chunk of await client.getObject(bucket, key)) chunks.push(chunk as Buffer);
+        return JSON.parse(Buffer.concat(chunks).toString('utf8')) as T;
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+    async stat(key) {
+      try {
+        const s = await client.statObject(bucket, key);
+        return { key, size: s.size };
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+    async list(prefix) {
+      if (!(await client.bucketExists(bucket))) return [];
+      const out: StoredObject[] = [];
+      for await (const item of client.listObjectsV2(bucket, prefix, true)) {
+        const obj = item as { name?: string; size?: number };
+        if (obj.name) out.push({ key: obj.name, size: obj.size ?? 0 });
+      }
+      return out;
+    },
+  };
+}
+
+export function dirBackupStore(root: string): BackupStore {
+  const full = (key: string) => {
+    const resolved = path.resolve(root, key);
+    if (!resolved.startsWith(path.resolve(root) + path.sep)) throw new Error(`key escapes the backup directory: ${key}`);
+    return resolved;
+  };
+  const copy = async (from: string, to: string) => {
+    await fs.mkdir(path.dirname(to), { recursive: true });
+    const partial = `${to}.partial`;
+    await pipeline(createReadStream(from), createWriteStream(partial));
+    await fs.rename(partial, to);
+  };
+  return {
+    location: root,
+    async ensureReady() {
+      await fs.mkdir(root, { recursive: true });
+    },
+    putFile: (key, localPath) => copy(localPath, full(key)),
+    getFile: (key, localPath) => copy(full(key), localPath),
+    async putJson(key, value) {
+      const target = full(key);
+      await fs.mkdir(path.dirname(target), { recursive: true });
+      await fs.writeFile(`${target}.partial`, JSON.stringify(value, null, 2));
+      await fs.rename(`${target}.partial`, target);
+    },
+    async getJson<T>(key: string) {
+      try {
+        return JSON.parse(await fs.readFile(full(key), 'utf8')) as T;
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+    async stat(key) {
+      try {
+        return { key, size: (await fs.stat(full(key))).size };
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+    async list(prefix) {
+      const out: StoredObject[] = [];
+      const walk = async (dir: string): Promise<void> => {
+        let entries: import('node:fs').Dirent[];
+        try {
+          entries = await fs.readdir(dir, { withFileTypes: true });
+        } catch (err) {
+          if (isNotFound(err)) return;
+          throw err;
+        }
+        for (const e of entries) {
+          const p = path.join(dir, e.name);
+          if (e.isDirectory()) await walk(p);
+          else if (!e.name.endsWith('.partial')) {
+            const key = path.relative(root, p).split(path.sep).join('/');
+            if (key.startsWith(prefix)) out.push({ key, size: (await fs.stat(p)).size });
+          }
+        }
+      };
+      await walk(root);
+      return out;
+    },
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * Heartbeating for long activities: a timer that keeps heartbeating the latest progress while
+ * a child process runs, so the server notices a dead worker within the heartbeat timeout and
+ * the retry resumes from the last checkpoint (heartbeatDetails).
+ */
+import { Context } from '@temporalio/activity';
+
+export function inActivity(): boolean {
+  try {
+    Context.current();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function heartbeat(details: unknown): void {
+  if (inActivity()) Context.current().heartbeat(details);
+}
+
+/** The checkpoint the previous attempt of this activity heartbeated, if any. */
+export function lastCheckpoint<T>(): T | undefined {
+  return inActivity() ? (Context.current().info.heartbeatDetails as T | undefined) : undefined;
+}
+
+export function cancellationSignal(): AbortSignal | undefined {
+  return inActivity() ? Context.current().cancellationSignal : undefined;
+}
+
+/** Runs `work` while heartbeating `progress()` every `everyMs`. */
+export async function withHeartbeats<T>(progress: () => unknown, work: () => Promise<T>, everyMs = 2000): Promise<T> {
+  heartbeat(progress());
+  const timer = setInterval(() => heartbeat(progress()), everyMs);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
+  });
+}

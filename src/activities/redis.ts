@@ -1,0 +1,60 @@
+/**
+ * Kohakku's Redis as seen from Postgres: which active containers the Monitor has registered.
+ */
+import type { Redis } from 'ioredis';
+import { Client } from 'pg';
+import type { Config } from '../config';
+import { cancellationSignal, heartbeat, sleep } from './heartbeat';
+
+export interface RegistrationReport {
+  complete: boolean;
+  expected: number;
+  registered: number;
+  missing: string[];
+  /** Registered but not active in Postgres: stale entries, reported, left to the Monitor. */
+  extra: string[];
+  waitedMs: number;
+}
+
+export function createRedisActivities({ config, redis }: { config: Config; redis: Redis }) {
+  async function activeContainers(): Promise<string[]> {
+    const pg = config.postgres;
+    const client = new Client({ host: pg.host, port: pg.port, user: pg.user, password: pg.password, database: pg.databases.controller });
+    await client.connect();
+    try {
+      const res = await client.query<{ container: string }>(config.model.activeContainersSql);
+      return res.rows.map((r) => r.container);
+    } finally {
+      await client.end();
+    }
+  }
+
+  async function compare(started: number): Promise<RegistrationReport> {
+    const expected = await activeContainers();
+    const registered = new Set(await redis.smembers(config.model.redisContainersKey));
+    const expectedSet = new Set(expected);
+    const missing = expected.filter((c) => !registered.has(c));
+    const extra = [...registered].filter((c) => !expectedSet.has(c));
+    return {
+      complete: missing.length === 0,
+      expected: expected.length,
+      registered: registered.size,
+      missing: missing.slice(0, 20),
+      extra: extra.slice(0, 20),
+      waitedMs: Date.now() - started,
+    };
+  }
+
+  /** Waits until every active container in Postgres is registered in Redis, or the deadline passes. */
+  async function waitForRegistrations(input: { deadlineSeconds: number; pollMs?: number }): Promise<RegistrationReport> {
+    const started = Date.now();
+    for (;;) {
+      const report = await compare(started);
+      if (report.complete || report.waitedMs >= input.deadlineSeconds * 1000) return report;
+      heartbeat({ expected: report.expected, registered: report.registered, missing: report.missing.length });
+      await sleep(input.pollMs ?? 1000, cancellationSignal());
+    }
+  }
+
+  return { waitForRegistrations };
+}

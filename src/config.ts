@@ -1,0 +1,258 @@
+/**
+ * The worker's configuration: one declarative table of options (after pgBackRest) that drives
+ * validation at start, `kohakku-dr config --help`-style listings and the README's reference.
+ * Everything Kohakku-specific is an option whose default is the reference model's name.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { z } from 'zod';
+
+export const SERVICE_ADAPTERS = ['command', 'compose', 'systemd', 'kubectl'] as const;
+export type ServiceAdapterKind = (typeof SERVICE_ADAPTERS)[number];
+export const SERVICE_NAMES = ['controller', 'dispatcher', 'monitor'] as const;
+export type KohakkuService = (typeof SERVICE_NAMES)[number];
+
+const port = z.coerce.number().int().min(1).max(65535);
+const nonEmpty = z.string().trim().min(1);
+const healthTarget = z
+  .string()
+  .trim()
+  .refine((v) => /^(https?|tcp):\/\/[^/]+/.test(v), 'expected http://host:port/path or tcp://host:port');
+const commandTemplate = z
+  .string()
+  .transform((v, ctx) => {
+    try {
+      const parsed: unknown = JSON.parse(v);
+      if (Array.isArray(parsed) && parsed.length > 0 && parsed.every((p) => typeof p === 'string')) {
+        return parsed as string[];
+      }
+    } catch {
+      // fall through to the issue below
+    }
+    ctx.addIssue({ code: 'custom', message: 'expected a JSON array of strings, e.g. ["systemctl","restart","{service}"]' });
+    return z.NEVER;
+  });
+const serviceNameMap = z.string().transform((v, ctx) => {
+  const map: Record<string, string> = {};
+  for (const pair of v.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const [key, value] = pair.split('=').map((p) => p.trim());
+    if (!key || !value || !(SERVICE_NAMES as readonly string[]).includes(key)) {
+      ctx.addIssue({ code: 'custom', message: `expected ${SERVICE_NAMES.join('|')}=NAME pairs, got "${pair}"` });
+      return z.NEVER;
+    }
+    map[key] = value;
+  }
+  return map as Partial<Record<KohakkuService, string>>;
+});
+
+export interface OptionSpec {
+  env: string;
+  group: 'Temporal' | 'PostgreSQL' | 'Redis' | 'Object store' | 'Backup store' | 'Services' | 'Kohakku model';
+  description: string;
+  /** Shown in docs and applied when the variable is unset. Undefined = required (unless optional). */
+  default?: string;
+  optional?: boolean;
+  secret?: boolean;
+  schema: z.ZodType<unknown>;
+}
+
+const DEFAULT_WORK_DIR = path.join(os.tmpdir(), 'kohakku-dr-work');
+
+export const OPTIONS = [
+  // Temporal (the DR Temporal, not Kohakku's own: a recovery must run with the cluster gone)
+  { env: 'TEMPORAL_ADDRESS', group: 'Temporal', description: 'Temporal frontend host:port the DR worker connects to.', default: 'localhost:7233', schema: nonEmpty },
+  { env: 'TEMPORAL_NAMESPACE', group: 'Temporal', description: 'Temporal namespace.', default: 'default', schema: nonEmpty },
+  { env: 'KOHAKKU_DR_TASK_QUEUE', group: 'Temporal', description: 'Task queue the worker polls and workflows are started on.', default: 'kohakku-dr', schema: nonEmpty },
+  // PostgreSQL
+  { env: 'POSTGRES_HOST', group: 'PostgreSQL', description: 'PostgreSQL server host.', default: '127.0.0.1', schema: nonEmpty },
+  { env: 'POSTGRES_PORT', group: 'PostgreSQL', description: 'PostgreSQL server port.', default: '5432', schema: port },
+  { env: 'POSTGRES_USER', group: 'PostgreSQL', description: 'Role with CREATEDB that owns the Kohakku databases.', default: 'postgres', schema: nonEmpty },
+  { env: 'POSTGRES_PASSWORD', group: 'PostgreSQL', description: 'Password; given to pg_dump/pg_restore as PGPASSWORD, never on a command line.', optional: true, secret: true, schema: z.string() },
+  { env: 'POSTGRES_DB', group: 'PostgreSQL', description: 'Maintenance database used to create, rename and drop the Kohakku databases.', default: 'postgres', schema: nonEmpty },
+  { env: 'KOHAKKU_CONTROLLER_DB', group: 'PostgreSQL', description: "The Controller's database (target `controller`).", default: 'kohakku-controller', schema: nonEmpty },
+  { env: 'KOHAKKU_DISPATCHER_DB', group: 'PostgreSQL', description: "The Dispatcher's database (target `dispatcher`).", default: 'kohakku-dispatcher', schema: nonEmpty },
+  { env: 'PG_BIN_DIR', group: 'PostgreSQL', description: 'Directory holding pg_dump and pg_restore (their major version must be >= the server\'s); PATH when unset.', optional: true, schema: nonEmpty },
+  { env: 'PG_RESTORE_JOBS', group: 'PostgreSQL', description: 'Parallel jobs for pg_restore (-j).', default: '2', schema: z.coerce.number().int().min(1).max(64) },
+  // Redis
+  { env: 'REDIS_HOST', group: 'Redis', description: 'Kohakku Redis host.', default: '127.0.0.1', schema: nonEmpty },
+  { env: 'REDIS_PORT', group: 'Redis', description: 'Kohakku Redis port.', default: '6379', schema: port },
+  { env: 'REDIS_PASSWORD', group: 'Redis', description: 'Kohakku Redis password.', optional: true, secret: true, schema: z.string() },
+  { env: 'REDIS_DB', group: 'Redis', description: 'Kohakku Redis database number.', default: '0', schema: z.coerce.number().int().min(0).max(15) },
+  // Object store
+  { env: 'S3_ENDPOINT', group: 'Object store', description: 'S3/MinIO endpoint URL holding bucket KOHAKKU_BUCKET.', default: 'http://127.0.0.1:9000', schema: z.string().url() },
+  { env: 'S3_ACCESS_KEY', group: 'Object store', description: 'S3 access key.', secret: true, schema: nonEmpty },
+  { env: 'S3_SECRET_KEY', group: 'Object store', description: 'S3 secret key.', secret: true, schema: nonEmpty },
+  { env: 'S3_REGION', group: 'Object store', description: 'S3 region.', default: 'us-east-1', schema: nonEmpty },
+  { env: 'KOHAKKU_BUCKET', group: 'Object store', description: "Kohakku's bucket (briefs/ and skills/).", default: 'kohakku', schema: nonEmpty },
+  // Backup store
+  { env: 'BACKUP_STORE', group: 'Backup store', description: '`s3`: bucket BACKUP_BUCKET on S3_ENDPOINT; `dir`: a local or mounted directory BACKUP_DIR.', default: 's3', schema: z.enum(['s3', 'dir']) },
+  { env: 'BACKUP_BUCKET', group: 'Backup store', description: 'Bucket for backups when BACKUP_STORE=s3.', default: 'kohakku-backups', schema: nonEmpty },
+  { env: 'BACKUP_DIR', group: 'Backup store', description: 'Directory for backups when BACKUP_STORE=dir (required then).', optional: true, schema: nonEmpty },
+  { env: 'KOHAKKU_DR_WORK_DIR', group: 'Backup store', description: "Worker's scratch directory for downloaded dumps; kept across retries so a resumed restore does not download again.", default: DEFAULT_WORK_DIR, schema: nonEmpty },
+  // Services
+  { env: 'SERVICE_ADAPTER', group: 'Services', description: 'How a Kohakku service is restarted: `command` (SERVICE_RESTART_COMMAND), `compose` (docker compose restart), `systemd` (systemctl restart), `kubectl` (kubectl rollout restart deployment).', default: 'systemd', schema: z.enum(SERVICE_ADAPTERS) },
+  { env: 'SERVICE_RESTART_COMMAND', group: 'Services', description: 'For SERVICE_ADAPTER=command: a JSON argument array; `{service}` is replaced by the service name. Run without a shell.', optional: true, schema: commandTemplate },
+  { env: 'COMPOSE_FILE', group: 'Services', description: 'For SERVICE_ADAPTER=compose: the compose file.', optional: true, schema: nonEmpty },
+  { env: 'KUBE_NAMESPACE', group: 'Services', description: 'For SERVICE_ADAPTER=kubectl: the namespace.', default: 'default', schema: nonEmpty },
+  { env: 'KOHAKKU_SERVICE_NAMES', group: 'Services', description: 'Unit, compose service or deployment name of each service.', default: 'controller=kohakku-controller,dispatcher=kohakku-dispatcher,monitor=kohakku-monitor', schema: serviceNameMap },
+  { env: 'KOHAKKU_CONTROLLER_HEALTH', group: 'Services', description: "Controller health check: http(s)://… (2xx is healthy) or tcp://host:port.", default: 'http://127.0.0.1:8080/healthz', schema: healthTarget },
+  { env: 'KOHAKKU_DISPATCHER_HEALTH', group: 'Services', description: 'Dispatcher health check.', default: 'http://127.0.0.1:8081/healthz', schema: healthTarget },
+  { env: 'KOHAKKU_MONITOR_HEALTH', group: 'Services', description: 'Monitor health check.', default: 'http://127.0.0.1:8082/healthz', schema: healthTarget },
+  // Kohakku model
+  { env: 'KOHAKKU_ACTIVE_CONTAINERS_SQL', group: 'Kohakku model', description: "Query on the Controller's database returning one `container` column: the containers the Monitor must register.", default: "SELECT container FROM tasks_task WHERE status = 'running' AND container IS NOT NULL", schema: nonEmpty },
+  { env: 'KOHAKKU_REDIS_CONTAINERS_KEY', group: 'Kohakku model', description: 'Redis set in which the Monitor registers active containers.', default: 'kohakku:containers', schema: nonEmpty },
+] as const satisfies readonly OptionSpec[];
+
+export interface Config {
+  temporal: { address: string; namespace: string; taskQueue: string };
+  postgres: {
+    host: string;
+    port: number;
+    user: string;
+    password?: string;
+    maintenanceDb: string;
+    databases: { controller: string; dispatcher: string };
+    binDir?: string;
+    restoreJobs: number;
+  };
+  redis: { host: string; port: number; password?: string; db: number };
+  s3: { endPoint: string; port: number; useSSL: boolean; accessKey: string; secretKey: string; region: string };
+  kohakkuBucket: string;
+  backupStore: { kind: 's3'; bucket: string } | { kind: 'dir'; dir: string };
+  workDir: string;
+  services: {
+    adapter: ServiceAdapterKind;
+    restartCommand?: string[];
+    composeFile?: string;
+    kubeNamespace: string;
+    names: Record<KohakkuService, string>;
+    health: Record<KohakkuService, string>;
+  };
+  model: { activeContainersSql: string; redisContainersKey: string };
+}
+
+/** A setting that is missing or invalid: the worker prints `message` (one line) and exits. */
+export class ConfigError extends Error {
+  constructor(
+    readonly setting: string,
+    detail: string,
+  ) {
+    super(`kohakku-dr: invalid setting ${setting}: ${detail}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function readOptions(env: Env): Record<string, unknown> {
+  const values: Record<string, unknown> = {};
+  for (const option of OPTIONS as readonly OptionSpec[]) {
+    const raw = env[option.env];
+    const given = raw !== undefined && raw !== '' ? raw : option.default;
+    if (given === undefined) {
+      if (option.optional) continue;
+      throw new ConfigError(option.env, 'required but not set');
+    }
+    const parsed = option.schema.safeParse(given);
+    if (!parsed.success) {
+      const shown = option.secret ? '(secret)' : JSON.stringify(given);
+      throw new ConfigError(option.env, `${parsed.error.issues[0]?.message ?? 'invalid'} (got ${shown})`);
+    }
+    values[option.env] = parsed.data;
+  }
+  return values;
+}
+
+/** Validates the whole environment once; throws ConfigError naming the first bad setting. */
+export function loadConfig(env: Env = process.env): Config {
+  const v = readOptions(env);
+  const str = (k: string) => v[k] as string;
+  const opt = (k: string) => v[k] as string | undefined;
+  const num = (k: string) => v[k] as number;
+
+  const endpoint = new URL(str('S3_ENDPOINT'));
+  const useSSL = endpoint.protocol === 'https:';
+  const backupKind = str('BACKUP_STORE') as 's3' | 'dir';
+  if (backupKind === 'dir' && !opt('BACKUP_DIR')) {
+    throw new ConfigError('BACKUP_DIR', 'required when BACKUP_STORE=dir');
+  }
+  const adapter = str('SERVICE_ADAPTER') as ServiceAdapterKind;
+  const restartCommand = v['SERVICE_RESTART_COMMAND'] as string[] | undefined;
+  if (adapter === 'command' && !restartCommand) {
+    throw new ConfigError('SERVICE_RESTART_COMMAND', 'required when SERVICE_ADAPTER=command');
+  }
+  const names = {
+    controller: 'kohakku-controller',
+    dispatcher: 'kohakku-dispatcher',
+    monitor: 'kohakku-monitor',
+    ...(v['KOHAKKU_SERVICE_NAMES'] as Partial<Record<KohakkuService, string>>),
+  };
+  const controllerDb = str('KOHAKKU_CONTROLLER_DB');
+  const dispatcherDb = str('KOHAKKU_DISPATCHER_DB');
+  if (controllerDb === dispatcherDb) {
+    throw new ConfigError('KOHAKKU_DISPATCHER_DB', 'must differ from KOHAKKU_CONTROLLER_DB');
+  }
+
+  return {
+    temporal: {
+      address: str('TEMPORAL_ADDRESS'),
+      namespace: str('TEMPORAL_NAMESPACE'),
+      taskQueue: str('KOHAKKU_DR_TASK_QUEUE'),
+    },
+    postgres: {
+      host: str('POSTGRES_HOST'),
+      port: num('POSTGRES_PORT'),
+      user: str('POSTGRES_USER'),
+      password: opt('POSTGRES_PASSWORD'),
+      maintenanceDb: str('POSTGRES_DB'),
+      databases: { controller: controllerDb, dispatcher: dispatcherDb },
+      binDir: opt('PG_BIN_DIR'),
+      restoreJobs: num('PG_RESTORE_JOBS'),
+    },
+    redis: {
+      host: str('REDIS_HOST'),
+      port: num('REDIS_PORT'),
+      password: opt('REDIS_PASSWORD'),
+      db: num('REDIS_DB'),
+    },
+    s3: {
+      endPoint: endpoint.hostname,
+      port: endpoint.port ? Number(endpoint.port) : useSSL ? 443 : 80,
+      useSSL,
+      accessKey: str('S3_ACCESS_KEY'),
+      secretKey: str('S3_SECRET_KEY'),
+      region: str('S3_REGION'),
+    },
+    kohakkuBucket: str('KOHAKKU_BUCKET'),
+    backupStore:
+      backupKind === 's3'
+        ? { kind: 's3', bucket: str('BACKUP_BUCKET') }
+        : { kind: 'dir', dir: path.resolve(str('BACKUP_DIR')) },
+    workDir: path.resolve(str('KOHAKKU_DR_WORK_DIR')),
+    services: {
+      adapter,
+      restartCommand,
+      composeFile: opt('COMPOSE_FILE'),
+      kubeNamespace: str('KUBE_NAMESPACE'),
+      names,
+      health: {
+        controller: str('KOHAKKU_CONTROLLER_HEALTH'),
+        dispatcher: str('KOHAKKU_DISPATCHER_HEALTH'),
+        monitor: str('KOHAKKU_MONITOR_HEALTH'),
+      },
+    },
+    model: {
+      activeContainersSql: str('KOHAKKU_ACTIVE_CONTAINERS_SQL'),
+      redisContainersKey: str('KOHAKKU_REDIS_CONTAINERS_KEY'),
+    },
+  };
+}
+
+/** The options table as Markdown, for the README (`npm run docs:config`). */
+export function optionsMarkdown(): string {
+  const rows = (OPTIONS as readonly OptionSpec[]).map((o) => {
+    const dflt = o.default === DEFAULT_WORK_DIR ? '`$TMPDIR/kohakku-dr-work`' : o.default !== undefined ? `\`${o.default}\`` : o.optional ? '(unset)' : '**required**';
+    return `| ${o.group} | \`${o.env}\` | ${dflt}${o.secret ? ' (secret)' : ''} | ${o.description.replace(/\|/g, '\\|')} |`;
+  });
+  return ['| group | variable | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
+}

@@ -1,0 +1,40 @@
+/**
+ * Error types raised as ApplicationFailure. Workflows list the non-retryable ones in their
+ * retry policies; operators see the type and a message that says what to do.
+ * Pure module: imported by workflows and activities alike.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+
+export const ErrorType = {
+  /** The input names something that does not exist or is malformed. */
+  InvalidInput: 'InvalidInput',
+  /** No backup set matches the request. */
+  BackupNotFound: 'BackupNotFound',
+  /** A dump's sha256 or size differs from its manifest, or pg_restore cannot read it. */
+  BackupCorrupt: 'BackupCorrupt',
+  /** The restored staging copy does not match the manifest's row counts or checksums. */
+  RestoreVerificationFailed: 'RestoreVerificationFailed',
+  /** A live database exists and the input did not say to replace it. */
+  LiveDataExists: 'LiveDataExists',
+  /** A service stayed unhealthy after the configured restart. */
+  ServiceUnhealthy: 'ServiceUnhealthy',
+  /** The Monitor did not register every active container, even after a restart. */
+  RegistrationIncomplete: 'RegistrationIncomplete',
+  /** An external tool is missing or too old for the server. */
+  ToolUnavailable: 'ToolUnavailable',
+} as const;
+export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
+
+/** Raised before anything live is touched; retrying cannot help, the operator must act. */
+export const NON_RETRYABLE_ERRORS: ErrorTypeName[] = [
+  ErrorType.InvalidInput,
+  ErrorType.BackupNotFound,
+  ErrorType.BackupCorrupt,
+  ErrorType.RestoreVerificationFailed,
+  ErrorType.LiveDataExists,
+  ErrorType.ToolUnavailable,
+];
+
+export function fail(type: ErrorTypeName, message: string, details?: unknown): ApplicationFailure {
+  return ApplicationFailure.create({ type, message, nonRetryable: true, details: details === undefined ? [] : [details] });
+}

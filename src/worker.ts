@@ -1,0 +1,37 @@
+/**
+ * The kohakku-dr worker: config → dependencies → activities → Worker.create.
+ * A missing or invalid setting stops it with one line naming the setting (exit 2).
+ */
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities } from './activities';
+import { createDeps } from './activities/deps';
+import { ConfigError, loadConfig } from './config';
+
+async function run(): Promise<void> {
+  const config = loadConfig();
+  const deps = createDeps(config);
+  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  try {
+    const worker = await Worker.create({
+      connection,
+      namespace: config.temporal.namespace,
+      taskQueue: config.temporal.taskQueue,
+      workflowsPath: require.resolve('./workflows'),
+      activities: createActivities(deps),
+    });
+    console.log(`kohakku-dr worker polling ${config.temporal.taskQueue} on ${config.temporal.address} (${config.temporal.namespace})`);
+    await worker.run(); // returns after SIGINT/SIGTERM, once in-flight tasks are done
+  } finally {
+    await connection.close();
+    await deps.close();
+  }
+}
+
+run().catch((err) => {
+  if (err instanceof ConfigError) {
+    console.error(err.message);
+    process.exit(2);
+  }
+  console.error(err);
+  process.exit(1);
+});

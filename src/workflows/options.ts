@@ -1,0 +1,22 @@
+/** Activity options shared by the workflows: what is retried, how often, and for how long. */
+import type { ActivityOptions } from '@temporalio/workflow';
+import { NON_RETRYABLE_ERRORS } from '../errors';
+
+const retry = {
+  initialInterval: '2s',
+  backoffCoefficient: 2,
+  maximumInterval: '1m',
+  maximumAttempts: 10,
+  nonRetryableErrorTypes: NON_RETRYABLE_ERRORS,
+};
+
+/** Quick look-ups and commands. */
+export const quick: ActivityOptions = { startToCloseTimeout: '2m', retry };
+
+/** Dumps, restores, transfers: long, heartbeating; a dead worker is noticed within the heartbeat timeout. */
+export const long: ActivityOptions = { startToCloseTimeout: '6h', heartbeatTimeout: '20s', retry };
+
+/** Polling waits with their own deadline inside. */
+export function waitUpTo(deadlineSeconds: number): ActivityOptions {
+  return { startToCloseTimeout: `${deadlineSeconds + 60}s`, heartbeatTimeout: '30s', retry };
+}

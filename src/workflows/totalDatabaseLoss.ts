@@ -1,0 +1,221 @@
+/**
+ * Total database loss — the runbook, in order:
+ *   1. restore Postgres from the latest (or a named) backup
+ *   2. Controller and Dispatcher reconnect (check health, restart them if they don't)
+ *   3. the Monitor rebuilds Redis (re-registers active containers)
+ *   4. running containers carry on (nothing to do: their tasks are back in Postgres)
+ * and a cleanup phase that always runs.
+ */
+import { CancellationScope, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { PostgresTarget, RestoreResult } from '../activities/postgres';
+import type { RegistrationReport } from '../activities/redis';
+import type { HealthReport } from '../activities/services';
+import type { KohakkuService } from '../config';
+import { ErrorType, fail } from '../errors';
+import { long, quick, waitUpTo } from './options';
+import { Procedure, type StepProgress } from './procedure';
+
+export interface TotalDatabaseLossInput {
+  /** A backup id (YYYYMMDDTHHMMSSZ) or "latest" (the default). */
+  backupId?: string;
+  /** Which databases were lost; both by default. */
+  targets?: PostgresTarget[];
+  /** A target database that still exists is moved aside and replaced only when this is true. */
+  replaceExisting?: boolean;
+  /** How long the services get to reconnect on their own before they are restarted. */
+  reconnectDeadlineSeconds?: number;
+  /** How long a restarted service gets to become healthy. */
+  restartDeadlineSeconds?: number;
+  /** How long the Monitor gets to register every active container (again after its restart). */
+  registrationDeadlineSeconds?: number;
+}
+
+export interface TotalDatabaseLossResult {
+  procedure: 'total-database-loss';
+  recoveryId: string;
+  backupId: string;
+  backupCreatedAt: string;
+  restored: RestoreResult[];
+  services: (HealthReport & { restarted: boolean })[];
+  registrations: RegistrationReport & { monitorRestarted: boolean };
+  steps: StepProgress[];
+  startedAt: string;
+  completedAt: string;
+  durationMs: number;
+}
+
+const STEPS = [
+  'resolve backup',
+  'verify backup files',
+  'restore databases',
+  'controller and dispatcher reconnect',
+  'monitor rebuilds redis',
+  'cleanup',
+] as const;
+
+const { resolvePostgresBackup, liveDatabases, restartService, cleanupPostgresRestore } = proxyActivities<Activities>(quick);
+const { preparePostgresRestore, restorePostgresDatabase } = proxyActivities<Activities>(long);
+
+function validate(input: TotalDatabaseLossInput): Required<Omit<TotalDatabaseLossInput, 'backupId'>> & { backupId: string } {
+  const targets = input.targets ?? ['controller', 'dispatcher'];
+  if (!Array.isArray(targets) || targets.length === 0 || new Set(targets).size !== targets.length) {
+    throw fail(ErrorType.InvalidInput, 'targets must be a non-empty list of distinct targets: controller, dispatcher');
+  }
+  const seconds = (name: string, value: number | undefined, dflt: number) => {
+    const v = value ?? dflt;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 86400) {
+      throw fail(ErrorType.InvalidInput, `${name} must be a number of seconds between 1 and 86400, got ${JSON.stringify(value)}`);
+    }
+    return v;
+  };
+  return {
+    backupId: input.backupId ?? 'latest',
+    targets,
+    replaceExisting: input.replaceExisting === true,
+    reconnectDeadlineSeconds: seconds('reconnectDeadlineSeconds', input.reconnectDeadlineSeconds, 60),
+    restartDeadlineSeconds: seconds('restartDeadlineSeconds', input.restartDeadlineSeconds, 120),
+    registrationDeadlineSeconds: seconds('registrationDeadlineSeconds', input.registrationDeadlineSeconds, 60),
+  };
+}
+
+/** Waits for a service to be healthy; restarts it through the adapter if it does not reconnect in time. */
+async function reconnectOrRestart(
+  service: KohakkuService,
+  reconnectSeconds: number,
+  restartSeconds: number,
+): Promise<HealthReport & { restarted: boolean }> {
+  const { waitForHealthy } = proxyActivities<Activities>(waitUpTo(Math.max(reconnectSeconds, restartSeconds)));
+  const first = await waitForHealthy({ service, deadlineSeconds: reconnectSeconds });
+  if (first.healthy) return { ...first, restarted: false };
+  await restartService({ service });
+  const second = await waitForHealthy({ service, deadlineSeconds: restartSeconds });
+  if (!second.healthy) {
+    throw fail(
+      ErrorType.ServiceUnhealthy,
+      `${service} is still unhealthy ${restartSeconds} s after a restart (${second.lastError}); check its logs, then run this recovery again — restored databases are kept`,
+    );
+  }
+  return { ...second, restarted: true };
+}
+
+export async function totalDatabaseLoss(rawInput: TotalDatabaseLossInput = {}): Promise<TotalDatabaseLossResult> {
+  const procedure = new Procedure('Total database loss', STEPS);
+  const info = workflowInfo();
+  // Unique per run: staging and moved-aside names derive from it.
+  const recoveryId = `${info.workflowId}/${info.runId}`;
+  const started = Date.now();
+  let input: ReturnType<typeof validate> | undefined;
+  try {
+    input = validate(rawInput);
+    const { targets } = input;
+
+    const backup = await procedure.step(
+      'resolve backup',
+      `finding backup "${input.backupId}" and checking which databases exist`,
+      async () => {
+        const summary = await resolvePostgresBackup({ backupId: input!.backupId, targets });
+        const live = await liveDatabases({ targets });
+        if (live.length > 0 && !input!.replaceExisting) {
+          throw fail(
+            ErrorType.LiveDataExists,
+            `database(s) ${live.join(', ')} still exist; nothing was touched. Start again with replaceExisting: true to move them aside and restore`,
+          );
+        }
+        return { summary, live };
+      },
+      ({ summary, live }) => `backup ${summary.id} (${summary.createdAt})${live.length ? `; will move aside: ${live.join(', ')}` : ''}`,
+    );
+    const backupId = backup.summary.id;
+
+    await procedure.step(
+      'verify backup files',
+      `downloading and checking sha256 of ${targets.length} dump(s)`,
+      () => Promise.all(targets.map((target) => preparePostgresRestore({ backupId, target, recoveryId }))),
+      (prepared) => prepared.map((p) => `${p.database}: ${p.size} B, ${p.tocEntries} TOC entries`).join('; '),
+    );
+
+    const restored = await procedure.step(
+      'restore databases',
+      `pg_restore into staging databases, verify against the manifest, swap in`,
+      () =>
+        Promise.all(
+          targets.map((target) => restorePostgresDatabase({ backupId, target, recoveryId, replaceExisting: input!.replaceExisting })),
+        ),
+      (results) => results.map((r) => `${r.database}: ${r.tablesVerified} tables, ${r.rowsVerified} rows verified`).join('; '),
+    );
+
+    const services = await procedure.step(
+      'controller and dispatcher reconnect',
+      `controller and dispatcher healthy (restart after ${input.reconnectDeadlineSeconds} s)`,
+      () =>
+        Promise.all(
+          (['controller', 'dispatcher'] as const).map((s) =>
+            reconnectOrRestart(s, input!.reconnectDeadlineSeconds, input!.restartDeadlineSeconds),
+          ),
+        ),
+      (reports) => reports.map((r) => `${r.service} ${r.restarted ? 'restarted' : 'reconnected'}`).join(', '),
+    );
+
+    const registrations = await procedure.step(
+      'monitor rebuilds redis',
+      'the Monitor registering every active container in Redis',
+      async () => {
+        const { waitForRegistrations } = proxyActivities<Activities>(waitUpTo(input!.registrationDeadlineSeconds));
+        const first = await waitForRegistrations({ deadlineSeconds: input!.registrationDeadlineSeconds });
+        if (first.complete) return { ...first, monitorRestarted: false };
+        procedure.note('monitor rebuilds redis', `${first.missing.length}+ missing after ${input!.registrationDeadlineSeconds} s: restarting the Monitor`);
+        await reconnectOrRestartMonitor(input!.restartDeadlineSeconds);
+        const second = await waitForRegistrations({ deadlineSeconds: input!.registrationDeadlineSeconds });
+        if (!second.complete) {
+          throw fail(
+            ErrorType.RegistrationIncomplete,
+            `${second.expected - second.registered} active container(s) still unregistered after a Monitor restart (e.g. ${second.missing.slice(0, 3).join(', ')})`,
+            second,
+          );
+        }
+        return { ...second, monitorRestarted: true };
+      },
+      (r) => `${r.registered}/${r.expected} containers registered${r.monitorRestarted ? ' after a Monitor restart' : ''}`,
+    );
+
+    await runCleanup(procedure, recoveryId, targets);
+    procedure.finish('completed');
+    return {
+      procedure: 'total-database-loss',
+      recoveryId,
+      backupId,
+      backupCreatedAt: backup.summary.createdAt,
+      restored,
+      services,
+      registrations,
+      steps: procedure.progress.steps,
+      startedAt: new Date(started).toISOString(),
+      completedAt: new Date(Date.now()).toISOString(),
+      durationMs: Date.now() - started,
+    };
+  } catch (err) {
+    procedure.finish('cleaning-up', (err as Error).message);
+    // The cleanup phase always runs, also on failure and cancellation.
+    await CancellationScope.nonCancellable(() => runCleanup(procedure, recoveryId, input?.targets ?? ['controller', 'dispatcher']));
+    procedure.finish('failed', (err as Error).message);
+    throw err;
+  }
+}
+
+async function reconnectOrRestartMonitor(restartSeconds: number): Promise<void> {
+  await restartService({ service: 'monitor' });
+  const { waitForHealthy } = proxyActivities<Activities>(waitUpTo(restartSeconds));
+  const health = await waitForHealthy({ service: 'monitor', deadlineSeconds: restartSeconds });
+  if (!health.healthy) throw fail(ErrorType.ServiceUnhealthy, `the Monitor is unhealthy after a restart: ${health.lastError}`);
+}
+
+async function runCleanup(procedure: Procedure, recoveryId: string, targets: PostgresTarget[]): Promise<void> {
+  if (procedure.progress.steps.find((s) => s.name === 'cleanup')?.status === 'done') return;
+  await procedure.step(
+    'cleanup',
+    'dropping this recovery’s staging databases and local dump copies',
+    () => cleanupPostgresRestore({ recoveryId, targets }),
+    (r) => (r.droppedStaging.length ? `dropped ${r.droppedStaging.join(', ')}` : 'nothing left behind'),
+  );
+}
