@@ -1,0 +1,3 @@
+import { runDatabaseService } from './databaseService';
+
+runDatabaseService('controller');

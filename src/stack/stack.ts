@@ -1,0 +1,230 @@
+/**
+ * The embedded local stack: PostgreSQL (initdb + pg_ctl), redis-server with AOF on, MinIO and
+ * the Temporal dev server, each on a free loopback port inside one temporary folder. Used by
+ * the test harness (one stack per test run) and by the drill. The machine's own PostgreSQL and
+ * Redis are never touched.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Client } from 'pg';
+import { createCommandRunner } from '../activities/exec';
+import { freePort, isAlive, startDaemon, stopDaemon, tcpOpen, waitUntil, type Daemon } from './processes';
+import { toolPaths, type ToolPaths } from './tools';
+
+const STACK_PREFIX = 'kohakku-dr-stack-';
+
+export interface StackInfo {
+  dir: string;
+  ownerPid: number;
+  tools: ToolPaths;
+  postgres: { port: number; dataDir: string; socketDir: string; user: string; log: string; runAs?: { uid: number; gid: number } };
+  redis: { port: number; dir: string; args: string[]; pid: number; log: string };
+  minio: { port: number; consolePort: number; dataDir: string; accessKey: string; secretKey: string; pid: number; log: string };
+  temporal: { port: number; uiPort: number; dbFile: string; pid: number; log: string; namespace: string };
+  /** Other daemons started on this stack (reference Kohakku services); stopped with it. */
+  extraPidsFile: string;
+}
+
+export function stackFile(dir: string): string {
+  return path.join(dir, 'stack.json');
+}
+
+export function readStack(dir: string): StackInfo {
+  return JSON.parse(readFileSync(stackFile(dir), 'utf8')) as StackInfo;
+}
+
+/** PostgreSQL refuses to run as root; when we are root, its processes run as the `postgres` user. */
+function postgresRunAs(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  try {
+    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+    return { uid, gid };
+  } catch {
+    throw new Error('running as root needs a `postgres` system user to run the stack’s PostgreSQL (apt-get install postgresql-15)');
+  }
+}
+
+export function redisArgs(port: number, dir: string): string[] {
+  return ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '3600 1', '--daemonize', 'no', '--protected-mode', 'no'];
+}
+
+export function startRedis(stack: Pick<StackInfo, 'tools' | 'redis'>): Daemon {
+  return startDaemon('redis', stack.tools.redisServer, stack.redis.args, { log: stack.redis.log });
+}
+
+export async function waitForRedis(port: number, log?: string): Promise<void> {
+  const run = createCommandRunner();
+  const { redisCli } = toolPaths();
+  await waitUntil(
+    `redis-server on ${port}`,
+    async () => (await run(redisCli, ['-p', String(port), 'PING'])).stdout.trim() === 'PONG',
+    20000,
+    log,
+  );
+}
+
+/** Starts a fresh stack in a new temporary folder. Stops what it started if any part fails. */
+export async function startStack(options: { withTemporalUi?: boolean; log?: (line: string) => void } = {}): Promise<StackInfo> {
+  const say = options.log ?? (() => undefined);
+  await reapStaleStacks(say);
+  const tools = toolPaths();
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), STACK_PREFIX));
+  await fs.chmod(dir, 0o755);
+  const run = createCommandRunner();
+  const runAs = postgresRunAs();
+  const started: number[] = [];
+  const partial: Partial<StackInfo> = { dir, ownerPid: process.pid, tools, extraPidsFile: path.join(dir, 'extra-pids') };
+  const save = () => fs.writeFile(stackFile(dir), JSON.stringify(partial, null, 2));
+  try {
+    await save();
+    // PostgreSQL
+    const pgDir = path.join(dir, 'postgres');
+    await fs.mkdir(pgDir);
+    if (runAs) await fs.chown(pgDir, runAs.uid, runAs.gid);
+    const pgPort = await freePort();
+    partial.postgres = { port: pgPort, dataDir: path.join(pgDir, 'data'), socketDir: pgDir, user: 'postgres', log: path.join(pgDir, 'postgres.log'), runAs };
+    await save();
+    say(`postgres: initdb (port ${pgPort})`);
+    const asPg = runAs ? { uid: runAs.uid, gid: runAs.gid } : {};
+    execFileSync(path.join(tools.pgBinDir, 'initdb'), ['-D', partial.postgres.dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync'], { ...asPg, stdio: 'pipe' });
+    execFileSync(
+      path.join(tools.pgBinDir, 'pg_ctl'),
+      ['start', '-w', '-t', '60', '-D', partial.postgres.dataDir, '-l', partial.postgres.log, '-o', `-p ${pgPort} -k ${pgDir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`],
+      { ...asPg, stdio: 'pipe' },
+    );
+    // Redis, AOF on
+    const redisDir = path.join(dir, 'redis');
+    await fs.mkdir(redisDir);
+    const redisPort = await freePort();
+    partial.redis = { port: redisPort, dir: redisDir, args: redisArgs(redisPort, redisDir), pid: 0, log: path.join(redisDir, 'redis.log') };
+    const redis = startRedis(partial as StackInfo);
+    partial.redis.pid = redis.pid;
+    started.push(redis.pid);
+    await save();
+    // MinIO
+    const minioDir = path.join(dir, 'minio');
+    await fs.mkdir(path.join(minioDir, 'data'), { recursive: true });
+    const minioPort = await freePort();
+    const consolePort = await freePort();
+    const accessKey = 'kohakku-dr';
+    const secretKey = 'kohakku-dr-local-secret';
+    const minio = startDaemon(
+      'minio',
+      tools.minio,
+      ['server', '--quiet', '--address', `127.0.0.1:${minioPort}`, '--console-address', `127.0.0.1:${consolePort}`, path.join(minioDir, 'data')],
+      { log: path.join(minioDir, 'minio.log'), env: { MINIO_ROOT_USER: accessKey, MINIO_ROOT_PASSWORD: secretKey, MINIO_BROWSER: 'off', MINIO_UPDATE: 'off' } },
+    );
+    started.push(minio.pid);
+    partial.minio = { port: minioPort, consolePort, dataDir: path.join(minioDir, 'data'), accessKey, secretKey, pid: minio.pid, log: minio.log };
+    await save();
+    // Temporal dev server (SQLite on disk, so it survives its own restart)
+    const temporalDir = path.join(dir, 'temporal');
+    await fs.mkdir(temporalDir);
+    const temporalPort = await freePort();
+    const uiPort = await freePort();
+    const temporal = startDaemon(
+      'temporal',
+      tools.temporal,
+      [
+        'server', 'start-dev',
+        '--ip', '127.0.0.1',
+        '--port', String(temporalPort),
+        '--ui-port', String(uiPort),
+        ...(options.withTemporalUi ? [] : ['--headless']),
+        '--db-filename', path.join(temporalDir, 'temporal.db'),
+        '--log-level', 'warn',
+      ],
+      { log: path.join(temporalDir, 'temporal.log') },
+    );
+    started.push(temporal.pid);
+    partial.temporal = { port: temporalPort, uiPort, dbFile: path.join(temporalDir, 'temporal.db'), pid: temporal.pid, log: temporal.log, namespace: 'default' };
+    await save();
+
+    say('waiting for postgres, redis, minio and temporal');
+    await waitUntil('postgres', async () => {
+      const c = new Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', database: 'postgres' });
+      await c.connect();
+      await c.end();
+      return true;
+    }, 30000, partial.postgres.log);
+    await waitForRedis(redisPort, partial.redis.log);
+    await waitUntil('minio', async () => (await fetch(`http://127.0.0.1:${minioPort}/minio/health/live`)).ok, 60000, minio.log);
+    await waitUntil('temporal', () => tcpOpen(temporalPort), 60000, temporal.log);
+    // The frontend port opens before the namespace is usable; ask the server itself.
+    await waitUntil(
+      'temporal namespace default',
+      async () => {
+        await run(tools.temporal, ['operator', 'namespace', 'describe', '--address', `127.0.0.1:${temporalPort}`, '--namespace', 'default']);
+        return true;
+      },
+      60000,
+      temporal.log,
+    );
+    return partial as StackInfo;
+  } catch (err) {
+    await stopStack(partial as StackInfo, { keepDir: true }).catch(() => undefined);
+    throw new Error(`local stack failed to start (files kept in ${dir}): ${(err as Error).message}`);
+  }
+}
+
+export function extraPids(stack: StackInfo): number[] {
+  if (!existsSync(stack.extraPidsFile)) return [];
+  return readFileSync(stack.extraPidsFile, 'utf8').split('\n').filter(Boolean).map(Number);
+}
+
+/** Stops every process of the stack and removes its folder (unless keepDir). */
+export async function stopStack(stack: StackInfo, options: { keepDir?: boolean } = {}): Promise<void> {
+  const pids = [...extraPids(stack), stack.temporal?.pid, stack.minio?.pid, stack.redis?.pid].filter((p): p is number => !!p);
+  // Redis may have been restarted by a test; its current pid is in its pidfile-less stack.json.
+  await Promise.all(pids.map((pid) => stopDaemon(pid, 5000)));
+  if (stack.postgres && existsSync(path.join(stack.postgres.dataDir, 'postmaster.pid'))) {
+    try {
+      execFileSync(path.join(stack.tools.pgBinDir, 'pg_ctl'), ['stop', '-m', 'immediate', '-w', '-D', stack.postgres.dataDir], {
+        stdio: 'pipe',
+        ...(stack.postgres.runAs ?? {}),
+      });
+    } catch {
+      const pid = Number(readFileSync(path.join(stack.postgres.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      if (pid) await stopDaemon(pid, 2000, 'SIGQUIT');
+    }
+  }
+  if (!options.keepDir && stack.dir) await fs.rm(stack.dir, { recursive: true, force: true });
+}
+
+/** Stops stacks whose owning process is gone (a run that was SIGKILLed or lost power). */
+export async function reapStaleStacks(say: (line: string) => void = () => undefined): Promise<void> {
+  for (const name of readdirSync(os.tmpdir())) {
+    if (!name.startsWith(STACK_PREFIX)) continue;
+    const dir = path.join(os.tmpdir(), name);
+    try {
+      const stack = readStack(dir);
+      if (isAlive(stack.ownerPid)) continue;
+      say(`reaping stale stack ${dir} (owner ${stack.ownerPid} is gone)`);
+      await stopStack(stack);
+    } catch {
+      // not a stack we can read; leave it
+    }
+  }
+}
+
+/** Environment for the kohakku-dr worker and CLI pointed at this stack. */
+export function stackEnv(stack: StackInfo): Record<string, string> {
+  return {
+    TEMPORAL_ADDRESS: `127.0.0.1:${stack.temporal.port}`,
+    TEMPORAL_NAMESPACE: stack.temporal.namespace,
+    POSTGRES_HOST: '127.0.0.1',
+    POSTGRES_PORT: String(stack.postgres.port),
+    POSTGRES_USER: stack.postgres.user,
+    POSTGRES_DB: 'postgres',
+    PG_BIN_DIR: stack.tools.pgBinDir,
+    REDIS_HOST: '127.0.0.1',
+    REDIS_PORT: String(stack.redis.port),
+    S3_ENDPOINT: `http://127.0.0.1:${stack.minio.port}`,
+    S3_ACCESS_KEY: stack.minio.accessKey,
+    S3_SECRET_KEY: stack.minio.secretKey,
+    KOHAKKU_DR_WORK_DIR: path.join(stack.dir, 'dr-work'),
+  };
+}

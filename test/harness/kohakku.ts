@@ -1,0 +1,171 @@
+/**
+ * Test helpers on the run's shared stack: the reference Kohakku on it, a real worker process,
+ * a Temporal client, and checks computed independently of the code under test.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { Client as TemporalClient, Connection, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
+import { Redis } from 'ioredis';
+import * as Minio from 'minio';
+import { Client } from 'pg';
+import type { ReferenceModel } from '../../src/reference/model';
+import { referenceModelOn, workerEnvFor } from '../../src/reference/onStack';
+import { seedReferenceKohakku, type SeedOptions } from '../../src/reference/seed';
+import { startReferenceService, stopReferenceServices, type ServiceOptions } from '../../src/reference/supervisor';
+import { readStack, type StackInfo } from '../../src/stack/stack';
+import { STACK_DIR_ENV } from './globalSetup';
+
+export const DIST = path.resolve(__dirname, '../../dist');
+
+export function testStack(): StackInfo {
+  const dir = process.env[STACK_DIR_ENV];
+  if (!dir) throw new Error('no test stack: run through jest (globalSetup starts it)');
+  return readStack(dir);
+}
+
+export function pgClient(stack: StackInfo, database = 'postgres'): Client {
+  return new Client({ host: '127.0.0.1', port: stack.postgres.port, user: 'postgres', database });
+}
+
+export async function sql<T extends object = Record<string, unknown>>(stack: StackInfo, database: string, text: string, params: unknown[] = []): Promise<T[]> {
+  const c = pgClient(stack, database);
+  await c.connect();
+  try {
+    return (await c.query<T>(text, params)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+export async function databases(stack: StackInfo): Promise<string[]> {
+  return (await sql<{ datname: string }>(stack, 'postgres', 'SELECT datname FROM pg_database ORDER BY 1')).map((r) => r.datname);
+}
+
+/** A real disaster: sessions terminated, the database dropped. */
+export async function dropDatabase(stack: StackInfo, name: string): Promise<void> {
+  await sql(stack, 'postgres', `DROP DATABASE IF EXISTS "${name.replace(/"/g, '""')}" WITH (FORCE)`);
+}
+
+/**
+ * Row count and checksum per table, computed here with a different query than the product's
+ * (rows sorted by their text, concatenated), so a shared bug cannot hide.
+ */
+export async function tableFingerprints(stack: StackInfo, database: string): Promise<Record<string, string>> {
+  const c = pgClient(stack, database);
+  await c.connect();
+  try {
+    const tables = await c.query<{ t: string }>(
+      `SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`,
+    );
+    const out: Record<string, string> = {};
+    for (const { t } of tables.rows) {
+      const r = await c.query<{ n: string; h: string | null }>(`SELECT count(*) AS n, md5(string_agg(x::text, '|' ORDER BY x::text)) AS h FROM ${t} x`);
+      out[t] = `${r.rows[0]!.n}:${r.rows[0]!.h}`;
+    }
+    const seq = await c.query<{ last_value: string }>(`SELECT last_value FROM tasks_task_id_seq`).catch(() => undefined);
+    if (seq) out['sequence tasks_task_id_seq'] = seq.rows[0]!.last_value;
+    return out;
+  } finally {
+    await c.end();
+  }
+}
+
+export interface TestKohakku {
+  stack: StackInfo;
+  model: ReferenceModel;
+  workerEnv: Record<string, string>;
+}
+
+/** A fresh reference Kohakku on the shared stack: clears what an earlier test file left. */
+export async function freshKohakku(name: string, seed: SeedOptions, services: Partial<Record<'controller' | 'dispatcher' | 'monitor' | 'agents', ServiceOptions | false>> = {}): Promise<TestKohakku> {
+  const stack = testStack();
+  const model = await referenceModelOn(stack, name);
+  for (const db of await databases(stack)) if (db.startsWith('kohakku')) await dropDatabase(stack, db);
+  const redis = new Redis({ port: stack.redis.port, lazyConnect: true });
+  await redis.connect();
+  await redis.flushall();
+  redis.disconnect();
+  const s3 = minioClient(stack);
+  for (const bucket of await s3.listBuckets()) await deleteBucket(s3, bucket.name);
+  await seedReferenceKohakku(model, seed);
+  for (const service of ['controller', 'dispatcher', 'monitor', 'agents'] as const) {
+    const options = services[service];
+    if (options === false) continue;
+    await startReferenceService(model, service, { pidsFile: stack.extraPidsFile, ...options });
+  }
+  const workerEnv = { ...workerEnvFor(stack, model), KOHAKKU_DR_TASK_QUEUE: `test-${name}` };
+  return { stack, model, workerEnv };
+}
+
+export async function stopKohakku(k: TestKohakku): Promise<void> {
+  await stopReferenceServices(k.model.stateDir);
+}
+
+export function minioClient(stack: StackInfo): Minio.Client {
+  return new Minio.Client({ endPoint: '127.0.0.1', port: stack.minio.port, useSSL: false, accessKey: stack.minio.accessKey, secretKey: stack.minio.secretKey });
+}
+
+async function deleteBucket(s3: Minio.Client, bucket: string): Promise<void> {
+  const names: string[] = [];
+  for await (const o of s3.listObjectsV2(bucket, '', true)) names.push((o as { name: string }).name);
+  if (names.length) await s3.removeObjects(bucket, names);
+  await s3.removeBucket(bucket);
+}
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  output(): string;
+  exited: Promise<number | null>;
+  /** Graceful stop (SIGTERM). */
+  stop(): Promise<void>;
+  /** A crash: SIGKILL to the worker only; children it started (pg_restore) are orphaned as in real life. */
+  kill(): Promise<void>;
+}
+
+/** Starts `node dist/worker.js` as its own process and waits until it polls. */
+export async function startWorker(env: Record<string, string>): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, [path.join(DIST, 'worker.js')], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 60000;
+  while (!out.includes('worker polling')) {
+    if (child.exitCode !== null) throw new Error(`worker exited ${child.exitCode}: ${out}`);
+    if (Date.now() > deadline) throw new Error(`worker did not start: ${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    child,
+    output: () => out,
+    exited,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+    async kill() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+export async function temporalClient(stack: StackInfo): Promise<TemporalClient> {
+  const connection = await Connection.connect({ address: `127.0.0.1:${stack.temporal.port}` });
+  return new TemporalClient({ connection, namespace: stack.temporal.namespace });
+}
+
+/** The ApplicationFailure type at the root of a failed workflow. */
+export function failureType(err: unknown): string | undefined {
+  let e: unknown = err instanceof WorkflowFailedError ? err.cause : err;
+  while (e instanceof TemporalFailure) {
+    if (e instanceof ApplicationFailure) return e.type ?? undefined;
+    e = e.cause;
+  }
+  return undefined;
+}
+
+export async function health(port: number): Promise<number> {
+  return (await fetch(`http://127.0.0.1:${port}/healthz`)).status;
+}
