@@ -450,7 +450,7 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
   async function cleanupPostgresRestore(input: { recoveryId: string; targets: PostgresTarget[] }): Promise<{ droppedStaging: string[] }> {
     const dropped: string[] = [];
     await admin(async (c) => {
-      for (const t of input.targets) {
+      for (const t of input.targets.filter((x) => POSTGRES_TARGETS.includes(x))) {
         const staging = stagingName(databaseOf(t), input.recoveryId);
         if ((await databaseComment(c, staging)) !== undefined) {
           await dropDatabase(c, staging);

@@ -6,7 +6,7 @@ import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PostgresManifest, PostgresTarget } from '../activities/postgres';
 import { long } from './options';
-import { Procedure } from './procedure';
+import { Procedure, surfaceFailure } from './procedure';
 
 const { backupPostgres } = proxyActivities<Activities>(long);
 
@@ -32,7 +32,8 @@ export async function postgresBackup(input: PostgresBackupInput = {}): Promise<P
     procedure.finish('completed');
     return manifest;
   } catch (err) {
-    procedure.finish('failed', (err as Error).message);
-    throw err;
+    const failure = surfaceFailure(err);
+    procedure.finish('failed', (failure as Error).message);
+    throw failure;
   }
 }

@@ -5,7 +5,7 @@
  * Time: inside the workflow sandbox the SDK replaces Date with the workflow task's time, so
  * `Date.now()` here is replay-safe; it is the only clock this file uses.
  */
-import { defineQuery, setCurrentDetails, setHandler } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, defineQuery, setCurrentDetails, setHandler } from '@temporalio/workflow';
 
 export type StepStatus = 'pending' | 'running' | 'done' | 'failed' | 'skipped';
 
@@ -65,7 +65,7 @@ export class Procedure {
       return result;
     } catch (err) {
       step.status = 'failed';
-      step.detail = (err as Error).message;
+      step.detail = rootMessage(err);
       throw err;
     } finally {
       step.endedAt = new Date(Date.now()).toISOString();
@@ -106,4 +106,26 @@ export class Procedure {
     ];
     setCurrentDetails(lines.join('\n\n'));
   }
+}
+
+function rootMessage(err: unknown): string {
+  return err instanceof ActivityFailure && err.cause ? err.cause.message : (err as Error).message;
+}
+
+/**
+ * An activity's typed failure becomes the workflow's own, so `temporal workflow describe`, the
+ * UI and the CLI show e.g. `BackupCorrupt: dump … is corrupt` rather than "activity failed".
+ */
+export function surfaceFailure(err: unknown): unknown {
+  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
+    const cause = err.cause;
+    return ApplicationFailure.create({
+      type: cause.type ?? undefined,
+      message: cause.message,
+      nonRetryable: true,
+      details: cause.details ?? undefined,
+      cause: err,
+    });
+  }
+  return err;
 }

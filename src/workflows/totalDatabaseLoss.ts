@@ -14,7 +14,7 @@ import type { HealthReport } from '../activities/services';
 import type { KohakkuService } from '../config';
 import { ErrorType, fail } from '../errors';
 import { long, quick, waitUpTo } from './options';
-import { Procedure, type StepProgress } from './procedure';
+import { Procedure, surfaceFailure, type StepProgress } from './procedure';
 
 export interface TotalDatabaseLossInput {
   /** A backup id (YYYYMMDDTHHMMSSZ) or "latest" (the default). */
@@ -59,7 +59,8 @@ const { preparePostgresRestore, restorePostgresDatabase } = proxyActivities<Acti
 
 function validate(input: TotalDatabaseLossInput): Required<Omit<TotalDatabaseLossInput, 'backupId'>> & { backupId: string } {
   const targets = input.targets ?? ['controller', 'dispatcher'];
-  if (!Array.isArray(targets) || targets.length === 0 || new Set(targets).size !== targets.length) {
+  const known: PostgresTarget[] = ['controller', 'dispatcher'];
+  if (!Array.isArray(targets) || targets.length === 0 || new Set(targets).size !== targets.length || targets.some((t) => !known.includes(t))) {
     throw fail(ErrorType.InvalidInput, 'targets must be a non-empty list of distinct targets: controller, dispatcher');
   }
   const seconds = (name: string, value: number | undefined, dflt: number) => {
@@ -69,8 +70,12 @@ function validate(input: TotalDatabaseLossInput): Required<Omit<TotalDatabaseLos
     }
     return v;
   };
+  const backupId = input.backupId ?? 'latest';
+  if (backupId !== 'latest' && !/^\d{8}T\d{6}Z$/.test(backupId)) {
+    throw fail(ErrorType.InvalidInput, `"${backupId}" is not a backup id (expected YYYYMMDDTHHMMSSZ or "latest"; kohakku-dr backups lists them)`);
+  }
   return {
-    backupId: input.backupId ?? 'latest',
+    backupId,
     targets,
     replaceExisting: input.replaceExisting === true,
     reconnectDeadlineSeconds: seconds('reconnectDeadlineSeconds', input.reconnectDeadlineSeconds, 60),
@@ -195,11 +200,12 @@ export async function totalDatabaseLoss(rawInput: TotalDatabaseLossInput = {}): 
       durationMs: Date.now() - started,
     };
   } catch (err) {
-    procedure.finish('cleaning-up', (err as Error).message);
+    procedure.finish('cleaning-up', (surfaceFailure(err) as Error).message);
     // The cleanup phase always runs, also on failure and cancellation.
     await CancellationScope.nonCancellable(() => runCleanup(procedure, recoveryId, input?.targets ?? ['controller', 'dispatcher']));
-    procedure.finish('failed', (err as Error).message);
-    throw err;
+    const failure = surfaceFailure(err);
+    procedure.finish('failed', (failure as Error).message);
+    throw failure;
   }
 }
 

@@ -99,6 +99,7 @@ export async function freshKohakku(name: string, seed: SeedOptions, services: Pa
 }
 
 export async function stopKohakku(k: TestKohakku): Promise<void> {
+  await closeTemporal();
   await stopReferenceServices(k.model.stateDir);
 }
 
@@ -151,9 +152,18 @@ export async function startWorker(env: Record<string, string>): Promise<WorkerPr
   };
 }
 
+let connection: Promise<Connection> | undefined;
+
+/** One connection per test file; closeTemporal() in afterAll. */
 export async function temporalClient(stack: StackInfo): Promise<TemporalClient> {
-  const connection = await Connection.connect({ address: `127.0.0.1:${stack.temporal.port}` });
-  return new TemporalClient({ connection, namespace: stack.temporal.namespace });
+  connection ??= Connection.connect({ address: `127.0.0.1:${stack.temporal.port}` });
+  return new TemporalClient({ connection: await connection, namespace: stack.temporal.namespace });
+}
+
+export async function closeTemporal(): Promise<void> {
+  const c = connection;
+  connection = undefined;
+  if (c) await (await c).close();
 }
 
 /** The ApplicationFailure type at the root of a failed workflow. */
