@@ -18,26 +18,33 @@ const healthTarget = z
   .string()
   .trim()
   .refine((v) => /^(https?|tcp):\/\/[^/]+/.test(v), 'expected http://host:port/path or tcp://host:port');
-const commandTemplate = z
-  .string()
-  .transform((v, ctx) => {
-    try {
-      const parsed: unknown = JSON.parse(v);
-      if (Array.isArray(parsed) && parsed.length > 0 && parsed.every((p) => typeof p === 'string')) {
-        return parsed as string[];
-      }
-    } catch {
-      // fall through to the issue below
+const commandTemplate = z.string().transform((v, ctx) => {
+  try {
+    const parsed: unknown = JSON.parse(v);
+    if (Array.isArray(parsed) && parsed.length > 0 && parsed.every((p) => typeof p === 'string')) {
+      return parsed as string[];
     }
-    ctx.addIssue({ code: 'custom', message: 'expected a JSON array of strings, e.g. ["systemctl","restart","{service}"]' });
-    return z.NEVER;
+  } catch {
+    // fall through to the issue below
+  }
+  ctx.addIssue({
+    code: 'custom',
+    message: 'expected a JSON array of strings, e.g. ["systemctl","restart","{service}"]',
   });
+  return z.NEVER;
+});
 const serviceNameMap = z.string().transform((v, ctx) => {
   const map: Record<string, string> = {};
-  for (const pair of v.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const pair of v
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const [key, value] = pair.split('=').map((p) => p.trim());
     if (!key || !value || !(SERVICE_NAMES as readonly string[]).includes(key)) {
-      ctx.addIssue({ code: 'custom', message: `expected ${SERVICE_NAMES.join('|')}=NAME pairs, got "${pair}"` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected ${SERVICE_NAMES.join('|')}=NAME pairs, got "${pair}"`,
+      });
       return z.NEVER;
     }
     map[key] = value;
@@ -60,47 +67,258 @@ const DEFAULT_WORK_DIR = path.join(os.tmpdir(), 'kohakku-dr-work');
 
 export const OPTIONS = [
   // Temporal (the DR Temporal, not Kohakku's own: a recovery must run with the cluster gone)
-  { env: 'TEMPORAL_ADDRESS', group: 'Temporal', description: 'Temporal frontend host:port the DR worker connects to.', default: 'localhost:7233', schema: nonEmpty },
-  { env: 'TEMPORAL_NAMESPACE', group: 'Temporal', description: 'Temporal namespace.', default: 'default', schema: nonEmpty },
-  { env: 'KOHAKKU_DR_TASK_QUEUE', group: 'Temporal', description: 'Task queue the worker polls and workflows are started on.', default: 'kohakku-dr', schema: nonEmpty },
+  {
+    env: 'TEMPORAL_ADDRESS',
+    group: 'Temporal',
+    description: 'Temporal frontend host:port the DR worker connects to.',
+    default: 'localhost:7233',
+    schema: nonEmpty,
+  },
+  {
+    env: 'TEMPORAL_NAMESPACE',
+    group: 'Temporal',
+    description: 'Temporal namespace.',
+    default: 'default',
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_DR_TASK_QUEUE',
+    group: 'Temporal',
+    description: 'Task queue the worker polls and workflows are started on.',
+    default: 'kohakku-dr',
+    schema: nonEmpty,
+  },
   // PostgreSQL
-  { env: 'POSTGRES_HOST', group: 'PostgreSQL', description: 'PostgreSQL server host.', default: '127.0.0.1', schema: nonEmpty },
-  { env: 'POSTGRES_PORT', group: 'PostgreSQL', description: 'PostgreSQL server port.', default: '5432', schema: port },
-  { env: 'POSTGRES_USER', group: 'PostgreSQL', description: 'Role with CREATEDB that owns the Kohakku databases.', default: 'postgres', schema: nonEmpty },
-  { env: 'POSTGRES_PASSWORD', group: 'PostgreSQL', description: 'Password; given to pg_dump/pg_restore as PGPASSWORD, never on a command line.', optional: true, secret: true, schema: z.string() },
-  { env: 'POSTGRES_DB', group: 'PostgreSQL', description: 'Maintenance database used to create, rename and drop the Kohakku databases.', default: 'postgres', schema: nonEmpty },
-  { env: 'KOHAKKU_CONTROLLER_DB', group: 'PostgreSQL', description: "The Controller's database (target `controller`).", default: 'kohakku-controller', schema: nonEmpty },
-  { env: 'KOHAKKU_DISPATCHER_DB', group: 'PostgreSQL', description: "The Dispatcher's database (target `dispatcher`).", default: 'kohakku-dispatcher', schema: nonEmpty },
-  { env: 'PG_BIN_DIR', group: 'PostgreSQL', description: 'Directory holding pg_dump and pg_restore (their major version must be >= the server\'s); PATH when unset.', optional: true, schema: nonEmpty },
-  { env: 'PG_RESTORE_JOBS', group: 'PostgreSQL', description: 'Parallel jobs for pg_restore (-j).', default: '2', schema: z.coerce.number().int().min(1).max(64) },
+  {
+    env: 'POSTGRES_HOST',
+    group: 'PostgreSQL',
+    description: 'PostgreSQL server host.',
+    default: '127.0.0.1',
+    schema: nonEmpty,
+  },
+  {
+    env: 'POSTGRES_PORT',
+    group: 'PostgreSQL',
+    description: 'PostgreSQL server port.',
+    default: '5432',
+    schema: port,
+  },
+  {
+    env: 'POSTGRES_USER',
+    group: 'PostgreSQL',
+    description: 'Role with CREATEDB that owns the Kohakku databases.',
+    default: 'postgres',
+    schema: nonEmpty,
+  },
+  {
+    env: 'POSTGRES_PASSWORD',
+    group: 'PostgreSQL',
+    description: 'Password; given to pg_dump/pg_restore as PGPASSWORD, never on a command line.',
+    optional: true,
+    secret: true,
+    schema: z.string(),
+  },
+  {
+    env: 'POSTGRES_DB',
+    group: 'PostgreSQL',
+    description: 'Maintenance database used to create, rename and drop the Kohakku databases.',
+    default: 'postgres',
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_CONTROLLER_DB',
+    group: 'PostgreSQL',
+    description: "The Controller's database (target `controller`).",
+    default: 'kohakku-controller',
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_DISPATCHER_DB',
+    group: 'PostgreSQL',
+    description: "The Dispatcher's database (target `dispatcher`).",
+    default: 'kohakku-dispatcher',
+    schema: nonEmpty,
+  },
+  {
+    env: 'PG_BIN_DIR',
+    group: 'PostgreSQL',
+    description:
+      "Directory holding pg_dump and pg_restore (their major version must be >= the server's); PATH when unset.",
+    optional: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'PG_RESTORE_JOBS',
+    group: 'PostgreSQL',
+    description: 'Parallel jobs for pg_restore (-j).',
+    default: '2',
+    schema: z.coerce.number().int().min(1).max(64),
+  },
   // Redis
-  { env: 'REDIS_HOST', group: 'Redis', description: 'Kohakku Redis host.', default: '127.0.0.1', schema: nonEmpty },
+  {
+    env: 'REDIS_HOST',
+    group: 'Redis',
+    description: 'Kohakku Redis host.',
+    default: '127.0.0.1',
+    schema: nonEmpty,
+  },
   { env: 'REDIS_PORT', group: 'Redis', description: 'Kohakku Redis port.', default: '6379', schema: port },
-  { env: 'REDIS_PASSWORD', group: 'Redis', description: 'Kohakku Redis password.', optional: true, secret: true, schema: z.string() },
-  { env: 'REDIS_DB', group: 'Redis', description: 'Kohakku Redis database number.', default: '0', schema: z.coerce.number().int().min(0).max(15) },
+  {
+    env: 'REDIS_PASSWORD',
+    group: 'Redis',
+    description: 'Kohakku Redis password.',
+    optional: true,
+    secret: true,
+    schema: z.string(),
+  },
+  {
+    env: 'REDIS_DB',
+    group: 'Redis',
+    description: 'Kohakku Redis database number.',
+    default: '0',
+    schema: z.coerce.number().int().min(0).max(15),
+  },
   // Object store
-  { env: 'S3_ENDPOINT', group: 'Object store', description: 'S3/MinIO endpoint URL holding bucket KOHAKKU_BUCKET.', default: 'http://127.0.0.1:9000', schema: z.string().url() },
-  { env: 'S3_ACCESS_KEY', group: 'Object store', description: 'S3 access key.', secret: true, schema: nonEmpty },
-  { env: 'S3_SECRET_KEY', group: 'Object store', description: 'S3 secret key.', secret: true, schema: nonEmpty },
-  { env: 'S3_REGION', group: 'Object store', description: 'S3 region.', default: 'us-east-1', schema: nonEmpty },
-  { env: 'KOHAKKU_BUCKET', group: 'Object store', description: "Kohakku's bucket (briefs/ and skills/).", default: 'kohakku', schema: nonEmpty },
+  {
+    env: 'S3_ENDPOINT',
+    group: 'Object store',
+    description: 'S3/MinIO endpoint URL holding bucket KOHAKKU_BUCKET.',
+    default: 'http://127.0.0.1:9000',
+    schema: z.string().url(),
+  },
+  {
+    env: 'S3_ACCESS_KEY',
+    group: 'Object store',
+    description: 'S3 access key.',
+    secret: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'S3_SECRET_KEY',
+    group: 'Object store',
+    description: 'S3 secret key.',
+    secret: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'S3_REGION',
+    group: 'Object store',
+    description: 'S3 region.',
+    default: 'us-east-1',
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_BUCKET',
+    group: 'Object store',
+    description: "Kohakku's bucket (briefs/ and skills/).",
+    default: 'kohakku',
+    schema: nonEmpty,
+  },
   // Backup store
-  { env: 'BACKUP_STORE', group: 'Backup store', description: '`s3`: bucket BACKUP_BUCKET on S3_ENDPOINT; `dir`: a local or mounted directory BACKUP_DIR.', default: 's3', schema: z.enum(['s3', 'dir']) },
-  { env: 'BACKUP_BUCKET', group: 'Backup store', description: 'Bucket for backups when BACKUP_STORE=s3.', default: 'kohakku-backups', schema: nonEmpty },
-  { env: 'BACKUP_DIR', group: 'Backup store', description: 'Directory for backups when BACKUP_STORE=dir (required then).', optional: true, schema: nonEmpty },
-  { env: 'KOHAKKU_DR_WORK_DIR', group: 'Backup store', description: "Worker's scratch directory for downloaded dumps; kept across retries so a resumed restore does not download again.", default: DEFAULT_WORK_DIR, schema: nonEmpty },
+  {
+    env: 'BACKUP_STORE',
+    group: 'Backup store',
+    description: '`s3`: bucket BACKUP_BUCKET on S3_ENDPOINT; `dir`: a local or mounted directory BACKUP_DIR.',
+    default: 's3',
+    schema: z.enum(['s3', 'dir']),
+  },
+  {
+    env: 'BACKUP_BUCKET',
+    group: 'Backup store',
+    description: 'Bucket for backups when BACKUP_STORE=s3.',
+    default: 'kohakku-backups',
+    schema: nonEmpty,
+  },
+  {
+    env: 'BACKUP_DIR',
+    group: 'Backup store',
+    description: 'Directory for backups when BACKUP_STORE=dir (required then).',
+    optional: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_DR_WORK_DIR',
+    group: 'Backup store',
+    description:
+      "Worker's scratch directory for downloaded dumps; kept across retries so a resumed restore does not download again.",
+    default: DEFAULT_WORK_DIR,
+    schema: nonEmpty,
+  },
   // Services
-  { env: 'SERVICE_ADAPTER', group: 'Services', description: 'How a Kohakku service is restarted: `command` (SERVICE_RESTART_COMMAND), `compose` (docker compose restart), `systemd` (systemctl restart), `kubectl` (kubectl rollout restart deployment).', default: 'systemd', schema: z.enum(SERVICE_ADAPTERS) },
-  { env: 'SERVICE_RESTART_COMMAND', group: 'Services', description: 'For SERVICE_ADAPTER=command: a JSON argument array; `{service}` is replaced by the service name. Run without a shell.', optional: true, schema: commandTemplate },
-  { env: 'COMPOSE_FILE', group: 'Services', description: 'For SERVICE_ADAPTER=compose: the compose file.', optional: true, schema: nonEmpty },
-  { env: 'KUBE_NAMESPACE', group: 'Services', description: 'For SERVICE_ADAPTER=kubectl: the namespace.', default: 'default', schema: nonEmpty },
-  { env: 'KOHAKKU_SERVICE_NAMES', group: 'Services', description: 'Unit, compose service or deployment name of each service.', default: 'controller=kohakku-controller,dispatcher=kohakku-dispatcher,monitor=kohakku-monitor', schema: serviceNameMap },
-  { env: 'KOHAKKU_CONTROLLER_HEALTH', group: 'Services', description: "Controller health check: http(s)://… (2xx is healthy) or tcp://host:port.", default: 'http://127.0.0.1:8080/healthz', schema: healthTarget },
-  { env: 'KOHAKKU_DISPATCHER_HEALTH', group: 'Services', description: 'Dispatcher health check.', default: 'http://127.0.0.1:8081/healthz', schema: healthTarget },
-  { env: 'KOHAKKU_MONITOR_HEALTH', group: 'Services', description: 'Monitor health check.', default: 'http://127.0.0.1:8082/healthz', schema: healthTarget },
+  {
+    env: 'SERVICE_ADAPTER',
+    group: 'Services',
+    description:
+      'How a Kohakku service is restarted: `command` (SERVICE_RESTART_COMMAND), `compose` (docker compose restart), `systemd` (systemctl restart), `kubectl` (kubectl rollout restart deployment).',
+    default: 'systemd',
+    schema: z.enum(SERVICE_ADAPTERS),
+  },
+  {
+    env: 'SERVICE_RESTART_COMMAND',
+    group: 'Services',
+    description:
+      'For SERVICE_ADAPTER=command: a JSON argument array; `{service}` is replaced by the service name. Run without a shell.',
+    optional: true,
+    schema: commandTemplate,
+  },
+  {
+    env: 'COMPOSE_FILE',
+    group: 'Services',
+    description: 'For SERVICE_ADAPTER=compose: the compose file.',
+    optional: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'KUBE_NAMESPACE',
+    group: 'Services',
+    description: 'For SERVICE_ADAPTER=kubectl: the namespace.',
+    default: 'default',
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_SERVICE_NAMES',
+    group: 'Services',
+    description: 'Unit, compose service or deployment name of each service.',
+    default: 'controller=kohakku-controller,dispatcher=kohakku-dispatcher,monitor=kohakku-monitor',
+    schema: serviceNameMap,
+  },
+  {
+    env: 'KOHAKKU_CONTROLLER_HEALTH',
+    group: 'Services',
+    description: 'Controller health check: http(s)://… (2xx is healthy) or tcp://host:port.',
+    default: 'http://127.0.0.1:8080/healthz',
+    schema: healthTarget,
+  },
+  {
+    env: 'KOHAKKU_DISPATCHER_HEALTH',
+    group: 'Services',
+    description: 'Dispatcher health check.',
+    default: 'http://127.0.0.1:8081/healthz',
+    schema: healthTarget,
+  },
+  {
+    env: 'KOHAKKU_MONITOR_HEALTH',
+    group: 'Services',
+    description: 'Monitor health check.',
+    default: 'http://127.0.0.1:8082/healthz',
+    schema: healthTarget,
+  },
   // Kohakku model
-  { env: 'KOHAKKU_ACTIVE_CONTAINERS_SQL', group: 'Kohakku model', description: "Query on the Controller's database returning one `container` column: the containers the Monitor must register.", default: "SELECT container FROM tasks_task WHERE status = 'running' AND container IS NOT NULL", schema: nonEmpty },
-  { env: 'KOHAKKU_REDIS_CONTAINERS_KEY', group: 'Kohakku model', description: 'Redis set in which the Monitor registers active containers.', default: 'kohakku:containers', schema: nonEmpty },
+  {
+    env: 'KOHAKKU_ACTIVE_CONTAINERS_SQL',
+    group: 'Kohakku model',
+    description:
+      "Query on the Controller's database returning one `container` column: the containers the Monitor must register.",
+    default: "SELECT container FROM tasks_task WHERE status = 'running' AND container IS NOT NULL",
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_REDIS_CONTAINERS_KEY',
+    group: 'Kohakku model',
+    description: 'Redis set in which the Monitor registers active containers.',
+    default: 'kohakku:containers',
+    schema: nonEmpty,
+  },
 ] as const satisfies readonly OptionSpec[];
 
 export interface Config {
@@ -116,7 +334,14 @@ export interface Config {
     restoreJobs: number;
   };
   redis: { host: string; port: number; password?: string; db: number };
-  s3: { endPoint: string; port: number; useSSL: boolean; accessKey: string; secretKey: string; region: string };
+  s3: {
+    endPoint: string;
+    port: number;
+    useSSL: boolean;
+    accessKey: string;
+    secretKey: string;
+    region: string;
+  };
   kohakkuBucket: string;
   backupStore: { kind: 's3'; bucket: string } | { kind: 'dir'; dir: string };
   workDir: string;
@@ -251,7 +476,14 @@ export function loadConfig(env: Env = process.env): Config {
 /** The options table as Markdown, for the README (`npm run docs:config`). */
 export function optionsMarkdown(): string {
   const rows = (OPTIONS as readonly OptionSpec[]).map((o) => {
-    const dflt = o.default === DEFAULT_WORK_DIR ? '`$TMPDIR/kohakku-dr-work`' : o.default !== undefined ? `\`${o.default}\`` : o.optional ? '(unset)' : '**required**';
+    const dflt =
+      o.default === DEFAULT_WORK_DIR
+        ? '`$TMPDIR/kohakku-dr-work`'
+        : o.default !== undefined
+          ? `\`${o.default}\``
+          : o.optional
+            ? '(unset)'
+            : '**required**';
     return `| ${o.group} | \`${o.env}\` | ${dflt}${o.secret ? ' (secret)' : ''} | ${o.description.replace(/\|/g, '\\|')} |`;
   });
   return ['| group | variable | default | meaning |', '|---|---|---|---|', ...rows].join('\n');

@@ -36,5 +36,10 @@ export const NON_RETRYABLE_ERRORS: ErrorTypeName[] = [
 ];
 
 export function fail(type: ErrorTypeName, message: string, details?: unknown): ApplicationFailure {
-  return ApplicationFailure.create({ type, message, nonRetryable: true, details: details === undefined ? [] : [details] });
+  return ApplicationFailure.create({
+    type,
+    message,
+    nonRetryable: true,
+    details: details === undefined ? [] : [details],
+  });
 }

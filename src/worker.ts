@@ -19,7 +19,9 @@ async function run(): Promise<void> {
       workflowsPath: require.resolve('./workflows'),
       activities: createActivities(deps),
     });
-    console.log(`kohakku-dr worker polling ${config.temporal.taskQueue} on ${config.temporal.address} (${config.temporal.namespace})`);
+    console.log(
+      `kohakku-dr worker polling ${config.temporal.taskQueue} on ${config.temporal.address} (${config.temporal.namespace})`,
+    );
     await worker.run(); // returns after SIGINT/SIGTERM, once in-flight tasks are done
   } finally {
     await connection.close();

@@ -42,7 +42,11 @@ afterAll(async () => {
 async function recover(workflowId: string, input: Parameters<typeof totalDatabaseLoss>[0]): Promise<unknown> {
   const client = await temporalClient(k.stack);
   return client.workflow
-    .execute<typeof totalDatabaseLoss>('totalDatabaseLoss', { taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!, workflowId, args: [input] })
+    .execute<typeof totalDatabaseLoss>('totalDatabaseLoss', {
+      taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
+      workflowId,
+      args: [input],
+    })
     .then(
       () => 'completed',
       (err: unknown) => err,
@@ -75,9 +79,17 @@ test('a corrupt dump fails with BackupCorrupt and leaves the live databases as t
 
 test('a missing backup fails with BackupNotFound; a malformed id with InvalidInput', async () => {
   const before = await liveState();
-  expect(failureType(await recover('test-safety-missing', { backupId: '20200101T000000Z', replaceExisting: true }))).toBe('BackupNotFound');
-  expect(failureType(await recover('test-safety-malformed', { backupId: 'yesterday', replaceExisting: true }))).toBe('InvalidInput');
-  expect(failureType(await recover('test-safety-target', { targets: ['billing' as 'controller'] }))).toBe('InvalidInput');
+  expect(
+    failureType(
+      await recover('test-safety-missing', { backupId: '20200101T000000Z', replaceExisting: true }),
+    ),
+  ).toBe('BackupNotFound');
+  expect(
+    failureType(await recover('test-safety-malformed', { backupId: 'yesterday', replaceExisting: true })),
+  ).toBe('InvalidInput');
+  expect(failureType(await recover('test-safety-target', { targets: ['billing' as 'controller'] }))).toBe(
+    'InvalidInput',
+  );
   expect(await liveState()).toEqual(before);
 });
 

@@ -24,12 +24,16 @@ let k: TestKohakku;
 let worker: WorkerProcess;
 
 beforeAll(async () => {
-  k = await freshKohakku('tdl', { tasks: 5000, briefs: 20 }, {
-    controller: { noReconnect: true }, // loses its connection for good: must be restarted
-    dispatcher: {}, // reconnects on its own
-    monitor: { monitorIntervalSeconds: 0 }, // registers only when it starts: must be restarted
-    agents: { agentIntervalSeconds: 300 },
-  });
+  k = await freshKohakku(
+    'tdl',
+    { tasks: 5000, briefs: 20 },
+    {
+      controller: { noReconnect: true }, // loses its connection for good: must be restarted
+      dispatcher: {}, // reconnects on its own
+      monitor: { monitorIntervalSeconds: 0 }, // registers only when it starts: must be restarted
+      agents: { agentIntervalSeconds: 300 },
+    },
+  );
   worker = await startWorker(k.workerEnv);
 });
 
@@ -72,7 +76,9 @@ test('back up, drop both databases, recover: data identical, services healthy, r
   expect(result.backupId).toBe(manifest.id);
   expect(await tableFingerprints(k.stack, 'kohakku-controller')).toEqual(before.controller);
   expect(await tableFingerprints(k.stack, 'kohakku-dispatcher')).toEqual(before.dispatcher);
-  expect(result.restored.map((r) => r.rowsVerified)).toEqual(manifest.databases.map((d) => d.tables.reduce((n, t) => n + t.rows, 0)));
+  expect(result.restored.map((r) => r.rowsVerified)).toEqual(
+    manifest.databases.map((d) => d.tables.reduce((n, t) => n + t.rows, 0)),
+  );
 
   // Services: the controller needed the restart adapter, the dispatcher reconnected by itself.
   expect(await health(k.model.ports.controller)).toBe(200);
@@ -81,7 +87,15 @@ test('back up, drop both databases, recover: data identical, services healthy, r
   expect(result.services.find((s) => s.service === 'dispatcher')?.restarted).toBe(false);
 
   // Redis registrations match Postgres exactly (the Monitor was restarted and removed the stale one).
-  const active = (await sql<{ container: string }>(k.stack, 'kohakku-controller', `SELECT container FROM tasks_task WHERE status = 'running'`)).map((r) => r.container).sort();
+  const active = (
+    await sql<{ container: string }>(
+      k.stack,
+      'kohakku-controller',
+      `SELECT container FROM tasks_task WHERE status = 'running'`,
+    )
+  )
+    .map((r) => r.container)
+    .sort();
   expect(active.length).toBe(1500);
   await waitFor(async () => (await redis.smembers('kohakku:containers')).length === active.length);
   expect((await redis.smembers('kohakku:containers')).sort()).toEqual(active);

@@ -32,7 +32,11 @@ test('SIGKILL of the worker during pg_restore: a new worker completes the recove
   let worker = await startWorker(k.workerEnv);
   const before = await tableFingerprints(k.stack, 'kohakku-controller');
   const beforeDispatcher = await tableFingerprints(k.stack, 'kohakku-dispatcher');
-  await client.workflow.execute<typeof postgresBackup>('postgresBackup', { taskQueue, workflowId: 'test-crash-backup', args: [{}] });
+  await client.workflow.execute<typeof postgresBackup>('postgresBackup', {
+    taskQueue,
+    workflowId: 'test-crash-backup',
+    args: [{}],
+  });
   await dropDatabase(k.stack, 'kohakku-controller');
   await dropDatabase(k.stack, 'kohakku-dispatcher');
 
@@ -68,6 +72,8 @@ test('SIGKILL of the worker during pg_restore: a new worker completes the recove
   expect(await tableFingerprints(k.stack, 'kohakku-dispatcher')).toEqual(beforeDispatcher);
   expect((await databases(k.stack)).filter((d) => d.includes('__dr_'))).toEqual([]);
   const history = await handle.fetchHistory();
-  const retried = history.events?.some((e) => e.activityTaskStartedEventAttributes?.attempt && e.activityTaskStartedEventAttributes.attempt > 1);
+  const retried = history.events?.some(
+    (e) => e.activityTaskStartedEventAttributes?.attempt && e.activityTaskStartedEventAttributes.attempt > 1,
+  );
   expect(retried).toBe(true);
 });

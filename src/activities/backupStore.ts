@@ -83,7 +83,8 @@ export function s3BackupStore(client: Minio.Client, bucket: string, region: stri
 export function dirBackupStore(root: string): BackupStore {
   const full = (key: string) => {
     const resolved = path.resolve(root, key);
-    if (!resolved.startsWith(path.resolve(root) + path.sep)) throw new Error(`key escapes the backup directory: ${key}`);
+    if (!resolved.startsWith(path.resolve(root) + path.sep))
+      throw new Error(`key escapes the backup directory: ${key}`);
     return resolved;
   };
   const copy = async (from: string, to: string) => {

@@ -17,7 +17,11 @@ export interface RunResult {
   stderr: string;
 }
 
-export type CommandRunner = (file: string, args: readonly string[], options?: RunOptions) => Promise<RunResult>;
+export type CommandRunner = (
+  file: string,
+  args: readonly string[],
+  options?: RunOptions,
+) => Promise<RunResult>;
 
 export class CommandFailed extends Error {
   constructor(
@@ -25,7 +29,9 @@ export class CommandFailed extends Error {
     readonly exitCode: number | undefined,
     readonly stderr: string,
   ) {
-    super(`${command} failed (exit ${exitCode ?? 'signal'}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    super(
+      `${command} failed (exit ${exitCode ?? 'signal'}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`,
+    );
     this.name = 'CommandFailed';
   }
 }
@@ -60,7 +66,11 @@ export function createCommandRunner(): CommandRunner {
     if (result.failed) {
       if (result.isCanceled) throw new Error(`${file} was cancelled`);
       if (result.code === 'ENOENT') throw new CommandFailed(file, undefined, `${file}: not found`);
-      throw new CommandFailed([file, ...args.slice(0, 2)].join(' '), result.exitCode, stderr || String(result.message));
+      throw new CommandFailed(
+        [file, ...args.slice(0, 2)].join(' '),
+        result.exitCode,
+        stderr || String(result.message),
+      );
     }
     return { stdout: String(result.stdout ?? ''), stderr };
   };

@@ -28,7 +28,11 @@ export function cancellationSignal(): AbortSignal | undefined {
 }
 
 /** Runs `work` while heartbeating `progress()` every `everyMs`. */
-export async function withHeartbeats<T>(progress: () => unknown, work: () => Promise<T>, everyMs = 2000): Promise<T> {
+export async function withHeartbeats<T>(
+  progress: () => unknown,
+  work: () => Promise<T>,
+  everyMs = 2000,
+): Promise<T> {
   heartbeat(progress());
   const timer = setInterval(() => heartbeat(progress()), everyMs);
   try {

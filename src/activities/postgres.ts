@@ -83,7 +83,10 @@ const BACKUP_ID = /^\d{8}T\d{6}Z$/;
 const MAX_BASE = 40;
 
 export function backupIdFor(date: Date): string {
-  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  return date
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
 }
 
 export function dumpKey(backupId: string, database: string): string {
@@ -120,7 +123,13 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
   const databaseOf = (target: PostgresTarget) => pg.databases[target];
 
   async function withClient<T>(database: string, fn: (client: Client) => Promise<T>): Promise<T> {
-    const client = new Client({ host: pg.host, port: pg.port, user: pg.user, password: pg.password, database });
+    const client = new Client({
+      host: pg.host,
+      port: pg.port,
+      user: pg.user,
+      password: pg.password,
+      database,
+    });
     client.on('error', () => undefined); // a terminated session surfaces on the next query instead
     await client.connect();
     try {
@@ -144,26 +153,12 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
     await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`);
   }
 
-  async function tableStats(client: Client): Promise<TableStats[]> {
-    const tables = await client.query<{ name: string }>(
-      `SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables
-        WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`,
-    );
-    const stats: TableStats[] = [];
-    for (const { name } of tables.rows) {
-      // Order-independent: the md5 of the sorted row hashes.
-      const res = await client.query<{ rows: string; checksum: string | null }>(
-        `SELECT count(*) AS rows, md5(string_agg(h, '' ORDER BY h)) AS checksum
-           FROM (SELECT md5(t::text) AS h FROM ${name} t) s`,
-      );
-      stats.push({ table: name, rows: Number(res.rows[0]!.rows), checksum: res.rows[0]!.checksum ?? 'empty' });
-    }
-    return stats;
-  }
-
   async function readManifest(backupId: string): Promise<PostgresManifest | undefined> {
     if (!BACKUP_ID.test(backupId)) {
-      throw fail(ErrorType.InvalidInput, `"${backupId}" is not a backup id (expected YYYYMMDDTHHMMSSZ or "latest")`);
+      throw fail(
+        ErrorType.InvalidInput,
+        `"${backupId}" is not a backup id (expected YYYYMMDDTHHMMSSZ or "latest")`,
+      );
     }
     return store.getJson<PostgresManifest>(`postgres/${backupId}/${MANIFEST}`);
   }
@@ -201,7 +196,8 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
     return withClient(database, async (client) => {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       try {
-        const snapshot = (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]!.id;
+        const snapshot = (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]!
+          .id;
         const tables = await tableStats(client);
         heartbeat({ stage: 'dumping', database });
         await withHeartbeats(
@@ -215,7 +211,10 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
         const key = dumpKey(backupId, database);
         const size = (await fs.stat(local)).size;
         const sha256 = await sha256File(local);
-        await withHeartbeats(() => ({ stage: 'uploading', database, size }), () => store.putFile(key, local));
+        await withHeartbeats(
+          () => ({ stage: 'uploading', database, size }),
+          () => store.putFile(key, local),
+        );
         return { target, database, key, size, sha256, tables };
       } finally {
         await client.query('COMMIT').catch(() => undefined);
@@ -224,17 +223,23 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
   }
 
   /** pg_dump -Fc of every target into the backup store; the manifest is written last. */
-  async function backupPostgres(input: { backupId: string; targets?: PostgresTarget[] }): Promise<PostgresManifest> {
+  async function backupPostgres(input: {
+    backupId: string;
+    targets?: PostgresTarget[];
+  }): Promise<PostgresManifest> {
     const existing = await readManifest(input.backupId);
     if (existing) return existing; // a retry after the manifest was written: already done
     await store.ensureReady();
     const workDir = path.join(config.workDir, 'backup', input.backupId);
     await fs.mkdir(workDir, { recursive: true });
     try {
-      const serverVersion = await admin(async (c) => (await c.query<{ v: string }>('SHOW server_version')).rows[0]!.v);
+      const serverVersion = await admin(
+        async (c) => (await c.query<{ v: string }>('SHOW server_version')).rows[0]!.v,
+      );
       const pgDumpVersion = (await exec(tool('pg_dump'), ['--version'])).stdout.trim();
       const databases: DatabaseBackup[] = [];
-      for (const target of input.targets ?? POSTGRES_TARGETS) databases.push(await dumpOne(target, input.backupId, workDir));
+      for (const target of input.targets ?? POSTGRES_TARGETS)
+        databases.push(await dumpOne(target, input.backupId, workDir));
       const manifest: PostgresManifest = {
         kind: 'postgres',
         formatVersion: 1,
@@ -252,10 +257,16 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
   }
 
   /** Finds the backup to restore ("latest" or an id) and checks it covers the targets. */
-  async function resolvePostgresBackup(input: { backupId?: string; targets: PostgresTarget[] }): Promise<PostgresBackupSummary> {
+  async function resolvePostgresBackup(input: {
+    backupId?: string;
+    targets: PostgresTarget[];
+  }): Promise<PostgresBackupSummary> {
     for (const t of input.targets) {
       if (!POSTGRES_TARGETS.includes(t)) {
-        throw fail(ErrorType.InvalidInput, `unknown target "${t}": expected one of ${POSTGRES_TARGETS.join(', ')}`);
+        throw fail(
+          ErrorType.InvalidInput,
+          `unknown target "${t}": expected one of ${POSTGRES_TARGETS.join(', ')}`,
+        );
       }
     }
     const wanted = input.backupId ?? 'latest';
@@ -263,13 +274,19 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
     if (wanted === 'latest') {
       const all = await listPostgresBackups();
       if (all.length === 0) {
-        throw fail(ErrorType.BackupNotFound, `no Postgres backup in ${store.location}: take one first (kohakku-dr backup postgres)`);
+        throw fail(
+          ErrorType.BackupNotFound,
+          `no Postgres backup in ${store.location}: take one first (kohakku-dr backup postgres)`,
+        );
       }
       id = all[0]!.id;
     }
     const manifest = await readManifest(id);
     if (!manifest) {
-      throw fail(ErrorType.BackupNotFound, `backup ${id} not found in ${store.location} (kohakku-dr backups lists them)`);
+      throw fail(
+        ErrorType.BackupNotFound,
+        `backup ${id} not found in ${store.location} (kohakku-dr backups lists them)`,
+      );
     }
     for (const t of input.targets) {
       if (!manifest.databases.some((d) => d.target === t)) {
@@ -308,8 +325,15 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
     };
     if (await matches()) return;
     const stored = await store.stat(entry.key);
-    if (!stored) throw fail(ErrorType.BackupNotFound, `dump ${entry.key} listed in the manifest is missing from ${store.location}`);
-    await withHeartbeats(() => ({ stage: 'downloading', key: entry.key, size: entry.size }), () => store.getFile(entry.key, local));
+    if (!stored)
+      throw fail(
+        ErrorType.BackupNotFound,
+        `dump ${entry.key} listed in the manifest is missing from ${store.location}`,
+      );
+    await withHeartbeats(
+      () => ({ stage: 'downloading', key: entry.key, size: entry.size }),
+      () => store.getFile(entry.key, local),
+    );
     if (!(await matches())) {
       const actual = await sha256File(local);
       await fs.rm(local, { force: true });
@@ -334,12 +358,23 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
   }
 
   /** Everything that can be checked without touching live data: the dump is there, whole and readable. */
-  async function preparePostgresRestore(input: { backupId: string; target: PostgresTarget; recoveryId: string }): Promise<PreparedRestore> {
+  async function preparePostgresRestore(input: {
+    backupId: string;
+    target: PostgresTarget;
+    recoveryId: string;
+  }): Promise<PreparedRestore> {
     const entry = await entryFor(input.backupId, input.target);
     const local = localDumpPath(input.recoveryId, entry.database);
     await fetchVerifiedDump(entry, local);
     const toc = await tocEntries(local, entry.key);
-    return { target: input.target, database: entry.database, backupId: input.backupId, localPath: local, size: entry.size, tocEntries: toc };
+    return {
+      target: input.target,
+      database: entry.database,
+      backupId: input.backupId,
+      localPath: local,
+      size: entry.size,
+      tocEntries: toc,
+    };
   }
 
   async function swapIn(staging: string, live: string, aside: string): Promise<string | undefined> {
@@ -349,7 +384,10 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
         ((await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [n])).rowCount ?? 0) > 0;
       const liveExists = await exists(live);
       if (liveExists && (await exists(aside))) {
-        throw fail(ErrorType.LiveDataExists, `cannot move ${live} aside: ${aside} already exists; rename or drop it first`);
+        throw fail(
+          ErrorType.LiveDataExists,
+          `cannot move ${live} aside: ${aside} already exists; rename or drop it first`,
+        );
       }
       if (liveExists) await client.query(`ALTER DATABASE ${q(live)} WITH ALLOW_CONNECTIONS false`);
       // Services reconnect quickly; retry the terminate+rename until no session slips in between.
@@ -400,10 +438,16 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
       resumed,
     });
 
-    const state = await admin(async (c) => ({ live: await databaseComment(c, live), staging: await databaseComment(c, staging) }));
+    const state = await admin(async (c) => ({
+      live: await databaseComment(c, live),
+      staging: await databaseComment(c, staging),
+    }));
     if (state.live === done) return result(true, state.staging === undefined ? undefined : aside); // swapped already
     if (state.live !== undefined && !input.replaceExisting) {
-      throw fail(ErrorType.LiveDataExists, `database ${live} exists; set replaceExisting to move it aside as ${aside} and restore`);
+      throw fail(
+        ErrorType.LiveDataExists,
+        `database ${live} exists; set replaceExisting to move it aside as ${aside} and restore`,
+      );
     }
     let resumed = false;
     if (state.staging === done) {
@@ -421,13 +465,17 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
       await withHeartbeats(
         () => ({ stage: 'restoring', database: live, staging, itemsDone: done_, itemsTotal: total }),
         () =>
-          exec(tool('pg_restore'), ['--exit-on-error', '-v', '-j', String(pg.restoreJobs), '-d', staging, local], {
-            env: toolEnv,
-            signal: cancellationSignal(),
-            onStderrLine: (line) => {
-              if (/^pg_restore: (creating|processing|executing)/.test(line)) done_++;
+          exec(
+            tool('pg_restore'),
+            ['--exit-on-error', '-v', '-j', String(pg.restoreJobs), '-d', staging, local],
+            {
+              env: toolEnv,
+              signal: cancellationSignal(),
+              onStderrLine: (line) => {
+                if (/^pg_restore: (creating|processing|executing)/.test(line)) done_++;
+              },
             },
-          }),
+          ),
       );
       heartbeat({ stage: 'verifying', database: live, staging });
       const actual = await withClient(staging, tableStats);
@@ -439,7 +487,9 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
           `restored copy of ${live} differs from backup ${input.backupId}: ${problems.slice(0, 5).join('; ')}. Live data untouched.`,
         );
       }
-      await admin((c) => c.query(`COMMENT ON DATABASE ${c.escapeIdentifier(staging)} IS ${c.escapeLiteral(done)}`));
+      await admin((c) =>
+        c.query(`COMMENT ON DATABASE ${c.escapeIdentifier(staging)} IS ${c.escapeLiteral(done)}`),
+      );
     }
     heartbeat({ stage: 'swapping', database: live, staging });
     const movedAsideTo = await swapIn(staging, live, aside);
@@ -447,7 +497,10 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
   }
 
   /** The always-run cleanup: drop this recovery's staging copies (never live or moved-aside ones) and local files. */
-  async function cleanupPostgresRestore(input: { recoveryId: string; targets: PostgresTarget[] }): Promise<{ droppedStaging: string[] }> {
+  async function cleanupPostgresRestore(input: {
+    recoveryId: string;
+    targets: PostgresTarget[];
+  }): Promise<{ droppedStaging: string[] }> {
     const dropped: string[] = [];
     await admin(async (c) => {
       for (const t of input.targets.filter((x) => POSTGRES_TARGETS.includes(x))) {
@@ -477,6 +530,24 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
     cleanupPostgresRestore,
     postgresTableStats,
   };
+}
+
+/** Row count and order-independent checksum of every user table. */
+export async function tableStats(client: Client): Promise<TableStats[]> {
+  const tables = await client.query<{ name: string }>(
+    `SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables
+      WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`,
+  );
+  const stats: TableStats[] = [];
+  for (const { name } of tables.rows) {
+    // Order-independent: the md5 of the sorted row hashes.
+    const res = await client.query<{ rows: string; checksum: string | null }>(
+      `SELECT count(*) AS rows, md5(string_agg(h, '' ORDER BY h)) AS checksum
+         FROM (SELECT md5(t::text) AS h FROM ${name} t) s`,
+    );
+    stats.push({ table: name, rows: Number(res.rows[0]!.rows), checksum: res.rows[0]!.checksum ?? 'empty' });
+  }
+  return stats;
 }
 
 export function compareTables(expected: TableStats[], actual: TableStats[]): string[] {

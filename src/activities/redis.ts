@@ -19,7 +19,13 @@ export interface RegistrationReport {
 export function createRedisActivities({ config, redis }: { config: Config; redis: Redis }) {
   async function activeContainers(): Promise<string[]> {
     const pg = config.postgres;
-    const client = new Client({ host: pg.host, port: pg.port, user: pg.user, password: pg.password, database: pg.databases.controller });
+    const client = new Client({
+      host: pg.host,
+      port: pg.port,
+      user: pg.user,
+      password: pg.password,
+      database: pg.databases.controller,
+    });
     await client.connect();
     try {
       const res = await client.query<{ container: string }>(config.model.activeContainersSql);
@@ -46,7 +52,10 @@ export function createRedisActivities({ config, redis }: { config: Config; redis
   }
 
   /** Waits until every active container in Postgres is registered in Redis, or the deadline passes. */
-  async function waitForRegistrations(input: { deadlineSeconds: number; pollMs?: number }): Promise<RegistrationReport> {
+  async function waitForRegistrations(input: {
+    deadlineSeconds: number;
+    pollMs?: number;
+  }): Promise<RegistrationReport> {
     const started = Date.now();
     for (;;) {
       const report = await compare(started);

@@ -22,7 +22,13 @@ export function restartCommand(config: Config['services'], service: KohakkuServi
     case 'command':
       return config.restartCommand!.map((part) => part.replaceAll('{service}', name));
     case 'compose':
-      return ['docker', 'compose', ...(config.composeFile ? ['-f', config.composeFile] : []), 'restart', name];
+      return [
+        'docker',
+        'compose',
+        ...(config.composeFile ? ['-f', config.composeFile] : []),
+        'restart',
+        name,
+      ];
     case 'systemd':
       return ['systemctl', 'restart', name];
     case 'kubectl':
@@ -54,7 +60,11 @@ async function probe(target: string, timeoutMs: number): Promise<string | undefi
 
 export function createServiceActivities({ config, exec }: { config: Config; exec: CommandRunner }) {
   /** Polls a service's health until it is healthy or the deadline passes; never throws on unhealthy. */
-  async function waitForHealthy(input: { service: KohakkuService; deadlineSeconds: number; pollMs?: number }): Promise<HealthReport> {
+  async function waitForHealthy(input: {
+    service: KohakkuService;
+    deadlineSeconds: number;
+    pollMs?: number;
+  }): Promise<HealthReport> {
     const started = Date.now();
     const target = config.services.health[input.service];
     let checks = 0;
@@ -65,12 +75,15 @@ export function createServiceActivities({ config, exec }: { config: Config; exec
       const waitedMs = Date.now() - started;
       if (!lastError) return { service: input.service, healthy: true, checks, waitedMs };
       heartbeat({ service: input.service, checks, lastError });
-      if (waitedMs >= input.deadlineSeconds * 1000) return { service: input.service, healthy: false, checks, waitedMs, lastError };
+      if (waitedMs >= input.deadlineSeconds * 1000)
+        return { service: input.service, healthy: false, checks, waitedMs, lastError };
       await sleep(input.pollMs ?? 1000, cancellationSignal());
     }
   }
 
-  async function restartService(input: { service: KohakkuService }): Promise<{ service: KohakkuService; command: string[] }> {
+  async function restartService(input: {
+    service: KohakkuService;
+  }): Promise<{ service: KohakkuService; command: string[] }> {
     const [file, ...args] = restartCommand(config.services, input.service);
     await exec(file!, args, { signal: cancellationSignal() });
     return { service: input.service, command: [file!, ...args] };

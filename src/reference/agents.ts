@@ -19,7 +19,8 @@ async function checkIn(): Promise<void> {
   const now = Date.now();
   for (let i = 0; i < containers.length; i += 5000) {
     const pipe = redis.pipeline();
-    for (const c of containers.slice(i, i + 5000)) pipe.set(`${model.redis.prefix}agent:${c}`, String(now), 'EX', intervalSeconds * 3);
+    for (const c of containers.slice(i, i + 5000))
+      pipe.set(`${model.redis.prefix}agent:${c}`, String(now), 'EX', intervalSeconds * 3);
     await pipe.exec().catch(() => undefined); // Redis down: agents keep trying on their schedule
   }
 }

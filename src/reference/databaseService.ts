@@ -11,7 +11,10 @@ import { onShutdown, serveHealth } from './healthServer';
 export function runDatabaseService(role: 'controller' | 'dispatcher'): void {
   const model = modelFromEnv();
   const database = role === 'controller' ? model.postgres.controllerDb : model.postgres.dispatcherDb;
-  const probeSql = role === 'controller' ? 'SELECT count(*) AS n FROM tasks_task' : 'SELECT count(*) AS n FROM dispatcher_agent';
+  const probeSql =
+    role === 'controller'
+      ? 'SELECT count(*) AS n FROM tasks_task'
+      : 'SELECT count(*) AS n FROM dispatcher_agent';
   const port = model.ports[role];
   const settings = { ...model.postgres, database, connectionTimeoutMillis: 2000 };
 

@@ -1,7 +1,10 @@
 /** A tiny HTTP server with /healthz for the reference services: 200 when healthy, 503 with the reason. */
 import * as http from 'node:http';
 
-export function serveHealth(port: number, check: () => Promise<{ ok: boolean; detail: unknown }>): http.Server {
+export function serveHealth(
+  port: number,
+  check: () => Promise<{ ok: boolean; detail: unknown }>,
+): http.Server {
   const server = http.createServer((req, res) => {
     if (req.url !== '/healthz') {
       res.writeHead(404).end();
@@ -10,7 +13,9 @@ export function serveHealth(port: number, check: () => Promise<{ ok: boolean; de
     check()
       .catch((err: Error) => ({ ok: false, detail: err.message }))
       .then(({ ok, detail }) => {
-        res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, detail }));
+        res
+          .writeHead(ok ? 200 : 503, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ ok, detail }));
       })
       .catch(() => res.destroy());
   });
@@ -21,7 +26,7 @@ export function serveHealth(port: number, check: () => Promise<{ ok: boolean; de
 /** Exits cleanly on SIGTERM/SIGINT after `close`. */
 export function onShutdown(close: () => Promise<void>): void {
   const stop = () => {
-    close().finally(() => process.exit(0));
+    void close().finally(() => process.exit(0));
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

@@ -10,7 +10,12 @@ import { onShutdown, serveHealth } from './healthServer';
 
 const model = modelFromEnv();
 const intervalSeconds = Number(process.env.KOHAKKU_REF_MONITOR_INTERVAL ?? '10');
-const pool = new Pool({ ...model.postgres, database: model.postgres.controllerDb, max: 1, connectionTimeoutMillis: 2000 });
+const pool = new Pool({
+  ...model.postgres,
+  database: model.postgres.controllerDb,
+  max: 1,
+  connectionTimeoutMillis: 2000,
+});
 pool.on('error', () => undefined);
 const redis = new Redis({ host: model.redis.host, port: model.redis.port, maxRetriesPerRequest: 1 });
 redis.on('error', () => undefined);

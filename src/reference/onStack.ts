@@ -6,9 +6,26 @@ import { referenceScript, type ReferenceModel } from './model';
 
 export async function referenceModelOn(stack: StackInfo, name = 'kohakku'): Promise<ReferenceModel> {
   return {
-    postgres: { host: '127.0.0.1', port: stack.postgres.port, user: stack.postgres.user, controllerDb: 'kohakku-controller', dispatcherDb: 'kohakku-dispatcher' },
-    redis: { host: '127.0.0.1', port: stack.redis.port, containersKey: 'kohakku:containers', prefix: 'kohakku:' },
-    s3: { endPoint: '127.0.0.1', port: stack.minio.port, accessKey: stack.minio.accessKey, secretKey: stack.minio.secretKey, bucket: 'kohakku' },
+    postgres: {
+      host: '127.0.0.1',
+      port: stack.postgres.port,
+      user: stack.postgres.user,
+      controllerDb: 'kohakku-controller',
+      dispatcherDb: 'kohakku-dispatcher',
+    },
+    redis: {
+      host: '127.0.0.1',
+      port: stack.redis.port,
+      containersKey: 'kohakku:containers',
+      prefix: 'kohakku:',
+    },
+    s3: {
+      endPoint: '127.0.0.1',
+      port: stack.minio.port,
+      accessKey: stack.minio.accessKey,
+      secretKey: stack.minio.secretKey,
+      bucket: 'kohakku',
+    },
     stateDir: path.join(stack.dir, name),
     ports: { controller: await freePort(), dispatcher: await freePort(), monitor: await freePort() },
   };
@@ -21,7 +38,13 @@ export function workerEnvFor(stack: StackInfo, model: ReferenceModel): Record<st
     KOHAKKU_CONTROLLER_DB: model.postgres.controllerDb,
     KOHAKKU_DISPATCHER_DB: model.postgres.dispatcherDb,
     SERVICE_ADAPTER: 'command',
-    SERVICE_RESTART_COMMAND: JSON.stringify([process.execPath, referenceScript('servicectl'), model.stateDir, 'restart', '{service}']),
+    SERVICE_RESTART_COMMAND: JSON.stringify([
+      process.execPath,
+      referenceScript('servicectl'),
+      model.stateDir,
+      'restart',
+      '{service}',
+    ]),
     KOHAKKU_CONTROLLER_HEALTH: `http://127.0.0.1:${model.ports.controller}/healthz`,
     KOHAKKU_DISPATCHER_HEALTH: `http://127.0.0.1:${model.ports.dispatcher}/healthz`,
     KOHAKKU_MONITOR_HEALTH: `http://127.0.0.1:${model.ports.monitor}/healthz`,

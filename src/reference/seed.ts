@@ -50,7 +50,10 @@ export function liveAgentsFile(model: ReferenceModel): string {
   return path.join(model.stateDir, 'live-agents.json');
 }
 
-export async function seedReferenceKohakku(model: ReferenceModel, options: SeedOptions): Promise<SeedSummary> {
+export async function seedReferenceKohakku(
+  model: ReferenceModel,
+  options: SeedOptions,
+): Promise<SeedSummary> {
   const n = options.tasks;
   const skills = options.skills ?? 20;
   const briefs = Math.min(options.briefs ?? 200, n);
@@ -86,7 +89,10 @@ export async function seedReferenceKohakku(model: ReferenceModel, options: SeedO
       [n],
     );
     await controller.query(`SELECT setval('tasks_task_id_seq', $1)`, [n]);
-    await controller.query(`INSERT INTO tasks_task_skills (task_id, skill_id) SELECT i, (i % $2) + 1 FROM generate_series(1, $1) i`, [n, skills]);
+    await controller.query(
+      `INSERT INTO tasks_task_skills (task_id, skill_id) SELECT i, (i % $2) + 1 FROM generate_series(1, $1) i`,
+      [n, skills],
+    );
     await controller.query('ANALYZE');
   } finally {
     await controller.end();
@@ -151,7 +157,13 @@ export async function seedReferenceKohakku(model: ReferenceModel, options: SeedO
   await fs.writeFile(liveAgentsFile(model), JSON.stringify(live));
 
   // Object store: bucket kohakku with briefs/ and skills/.
-  const s3 = new Minio.Client({ endPoint: model.s3.endPoint, port: model.s3.port, useSSL: false, accessKey: model.s3.accessKey, secretKey: model.s3.secretKey });
+  const s3 = new Minio.Client({
+    endPoint: model.s3.endPoint,
+    port: model.s3.port,
+    useSSL: false,
+    accessKey: model.s3.accessKey,
+    secretKey: model.s3.secretKey,
+  });
   if (!(await s3.bucketExists(model.s3.bucket))) await s3.makeBucket(model.s3.bucket, 'us-east-1');
   const uploads: (() => Promise<unknown>)[] = [];
   for (let id = 1; id <= briefs; id++) {

@@ -29,20 +29,30 @@ export interface ServiceOptions {
   pidsFile?: string;
 }
 
-const recordFile = (model: Pick<ReferenceModel, 'stateDir'>, name: string) => path.join(model.stateDir, `${name}.service.json`);
+const recordFile = (model: Pick<ReferenceModel, 'stateDir'>, name: string) =>
+  path.join(model.stateDir, `${name}.service.json`);
 
 function launch(record: Omit<ServiceRecord, 'pid'>): ServiceRecord {
-  const daemon = startDaemon(record.name, process.execPath, [record.script], { log: record.log, env: record.env });
+  const daemon = startDaemon(record.name, process.execPath, [record.script], {
+    log: record.log,
+    env: record.env,
+  });
   if (record.pidsFile) appendFileSync(record.pidsFile, `${daemon.pid}\n`);
   return { ...record, pid: daemon.pid };
 }
 
-export async function startReferenceService(model: ReferenceModel, name: ReferenceService, options: ServiceOptions = {}): Promise<void> {
+export async function startReferenceService(
+  model: ReferenceModel,
+  name: ReferenceService,
+  options: ServiceOptions = {},
+): Promise<void> {
   await fs.mkdir(model.stateDir, { recursive: true });
   const env: Record<string, string> = { [MODEL_ENV]: JSON.stringify(model) };
   if (options.noReconnect) env.KOHAKKU_REF_NO_RECONNECT = '1';
-  if (options.monitorIntervalSeconds !== undefined) env.KOHAKKU_REF_MONITOR_INTERVAL = String(options.monitorIntervalSeconds);
-  if (options.agentIntervalSeconds !== undefined) env.KOHAKKU_REF_AGENT_INTERVAL = String(options.agentIntervalSeconds);
+  if (options.monitorIntervalSeconds !== undefined)
+    env.KOHAKKU_REF_MONITOR_INTERVAL = String(options.monitorIntervalSeconds);
+  if (options.agentIntervalSeconds !== undefined)
+    env.KOHAKKU_REF_AGENT_INTERVAL = String(options.agentIntervalSeconds);
   const record = launch({
     name,
     script: referenceScript(name),
@@ -54,10 +64,16 @@ export async function startReferenceService(model: ReferenceModel, name: Referen
   if (name !== 'agents') await waitForServiceHealthy(model, name, 20000);
 }
 
-export async function waitForServiceHealthy(model: ReferenceModel, name: Exclude<ReferenceService, 'agents'>, timeoutMs: number): Promise<void> {
+export async function waitForServiceHealthy(
+  model: ReferenceModel,
+  name: Exclude<ReferenceService, 'agents'>,
+  timeoutMs: number,
+): Promise<void> {
   await waitUntil(
     `reference ${name}`,
-    async () => (await fetch(`http://127.0.0.1:${model.ports[name]}/healthz`, { signal: AbortSignal.timeout(2000) })).ok,
+    async () =>
+      (await fetch(`http://127.0.0.1:${model.ports[name]}/healthz`, { signal: AbortSignal.timeout(2000) }))
+        .ok,
     timeoutMs,
     path.join(model.stateDir, `${name}.log`),
   );

@@ -61,7 +61,11 @@ export function signalDaemon(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-export async function stopDaemon(pid: number, graceMs = 5000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+export async function stopDaemon(
+  pid: number,
+  graceMs = 5000,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<void> {
   if (!isAlive(pid)) return;
   signalDaemon(pid, signal);
   const deadline = Date.now() + graceMs;
@@ -83,11 +87,19 @@ export async function freePort(): Promise<number> {
 }
 
 /** Polls `check` until it returns true; the error names what did not come up and its log. */
-export async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs: number, log?: string): Promise<void> {
+export async function waitUntil(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  log?: string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`${what} did not become ready within ${timeoutMs / 1000} s${log ? ` (see ${log})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${what} did not become ready within ${timeoutMs / 1000} s${log ? ` (see ${log})` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, 200));
   }
 }

@@ -19,9 +19,24 @@ export interface StackInfo {
   dir: string;
   ownerPid: number;
   tools: ToolPaths;
-  postgres: { port: number; dataDir: string; socketDir: string; user: string; log: string; runAs?: { uid: number; gid: number } };
+  postgres: {
+    port: number;
+    dataDir: string;
+    socketDir: string;
+    user: string;
+    log: string;
+    runAs?: { uid: number; gid: number };
+  };
   redis: { port: number; dir: string; args: string[]; pid: number; log: string };
-  minio: { port: number; consolePort: number; dataDir: string; accessKey: string; secretKey: string; pid: number; log: string };
+  minio: {
+    port: number;
+    consolePort: number;
+    dataDir: string;
+    accessKey: string;
+    secretKey: string;
+    pid: number;
+    log: string;
+  };
   temporal: { port: number; uiPort: number; dbFile: string; pid: number; log: string; namespace: string };
   /** Other daemons started on this stack (reference Kohakku services); stopped with it. */
   extraPidsFile: string;
@@ -43,12 +58,31 @@ function postgresRunAs(): { uid: number; gid: number } | undefined {
     const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
     return { uid, gid };
   } catch {
-    throw new Error('running as root needs a `postgres` system user to run the stack’s PostgreSQL (apt-get install postgresql-15)');
+    throw new Error(
+      'running as root needs a `postgres` system user to run the stack’s PostgreSQL (apt-get install postgresql-15)',
+    );
   }
 }
 
 export function redisArgs(port: number, dir: string): string[] {
-  return ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '3600 1', '--daemonize', 'no', '--protected-mode', 'no'];
+  return [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--appendonly',
+    'yes',
+    '--appendfsync',
+    'everysec',
+    '--save',
+    '3600 1',
+    '--daemonize',
+    'no',
+    '--protected-mode',
+    'no',
+  ];
 }
 
 export function startRedis(stack: Pick<StackInfo, 'tools' | 'redis'>): Daemon {
@@ -67,7 +101,9 @@ export async function waitForRedis(port: number, log?: string): Promise<void> {
 }
 
 /** Starts a fresh stack in a new temporary folder. Stops what it started if any part fails. */
-export async function startStack(options: { withTemporalUi?: boolean; log?: (line: string) => void } = {}): Promise<StackInfo> {
+export async function startStack(
+  options: { withTemporalUi?: boolean; log?: (line: string) => void } = {},
+): Promise<StackInfo> {
   const say = options.log ?? (() => undefined);
   await reapStaleStacks(say);
   const tools = toolPaths();
@@ -76,7 +112,12 @@ export async function startStack(options: { withTemporalUi?: boolean; log?: (lin
   const run = createCommandRunner();
   const runAs = postgresRunAs();
   const started: number[] = [];
-  const partial: Partial<StackInfo> = { dir, ownerPid: process.pid, tools, extraPidsFile: path.join(dir, 'extra-pids') };
+  const partial: Partial<StackInfo> = {
+    dir,
+    ownerPid: process.pid,
+    tools,
+    extraPidsFile: path.join(dir, 'extra-pids'),
+  };
   const save = () => fs.writeFile(stackFile(dir), JSON.stringify(partial, null, 2));
   try {
     await save();
@@ -85,21 +126,59 @@ export async function startStack(options: { withTemporalUi?: boolean; log?: (lin
     await fs.mkdir(pgDir);
     if (runAs) await fs.chown(pgDir, runAs.uid, runAs.gid);
     const pgPort = await freePort();
-    partial.postgres = { port: pgPort, dataDir: path.join(pgDir, 'data'), socketDir: pgDir, user: 'postgres', log: path.join(pgDir, 'postgres.log'), runAs };
+    partial.postgres = {
+      port: pgPort,
+      dataDir: path.join(pgDir, 'data'),
+      socketDir: pgDir,
+      user: 'postgres',
+      log: path.join(pgDir, 'postgres.log'),
+      runAs,
+    };
     await save();
     say(`postgres: initdb (port ${pgPort})`);
     const asPg = runAs ? { uid: runAs.uid, gid: runAs.gid } : {};
-    execFileSync(path.join(tools.pgBinDir, 'initdb'), ['-D', partial.postgres.dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync'], { ...asPg, stdio: 'pipe' });
+    execFileSync(
+      path.join(tools.pgBinDir, 'initdb'),
+      [
+        '-D',
+        partial.postgres.dataDir,
+        '-U',
+        'postgres',
+        '--auth=trust',
+        '-E',
+        'UTF8',
+        '--locale=C',
+        '--no-sync',
+      ],
+      { ...asPg, stdio: 'pipe' },
+    );
     execFileSync(
       path.join(tools.pgBinDir, 'pg_ctl'),
-      ['start', '-w', '-t', '60', '-D', partial.postgres.dataDir, '-l', partial.postgres.log, '-o', `-p ${pgPort} -k ${pgDir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`],
+      [
+        'start',
+        '-w',
+        '-t',
+        '60',
+        '-D',
+        partial.postgres.dataDir,
+        '-l',
+        partial.postgres.log,
+        '-o',
+        `-p ${pgPort} -k ${pgDir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`,
+      ],
       { ...asPg, stdio: 'pipe' },
     );
     // Redis, AOF on
     const redisDir = path.join(dir, 'redis');
     await fs.mkdir(redisDir);
     const redisPort = await freePort();
-    partial.redis = { port: redisPort, dir: redisDir, args: redisArgs(redisPort, redisDir), pid: 0, log: path.join(redisDir, 'redis.log') };
+    partial.redis = {
+      port: redisPort,
+      dir: redisDir,
+      args: redisArgs(redisPort, redisDir),
+      pid: 0,
+      log: path.join(redisDir, 'redis.log'),
+    };
     const redis = startRedis(partial as StackInfo);
     partial.redis.pid = redis.pid;
     started.push(redis.pid);
@@ -114,11 +193,35 @@ export async function startStack(options: { withTemporalUi?: boolean; log?: (lin
     const minio = startDaemon(
       'minio',
       tools.minio,
-      ['server', '--quiet', '--address', `127.0.0.1:${minioPort}`, '--console-address', `127.0.0.1:${consolePort}`, path.join(minioDir, 'data')],
-      { log: path.join(minioDir, 'minio.log'), env: { MINIO_ROOT_USER: accessKey, MINIO_ROOT_PASSWORD: secretKey, MINIO_BROWSER: 'off', MINIO_UPDATE: 'off' } },
+      [
+        'server',
+        '--quiet',
+        '--address',
+        `127.0.0.1:${minioPort}`,
+        '--console-address',
+        `127.0.0.1:${consolePort}`,
+        path.join(minioDir, 'data'),
+      ],
+      {
+        log: path.join(minioDir, 'minio.log'),
+        env: {
+          MINIO_ROOT_USER: accessKey,
+          MINIO_ROOT_PASSWORD: secretKey,
+          MINIO_BROWSER: 'off',
+          MINIO_UPDATE: 'off',
+        },
+      },
     );
     started.push(minio.pid);
-    partial.minio = { port: minioPort, consolePort, dataDir: path.join(minioDir, 'data'), accessKey, secretKey, pid: minio.pid, log: minio.log };
+    partial.minio = {
+      port: minioPort,
+      consolePort,
+      dataDir: path.join(minioDir, 'data'),
+      accessKey,
+      secretKey,
+      pid: minio.pid,
+      log: minio.log,
+    };
     await save();
     // Temporal dev server (SQLite on disk, so it survives its own restart)
     const temporalDir = path.join(dir, 'temporal');
@@ -129,35 +232,66 @@ export async function startStack(options: { withTemporalUi?: boolean; log?: (lin
       'temporal',
       tools.temporal,
       [
-        'server', 'start-dev',
-        '--ip', '127.0.0.1',
-        '--port', String(temporalPort),
-        '--ui-port', String(uiPort),
+        'server',
+        'start-dev',
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(temporalPort),
+        '--ui-port',
+        String(uiPort),
         ...(options.withTemporalUi ? [] : ['--headless']),
-        '--db-filename', path.join(temporalDir, 'temporal.db'),
-        '--log-level', 'warn',
+        '--db-filename',
+        path.join(temporalDir, 'temporal.db'),
+        '--log-level',
+        'warn',
       ],
       { log: path.join(temporalDir, 'temporal.log') },
     );
     started.push(temporal.pid);
-    partial.temporal = { port: temporalPort, uiPort, dbFile: path.join(temporalDir, 'temporal.db'), pid: temporal.pid, log: temporal.log, namespace: 'default' };
+    partial.temporal = {
+      port: temporalPort,
+      uiPort,
+      dbFile: path.join(temporalDir, 'temporal.db'),
+      pid: temporal.pid,
+      log: temporal.log,
+      namespace: 'default',
+    };
     await save();
 
     say('waiting for postgres, redis, minio and temporal');
-    await waitUntil('postgres', async () => {
-      const c = new Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', database: 'postgres' });
-      await c.connect();
-      await c.end();
-      return true;
-    }, 30000, partial.postgres.log);
+    await waitUntil(
+      'postgres',
+      async () => {
+        const c = new Client({ host: '127.0.0.1', port: pgPort, user: 'postgres', database: 'postgres' });
+        await c.connect();
+        await c.end();
+        return true;
+      },
+      30000,
+      partial.postgres.log,
+    );
     await waitForRedis(redisPort, partial.redis.log);
-    await waitUntil('minio', async () => (await fetch(`http://127.0.0.1:${minioPort}/minio/health/live`)).ok, 60000, minio.log);
+    await waitUntil(
+      'minio',
+      async () => (await fetch(`http://127.0.0.1:${minioPort}/minio/health/live`)).ok,
+      60000,
+      minio.log,
+    );
     await waitUntil('temporal', () => tcpOpen(temporalPort), 60000, temporal.log);
     // The frontend port opens before the namespace is usable; ask the server itself.
     await waitUntil(
       'temporal namespace default',
       async () => {
-        await run(tools.temporal, ['operator', 'namespace', 'describe', '--address', `127.0.0.1:${temporalPort}`, '--namespace', 'default']);
+        await run(tools.temporal, [
+          'operator',
+          'namespace',
+          'describe',
+          '--address',
+          `127.0.0.1:${temporalPort}`,
+          '--namespace',
+          'default',
+        ]);
         return true;
       },
       60000,
@@ -177,17 +311,25 @@ export function extraPids(stack: StackInfo): number[] {
 
 /** Stops every process of the stack and removes its folder (unless keepDir). */
 export async function stopStack(stack: StackInfo, options: { keepDir?: boolean } = {}): Promise<void> {
-  const pids = [...extraPids(stack), stack.temporal?.pid, stack.minio?.pid, stack.redis?.pid].filter((p): p is number => !!p);
+  const pids = [...extraPids(stack), stack.temporal?.pid, stack.minio?.pid, stack.redis?.pid].filter(
+    (p): p is number => !!p,
+  );
   // Redis may have been restarted by a test; its current pid is in its pidfile-less stack.json.
   await Promise.all(pids.map((pid) => stopDaemon(pid, 5000)));
   if (stack.postgres && existsSync(path.join(stack.postgres.dataDir, 'postmaster.pid'))) {
     try {
-      execFileSync(path.join(stack.tools.pgBinDir, 'pg_ctl'), ['stop', '-m', 'immediate', '-w', '-D', stack.postgres.dataDir], {
-        stdio: 'pipe',
-        ...(stack.postgres.runAs ?? {}),
-      });
+      execFileSync(
+        path.join(stack.tools.pgBinDir, 'pg_ctl'),
+        ['stop', '-m', 'immediate', '-w', '-D', stack.postgres.dataDir],
+        {
+          stdio: 'pipe',
+          ...(stack.postgres.runAs ?? {}),
+        },
+      );
     } catch {
-      const pid = Number(readFileSync(path.join(stack.postgres.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      const pid = Number(
+        readFileSync(path.join(stack.postgres.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0],
+      );
       if (pid) await stopDaemon(pid, 2000, 'SIGQUIT');
     }
   }

@@ -25,7 +25,8 @@ const VARS: Record<keyof ToolPaths, string> = {
 
 function toolsDir(): string {
   return (
-    process.env.KOHAKKU_DR_TOOLS ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'kohakku-dr', 'tools')
+    process.env.KOHAKKU_DR_TOOLS ??
+    path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'kohakku-dr', 'tools')
   );
 }
 
@@ -42,7 +43,9 @@ export function toolPaths(): ToolPaths {
   for (const [key, env] of Object.entries(VARS) as [keyof ToolPaths, string][]) {
     const value = process.env[env] ?? fromFile[env];
     if (!value || !existsSync(value)) {
-      throw new Error(`${env} is not set or missing (${value ?? 'unset'}): run scripts/install-tools.sh first`);
+      throw new Error(
+        `${env} is not set or missing (${value ?? 'unset'}): run scripts/install-tools.sh first`,
+      );
     }
     out[key] = value;
   }

@@ -16,7 +16,10 @@ export interface PostgresBackupInput {
 
 /** The backup id is the run's start time, so a retried activity writes the same backup. */
 function backupIdOf(date: Date): string {
-  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  return date
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
 }
 
 export async function postgresBackup(input: PostgresBackupInput = {}): Promise<PostgresManifest> {

@@ -5,7 +5,13 @@
  * Time: inside the workflow sandbox the SDK replaces Date with the workflow task's time, so
  * `Date.now()` here is replay-safe; it is the only clock this file uses.
  */
-import { ActivityFailure, ApplicationFailure, defineQuery, setCurrentDetails, setHandler } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  defineQuery,
+  setCurrentDetails,
+  setHandler,
+} from '@temporalio/workflow';
 
 export type StepStatus = 'pending' | 'running' | 'done' | 'failed' | 'skipped';
 
@@ -51,7 +57,12 @@ export class Procedure {
   }
 
   /** Runs one phase, recording its status and timing. */
-  async step<T>(name: string, waitingFor: string, run: () => Promise<T>, describe?: (result: T) => string): Promise<T> {
+  async step<T>(
+    name: string,
+    waitingFor: string,
+    run: () => Promise<T>,
+    describe?: (result: T) => string,
+  ): Promise<T> {
     const step = this.find(name);
     const started = Date.now();
     step.status = 'running';
@@ -95,11 +106,18 @@ export class Procedure {
   /** The Temporal UI shows this as the workflow's current details. */
   private publish(): void {
     const p = this.progress;
-    const icon: Record<StepStatus, string> = { pending: '·', running: '▶', done: '✔', failed: '✘', skipped: '–' };
+    const icon: Record<StepStatus, string> = {
+      pending: '·',
+      running: '▶',
+      done: '✔',
+      failed: '✘',
+      skipped: '–',
+    };
     const lines = [
       `**${p.procedure}** — ${p.status}`,
       ...p.steps.map(
-        (s) => `${icon[s.status]} ${s.name}${s.durationMs !== undefined ? ` (${(s.durationMs / 1000).toFixed(1)} s)` : ''}${s.detail ? ` — ${s.detail}` : ''}`,
+        (s) =>
+          `${icon[s.status]} ${s.name}${s.durationMs !== undefined ? ` (${(s.durationMs / 1000).toFixed(1)} s)` : ''}${s.detail ? ` — ${s.detail}` : ''}`,
       ),
       ...(p.waitingFor ? [`waiting for: ${p.waitingFor}`] : []),
       ...(p.error ? [`error: ${p.error}`] : []),

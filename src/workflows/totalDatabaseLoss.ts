@@ -54,25 +54,42 @@ const STEPS = [
   'cleanup',
 ] as const;
 
-const { resolvePostgresBackup, liveDatabases, restartService, cleanupPostgresRestore } = proxyActivities<Activities>(quick);
+const { resolvePostgresBackup, liveDatabases, restartService, cleanupPostgresRestore } =
+  proxyActivities<Activities>(quick);
 const { preparePostgresRestore, restorePostgresDatabase } = proxyActivities<Activities>(long);
 
-function validate(input: TotalDatabaseLossInput): Required<Omit<TotalDatabaseLossInput, 'backupId'>> & { backupId: string } {
+function validate(
+  input: TotalDatabaseLossInput,
+): Required<Omit<TotalDatabaseLossInput, 'backupId'>> & { backupId: string } {
   const targets = input.targets ?? ['controller', 'dispatcher'];
   const known: PostgresTarget[] = ['controller', 'dispatcher'];
-  if (!Array.isArray(targets) || targets.length === 0 || new Set(targets).size !== targets.length || targets.some((t) => !known.includes(t))) {
-    throw fail(ErrorType.InvalidInput, 'targets must be a non-empty list of distinct targets: controller, dispatcher');
+  if (
+    !Array.isArray(targets) ||
+    targets.length === 0 ||
+    new Set(targets).size !== targets.length ||
+    targets.some((t) => !known.includes(t))
+  ) {
+    throw fail(
+      ErrorType.InvalidInput,
+      'targets must be a non-empty list of distinct targets: controller, dispatcher',
+    );
   }
   const seconds = (name: string, value: number | undefined, dflt: number) => {
     const v = value ?? dflt;
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 86400) {
-      throw fail(ErrorType.InvalidInput, `${name} must be a number of seconds between 1 and 86400, got ${JSON.stringify(value)}`);
+      throw fail(
+        ErrorType.InvalidInput,
+        `${name} must be a number of seconds between 1 and 86400, got ${JSON.stringify(value)}`,
+      );
     }
     return v;
   };
   const backupId = input.backupId ?? 'latest';
   if (backupId !== 'latest' && !/^\d{8}T\d{6}Z$/.test(backupId)) {
-    throw fail(ErrorType.InvalidInput, `"${backupId}" is not a backup id (expected YYYYMMDDTHHMMSSZ or "latest"; kohakku-dr backups lists them)`);
+    throw fail(
+      ErrorType.InvalidInput,
+      `"${backupId}" is not a backup id (expected YYYYMMDDTHHMMSSZ or "latest"; kohakku-dr backups lists them)`,
+    );
   }
   return {
     backupId,
@@ -80,7 +97,11 @@ function validate(input: TotalDatabaseLossInput): Required<Omit<TotalDatabaseLos
     replaceExisting: input.replaceExisting === true,
     reconnectDeadlineSeconds: seconds('reconnectDeadlineSeconds', input.reconnectDeadlineSeconds, 60),
     restartDeadlineSeconds: seconds('restartDeadlineSeconds', input.restartDeadlineSeconds, 120),
-    registrationDeadlineSeconds: seconds('registrationDeadlineSeconds', input.registrationDeadlineSeconds, 60),
+    registrationDeadlineSeconds: seconds(
+      'registrationDeadlineSeconds',
+      input.registrationDeadlineSeconds,
+      60,
+    ),
   };
 }
 
@@ -90,7 +111,9 @@ async function reconnectOrRestart(
   reconnectSeconds: number,
   restartSeconds: number,
 ): Promise<HealthReport & { restarted: boolean }> {
-  const { waitForHealthy } = proxyActivities<Activities>(waitUpTo(Math.max(reconnectSeconds, restartSeconds)));
+  const { waitForHealthy } = proxyActivities<Activities>(
+    waitUpTo(Math.max(reconnectSeconds, restartSeconds)),
+  );
   const first = await waitForHealthy({ service, deadlineSeconds: reconnectSeconds });
   if (first.healthy) return { ...first, restarted: false };
   await restartService({ service });
@@ -104,7 +127,9 @@ async function reconnectOrRestart(
   return { ...second, restarted: true };
 }
 
-export async function totalDatabaseLoss(rawInput: TotalDatabaseLossInput = {}): Promise<TotalDatabaseLossResult> {
+export async function totalDatabaseLoss(
+  rawInput: TotalDatabaseLossInput = {},
+): Promise<TotalDatabaseLossResult> {
   const procedure = new Procedure('Total database loss', STEPS);
   const info = workflowInfo();
   // Unique per run: staging and moved-aside names derive from it.
@@ -129,7 +154,8 @@ export async function totalDatabaseLoss(rawInput: TotalDatabaseLossInput = {}): 
         }
         return { summary, live };
       },
-      ({ summary, live }) => `backup ${summary.id} (${summary.createdAt})${live.length ? `; will move aside: ${live.join(', ')}` : ''}`,
+      ({ summary, live }) =>
+        `backup ${summary.id} (${summary.createdAt})${live.length ? `; will move aside: ${live.join(', ')}` : ''}`,
     );
     const backupId = backup.summary.id;
 
@@ -145,9 +171,19 @@ export async function totalDatabaseLoss(rawInput: TotalDatabaseLossInput = {}): 
       `pg_restore into staging databases, verify against the manifest, swap in`,
       () =>
         Promise.all(
-          targets.map((target) => restorePostgresDatabase({ backupId, target, recoveryId, replaceExisting: input!.replaceExisting })),
+          targets.map((target) =>
+            restorePostgresDatabase({
+              backupId,
+              target,
+              recoveryId,
+              replaceExisting: input!.replaceExisting,
+            }),
+          ),
         ),
-      (results) => results.map((r) => `${r.database}: ${r.tablesVerified} tables, ${r.rowsVerified} rows verified`).join('; '),
+      (results) =>
+        results
+          .map((r) => `${r.database}: ${r.tablesVerified} tables, ${r.rowsVerified} rows verified`)
+          .join('; '),
     );
 
     const services = await procedure.step(
@@ -166,10 +202,15 @@ export async function totalDatabaseLoss(rawInput: TotalDatabaseLossInput = {}): 
       'monitor rebuilds redis',
       'the Monitor registering every active container in Redis',
       async () => {
-        const { waitForRegistrations } = proxyActivities<Activities>(waitUpTo(input!.registrationDeadlineSeconds));
+        const { waitForRegistrations } = proxyActivities<Activities>(
+          waitUpTo(input!.registrationDeadlineSeconds),
+        );
         const first = await waitForRegistrations({ deadlineSeconds: input!.registrationDeadlineSeconds });
         if (first.complete) return { ...first, monitorRestarted: false };
-        procedure.note('monitor rebuilds redis', `${first.missing.length}+ missing after ${input!.registrationDeadlineSeconds} s: restarting the Monitor`);
+        procedure.note(
+          'monitor rebuilds redis',
+          `${first.missing.length}+ missing after ${input!.registrationDeadlineSeconds} s: restarting the Monitor`,
+        );
         await reconnectOrRestartMonitor(input!.restartDeadlineSeconds);
         const second = await waitForRegistrations({ deadlineSeconds: input!.registrationDeadlineSeconds });
         if (!second.complete) {
@@ -181,7 +222,8 @@ export async function totalDatabaseLoss(rawInput: TotalDatabaseLossInput = {}): 
         }
         return { ...second, monitorRestarted: true };
       },
-      (r) => `${r.registered}/${r.expected} containers registered${r.monitorRestarted ? ' after a Monitor restart' : ''}`,
+      (r) =>
+        `${r.registered}/${r.expected} containers registered${r.monitorRestarted ? ' after a Monitor restart' : ''}`,
     );
 
     await runCleanup(procedure, recoveryId, targets);
@@ -202,7 +244,9 @@ export async function totalDatabaseLoss(rawInput: TotalDatabaseLossInput = {}): 
   } catch (err) {
     procedure.finish('cleaning-up', (surfaceFailure(err) as Error).message);
     // The cleanup phase always runs, also on failure and cancellation.
-    await CancellationScope.nonCancellable(() => runCleanup(procedure, recoveryId, input?.targets ?? ['controller', 'dispatcher']));
+    await CancellationScope.nonCancellable(() =>
+      runCleanup(procedure, recoveryId, input?.targets ?? ['controller', 'dispatcher']),
+    );
     const failure = surfaceFailure(err);
     procedure.finish('failed', (failure as Error).message);
     throw failure;
@@ -213,10 +257,15 @@ async function reconnectOrRestartMonitor(restartSeconds: number): Promise<void> 
   await restartService({ service: 'monitor' });
   const { waitForHealthy } = proxyActivities<Activities>(waitUpTo(restartSeconds));
   const health = await waitForHealthy({ service: 'monitor', deadlineSeconds: restartSeconds });
-  if (!health.healthy) throw fail(ErrorType.ServiceUnhealthy, `the Monitor is unhealthy after a restart: ${health.lastError}`);
+  if (!health.healthy)
+    throw fail(ErrorType.ServiceUnhealthy, `the Monitor is unhealthy after a restart: ${health.lastError}`);
 }
 
-async function runCleanup(procedure: Procedure, recoveryId: string, targets: PostgresTarget[]): Promise<void> {
+async function runCleanup(
+  procedure: Procedure,
+  recoveryId: string,
+  targets: PostgresTarget[],
+): Promise<void> {
   if (procedure.progress.steps.find((s) => s.name === 'cleanup')?.status === 'done') return;
   await procedure.step(
     'cleanup',

@@ -12,9 +12,14 @@ import { extraPids, startStack, type StackInfo } from '../../src/stack/stack';
 export const STACK_DIR_ENV = 'KOHAKKU_DR_TEST_STACK';
 
 function killNow(stack: StackInfo): void {
-  for (const pid of [...extraPids(stack), stack.temporal.pid, stack.minio.pid, stack.redis.pid]) signalDaemon(pid, 'SIGKILL');
+  for (const pid of [...extraPids(stack), stack.temporal.pid, stack.minio.pid, stack.redis.pid])
+    signalDaemon(pid, 'SIGKILL');
   try {
-    execFileSync(path.join(stack.tools.pgBinDir, 'pg_ctl'), ['stop', '-m', 'immediate', '-D', stack.postgres.dataDir], { stdio: 'ignore', ...(stack.postgres.runAs ?? {}) });
+    execFileSync(
+      path.join(stack.tools.pgBinDir, 'pg_ctl'),
+      ['stop', '-m', 'immediate', '-D', stack.postgres.dataDir],
+      { stdio: 'ignore', ...(stack.postgres.runAs ?? {}) },
+    );
   } catch {
     // already down
   }

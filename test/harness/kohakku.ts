@@ -12,7 +12,11 @@ import { Client } from 'pg';
 import type { ReferenceModel } from '../../src/reference/model';
 import { referenceModelOn, workerEnvFor } from '../../src/reference/onStack';
 import { seedReferenceKohakku, type SeedOptions } from '../../src/reference/seed';
-import { startReferenceService, stopReferenceServices, type ServiceOptions } from '../../src/reference/supervisor';
+import {
+  startReferenceService,
+  stopReferenceServices,
+  type ServiceOptions,
+} from '../../src/reference/supervisor';
 import { readStack, type StackInfo } from '../../src/stack/stack';
 import { STACK_DIR_ENV } from './globalSetup';
 
@@ -28,7 +32,12 @@ export function pgClient(stack: StackInfo, database = 'postgres'): Client {
   return new Client({ host: '127.0.0.1', port: stack.postgres.port, user: 'postgres', database });
 }
 
-export async function sql<T extends object = Record<string, unknown>>(stack: StackInfo, database: string, text: string, params: unknown[] = []): Promise<T[]> {
+export async function sql<T extends object = Record<string, unknown>>(
+  stack: StackInfo,
+  database: string,
+  text: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   const c = pgClient(stack, database);
   await c.connect();
   try {
@@ -39,7 +48,9 @@ export async function sql<T extends object = Record<string, unknown>>(stack: Sta
 }
 
 export async function databases(stack: StackInfo): Promise<string[]> {
-  return (await sql<{ datname: string }>(stack, 'postgres', 'SELECT datname FROM pg_database ORDER BY 1')).map((r) => r.datname);
+  return (
+    await sql<{ datname: string }>(stack, 'postgres', 'SELECT datname FROM pg_database ORDER BY 1')
+  ).map((r) => r.datname);
 }
 
 /** A real disaster: sessions terminated, the database dropped. */
@@ -60,10 +71,14 @@ export async function tableFingerprints(stack: StackInfo, database: string): Pro
     );
     const out: Record<string, string> = {};
     for (const { t } of tables.rows) {
-      const r = await c.query<{ n: string; h: string | null }>(`SELECT count(*) AS n, md5(string_agg(x::text, '|' ORDER BY x::text)) AS h FROM ${t} x`);
+      const r = await c.query<{ n: string; h: string | null }>(
+        `SELECT count(*) AS n, md5(string_agg(x::text, '|' ORDER BY x::text)) AS h FROM ${t} x`,
+      );
       out[t] = `${r.rows[0]!.n}:${r.rows[0]!.h}`;
     }
-    const seq = await c.query<{ last_value: string }>(`SELECT last_value FROM tasks_task_id_seq`).catch(() => undefined);
+    const seq = await c
+      .query<{ last_value: string }>(`SELECT last_value FROM tasks_task_id_seq`)
+      .catch(() => undefined);
     if (seq) out['sequence tasks_task_id_seq'] = seq.rows[0]!.last_value;
     return out;
   } finally {
@@ -78,7 +93,11 @@ export interface TestKohakku {
 }
 
 /** A fresh reference Kohakku on the shared stack: clears what an earlier test file left. */
-export async function freshKohakku(name: string, seed: SeedOptions, services: Partial<Record<'controller' | 'dispatcher' | 'monitor' | 'agents', ServiceOptions | false>> = {}): Promise<TestKohakku> {
+export async function freshKohakku(
+  name: string,
+  seed: SeedOptions,
+  services: Partial<Record<'controller' | 'dispatcher' | 'monitor' | 'agents', ServiceOptions | false>> = {},
+): Promise<TestKohakku> {
   const stack = testStack();
   const model = await referenceModelOn(stack, name);
   for (const db of await databases(stack)) if (db.startsWith('kohakku')) await dropDatabase(stack, db);
@@ -104,7 +123,13 @@ export async function stopKohakku(k: TestKohakku): Promise<void> {
 }
 
 export function minioClient(stack: StackInfo): Minio.Client {
-  return new Minio.Client({ endPoint: '127.0.0.1', port: stack.minio.port, useSSL: false, accessKey: stack.minio.accessKey, secretKey: stack.minio.secretKey });
+  return new Minio.Client({
+    endPoint: '127.0.0.1',
+    port: stack.minio.port,
+    useSSL: false,
+    accessKey: stack.minio.accessKey,
+    secretKey: stack.minio.secretKey,
+  });
 }
 
 async function deleteBucket(s3: Minio.Client, bucket: string): Promise<void> {
@@ -126,7 +151,10 @@ export interface WorkerProcess {
 
 /** Starts `node dist/worker.js` as its own process and waits until it polls. */
 export async function startWorker(env: Record<string, string>): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [path.join(DIST, 'worker.js')], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(DIST, 'worker.js')], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));

@@ -1,0 +1,105 @@
+/** Client-side helpers: connecting, workflow ids (one recovery per target), watching progress. */
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import type { Progress } from '../workflows/procedure';
+
+export interface TemporalSettings {
+  address: string;
+  namespace: string;
+  taskQueue: string;
+}
+
+/** The client needs only these three; the worker holds everything else. */
+export function temporalSettings(env: NodeJS.ProcessEnv = process.env): TemporalSettings {
+  return {
+    address: env.TEMPORAL_ADDRESS || 'localhost:7233',
+    namespace: env.TEMPORAL_NAMESPACE || 'default',
+    taskQueue: env.KOHAKKU_DR_TASK_QUEUE || 'kohakku-dr',
+  };
+}
+
+export async function connect(
+  settings: TemporalSettings,
+): Promise<{ client: Client; close: () => Promise<void> }> {
+  const connection = await Connection.connect({ address: settings.address });
+  return {
+    client: new Client({ connection, namespace: settings.namespace }),
+    close: () => connection.close(),
+  };
+}
+
+/**
+ * Workflow ids derive from the target, so a second recovery of the same thing is refused by
+ * the server while the first runs (the default conflict policy), not run beside it.
+ */
+export const WORKFLOW_IDS = {
+  postgresRecovery: 'kohakku-dr-recover-postgres',
+  postgresBackup: 'kohakku-dr-backup-postgres',
+} as const;
+
+export class AlreadyRunning extends Error {
+  constructor(workflowId: string, runId: string | undefined) {
+    super(
+      `a run of ${workflowId} is already in progress (run ${runId ?? '?'}); watch it with \`kohakku-dr watch ${workflowId}\` ` +
+        `or cancel it with \`temporal workflow cancel --workflow-id ${workflowId}\` before starting another`,
+    );
+    this.name = 'AlreadyRunning';
+  }
+}
+
+export async function startUnique<T extends WorkflowHandle>(
+  workflowId: string,
+  start: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) {
+      throw new AlreadyRunning(
+        workflowId,
+        (err as WorkflowExecutionAlreadyStartedError & { runId?: string }).runId,
+      );
+    }
+    throw err;
+  }
+}
+
+/** Prints each step as it starts and ends, until the workflow closes; returns its result. */
+export async function watch<R>(
+  handle: WorkflowHandle,
+  print: (line: string) => void,
+  everyMs = 1000,
+): Promise<R> {
+  const seen = new Map<string, string>();
+  let waiting: string | undefined;
+  let finished = false;
+  const result = handle.result().finally(() => (finished = true)) as Promise<R>;
+  result.catch(() => undefined);
+  const poll = async () => {
+    const p = await handle.query<Progress>('progress').catch(() => undefined);
+    if (!p) return;
+    for (const s of p.steps) {
+      const key = `${s.status}`;
+      if (seen.get(s.name) === key) continue;
+      seen.set(s.name, key);
+      if (s.status === 'running') print(`  ▶ ${s.name}…`);
+      else if (s.status === 'done')
+        print(
+          `  ✔ ${s.name} (${((s.durationMs ?? 0) / 1000).toFixed(1)} s)${s.detail ? ` — ${s.detail}` : ''}`,
+        );
+      else if (s.status === 'failed') print(`  ✘ ${s.name}: ${s.detail ?? ''}`);
+    }
+    if (p.waitingFor && p.waitingFor !== waiting) print(`    waiting for: ${p.waitingFor}`);
+    waiting = p.waitingFor;
+  };
+  while (!finished) {
+    await poll();
+    await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, everyMs))]);
+  }
+  await poll();
+  return result;
+}
