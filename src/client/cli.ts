@@ -68,7 +68,7 @@ async function run(): Promise<void> {
       const { client, close } = await connect(settings);
       try {
         const workflowId = WORKFLOW_IDS.postgresRecovery;
-        const handle = await startUnique(workflowId, () =>
+        const handle = await startUnique(client, workflowId, () =>
           client.workflow.start('totalDatabaseLoss', {
             taskQueue: settings.taskQueue,
             workflowId,
@@ -93,7 +93,7 @@ async function run(): Promise<void> {
       const { client, close } = await connect(settings);
       try {
         const workflowId = WORKFLOW_IDS.postgresBackup;
-        const handle = await startUnique(workflowId, () =>
+        const handle = await startUnique(client, workflowId, () =>
           client.workflow.start('postgresBackup', { taskQueue: settings.taskQueue, workflowId, args: [{}] }),
         );
         console.log(`started ${workflowId} (run ${handle.firstExecutionRunId})`);

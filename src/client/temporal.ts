@@ -42,27 +42,31 @@ export const WORKFLOW_IDS = {
 } as const;
 
 export class AlreadyRunning extends Error {
-  constructor(workflowId: string, runId: string | undefined) {
+  constructor(workflowId: string, runId: string | undefined, startedAt: Date | undefined) {
     super(
-      `a run of ${workflowId} is already in progress (run ${runId ?? '?'}); watch it with \`kohakku-dr watch ${workflowId}\` ` +
+      `a run of ${workflowId} is already in progress (run ${runId ?? '?'}, started ${startedAt?.toISOString() ?? '?'}); ` +
+        `watch it with \`kohakku-dr watch ${workflowId}\` ` +
         `or cancel it with \`temporal workflow cancel --workflow-id ${workflowId}\` before starting another`,
     );
     this.name = 'AlreadyRunning';
   }
 }
 
+/** Starts a workflow whose id is its target; a conflict becomes AlreadyRunning naming the running run. */
 export async function startUnique<T extends WorkflowHandle>(
+  client: Client,
   workflowId: string,
   start: () => Promise<T>,
-): Promise<T> {
+): Promise<T & { firstExecutionRunId?: string }> {
   try {
     return await start();
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
-      throw new AlreadyRunning(
-        workflowId,
-        (err as WorkflowExecutionAlreadyStartedError & { runId?: string }).runId,
-      );
+      const running = await client.workflow
+        .getHandle(workflowId)
+        .describe()
+        .catch(() => undefined);
+      throw new AlreadyRunning(workflowId, running?.runId, running?.startTime);
     }
     throw err;
   }
