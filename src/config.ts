@@ -54,7 +54,7 @@ const serviceNameMap = z.string().transform((v, ctx) => {
 
 export interface OptionSpec {
   env: string;
-  group: 'Temporal' | 'PostgreSQL' | 'Redis' | 'Object store' | 'Backup store' | 'Services' | 'Kohakku model';
+  group: 'Temporal' | 'PostgreSQL' | 'Redis' | 'Object store' | 'Backup store' | 'Schedules' | 'Services' | 'Kohakku model';
   description: string;
   /** Shown in docs and applied when the variable is unset. Undefined = required (unless optional). */
   default?: string;
@@ -178,6 +178,35 @@ export const OPTIONS = [
     default: '0',
     schema: z.coerce.number().int().min(0).max(15),
   },
+  {
+    env: 'REDIS_BACKUP_METHOD',
+    group: 'Redis',
+    description:
+      '`bgsave`: BGSAVE, wait until LASTSAVE moves and the save succeeded, copy the RDB file (the worker must see Redis\'s files); `network`: `redis-cli --rdb` over the network.',
+    default: 'bgsave',
+    schema: z.enum(['bgsave', 'network']),
+  },
+  {
+    env: 'REDIS_RDB_PATH',
+    group: 'Redis',
+    description: "For `bgsave`: the RDB file as the worker sees it; Redis's own `dir`/`dbfilename` when unset.",
+    optional: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'REDIS_CLI_BIN',
+    group: 'Redis',
+    description: 'redis-cli, for `network` backups.',
+    default: 'redis-cli',
+    schema: nonEmpty,
+  },
+  {
+    env: 'REDIS_SERVER_BIN',
+    group: 'Redis',
+    description: 'redis-server, used to load an RDB into a scratch instance when verifying a backup.',
+    default: 'redis-server',
+    schema: nonEmpty,
+  },
   // Object store
   {
     env: 'S3_ENDPOINT',
@@ -214,6 +243,20 @@ export const OPTIONS = [
     default: 'kohakku',
     schema: nonEmpty,
   },
+  {
+    env: 'KOHAKKU_BACKUP_PREFIXES',
+    group: 'Object store',
+    description: 'Comma-separated prefixes of KOHAKKU_BUCKET that are backed up.',
+    default: 'briefs/,skills/',
+    schema: z.string().transform((v) => v.split(',').map((p) => p.trim()).filter(Boolean)),
+  },
+  {
+    env: 'OBJECT_TRANSFER_CONCURRENCY',
+    group: 'Object store',
+    description: 'Objects copied at once; each is streamed, so memory stays bounded whatever their size.',
+    default: '8',
+    schema: z.coerce.number().int().min(1).max(64),
+  },
   // Backup store
   {
     env: 'BACKUP_STORE',
@@ -243,6 +286,60 @@ export const OPTIONS = [
       "Worker's scratch directory for downloaded dumps; kept across retries so a resumed restore does not download again.",
     default: DEFAULT_WORK_DIR,
     schema: nonEmpty,
+  },
+  {
+    env: 'BACKUP_RETENTION_DAYS',
+    group: 'Backup store',
+    description:
+      'Backup sets older than this are pruned after each nightly backup (7 to 30); the newest verified set and sets in use by a restore are always kept.',
+    default: '14',
+    schema: z.coerce
+      .number()
+      .int()
+      .refine((d) => d >= 7 && d <= 30, 'retention must be between 7 and 30 days (the runbook’s range)'),
+  },
+  // Schedules
+  {
+    env: 'BACKUP_SCHEDULE_CRON',
+    group: 'Schedules',
+    description: 'When the nightly backup runs (cron: minute hour day-of-month month day-of-week).',
+    default: '0 2 * * *',
+    schema: z.string().trim().regex(/^\S+( \S+){4}$/, 'expected five cron fields, e.g. "0 2 * * *"'),
+  },
+  {
+    env: 'BACKUP_SCHEDULE_TIMEZONE',
+    group: 'Schedules',
+    description: 'IANA time zone of BACKUP_SCHEDULE_CRON.',
+    default: 'UTC',
+    schema: z.string().refine((tz) => {
+      try {
+        new Intl.DateTimeFormat('en', { timeZone: tz });
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'expected an IANA time zone such as Europe/Berlin'),
+  },
+  {
+    env: 'BACKUP_SCHEDULE_OVERLAP',
+    group: 'Schedules',
+    description: 'What happens when a nightly backup is due while the last one still runs: skip, buffer_one, buffer_all, cancel_other, terminate_other, allow_all.',
+    default: 'skip',
+    schema: z.enum(['skip', 'buffer_one', 'buffer_all', 'cancel_other', 'terminate_other', 'allow_all']),
+  },
+  {
+    env: 'BACKUP_SCHEDULE_CATCHUP_WINDOW',
+    group: 'Schedules',
+    description: 'How late a missed run (Temporal was down) may still start, e.g. 1h, 30m, 2d.',
+    default: '1h',
+    schema: z.string().regex(/^\d+[smhd]$/, 'expected a duration such as 30m, 1h or 2d'),
+  },
+  {
+    env: 'BACKUP_SCHEDULE_PAUSE_ON_FAILURE',
+    group: 'Schedules',
+    description: 'Pause the schedule when a nightly backup fails, so a broken backup is noticed rather than repeated.',
+    default: 'true',
+    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
   },
   // Services
   {
@@ -333,7 +430,16 @@ export interface Config {
     binDir?: string;
     restoreJobs: number;
   };
-  redis: { host: string; port: number; password?: string; db: number };
+  redis: {
+    host: string;
+    port: number;
+    password?: string;
+    db: number;
+    backupMethod: 'bgsave' | 'network';
+    rdbPath?: string;
+    cliBin: string;
+    serverBin: string;
+  };
   s3: {
     endPoint: string;
     port: number;
@@ -343,7 +449,17 @@ export interface Config {
     region: string;
   };
   kohakkuBucket: string;
+  backupPrefixes: string[];
+  transferConcurrency: number;
   backupStore: { kind: 's3'; bucket: string } | { kind: 'dir'; dir: string };
+  retentionDays: number;
+  schedule: {
+    cron: string;
+    timezone: string;
+    overlap: 'skip' | 'buffer_one' | 'buffer_all' | 'cancel_other' | 'terminate_other' | 'allow_all';
+    catchupWindow: string;
+    pauseOnFailure: boolean;
+  };
   workDir: string;
   services: {
     adapter: ServiceAdapterKind;
@@ -439,6 +555,10 @@ export function loadConfig(env: Env = process.env): Config {
       port: num('REDIS_PORT'),
       password: opt('REDIS_PASSWORD'),
       db: num('REDIS_DB'),
+      backupMethod: str('REDIS_BACKUP_METHOD') as 'bgsave' | 'network',
+      rdbPath: opt('REDIS_RDB_PATH'),
+      cliBin: str('REDIS_CLI_BIN'),
+      serverBin: str('REDIS_SERVER_BIN'),
     },
     s3: {
       endPoint: endpoint.hostname,
@@ -449,6 +569,16 @@ export function loadConfig(env: Env = process.env): Config {
       region: str('S3_REGION'),
     },
     kohakkuBucket: str('KOHAKKU_BUCKET'),
+    backupPrefixes: v['KOHAKKU_BACKUP_PREFIXES'] as string[],
+    transferConcurrency: num('OBJECT_TRANSFER_CONCURRENCY'),
+    retentionDays: num('BACKUP_RETENTION_DAYS'),
+    schedule: {
+      cron: str('BACKUP_SCHEDULE_CRON'),
+      timezone: str('BACKUP_SCHEDULE_TIMEZONE'),
+      overlap: str('BACKUP_SCHEDULE_OVERLAP') as Config['schedule']['overlap'],
+      catchupWindow: str('BACKUP_SCHEDULE_CATCHUP_WINDOW'),
+      pauseOnFailure: v['BACKUP_SCHEDULE_PAUSE_ON_FAILURE'] as boolean,
+    },
     backupStore:
       backupKind === 's3'
         ? { kind: 's3', bucket: str('BACKUP_BUCKET') }

@@ -20,6 +20,8 @@ export const ErrorType = {
   ServiceUnhealthy: 'ServiceUnhealthy',
   /** The Monitor did not register every active container, even after a restart. */
   RegistrationIncomplete: 'RegistrationIncomplete',
+  /** A backup set did not restore to what its manifest says (the verdict is on the manifest). */
+  VerificationFailed: 'VerificationFailed',
   /** An external tool is missing or too old for the server. */
   ToolUnavailable: 'ToolUnavailable',
 } as const;
@@ -33,6 +35,7 @@ export const NON_RETRYABLE_ERRORS: ErrorTypeName[] = [
   ErrorType.RestoreVerificationFailed,
   ErrorType.LiveDataExists,
   ErrorType.ToolUnavailable,
+  ErrorType.VerificationFailed,
 ];
 
 export function fail(type: ErrorTypeName, message: string, details?: unknown): ApplicationFailure {

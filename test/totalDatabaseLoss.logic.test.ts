@@ -89,6 +89,8 @@ function stubs(calls: Calls, overrides: Partial<Activities> = {}): Partial<Activ
       waitedMs: 1,
     }),
     cleanupPostgresRestore: async () => ({ droppedStaging: [] }),
+    lockBackup: async () => undefined,
+    unlockBackup: async () => undefined,
   };
   const merged = { ...base, ...overrides } as Record<string, (...args: unknown[]) => Promise<unknown>>;
   return Object.fromEntries(

@@ -5,6 +5,7 @@
  */
 import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type * as Minio from 'minio';
 
@@ -18,6 +19,13 @@ export interface BackupStore {
   readonly location: string;
   ensureReady(): Promise<void>;
   putFile(key: string, localPath: string): Promise<void>;
+  /** Streams `size` bytes into `key` without holding them in memory. */
+  putStream(key: string, stream: Readable, size: number): Promise<void>;
+  getStream(key: string): Promise<Readable>;
+  /** Removes exactly these keys. */
+  removeKeys(keys: string[]): Promise<void>;
+  /** Removes every object under `prefix`; returns how many. */
+  removePrefix(prefix: string): Promise<number>;
   getFile(key: string, localPath: string): Promise<void>;
   putJson(key: string, value: unknown): Promise<void>;
   getJson<T>(key: string): Promise<T | undefined>;
@@ -44,6 +52,18 @@ export function s3BackupStore(client: Minio.Client, bucket: string, region: stri
       const partial = `${localPath}.partial`;
       await pipeline(await client.getObject(bucket, key), createWriteStream(partial));
       await fs.rename(partial, localPath);
+    },
+    async putStream(key, stream, size) {
+      await client.putObject(bucket, key, stream, size);
+    },
+    getStream: (key) => client.getObject(bucket, key),
+    async removeKeys(keys) {
+      for (let i = 0; i < keys.length; i += 1000) await client.removeObjects(bucket, keys.slice(i, i + 1000));
+    },
+    async removePrefix(prefix) {
+      const keys = (await this.list(prefix)).map((o) => o.key);
+      await this.removeKeys(keys);
+      return keys.length;
     },
     async putJson(key, value) {
       const body = Buffer.from(JSON.stringify(value, null, 2));
@@ -100,6 +120,24 @@ export function dirBackupStore(root: string): BackupStore {
     },
     putFile: (key, localPath) => copy(localPath, full(key)),
     getFile: (key, localPath) => copy(full(key), localPath),
+    async putStream(key, stream) {
+      const target = full(key);
+      await fs.mkdir(path.dirname(target), { recursive: true });
+      await pipeline(stream, createWriteStream(`${target}.partial`));
+      await fs.rename(`${target}.partial`, target);
+    },
+    async getStream(key) {
+      await fs.access(full(key));
+      return createReadStream(full(key));
+    },
+    async removeKeys(keys) {
+      for (const key of keys) await fs.rm(full(key), { force: true });
+    },
+    async removePrefix(prefix) {
+      const objects = await this.list(prefix);
+      await this.removeKeys(objects.map((o) => o.key));
+      return objects.length;
+    },
     async putJson(key, value) {
       const target = full(key);
       await fs.mkdir(path.dirname(target), { recursive: true });

@@ -32,6 +32,7 @@ export function createDeps(config: Config): ActivityDeps & { close(): Promise<vo
     exec: createCommandRunner(),
     store: createBackupStore(config),
     redis,
+    s3: s3Client(config),
     async close() {
       redis.disconnect();
     },

@@ -3,10 +3,14 @@
  * see only their types; the worker registers the values.
  */
 import type { Redis } from 'ioredis';
+import type * as Minio from 'minio';
 import type { Config } from '../config';
+import { createBackupSetActivities } from './backupSets';
 import type { BackupStore } from './backupStore';
 import type { CommandRunner } from './exec';
+import { createObjectStoreActivities } from './objectStore';
 import { createPostgresActivities } from './postgres';
+import { createRedisBackupActivities } from './redisBackup';
 import { createRedisActivities } from './redis';
 import { createServiceActivities } from './services';
 
@@ -15,6 +19,8 @@ export interface ActivityDeps {
   exec: CommandRunner;
   store: BackupStore;
   redis: Redis;
+  /** Kohakku's object store (bucket KOHAKKU_BUCKET). */
+  s3: Minio.Client;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -22,6 +28,9 @@ export function createActivities(deps: ActivityDeps) {
     ...createPostgresActivities(deps),
     ...createServiceActivities(deps),
     ...createRedisActivities(deps),
+    ...createRedisBackupActivities(deps),
+    ...createObjectStoreActivities(deps),
+    ...createBackupSetActivities(deps),
   };
 }
 

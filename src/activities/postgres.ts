@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { Client } from 'pg';
 import type { Config } from '../config';
 import { ErrorType, fail } from '../errors';
+import { readSet } from './backupSets';
 import type { BackupStore } from './backupStore';
 import { CommandFailed, type CommandRunner } from './exec';
 import { cancellationSignal, heartbeat, withHeartbeats } from './heartbeat';
@@ -50,6 +51,8 @@ export interface PostgresBackupSummary {
   id: string;
   createdAt: string;
   databases: { target: PostgresTarget; database: string; size: number; tables: number; rows: number }[];
+  /** The backup set's verification verdict, when the backup belongs to a verified set. */
+  verified?: boolean;
 }
 
 export interface PreparedRestore {
@@ -175,9 +178,11 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
     for (const id of ids) {
       const m = await readManifest(id);
       if (!m) continue;
+      const set = await readSet(store, id);
       summaries.push({
         id: m.id,
         createdAt: m.createdAt,
+        verified: set?.verification?.ok ?? false,
         databases: m.databases.map((d) => ({
           target: d.target,
           database: d.database,
@@ -279,7 +284,8 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
           `no Postgres backup in ${store.location}: take one first (kohakku-dr backup postgres)`,
         );
       }
-      id = all[0]!.id;
+      // The newest backup whose set was verified restorable; the newest of all when none was verified.
+      id = all.find((b) => b.verified)?.id ?? all[0]!.id;
     }
     const manifest = await readManifest(id);
     if (!manifest) {
@@ -412,6 +418,28 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
     });
   }
 
+  /** pg_restore into a new database `into` (dropped first if a killed attempt left it), then compare with the manifest. */
+  async function restoreAndCompare(entry: DatabaseBackup, local: string, into: string, tocTotal: number): Promise<string[]> {
+    await admin(async (c) => {
+      await dropDatabase(c, into); // a half-restored copy from a killed attempt
+      await c.query(`CREATE DATABASE ${c.escapeIdentifier(into)} TEMPLATE template0`);
+    });
+    let itemsDone = 0;
+    await withHeartbeats(
+      () => ({ stage: 'restoring', database: entry.database, into, itemsDone, itemsTotal: tocTotal }),
+      () =>
+        exec(tool('pg_restore'), ['--exit-on-error', '-v', '-j', String(pg.restoreJobs), '-d', into, local], {
+          env: toolEnv,
+          signal: cancellationSignal(),
+          onStderrLine: (line) => {
+            if (/^pg_restore: (creating|processing|executing)/.test(line)) itemsDone++;
+          },
+        }),
+    );
+    heartbeat({ stage: 'comparing', database: entry.database, into });
+    return compareTables(entry.tables, await withClient(into, tableStats));
+  }
+
   /**
    * Restores one database from a verified dump via a staging copy. Idempotent: a retry sees
    * from Postgres itself whether the swap already happened or a verified staging copy waits.
@@ -442,7 +470,11 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
       live: await databaseComment(c, live),
       staging: await databaseComment(c, staging),
     }));
-    if (state.live === done) return result(true, state.staging === undefined ? undefined : aside); // swapped already
+    if (state.live === done) {
+      // Swapped by an earlier attempt; it moved the old live database aside if there was one.
+      const asideExists = (await admin((c) => databaseComment(c, aside))) !== undefined;
+      return result(true, asideExists ? aside : undefined);
+    }
     if (state.live !== undefined && !input.replaceExisting) {
       throw fail(
         ErrorType.LiveDataExists,
@@ -457,29 +489,7 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
       await fetchVerifiedDump(entry, local);
       const total = await tocEntries(local, entry.key);
       resumed = state.staging !== undefined;
-      await admin(async (c) => {
-        await dropDatabase(c, staging); // a half-restored copy from a killed attempt
-        await c.query(`CREATE DATABASE ${c.escapeIdentifier(staging)} TEMPLATE template0`);
-      });
-      let done_ = 0;
-      await withHeartbeats(
-        () => ({ stage: 'restoring', database: live, staging, itemsDone: done_, itemsTotal: total }),
-        () =>
-          exec(
-            tool('pg_restore'),
-            ['--exit-on-error', '-v', '-j', String(pg.restoreJobs), '-d', staging, local],
-            {
-              env: toolEnv,
-              signal: cancellationSignal(),
-              onStderrLine: (line) => {
-                if (/^pg_restore: (creating|processing|executing)/.test(line)) done_++;
-              },
-            },
-          ),
-      );
-      heartbeat({ stage: 'verifying', database: live, staging });
-      const actual = await withClient(staging, tableStats);
-      const problems = compareTables(entry.tables, actual);
+      const problems = await restoreAndCompare(entry, local, staging, total);
       if (problems.length > 0) {
         await admin((c) => dropDatabase(c, staging));
         throw fail(
@@ -515,6 +525,57 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
     return { droppedStaging: dropped };
   }
 
+  const verifyTag = (verifyId: string) => tag(`verify:${verifyId}`);
+  const scratchName = (database: string, verifyId: string) => `${database.slice(0, MAX_BASE)}__dr_verify_${verifyTag(verifyId)}`;
+
+  /**
+   * Restores every dump of a backup into scratch databases and compares them with the
+   * manifest. Problems are returned, not thrown: the verdict is recorded on the backup set.
+   * Scratch databases are dropped here and, whatever happens, by cleanupPostgresVerification.
+   */
+  async function verifyPostgresBackup(input: { backupId: string; verifyId: string }): Promise<{ ok: boolean; problems: string[]; databases: number }> {
+    const manifest = await readManifest(input.backupId);
+    if (!manifest) return { ok: false, problems: [`no Postgres backup ${input.backupId}`], databases: 0 };
+    const dir = path.join(config.workDir, 'verify', verifyTag(input.verifyId));
+    const problems: string[] = [];
+    try {
+      for (const entry of manifest.databases) {
+        const local = path.join(dir, `${entry.database}.dump`);
+        const scratch = scratchName(entry.database, input.verifyId);
+        try {
+          await fetchVerifiedDump(entry, local);
+          const differences = await restoreAndCompare(entry, local, scratch, await tocEntries(local, entry.key));
+          problems.push(...differences.map((d) => `${entry.database}: ${d}`));
+        } catch (err) {
+          const cause = err instanceof Error ? err.message : String(err);
+          if ((err as { type?: string }).type || err instanceof CommandFailed) problems.push(`${entry.database}: ${cause}`);
+          else throw err; // infrastructure trouble: retried by policy
+        } finally {
+          await admin((c) => dropDatabase(c, scratch));
+          await fs.rm(local, { force: true });
+        }
+      }
+      return { ok: problems.length === 0, problems, databases: manifest.databases.length };
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async function cleanupPostgresVerification(input: { verifyId: string }): Promise<{ dropped: string[] }> {
+    const dropped: string[] = [];
+    await admin(async (c) => {
+      for (const t of POSTGRES_TARGETS) {
+        const scratch = scratchName(databaseOf(t), input.verifyId);
+        if ((await databaseComment(c, scratch)) !== undefined) {
+          await dropDatabase(c, scratch);
+          dropped.push(scratch);
+        }
+      }
+    });
+    await fs.rm(path.join(config.workDir, 'verify', verifyTag(input.verifyId)), { recursive: true, force: true });
+    return { dropped };
+  }
+
   /** Row counts and checksums of a live database, for reports and drills. */
   async function postgresTableStats(input: { target: PostgresTarget }): Promise<TableStats[]> {
     return withClient(databaseOf(input.target), tableStats);
@@ -529,6 +590,8 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
     restorePostgresDatabase,
     cleanupPostgresRestore,
     postgresTableStats,
+    verifyPostgresBackup,
+    cleanupPostgresVerification,
   };
 }
 

@@ -1,16 +1,19 @@
 #!/usr/bin/env node
 /**
- * kohakku-dr: start and watch recoveries and backups, list backups, run the drill.
- * Commander for parsing (subcommands, typed options, generated --help) rather than hand-rolled argv code.
+ * kohakku-dr: start and watch recoveries and backups, manage the nightly schedule, list backup
+ * sets, run the drill. Commander parses (subcommands, typed options, generated --help) rather
+ * than hand-rolled argv code.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { createBackupSetActivities } from '../activities/backupSets';
 import { createBackupStore } from '../activities/deps';
-import { createPostgresActivities } from '../activities/postgres';
 import { createCommandRunner } from '../activities/exec';
+import { createPostgresActivities } from '../activities/postgres';
 import { loadConfig, optionsMarkdown } from '../config';
 import { readStack, stopStack } from '../stack/stack';
 import type { TotalDatabaseLossInput } from '../workflows/totalDatabaseLoss';
 import { runDrill } from './drill';
+import { applySchedules, listSchedules, NIGHTLY_SCHEDULE_ID } from './schedules';
 import { AlreadyRunning, connect, startUnique, temporalSettings, watch, WORKFLOW_IDS } from './temporal';
 
 const seconds = (v: string) => {
@@ -19,6 +22,30 @@ const seconds = (v: string) => {
   return n;
 };
 
+/** Starts a workflow under its target-derived id (a second start is refused) and follows it. */
+async function startAndWatch(workflowType: string, workflowId: string, args: unknown[], wait: boolean): Promise<void> {
+  const settings = temporalSettings();
+  const { client, close } = await connect(settings);
+  try {
+    const handle = await startUnique(client, workflowId, () =>
+      client.workflow.start(workflowType, { taskQueue: settings.taskQueue, workflowId, args }),
+    );
+    console.log(`started ${workflowType} as ${workflowId} (run ${handle.firstExecutionRunId})`);
+    if (wait) console.log(JSON.stringify(await watch(handle, console.log), null, 2));
+  } finally {
+    await close();
+  }
+}
+
+async function withClient<T>(fn: (client: Awaited<ReturnType<typeof connect>>['client']) => Promise<T>): Promise<T> {
+  const { client, close } = await connect(temporalSettings());
+  try {
+    return await fn(client);
+  } finally {
+    await close();
+  }
+}
+
 async function run(): Promise<void> {
   const program = new Command('kohakku-dr')
     .description("Kohakku's Backup & Recovery runbook as durable Temporal workflows")
@@ -26,9 +53,7 @@ async function run(): Promise<void> {
 
   program
     .command('drill')
-    .description(
-      'disaster-recovery drill on an embedded local stack: seed, back up, drop both databases, recover, verify, report',
-    )
+    .description('disaster-recovery drill on an embedded local stack: seed, back up, drop both databases, recover, verify, report')
     .option('--tasks <n>', 'tasks to seed', (v) => Number(v), 20000)
     .option('--keep', 'leave the stack running afterwards (Temporal UI to look at)', false)
     .action(async (opts: { tasks: number; keep: boolean }) => {
@@ -41,19 +66,13 @@ async function run(): Promise<void> {
     .command('recover')
     .description('start a recovery workflow and watch it')
     .command('total-database-loss')
-    .description(
-      'restore both Kohakku databases from a backup, then bring the services and Redis registrations back',
-    )
-    .option('--backup <id>', 'backup id (YYYYMMDDTHHMMSSZ) or latest', 'latest')
+    .description('restore both Kohakku databases from a backup, then bring the services and Redis registrations back')
+    .option('--backup <id>', 'backup id (YYYYMMDDTHHMMSSZ), or latest: the newest verified set (the newest backup if none is verified)', 'latest')
     .option('--target <name...>', 'controller and/or dispatcher (default both)')
     .option('--replace-existing', 'move existing target databases aside and replace them', false)
     .option('--reconnect-deadline <s>', 'seconds the services get to reconnect before a restart', seconds)
     .option('--restart-deadline <s>', 'seconds a restarted service gets to become healthy', seconds)
-    .option(
-      '--registration-deadline <s>',
-      'seconds the Monitor gets to register every active container',
-      seconds,
-    )
+    .option('--registration-deadline <s>', 'seconds the Monitor gets to register every active container', seconds)
     .option('--no-wait', 'start and return the workflow id')
     .action(async (opts) => {
       const input: TotalDatabaseLossInput = {
@@ -64,72 +83,81 @@ async function run(): Promise<void> {
         restartDeadlineSeconds: opts.restartDeadline,
         registrationDeadlineSeconds: opts.registrationDeadline,
       };
-      const settings = temporalSettings();
-      const { client, close } = await connect(settings);
-      try {
-        const workflowId = WORKFLOW_IDS.postgresRecovery;
-        const handle = await startUnique(client, workflowId, () =>
-          client.workflow.start('totalDatabaseLoss', {
-            taskQueue: settings.taskQueue,
-            workflowId,
-            args: [input],
-          }),
-        );
-        console.log(`started ${workflowId} (run ${handle.firstExecutionRunId})`);
-        if (opts.wait) console.log(JSON.stringify(await watch(handle, console.log), null, 2));
-      } finally {
-        await close();
-      }
+      await startAndWatch('totalDatabaseLoss', WORKFLOW_IDS.postgresRecovery, [input], opts.wait);
     });
 
+  const backup = program.command('backup').description('take a backup now');
+  for (const [part, workflowType, what] of [
+    ['postgres', 'postgresBackup', 'pg_dump -Fc of both databases, with a manifest'],
+    ['redis', 'redisBackup', 'BGSAVE (or redis-cli --rdb) and copy of the RDB'],
+    ['objects', 'objectStoreBackup', 'incremental mirror of briefs/ and skills/'],
+    ['nightly', 'nightlyBackup', 'all three as one backup set, then verify and prune (what the schedule runs)'],
+  ] as const) {
+    backup
+      .command(part)
+      .description(what)
+      .option('--no-wait', 'start and return the workflow id')
+      .action((opts: { wait: boolean }) => startAndWatch(workflowType, `kohakku-dr-backup-${part}`, [], opts.wait));
+  }
+
   program
-    .command('backup')
-    .description('take a backup now')
-    .command('postgres')
-    .description('pg_dump -Fc of both databases into the backup store, with a manifest')
+    .command('verify')
+    .description('restore a backup set into scratch copies, check it against its manifest, record the verdict')
+    .option('--backup <id>', 'the set (default: the newest)')
     .option('--no-wait', 'start and return the workflow id')
-    .action(async (opts: { wait: boolean }) => {
-      const settings = temporalSettings();
-      const { client, close } = await connect(settings);
-      try {
-        const workflowId = WORKFLOW_IDS.postgresBackup;
-        const handle = await startUnique(client, workflowId, () =>
-          client.workflow.start('postgresBackup', { taskQueue: settings.taskQueue, workflowId, args: [{}] }),
-        );
-        console.log(`started ${workflowId} (run ${handle.firstExecutionRunId})`);
-        if (opts.wait) console.log(JSON.stringify(await watch(handle, console.log), null, 2));
-      } finally {
-        await close();
-      }
-    });
+    .action((opts: { backup?: string; wait: boolean }) =>
+      startAndWatch('verifyBackupSet', WORKFLOW_IDS.verify, [{ backupId: opts.backup }], opts.wait),
+    );
 
   program
     .command('backups')
-    .description('list Postgres backups in the backup store, newest first (reads the worker configuration)')
+    .description('list backup sets and Postgres backups, newest first, with their verification (reads the worker configuration)')
     .action(async () => {
       const config = loadConfig();
-      const pg = createPostgresActivities({
-        config,
-        exec: createCommandRunner(),
-        store: createBackupStore(config),
-      });
+      const store = createBackupStore(config);
+      const sets = new Map((await createBackupSetActivities({ store, config }).listBackupSets()).map((s) => [s.id, s]));
+      const pg = createPostgresActivities({ config, exec: createCommandRunner(), store });
       for (const b of await pg.listPostgresBackups()) {
-        console.log(
-          `${b.id}  ${b.createdAt}  ${b.databases.map((d) => `${d.database}: ${d.size} B, ${d.rows} rows`).join('  ')}`,
-        );
+        const set = sets.get(b.id);
+        const verdict = set?.verification ? (set.verification.ok ? 'verified' : 'FAILED verification') : set ? 'not verified' : 'postgres only';
+        console.log(`${b.id}  ${verdict.padEnd(20)} ${b.databases.map((d) => `${d.database}: ${d.size} B, ${d.rows} rows`).join('  ')}`);
       }
     });
+
+  const schedules = program.command('schedules').description('the nightly backup schedule on Temporal');
+  schedules
+    .command('apply')
+    .description('create or update the schedule from configuration (BACKUP_SCHEDULE_*)')
+    .action(async () => {
+      const config = loadConfig();
+      const outcome = await withClient((client) => applySchedules(client, config));
+      console.log(`${outcome} schedule ${NIGHTLY_SCHEDULE_ID}: "${config.schedule.cron}" ${config.schedule.timezone}`);
+    });
+  schedules
+    .command('list')
+    .description('schedules with their state, next and recent runs')
+    .action(async () => console.log(JSON.stringify(await withClient(listSchedules), null, 2)));
+  for (const verb of ['pause', 'unpause', 'trigger'] as const) {
+    schedules
+      .command(`${verb} [scheduleId]`)
+      .description(`${verb} a schedule (default ${NIGHTLY_SCHEDULE_ID})`)
+      .option('--note <text>', 'why (pause/unpause)')
+      .action(async (id: string | undefined, opts: { note?: string }) => {
+        await withClient(async (client) => {
+          const handle = client.schedule.getHandle(id ?? NIGHTLY_SCHEDULE_ID);
+          if (verb === 'trigger') await handle.trigger();
+          else await handle[verb](opts.note);
+        });
+        console.log(`${verb}d ${id ?? NIGHTLY_SCHEDULE_ID}`);
+      });
+  }
 
   program
     .command('watch <workflowId>')
     .description("follow a running workflow's progress until it ends")
     .action(async (workflowId: string) => {
-      const { client, close } = await connect(temporalSettings());
-      try {
-        console.log(JSON.stringify(await watch(client.workflow.getHandle(workflowId), console.log), null, 2));
-      } finally {
-        await close();
-      }
+      const result = await withClient((client) => watch(client.workflow.getHandle(workflowId), console.log));
+      console.log(JSON.stringify(result, null, 2));
     });
 
   program

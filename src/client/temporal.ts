@@ -39,6 +39,7 @@ export async function connect(
 export const WORKFLOW_IDS = {
   postgresRecovery: 'kohakku-dr-recover-postgres',
   postgresBackup: 'kohakku-dr-backup-postgres',
+  verify: 'kohakku-dr-verify',
 } as const;
 
 export class AlreadyRunning extends Error {

@@ -1,4 +1,8 @@
 // Every workflow, for the worker's workflowsPath. One file per runbook procedure.
+export { nightlyBackup } from './nightlyBackup';
+export { objectStoreBackup } from './objectStoreBackup';
 export { postgresBackup } from './postgresBackup';
+export { redisBackup } from './redisBackup';
 export { totalDatabaseLoss } from './totalDatabaseLoss';
+export { verifyBackupSet } from './verifyBackupSet';
 export { progressQuery } from './procedure';

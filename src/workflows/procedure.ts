@@ -8,6 +8,9 @@
 import {
   ActivityFailure,
   ApplicationFailure,
+  CancellationScope,
+  ChildWorkflowFailure,
+  workflowInfo,
   defineQuery,
   setCurrentDetails,
   setHandler,
@@ -86,6 +89,26 @@ export class Procedure {
     }
   }
 
+  /**
+   * Runs the procedure's phases, then its cleanup phase — always, also after a failure or a
+   * cancellation (in a non-cancellable scope) — and records the outcome.
+   */
+  async run<T>(phases: () => Promise<T>, cleanup?: () => Promise<unknown>): Promise<T> {
+    let result: T;
+    try {
+      result = await phases();
+    } catch (err) {
+      const failure = surfaceFailure(err);
+      this.finish('cleaning-up', (failure as Error).message);
+      if (cleanup) await CancellationScope.nonCancellable(cleanup);
+      this.finish('failed', (failure as Error).message);
+      throw failure;
+    }
+    if (cleanup) await cleanup();
+    this.finish('completed');
+    return result;
+  }
+
   note(name: string, detail: string): void {
     this.find(name).detail = detail;
     this.publish();
@@ -127,7 +150,15 @@ export class Procedure {
 }
 
 function rootMessage(err: unknown): string {
-  return err instanceof ActivityFailure && err.cause ? err.cause.message : (err as Error).message;
+  return (err instanceof ActivityFailure || err instanceof ChildWorkflowFailure) && err.cause ? err.cause.message : (err as Error).message;
+}
+
+/** A backup id is the run's start time (UTC, to the second): a retried activity writes the same backup. */
+export function backupIdOfThisRun(): string {
+  return workflowInfo()
+    .runStartTime.toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
 }
 
 /**
@@ -135,7 +166,7 @@ function rootMessage(err: unknown): string {
  * UI and the CLI show e.g. `BackupCorrupt: dump … is corrupt` rather than "activity failed".
  */
 export function surfaceFailure(err: unknown): unknown {
-  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
+  if ((err instanceof ActivityFailure || err instanceof ChildWorkflowFailure) && err.cause instanceof ApplicationFailure) {
     const cause = err.cause;
     return ApplicationFailure.create({
       type: cause.type ?? undefined,

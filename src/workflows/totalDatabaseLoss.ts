@@ -36,6 +36,8 @@ export interface TotalDatabaseLossResult {
   recoveryId: string;
   backupId: string;
   backupCreatedAt: string;
+  /** Whether the backup used belongs to a set that verification proved restorable. */
+  backupVerified: boolean;
   restored: RestoreResult[];
   services: (HealthReport & { restarted: boolean })[];
   registrations: RegistrationReport & { monitorRestarted: boolean };
@@ -54,7 +56,7 @@ const STEPS = [
   'cleanup',
 ] as const;
 
-const { resolvePostgresBackup, liveDatabases, restartService, cleanupPostgresRestore } =
+const { resolvePostgresBackup, liveDatabases, restartService, cleanupPostgresRestore, lockBackup, unlockBackup } =
   proxyActivities<Activities>(quick);
 const { preparePostgresRestore, restorePostgresDatabase } = proxyActivities<Activities>(long);
 
@@ -136,6 +138,7 @@ export async function totalDatabaseLoss(
   const recoveryId = `${info.workflowId}/${info.runId}`;
   const started = Date.now();
   let input: ReturnType<typeof validate> | undefined;
+  let lockedBackup: string | undefined;
   try {
     input = validate(rawInput);
     const { targets } = input;
@@ -145,6 +148,9 @@ export async function totalDatabaseLoss(
       `finding backup "${input.backupId}" and checking which databases exist`,
       async () => {
         const summary = await resolvePostgresBackup({ backupId: input!.backupId, targets });
+        // Retention must not prune the backup while this restore reads it; released in cleanup.
+        await lockBackup({ backupId: summary.id, holder: recoveryId });
+        lockedBackup = summary.id;
         const live = await liveDatabases({ targets });
         if (live.length > 0 && !input!.replaceExisting) {
           throw fail(
@@ -155,9 +161,10 @@ export async function totalDatabaseLoss(
         return { summary, live };
       },
       ({ summary, live }) =>
-        `backup ${summary.id} (${summary.createdAt})${live.length ? `; will move aside: ${live.join(', ')}` : ''}`,
+        `backup ${summary.id} (${summary.createdAt}, ${summary.verified ? 'verified' : 'NOT verified'})${live.length ? `; will move aside: ${live.join(', ')}` : ''}`,
     );
     const backupId = backup.summary.id;
+    lockedBackup = backupId;
 
     await procedure.step(
       'verify backup files',
@@ -226,13 +233,14 @@ export async function totalDatabaseLoss(
         `${r.registered}/${r.expected} containers registered${r.monitorRestarted ? ' after a Monitor restart' : ''}`,
     );
 
-    await runCleanup(procedure, recoveryId, targets);
+    await runCleanup(procedure, recoveryId, targets, lockedBackup);
     procedure.finish('completed');
     return {
       procedure: 'total-database-loss',
       recoveryId,
       backupId,
       backupCreatedAt: backup.summary.createdAt,
+      backupVerified: backup.summary.verified ?? false,
       restored,
       services,
       registrations,
@@ -245,7 +253,7 @@ export async function totalDatabaseLoss(
     procedure.finish('cleaning-up', (surfaceFailure(err) as Error).message);
     // The cleanup phase always runs, also on failure and cancellation.
     await CancellationScope.nonCancellable(() =>
-      runCleanup(procedure, recoveryId, input?.targets ?? ['controller', 'dispatcher']),
+      runCleanup(procedure, recoveryId, input?.targets ?? ['controller', 'dispatcher'], lockedBackup),
     );
     const failure = surfaceFailure(err);
     procedure.finish('failed', (failure as Error).message);
@@ -265,12 +273,17 @@ async function runCleanup(
   procedure: Procedure,
   recoveryId: string,
   targets: PostgresTarget[],
+  lockedBackup: string | undefined,
 ): Promise<void> {
   if (procedure.progress.steps.find((s) => s.name === 'cleanup')?.status === 'done') return;
   await procedure.step(
     'cleanup',
     'dropping this recovery’s staging databases and local dump copies',
-    () => cleanupPostgresRestore({ recoveryId, targets }),
+    async () => {
+      const result = await cleanupPostgresRestore({ recoveryId, targets });
+      if (lockedBackup) await unlockBackup({ backupId: lockedBackup, holder: recoveryId });
+      return result;
+    },
     (r) => (r.droppedStaging.length ? `dropped ${r.droppedStaging.join(', ')}` : 'nothing left behind'),
   );
 }

@@ -1,0 +1,170 @@
+/**
+ * Backup sets: one nightly run's Postgres dumps, Redis RDB and object index under one id, with
+ * one manifest (`sets/<id>/manifest.json`) that also carries the verification verdict.
+ * Retention prunes whole sets by age, but never the newest verified set and never one that a
+ * running restore holds a lock on (`locks/<id>/…`).
+ */
+import type { Config } from '../config';
+import { ErrorType, fail } from '../errors';
+import type { BackupStore } from './backupStore';
+import { BLOB_PREFIX, objectIndexKey, type ObjectBackupManifest, type ObjectIndexEntry } from './objectStore';
+import type { PostgresManifest } from './postgres';
+import type { RedisBackupManifest } from './redisBackup';
+
+export interface Verification {
+  verifiedAt: string;
+  ok: boolean;
+  problems: string[];
+  verifyId: string;
+}
+
+export interface BackupSetManifest {
+  kind: 'backup-set';
+  formatVersion: 1;
+  id: string;
+  createdAt: string;
+  completedAt: string;
+  postgres: { databases: { database: string; size: number; sha256: string; tables: number; rows: number }[] };
+  redis: { size: number; sha256: string; keys: number; method: string };
+  objects: { objects: number; bytes: number; copied: number };
+  verification?: Verification;
+}
+
+export interface PruneReport {
+  asOf: string;
+  retentionDays: number;
+  pruned: string[];
+  kept: { id: string; reason: string }[];
+  blobsRemoved: number;
+}
+
+const BACKUP_ID = /^\d{8}T\d{6}Z$/;
+export const setManifestKey = (id: string) => `sets/${id}/manifest.json`;
+
+/** A backup id's time (ids are UTC timestamps). */
+export function backupTime(id: string): number {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(id);
+  return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : NaN;
+}
+
+export async function readSet(store: BackupStore, id: string): Promise<BackupSetManifest | undefined> {
+  return store.getJson<BackupSetManifest>(setManifestKey(id));
+}
+
+/** Every backup id present in the store under any part, newest first. */
+async function allIds(store: BackupStore): Promise<string[]> {
+  const ids = new Set<string>();
+  for (const part of ['postgres/', 'redis/', 'objects/', 'sets/', 'locks/']) {
+    for (const o of await store.list(part)) {
+      const id = o.key.split('/')[1];
+      if (id && BACKUP_ID.test(id)) ids.add(id);
+    }
+  }
+  return [...ids].sort().reverse();
+}
+
+export function createBackupSetActivities({ store, config }: { store: BackupStore; config: Pick<Config, 'retentionDays'> }) {
+  /** Writes the set manifest from its three parts' manifests (idempotent). */
+  async function writeBackupSet(input: { backupId: string; startedAt: string }): Promise<BackupSetManifest> {
+    const existing = await readSet(store, input.backupId);
+    if (existing) return existing;
+    const pg = await store.getJson<PostgresManifest>(`postgres/${input.backupId}/manifest.json`);
+    const redis = await store.getJson<RedisBackupManifest>(`redis/${input.backupId}/manifest.json`);
+    const objects = await store.getJson<ObjectBackupManifest>(`objects/${input.backupId}/manifest.json`);
+    if (!pg || !redis || !objects) {
+      throw new Error(`backup ${input.backupId} is incomplete: postgres ${!!pg}, redis ${!!redis}, objects ${!!objects}`);
+    }
+    const manifest: BackupSetManifest = {
+      kind: 'backup-set',
+      formatVersion: 1,
+      id: input.backupId,
+      createdAt: input.startedAt,
+      completedAt: new Date().toISOString(),
+      postgres: {
+        databases: pg.databases.map((d) => ({
+          database: d.database,
+          size: d.size,
+          sha256: d.sha256,
+          tables: d.tables.length,
+          rows: d.tables.reduce((n, t) => n + t.rows, 0),
+        })),
+      },
+      redis: { size: redis.size, sha256: redis.sha256, keys: redis.keys, method: redis.method },
+      objects: { objects: objects.objects, bytes: objects.bytes, copied: objects.copied },
+    };
+    await store.putJson(setManifestKey(input.backupId), manifest);
+    return manifest;
+  }
+
+  async function recordVerification(input: { backupId: string; verification: Verification }): Promise<BackupSetManifest> {
+    const manifest = await readSet(store, input.backupId);
+    if (!manifest) throw new Error(`no backup set ${input.backupId}`);
+    const updated = { ...manifest, verification: input.verification };
+    await store.putJson(setManifestKey(input.backupId), updated);
+    return updated;
+  }
+
+  async function listBackupSets(): Promise<BackupSetManifest[]> {
+    const out: BackupSetManifest[] = [];
+    for (const id of await allIds(store)) {
+      const set = await readSet(store, id);
+      if (set) out.push(set);
+    }
+    return out;
+  }
+
+  /** A restore holds a lock on the backup it uses, so retention leaves that backup alone. */
+  async function lockBackup(input: { backupId: string; holder: string }): Promise<void> {
+    await store.putJson(`locks/${input.backupId}/${encodeURIComponent(input.holder)}.json`, { holder: input.holder, at: new Date().toISOString() });
+  }
+
+  async function unlockBackup(input: { backupId: string; holder: string }): Promise<void> {
+    await store.removeKeys([`locks/${input.backupId}/${encodeURIComponent(input.holder)}.json`]);
+  }
+
+  /**
+   * Prunes backups older than `retentionDays` as of `asOf` (the workflow's time). Keeps the
+   * newest verified set whatever its age, and every backup a restore has locked; then removes
+   * mirrored blobs no remaining backup's index refers to.
+   */
+  async function pruneBackups(input: { asOf: string; retentionDays?: number }): Promise<PruneReport> {
+    const retentionDays = input.retentionDays ?? config.retentionDays;
+    if (!Number.isInteger(retentionDays) || retentionDays < 7 || retentionDays > 30) {
+      throw fail(ErrorType.InvalidInput, `retention must be 7 to 30 days, got ${retentionDays}`);
+    }
+    const asOf = Date.parse(input.asOf);
+    const cutoff = asOf - retentionDays * 86400_000;
+    const ids = await allIds(store);
+    const sets = new Map<string, BackupSetManifest>();
+    for (const id of ids) {
+      const set = await readSet(store, id);
+      if (set) sets.set(id, set);
+    }
+    const newestVerified = ids.find((id) => sets.get(id)?.verification?.ok);
+    const locked = new Set((await store.list('locks/')).map((o) => o.key.split('/')[1]!));
+    const report: PruneReport = { asOf: input.asOf, retentionDays, pruned: [], kept: [], blobsRemoved: 0 };
+    for (const id of ids) {
+      if (backupTime(id) >= cutoff) report.kept.push({ id, reason: 'within retention' });
+      else if (id === newestVerified) report.kept.push({ id, reason: 'newest verified set' });
+      else if (locked.has(id)) report.kept.push({ id, reason: 'in use by a restore' });
+      else {
+        // The set manifest goes first: a half-pruned backup is never mistaken for a complete set.
+        await store.removePrefix(`sets/${id}/`);
+        for (const part of ['postgres', 'redis', 'objects']) await store.removePrefix(`${part}/${id}/`);
+        report.pruned.push(id);
+      }
+    }
+    if (report.pruned.length > 0) {
+      const referenced = new Set<string>();
+      for (const { id } of report.kept) {
+        for (const e of (await store.getJson<ObjectIndexEntry[]>(objectIndexKey(id))) ?? []) referenced.add(e.blob);
+      }
+      const unreferenced = (await store.list(BLOB_PREFIX)).map((b) => b.key).filter((k) => !referenced.has(k));
+      await store.removeKeys(unreferenced);
+      report.blobsRemoved = unreferenced.length;
+    }
+    return report;
+  }
+
+  return { writeBackupSet, recordVerification, listBackupSets, lockBackup, unlockBackup, pruneBackups };
+}

@@ -1,0 +1,251 @@
+/**
+ * Redis backup (the runbook's BGSAVE + copy) and its verification.
+ *
+ * bgsave: BGSAVE, then wait — by polling Redis's own counters, never a fixed sleep — until a
+ * save newer than ours started has finished and succeeded (rdb_saves moved, LASTSAVE not older,
+ * rdb_last_bgsave_status ok), then copy the RDB. network: `redis-cli --rdb` pulls a fresh RDB
+ * over the wire when the worker is not on the Redis host. Either way the copy is checked with
+ * redis-check-rdb, whose key count goes into the manifest.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { Redis } from 'ioredis';
+import { Redis as RedisClient } from 'ioredis';
+import type { Config } from '../config';
+import { ErrorType, fail } from '../errors';
+import type { BackupStore } from './backupStore';
+import type { CommandRunner } from './exec';
+import { cancellationSignal, heartbeat, sleep, withHeartbeats } from './heartbeat';
+import { startDaemon, stopDaemon } from '../stack/processes';
+
+export interface RedisBackupManifest {
+  kind: 'redis';
+  formatVersion: 1;
+  id: string;
+  createdAt: string;
+  method: 'bgsave' | 'network';
+  key: string;
+  size: number;
+  sha256: string;
+  redisVersion: string;
+  /** Keys in the RDB, as redis-check-rdb read them. */
+  keys: number;
+  expires: number;
+}
+
+export interface RedisBackupDeps {
+  config: Config;
+  exec: CommandRunner;
+  store: BackupStore;
+  redis: Redis;
+}
+
+function info(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\r\n')) {
+    const i = line.indexOf(':');
+    if (i > 0 && !line.startsWith('#')) out[line.slice(0, i)] = line.slice(i + 1);
+  }
+  return out;
+}
+
+async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export function redisBackupKey(id: string): string {
+  return `redis/${id}/dump-${id.slice(0, 8)}.rdb`;
+}
+
+const manifestKey = (id: string) => `redis/${id}/manifest.json`;
+
+export function createRedisBackupActivities({ config, exec, store, redis }: RedisBackupDeps) {
+  const checkRdbBin = path.join(path.dirname(config.redis.serverBin), 'redis-check-rdb');
+  const checkRdb = config.redis.serverBin.includes('/') ? checkRdbBin : 'redis-check-rdb';
+
+  /** redis-check-rdb: integrity (CRC, truncation) and the key count. */
+  async function inspectRdb(file: string): Promise<{ keys: number; expires: number }> {
+    try {
+      const { stdout, stderr } = await exec(checkRdb, [file]);
+      const text = `${stdout}\n${stderr}`;
+      const keys = Number(/(\d+) keys read/.exec(text)?.[1] ?? NaN);
+      const expires = Number(/(\d+) expires/.exec(text)?.[1] ?? 0);
+      if (!Number.isFinite(keys)) throw new Error(`unexpected redis-check-rdb output: ${text.slice(-300)}`);
+      return { keys, expires };
+    } catch (err) {
+      throw fail(ErrorType.BackupCorrupt, `RDB ${path.basename(file)} does not check out: ${(err as Error).message}`);
+    }
+  }
+
+  async function bgsaveAndCopy(local: string): Promise<void> {
+    const persistence = async () => info(await redis.info('persistence'));
+    // Someone else's save (or an AOF rewrite's) first: ours must start after it.
+    while ((await persistence()).rdb_bgsave_in_progress === '1') await sleep(200, cancellationSignal());
+    const before = await persistence();
+    const savesBefore = Number(before.rdb_saves ?? '0');
+    const lastSaveBefore = await redis.lastsave();
+    for (;;) {
+      try {
+        await redis.bgsave();
+        break;
+      } catch (err) {
+        if (!/in progress/i.test((err as Error).message)) throw err;
+        await sleep(200, cancellationSignal());
+      }
+    }
+    await withHeartbeats(
+      () => ({ stage: 'bgsave' }),
+      async () => {
+        for (;;) {
+          const now = await persistence();
+          const lastSave = await redis.lastsave();
+          if (now.rdb_bgsave_in_progress === '0' && Number(now.rdb_saves ?? '0') > savesBefore && lastSave >= lastSaveBefore) {
+            if (now.rdb_last_bgsave_status !== 'ok') {
+              throw new Error('BGSAVE failed (rdb_last_bgsave_status is not ok): see the Redis log; retrying');
+            }
+            return;
+          }
+          await sleep(100, cancellationSignal());
+        }
+      },
+    );
+    let rdbPath = config.redis.rdbPath;
+    if (!rdbPath) {
+      const dir = ((await redis.config('GET', 'dir')) as string[])[1]!;
+      const file = ((await redis.config('GET', 'dbfilename')) as string[])[1]!;
+      rdbPath = path.join(dir, file);
+    }
+    await fs.copyFile(rdbPath, local).catch((err: Error) => {
+      throw fail(
+        ErrorType.ToolUnavailable,
+        `cannot read Redis's RDB at ${rdbPath} (${err.message}): set REDIS_RDB_PATH, or REDIS_BACKUP_METHOD=network when the worker is not on the Redis host`,
+      );
+    });
+  }
+
+  async function pullOverNetwork(local: string): Promise<void> {
+    const r = config.redis;
+    await withHeartbeats(
+      () => ({ stage: 'redis-cli --rdb' }),
+      () =>
+        exec(r.cliBin, ['-h', r.host, '-p', String(r.port), '--rdb', local], {
+          env: { REDISCLI_AUTH: r.password },
+          signal: cancellationSignal(),
+        }),
+    );
+  }
+
+  /** Takes an RDB of Kohakku's Redis into the backup store. Idempotent per backup id. */
+  async function backupRedis(input: { backupId: string }): Promise<RedisBackupManifest> {
+    const existing = await store.getJson<RedisBackupManifest>(manifestKey(input.backupId));
+    if (existing) return existing;
+    await store.ensureReady();
+    const workDir = path.join(config.workDir, 'redis-backup', input.backupId);
+    await fs.mkdir(workDir, { recursive: true });
+    const local = path.join(workDir, 'dump.rdb');
+    try {
+      if (config.redis.backupMethod === 'bgsave') await bgsaveAndCopy(local);
+      else await pullOverNetwork(local);
+      const { keys, expires } = await inspectRdb(local);
+      const size = (await fs.stat(local)).size;
+      const sha256 = await sha256File(local);
+      const key = redisBackupKey(input.backupId);
+      heartbeat({ stage: 'uploading', size });
+      await store.putFile(key, local);
+      const manifest: RedisBackupManifest = {
+        kind: 'redis',
+        formatVersion: 1,
+        id: input.backupId,
+        createdAt: new Date().toISOString(),
+        method: config.redis.backupMethod,
+        key,
+        size,
+        sha256,
+        redisVersion: info(await redis.info('server')).redis_version ?? 'unknown',
+        keys,
+        expires,
+      };
+      await store.putJson(manifestKey(input.backupId), manifest);
+      return manifest;
+    } finally {
+      await fs.rm(workDir, { recursive: true, force: true });
+    }
+  }
+
+  function scratchDir(verifyId: string): string {
+    return path.join(config.workDir, 'verify', createHash('sha256').update(verifyId).digest('hex').slice(0, 8), 'redis');
+  }
+
+  /**
+   * Loads the backup's RDB into a scratch redis-server (on a unix socket, no port to clash) and
+   * compares its key count with the manifest. The scratch instance is always stopped.
+   */
+  async function verifyRedisBackup(input: { backupId: string; verifyId: string }): Promise<{ ok: boolean; problems: string[]; keys?: number }> {
+    const manifest = await store.getJson<RedisBackupManifest>(manifestKey(input.backupId));
+    if (!manifest) return { ok: false, problems: [`no Redis backup ${input.backupId}`] };
+    const dir = scratchDir(input.verifyId);
+    await fs.rm(dir, { recursive: true, force: true });
+    await fs.mkdir(dir, { recursive: true });
+    const rdb = path.join(dir, 'dump.rdb');
+    await store.getFile(manifest.key, rdb);
+    const problems: string[] = [];
+    const size = (await fs.stat(rdb)).size;
+    const sha = await sha256File(rdb);
+    if (size !== manifest.size || sha !== manifest.sha256) {
+      problems.push(`RDB ${manifest.key}: sha256/size differ from the manifest (size ${size}, manifest ${manifest.size})`);
+      return { ok: false, problems };
+    }
+    try {
+      await inspectRdb(rdb);
+    } catch (err) {
+      return { ok: false, problems: [(err as Error).message] };
+    }
+    const socket = path.join(dir, 'redis.sock');
+    const daemon = startDaemon('scratch-redis', config.redis.serverBin, ['--port', '0', '--unixsocket', socket, '--dir', dir, '--dbfilename', 'dump.rdb', '--appendonly', 'no', '--save', ''], {
+      log: path.join(dir, 'redis.log'),
+    });
+    await fs.writeFile(path.join(dir, 'pid'), String(daemon.pid));
+    const scratch = new RedisClient({ path: socket, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+    scratch.on('error', () => undefined);
+    try {
+      const deadline = Date.now() + 60000;
+      for (;;) {
+        try {
+          if (scratch.status !== 'ready') await scratch.connect();
+          const p = info(await scratch.info('persistence'));
+          if (p.loading === '0') break;
+        } catch {
+          // not up yet
+        }
+        if (Date.now() > deadline) {
+          problems.push(`scratch redis-server did not load the RDB: ${(await fs.readFile(path.join(dir, 'redis.log'), 'utf8')).slice(-500)}`);
+          return { ok: false, problems };
+        }
+        await sleep(100, cancellationSignal());
+      }
+      const keyspace = info(await scratch.info('keyspace'));
+      const keys = Object.values(keyspace).reduce((n, v) => n + Number(/keys=(\d+)/.exec(v)?.[1] ?? 0), 0);
+      if (keys !== manifest.keys) problems.push(`scratch Redis holds ${keys} keys, the manifest says ${manifest.keys}`);
+      return { ok: problems.length === 0, problems, keys };
+    } finally {
+      scratch.disconnect();
+      await stopDaemon(daemon.pid, 5000);
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Stops a scratch Redis a killed or cancelled verification left, and removes its files. */
+  async function cleanupRedisVerification(input: { verifyId: string }): Promise<{ removed: boolean }> {
+    const dir = scratchDir(input.verifyId);
+    const pid = Number(await fs.readFile(path.join(dir, 'pid'), 'utf8').catch(() => '0'));
+    if (pid) await stopDaemon(pid, 5000);
+    const existed = await fs.stat(dir).then(() => true, () => false);
+    await fs.rm(dir, { recursive: true, force: true });
+    return { removed: existed };
+  }
+
+  return { backupRedis, verifyRedisBackup, cleanupRedisVerification };
+}

@@ -1,0 +1,71 @@
+/**
+ * Verify a backup set: restore it into scratch copies — scratch databases, a scratch Redis, a
+ * scratch bucket — compare each with the manifest, record the verdict on the set's manifest.
+ * The cleanup phase always removes the scratch copies, also on failure or cancellation.
+ */
+import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { Verification } from '../activities/backupSets';
+import { ErrorType, fail } from '../errors';
+import { long, quick } from './options';
+import { Procedure } from './procedure';
+
+const { verifyPostgresBackup, verifyRedisBackup, verifyObjectBackup } = proxyActivities<Activities>(long);
+const { listBackupSets, recordVerification, cleanupPostgresVerification, cleanupRedisVerification, cleanupObjectVerification } =
+  proxyActivities<Activities>(quick);
+
+export interface VerifyBackupSetInput {
+  /** The set to verify; the newest set by default. */
+  backupId?: string;
+}
+
+export interface VerifyBackupSetResult extends Verification {
+  backupId: string;
+}
+
+const STEPS = ['choose set', 'verify postgres, redis and objects', 'record verdict', 'remove scratch copies'] as const;
+
+export async function verifyBackupSet(input: VerifyBackupSetInput = {}): Promise<VerifyBackupSetResult> {
+  const procedure = new Procedure('Verify backup set', STEPS);
+  const info = workflowInfo();
+  const verifyId = `${info.workflowId}/${info.runId}`;
+  return procedure.run(
+    async () => {
+      const backupId = await procedure.step('choose set', 'finding the backup set', async () => {
+        const sets = await listBackupSets();
+        const id = input.backupId ?? sets[0]?.id;
+        if (!id || !sets.some((s) => s.id === id)) {
+          throw fail(ErrorType.BackupNotFound, `no backup set ${id ?? '(none at all)'}: run the nightly backup first`);
+        }
+        return id;
+      }, (id) => id);
+      const checks = await procedure.step(
+        'verify postgres, redis and objects',
+        'restoring into scratch databases, a scratch Redis and a scratch bucket',
+        () =>
+          Promise.all([
+            verifyPostgresBackup({ backupId, verifyId }),
+            verifyRedisBackup({ backupId, verifyId }),
+            verifyObjectBackup({ backupId, verifyId }),
+          ]),
+        ([pg, redis, objects]) =>
+          `postgres ${pg.ok ? 'ok' : 'FAILED'}, redis ${redis.ok ? 'ok' : 'FAILED'}, objects ${objects.ok ? 'ok' : 'FAILED'}`,
+      );
+      const problems = checks.flatMap((c) => c.problems);
+      const verification: Verification = { verifiedAt: new Date(Date.now()).toISOString(), ok: problems.length === 0, problems, verifyId };
+      await procedure.step('record verdict', 'writing the verdict on the set manifest', () => recordVerification({ backupId, verification }));
+      if (!verification.ok) {
+        throw fail(ErrorType.VerificationFailed, `backup set ${backupId} failed verification: ${problems.slice(0, 5).join('; ')}`, verification);
+      }
+      return { backupId, ...verification };
+    },
+    () =>
+      procedure.step('remove scratch copies', 'removing scratch databases, Redis and bucket', () =>
+        Promise.all([
+          cleanupPostgresVerification({ verifyId }),
+          cleanupRedisVerification({ verifyId }),
+          cleanupObjectVerification({ verifyId }),
+        ]),
+      ),
+  );
+}
