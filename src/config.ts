@@ -54,7 +54,15 @@ const serviceNameMap = z.string().transform((v, ctx) => {
 
 export interface OptionSpec {
   env: string;
-  group: 'Temporal' | 'PostgreSQL' | 'Redis' | 'Object store' | 'Backup store' | 'Schedules' | 'Services' | 'Kohakku model';
+  group:
+    | 'Temporal'
+    | 'PostgreSQL'
+    | 'Redis'
+    | 'Object store'
+    | 'Backup store'
+    | 'Schedules'
+    | 'Services'
+    | 'Kohakku model';
   description: string;
   /** Shown in docs and applied when the variable is unset. Undefined = required (unless optional). */
   default?: string;
@@ -182,14 +190,15 @@ export const OPTIONS = [
     env: 'REDIS_BACKUP_METHOD',
     group: 'Redis',
     description:
-      '`bgsave`: BGSAVE, wait until LASTSAVE moves and the save succeeded, copy the RDB file (the worker must see Redis\'s files); `network`: `redis-cli --rdb` over the network.',
+      "`bgsave`: BGSAVE, wait until LASTSAVE moves and the save succeeded, copy the RDB file (the worker must see Redis's files); `network`: `redis-cli --rdb` over the network.",
     default: 'bgsave',
     schema: z.enum(['bgsave', 'network']),
   },
   {
     env: 'REDIS_RDB_PATH',
     group: 'Redis',
-    description: "For `bgsave`: the RDB file as the worker sees it; Redis's own `dir`/`dbfilename` when unset.",
+    description:
+      "For `bgsave`: the RDB file as the worker sees it; Redis's own `dir`/`dbfilename` when unset.",
     optional: true,
     schema: nonEmpty,
   },
@@ -248,7 +257,12 @@ export const OPTIONS = [
     group: 'Object store',
     description: 'Comma-separated prefixes of KOHAKKU_BUCKET that are backed up.',
     default: 'briefs/,skills/',
-    schema: z.string().transform((v) => v.split(',').map((p) => p.trim()).filter(Boolean)),
+    schema: z.string().transform((v) =>
+      v
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean),
+    ),
   },
   {
     env: 'OBJECT_TRANSFER_CONCURRENCY',
@@ -304,7 +318,10 @@ export const OPTIONS = [
     group: 'Schedules',
     description: 'When the nightly backup runs (cron: minute hour day-of-month month day-of-week).',
     default: '0 2 * * *',
-    schema: z.string().trim().regex(/^\S+( \S+){4}$/, 'expected five cron fields, e.g. "0 2 * * *"'),
+    schema: z
+      .string()
+      .trim()
+      .regex(/^\S+( \S+){4}$/, 'expected five cron fields, e.g. "0 2 * * *"'),
   },
   {
     env: 'BACKUP_SCHEDULE_TIMEZONE',
@@ -323,7 +340,8 @@ export const OPTIONS = [
   {
     env: 'BACKUP_SCHEDULE_OVERLAP',
     group: 'Schedules',
-    description: 'What happens when a nightly backup is due while the last one still runs: skip, buffer_one, buffer_all, cancel_other, terminate_other, allow_all.',
+    description:
+      'What happens when a nightly backup is due while the last one still runs: skip, buffer_one, buffer_all, cancel_other, terminate_other, allow_all.',
     default: 'skip',
     schema: z.enum(['skip', 'buffer_one', 'buffer_all', 'cancel_other', 'terminate_other', 'allow_all']),
   },
@@ -337,7 +355,8 @@ export const OPTIONS = [
   {
     env: 'BACKUP_SCHEDULE_PAUSE_ON_FAILURE',
     group: 'Schedules',
-    description: 'Pause the schedule when a nightly backup fails, so a broken backup is noticed rather than repeated.',
+    description:
+      'Pause the schedule when a nightly backup fails, so a broken backup is noticed rather than repeated.',
     default: 'true',
     schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
   },

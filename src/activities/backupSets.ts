@@ -63,7 +63,13 @@ async function allIds(store: BackupStore): Promise<string[]> {
   return [...ids].sort().reverse();
 }
 
-export function createBackupSetActivities({ store, config }: { store: BackupStore; config: Pick<Config, 'retentionDays'> }) {
+export function createBackupSetActivities({
+  store,
+  config,
+}: {
+  store: BackupStore;
+  config: Pick<Config, 'retentionDays'>;
+}) {
   /** Writes the set manifest from its three parts' manifests (idempotent). */
   async function writeBackupSet(input: { backupId: string; startedAt: string }): Promise<BackupSetManifest> {
     const existing = await readSet(store, input.backupId);
@@ -72,7 +78,9 @@ export function createBackupSetActivities({ store, config }: { store: BackupStor
     const redis = await store.getJson<RedisBackupManifest>(`redis/${input.backupId}/manifest.json`);
     const objects = await store.getJson<ObjectBackupManifest>(`objects/${input.backupId}/manifest.json`);
     if (!pg || !redis || !objects) {
-      throw new Error(`backup ${input.backupId} is incomplete: postgres ${!!pg}, redis ${!!redis}, objects ${!!objects}`);
+      throw new Error(
+        `backup ${input.backupId} is incomplete: postgres ${!!pg}, redis ${!!redis}, objects ${!!objects}`,
+      );
     }
     const manifest: BackupSetManifest = {
       kind: 'backup-set',
@@ -96,7 +104,10 @@ export function createBackupSetActivities({ store, config }: { store: BackupStor
     return manifest;
   }
 
-  async function recordVerification(input: { backupId: string; verification: Verification }): Promise<BackupSetManifest> {
+  async function recordVerification(input: {
+    backupId: string;
+    verification: Verification;
+  }): Promise<BackupSetManifest> {
     const manifest = await readSet(store, input.backupId);
     if (!manifest) throw new Error(`no backup set ${input.backupId}`);
     const updated = { ...manifest, verification: input.verification };
@@ -115,7 +126,10 @@ export function createBackupSetActivities({ store, config }: { store: BackupStor
 
   /** A restore holds a lock on the backup it uses, so retention leaves that backup alone. */
   async function lockBackup(input: { backupId: string; holder: string }): Promise<void> {
-    await store.putJson(`locks/${input.backupId}/${encodeURIComponent(input.holder)}.json`, { holder: input.holder, at: new Date().toISOString() });
+    await store.putJson(`locks/${input.backupId}/${encodeURIComponent(input.holder)}.json`, {
+      holder: input.holder,
+      at: new Date().toISOString(),
+    });
   }
 
   async function unlockBackup(input: { backupId: string; holder: string }): Promise<void> {
@@ -157,9 +171,12 @@ export function createBackupSetActivities({ store, config }: { store: BackupStor
     if (report.pruned.length > 0) {
       const referenced = new Set<string>();
       for (const { id } of report.kept) {
-        for (const e of (await store.getJson<ObjectIndexEntry[]>(objectIndexKey(id))) ?? []) referenced.add(e.blob);
+        for (const e of (await store.getJson<ObjectIndexEntry[]>(objectIndexKey(id))) ?? [])
+          referenced.add(e.blob);
       }
-      const unreferenced = (await store.list(BLOB_PREFIX)).map((b) => b.key).filter((k) => !referenced.has(k));
+      const unreferenced = (await store.list(BLOB_PREFIX))
+        .map((b) => b.key)
+        .filter((k) => !referenced.has(k));
       await store.removeKeys(unreferenced);
       report.blobsRemoved = unreferenced.length;
     }

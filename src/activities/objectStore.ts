@@ -89,7 +89,13 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     const uniqueTodo = [...new Map(todo.map((e) => [e.blob, e])).values()];
     let done = 0;
     let bytes = 0;
-    const progress = () => ({ stage: 'mirroring', copied: done, toCopy: uniqueTodo.length, bytes, alreadyMirrored: entries.length - todo.length });
+    const progress = () => ({
+      stage: 'mirroring',
+      copied: done,
+      toCopy: uniqueTodo.length,
+      bytes,
+      alreadyMirrored: entries.length - todo.length,
+    });
     const timer = setInterval(() => heartbeat(progress()), 2000);
     heartbeat(progress());
     try {
@@ -136,7 +142,10 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
    * Restores the backup's objects into a scratch bucket and compares keys, sizes and ETags with
    * the index. The scratch bucket is always removed.
    */
-  async function verifyObjectBackup(input: { backupId: string; verifyId: string }): Promise<{ ok: boolean; problems: string[]; objects: number }> {
+  async function verifyObjectBackup(input: {
+    backupId: string;
+    verifyId: string;
+  }): Promise<{ ok: boolean; problems: string[]; objects: number }> {
     const index = await store.getJson<ObjectIndexEntry[]>(objectIndexKey(input.backupId));
     if (!index) return { ok: false, problems: [`no object backup ${input.backupId}`], objects: 0 };
     const scratch = scratchBucket(input.verifyId);
@@ -163,7 +172,8 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
         if (!r) problems.push(`${e.key} missing after restore`);
         else if (r.size !== e.size) problems.push(`${e.key}: ${r.size} bytes, backup says ${e.size}`);
         // A multipart ETag (with a dash) depends on part sizes, not only content: compare single-part ones.
-        else if (!e.etag.includes('-') && r.etag !== e.etag) problems.push(`${e.key}: ETag ${r.etag}, backup says ${e.etag}`);
+        else if (!e.etag.includes('-') && r.etag !== e.etag)
+          problems.push(`${e.key}: ETag ${r.etag}, backup says ${e.etag}`);
       }
       return { ok: problems.length === 0, problems: problems.slice(0, 20), objects: index.length };
     } finally {

@@ -419,7 +419,12 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
   }
 
   /** pg_restore into a new database `into` (dropped first if a killed attempt left it), then compare with the manifest. */
-  async function restoreAndCompare(entry: DatabaseBackup, local: string, into: string, tocTotal: number): Promise<string[]> {
+  async function restoreAndCompare(
+    entry: DatabaseBackup,
+    local: string,
+    into: string,
+    tocTotal: number,
+  ): Promise<string[]> {
     await admin(async (c) => {
       await dropDatabase(c, into); // a half-restored copy from a killed attempt
       await c.query(`CREATE DATABASE ${c.escapeIdentifier(into)} TEMPLATE template0`);
@@ -526,17 +531,21 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
   }
 
   const verifyTag = (verifyId: string) => tag(`verify:${verifyId}`);
-  const scratchName = (database: string, verifyId: string) => `${database.slice(0, MAX_BASE)}__dr_verify_${verifyTag(verifyId)}`;
+  const scratchName = (database: string, verifyId: string) =>
+    `${database.slice(0, MAX_BASE)}__dr_verify_${verifyTag(verifyId)}`;
 
   /**
    * Restores every dump of a backup into scratch databases and compares them with the
    * manifest. Problems are returned, not thrown: the verdict is recorded on the backup set.
    * Scratch databases are dropped here and, whatever happens, by cleanupPostgresVerification.
    */
-  async function verifyPostgresBackup(input: { backupId: string; verifyId: string }): Promise<{ ok: boolean; problems: string[]; databases: number }> {
+  async function verifyPostgresBackup(input: {
+    backupId: string;
+    verifyId: string;
+  }): Promise<{ ok: boolean; problems: string[]; databases: number }> {
     const manifest = await readManifest(input.backupId);
     if (!manifest) return { ok: false, problems: [`no Postgres backup ${input.backupId}`], databases: 0 };
-    const dir = path.join(config.workDir, 'verify', verifyTag(input.verifyId));
+    const dir = path.join(config.workDir, 'verify', `postgres-${verifyTag(input.verifyId)}`);
     const problems: string[] = [];
     try {
       for (const entry of manifest.databases) {
@@ -544,11 +553,17 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
         const scratch = scratchName(entry.database, input.verifyId);
         try {
           await fetchVerifiedDump(entry, local);
-          const differences = await restoreAndCompare(entry, local, scratch, await tocEntries(local, entry.key));
+          const differences = await restoreAndCompare(
+            entry,
+            local,
+            scratch,
+            await tocEntries(local, entry.key),
+          );
           problems.push(...differences.map((d) => `${entry.database}: ${d}`));
         } catch (err) {
           const cause = err instanceof Error ? err.message : String(err);
-          if ((err as { type?: string }).type || err instanceof CommandFailed) problems.push(`${entry.database}: ${cause}`);
+          if ((err as { type?: string }).type || err instanceof CommandFailed)
+            problems.push(`${entry.database}: ${cause}`);
           else throw err; // infrastructure trouble: retried by policy
         } finally {
           await admin((c) => dropDatabase(c, scratch));
@@ -572,7 +587,10 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
         }
       }
     });
-    await fs.rm(path.join(config.workDir, 'verify', verifyTag(input.verifyId)), { recursive: true, force: true });
+    await fs.rm(path.join(config.workDir, 'verify', `postgres-${verifyTag(input.verifyId)}`), {
+      recursive: true,
+      force: true,
+    });
     return { dropped };
   }
 

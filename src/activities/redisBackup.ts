@@ -76,7 +76,10 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
       if (!Number.isFinite(keys)) throw new Error(`unexpected redis-check-rdb output: ${text.slice(-300)}`);
       return { keys, expires };
     } catch (err) {
-      throw fail(ErrorType.BackupCorrupt, `RDB ${path.basename(file)} does not check out: ${(err as Error).message}`);
+      throw fail(
+        ErrorType.BackupCorrupt,
+        `RDB ${path.basename(file)} does not check out: ${(err as Error).message}`,
+      );
     }
   }
 
@@ -102,9 +105,15 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
         for (;;) {
           const now = await persistence();
           const lastSave = await redis.lastsave();
-          if (now.rdb_bgsave_in_progress === '0' && Number(now.rdb_saves ?? '0') > savesBefore && lastSave >= lastSaveBefore) {
+          if (
+            now.rdb_bgsave_in_progress === '0' &&
+            Number(now.rdb_saves ?? '0') > savesBefore &&
+            lastSave >= lastSaveBefore
+          ) {
             if (now.rdb_last_bgsave_status !== 'ok') {
-              throw new Error('BGSAVE failed (rdb_last_bgsave_status is not ok): see the Redis log; retrying');
+              throw new Error(
+                'BGSAVE failed (rdb_last_bgsave_status is not ok): see the Redis log; retrying',
+              );
             }
             return;
           }
@@ -176,14 +185,21 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
   }
 
   function scratchDir(verifyId: string): string {
-    return path.join(config.workDir, 'verify', createHash('sha256').update(verifyId).digest('hex').slice(0, 8), 'redis');
+    return path.join(
+      config.workDir,
+      'verify',
+      `redis-${createHash('sha256').update(verifyId).digest('hex').slice(0, 8)}`,
+    );
   }
 
   /**
    * Loads the backup's RDB into a scratch redis-server (on a unix socket, no port to clash) and
    * compares its key count with the manifest. The scratch instance is always stopped.
    */
-  async function verifyRedisBackup(input: { backupId: string; verifyId: string }): Promise<{ ok: boolean; problems: string[]; keys?: number }> {
+  async function verifyRedisBackup(input: {
+    backupId: string;
+    verifyId: string;
+  }): Promise<{ ok: boolean; problems: string[]; keys?: number }> {
     const manifest = await store.getJson<RedisBackupManifest>(manifestKey(input.backupId));
     if (!manifest) return { ok: false, problems: [`no Redis backup ${input.backupId}`] };
     const dir = scratchDir(input.verifyId);
@@ -195,7 +211,9 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
     const size = (await fs.stat(rdb)).size;
     const sha = await sha256File(rdb);
     if (size !== manifest.size || sha !== manifest.sha256) {
-      problems.push(`RDB ${manifest.key}: sha256/size differ from the manifest (size ${size}, manifest ${manifest.size})`);
+      problems.push(
+        `RDB ${manifest.key}: sha256/size differ from the manifest (size ${size}, manifest ${manifest.size})`,
+      );
       return { ok: false, problems };
     }
     try {
@@ -204,11 +222,34 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
       return { ok: false, problems: [(err as Error).message] };
     }
     const socket = path.join(dir, 'redis.sock');
-    const daemon = startDaemon('scratch-redis', config.redis.serverBin, ['--port', '0', '--unixsocket', socket, '--dir', dir, '--dbfilename', 'dump.rdb', '--appendonly', 'no', '--save', ''], {
-      log: path.join(dir, 'redis.log'),
-    });
+    const daemon = startDaemon(
+      'scratch-redis',
+      config.redis.serverBin,
+      [
+        '--port',
+        '0',
+        '--unixsocket',
+        socket,
+        '--dir',
+        dir,
+        '--dbfilename',
+        'dump.rdb',
+        '--appendonly',
+        'no',
+        '--save',
+        '',
+      ],
+      {
+        log: path.join(dir, 'redis.log'),
+      },
+    );
     await fs.writeFile(path.join(dir, 'pid'), String(daemon.pid));
-    const scratch = new RedisClient({ path: socket, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+    const scratch = new RedisClient({
+      path: socket,
+      lazyConnect: true,
+      maxRetriesPerRequest: 1,
+      retryStrategy: () => null,
+    });
     scratch.on('error', () => undefined);
     try {
       const deadline = Date.now() + 60000;
@@ -221,14 +262,17 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
           // not up yet
         }
         if (Date.now() > deadline) {
-          problems.push(`scratch redis-server did not load the RDB: ${(await fs.readFile(path.join(dir, 'redis.log'), 'utf8')).slice(-500)}`);
+          problems.push(
+            `scratch redis-server did not load the RDB: ${(await fs.readFile(path.join(dir, 'redis.log'), 'utf8')).slice(-500)}`,
+          );
           return { ok: false, problems };
         }
         await sleep(100, cancellationSignal());
       }
       const keyspace = info(await scratch.info('keyspace'));
       const keys = Object.values(keyspace).reduce((n, v) => n + Number(/keys=(\d+)/.exec(v)?.[1] ?? 0), 0);
-      if (keys !== manifest.keys) problems.push(`scratch Redis holds ${keys} keys, the manifest says ${manifest.keys}`);
+      if (keys !== manifest.keys)
+        problems.push(`scratch Redis holds ${keys} keys, the manifest says ${manifest.keys}`);
       return { ok: problems.length === 0, problems, keys };
     } finally {
       scratch.disconnect();
@@ -242,7 +286,10 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
     const dir = scratchDir(input.verifyId);
     const pid = Number(await fs.readFile(path.join(dir, 'pid'), 'utf8').catch(() => '0'));
     if (pid) await stopDaemon(pid, 5000);
-    const existed = await fs.stat(dir).then(() => true, () => false);
+    const existed = await fs.stat(dir).then(
+      () => true,
+      () => false,
+    );
     await fs.rm(dir, { recursive: true, force: true });
     return { removed: existed };
   }

@@ -23,7 +23,12 @@ const seconds = (v: string) => {
 };
 
 /** Starts a workflow under its target-derived id (a second start is refused) and follows it. */
-async function startAndWatch(workflowType: string, workflowId: string, args: unknown[], wait: boolean): Promise<void> {
+async function startAndWatch(
+  workflowType: string,
+  workflowId: string,
+  args: unknown[],
+  wait: boolean,
+): Promise<void> {
   const settings = temporalSettings();
   const { client, close } = await connect(settings);
   try {
@@ -37,7 +42,9 @@ async function startAndWatch(workflowType: string, workflowId: string, args: unk
   }
 }
 
-async function withClient<T>(fn: (client: Awaited<ReturnType<typeof connect>>['client']) => Promise<T>): Promise<T> {
+async function withClient<T>(
+  fn: (client: Awaited<ReturnType<typeof connect>>['client']) => Promise<T>,
+): Promise<T> {
   const { client, close } = await connect(temporalSettings());
   try {
     return await fn(client);
@@ -53,7 +60,9 @@ async function run(): Promise<void> {
 
   program
     .command('drill')
-    .description('disaster-recovery drill on an embedded local stack: seed, back up, drop both databases, recover, verify, report')
+    .description(
+      'disaster-recovery drill on an embedded local stack: seed, back up, drop both databases, recover, verify, report',
+    )
     .option('--tasks <n>', 'tasks to seed', (v) => Number(v), 20000)
     .option('--keep', 'leave the stack running afterwards (Temporal UI to look at)', false)
     .action(async (opts: { tasks: number; keep: boolean }) => {
@@ -66,13 +75,23 @@ async function run(): Promise<void> {
     .command('recover')
     .description('start a recovery workflow and watch it')
     .command('total-database-loss')
-    .description('restore both Kohakku databases from a backup, then bring the services and Redis registrations back')
-    .option('--backup <id>', 'backup id (YYYYMMDDTHHMMSSZ), or latest: the newest verified set (the newest backup if none is verified)', 'latest')
+    .description(
+      'restore both Kohakku databases from a backup, then bring the services and Redis registrations back',
+    )
+    .option(
+      '--backup <id>',
+      'backup id (YYYYMMDDTHHMMSSZ), or latest: the newest verified set (the newest backup if none is verified)',
+      'latest',
+    )
     .option('--target <name...>', 'controller and/or dispatcher (default both)')
     .option('--replace-existing', 'move existing target databases aside and replace them', false)
     .option('--reconnect-deadline <s>', 'seconds the services get to reconnect before a restart', seconds)
     .option('--restart-deadline <s>', 'seconds a restarted service gets to become healthy', seconds)
-    .option('--registration-deadline <s>', 'seconds the Monitor gets to register every active container', seconds)
+    .option(
+      '--registration-deadline <s>',
+      'seconds the Monitor gets to register every active container',
+      seconds,
+    )
     .option('--no-wait', 'start and return the workflow id')
     .action(async (opts) => {
       const input: TotalDatabaseLossInput = {
@@ -91,18 +110,26 @@ async function run(): Promise<void> {
     ['postgres', 'postgresBackup', 'pg_dump -Fc of both databases, with a manifest'],
     ['redis', 'redisBackup', 'BGSAVE (or redis-cli --rdb) and copy of the RDB'],
     ['objects', 'objectStoreBackup', 'incremental mirror of briefs/ and skills/'],
-    ['nightly', 'nightlyBackup', 'all three as one backup set, then verify and prune (what the schedule runs)'],
+    [
+      'nightly',
+      'nightlyBackup',
+      'all three as one backup set, then verify and prune (what the schedule runs)',
+    ],
   ] as const) {
     backup
       .command(part)
       .description(what)
       .option('--no-wait', 'start and return the workflow id')
-      .action((opts: { wait: boolean }) => startAndWatch(workflowType, `kohakku-dr-backup-${part}`, [], opts.wait));
+      .action((opts: { wait: boolean }) =>
+        startAndWatch(workflowType, `kohakku-dr-backup-${part}`, [], opts.wait),
+      );
   }
 
   program
     .command('verify')
-    .description('restore a backup set into scratch copies, check it against its manifest, record the verdict')
+    .description(
+      'restore a backup set into scratch copies, check it against its manifest, record the verdict',
+    )
     .option('--backup <id>', 'the set (default: the newest)')
     .option('--no-wait', 'start and return the workflow id')
     .action((opts: { backup?: string; wait: boolean }) =>
@@ -111,16 +138,28 @@ async function run(): Promise<void> {
 
   program
     .command('backups')
-    .description('list backup sets and Postgres backups, newest first, with their verification (reads the worker configuration)')
+    .description(
+      'list backup sets and Postgres backups, newest first, with their verification (reads the worker configuration)',
+    )
     .action(async () => {
       const config = loadConfig();
       const store = createBackupStore(config);
-      const sets = new Map((await createBackupSetActivities({ store, config }).listBackupSets()).map((s) => [s.id, s]));
+      const sets = new Map(
+        (await createBackupSetActivities({ store, config }).listBackupSets()).map((s) => [s.id, s]),
+      );
       const pg = createPostgresActivities({ config, exec: createCommandRunner(), store });
       for (const b of await pg.listPostgresBackups()) {
         const set = sets.get(b.id);
-        const verdict = set?.verification ? (set.verification.ok ? 'verified' : 'FAILED verification') : set ? 'not verified' : 'postgres only';
-        console.log(`${b.id}  ${verdict.padEnd(20)} ${b.databases.map((d) => `${d.database}: ${d.size} B, ${d.rows} rows`).join('  ')}`);
+        const verdict = set?.verification
+          ? set.verification.ok
+            ? 'verified'
+            : 'FAILED verification'
+          : set
+            ? 'not verified'
+            : 'postgres only';
+        console.log(
+          `${b.id}  ${verdict.padEnd(20)} ${b.databases.map((d) => `${d.database}: ${d.size} B, ${d.rows} rows`).join('  ')}`,
+        );
       }
     });
 
@@ -131,7 +170,9 @@ async function run(): Promise<void> {
     .action(async () => {
       const config = loadConfig();
       const outcome = await withClient((client) => applySchedules(client, config));
-      console.log(`${outcome} schedule ${NIGHTLY_SCHEDULE_ID}: "${config.schedule.cron}" ${config.schedule.timezone}`);
+      console.log(
+        `${outcome} schedule ${NIGHTLY_SCHEDULE_ID}: "${config.schedule.cron}" ${config.schedule.timezone}`,
+      );
     });
   schedules
     .command('list')

@@ -3,7 +3,12 @@
  * plus list, pause, unpause and trigger. The schedule shows in the Temporal UI and works with
  * `temporal schedule …` commands.
  */
-import { ScheduleAlreadyRunning, type Client, type ScheduleOptions, type ScheduleOverlapPolicy } from '@temporalio/client';
+import {
+  ScheduleAlreadyRunning,
+  type Client,
+  type ScheduleOptions,
+  type ScheduleOverlapPolicy,
+} from '@temporalio/client';
 import type { Config } from '../config';
 
 export const NIGHTLY_SCHEDULE_ID = 'kohakku-dr-nightly-backup';
@@ -30,7 +35,10 @@ export function nightlyScheduleOptions(config: Pick<Config, 'schedule' | 'tempor
 }
 
 /** Creates the schedule, or updates it in place to match configuration; says which. */
-export async function applySchedules(client: Client, config: Pick<Config, 'schedule' | 'temporal'>): Promise<'created' | 'updated'> {
+export async function applySchedules(
+  client: Client,
+  config: Pick<Config, 'schedule' | 'temporal'>,
+): Promise<'created' | 'updated'> {
   const options = nightlyScheduleOptions(config);
   try {
     await client.schedule.create(options);
@@ -66,7 +74,9 @@ export async function listSchedules(client: Client): Promise<ScheduleSummary[]> 
       note: d.state.note,
       spec: JSON.stringify(d.spec),
       nextRuns: d.info.nextActionTimes.slice(0, 3).map((t) => t.toISOString()),
-      recentRuns: d.info.recentActions.slice(-3).map((a) => `${a.takenAt.toISOString()} ${a.action.workflow.workflowId}`),
+      recentRuns: d.info.recentActions
+        .slice(-3)
+        .map((a) => `${a.takenAt.toISOString()} ${a.action.workflow.workflowId}`),
     });
   }
   return out;

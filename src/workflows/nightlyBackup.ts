@@ -21,7 +21,12 @@ export interface NightlyBackupResult {
   retention: PruneReport;
 }
 
-const STEPS = ['back up postgres, redis and objects', 'write set manifest', 'verify', 'prune past retention'] as const;
+const STEPS = [
+  'back up postgres, redis and objects',
+  'write set manifest',
+  'verify',
+  'prune past retention',
+] as const;
 
 export async function nightlyBackup(): Promise<NightlyBackupResult> {
   const procedure = new Procedure('Nightly backup', STEPS);
@@ -36,7 +41,9 @@ export async function nightlyBackup(): Promise<NightlyBackupResult> {
         executeChild(objectStoreBackup, { workflowId: child('objects'), args: [{ backupId }] }),
       ]),
     );
-    const set = await procedure.step('write set manifest', 'writing the set manifest', () => writeBackupSet({ backupId, startedAt }));
+    const set = await procedure.step('write set manifest', 'writing the set manifest', () =>
+      writeBackupSet({ backupId, startedAt }),
+    );
     const verification = await procedure.step(
       'verify',
       'restoring the set into scratch copies',

@@ -150,7 +150,9 @@ export class Procedure {
 }
 
 function rootMessage(err: unknown): string {
-  return (err instanceof ActivityFailure || err instanceof ChildWorkflowFailure) && err.cause ? err.cause.message : (err as Error).message;
+  return (err instanceof ActivityFailure || err instanceof ChildWorkflowFailure) && err.cause
+    ? err.cause.message
+    : (err as Error).message;
 }
 
 /** A backup id is the run's start time (UTC, to the second): a retried activity writes the same backup. */
@@ -166,7 +168,10 @@ export function backupIdOfThisRun(): string {
  * UI and the CLI show e.g. `BackupCorrupt: dump … is corrupt` rather than "activity failed".
  */
 export function surfaceFailure(err: unknown): unknown {
-  if ((err instanceof ActivityFailure || err instanceof ChildWorkflowFailure) && err.cause instanceof ApplicationFailure) {
+  if (
+    (err instanceof ActivityFailure || err instanceof ChildWorkflowFailure) &&
+    err.cause instanceof ApplicationFailure
+  ) {
     const cause = err.cause;
     return ApplicationFailure.create({
       type: cause.type ?? undefined,

@@ -56,8 +56,14 @@ const STEPS = [
   'cleanup',
 ] as const;
 
-const { resolvePostgresBackup, liveDatabases, restartService, cleanupPostgresRestore, lockBackup, unlockBackup } =
-  proxyActivities<Activities>(quick);
+const {
+  resolvePostgresBackup,
+  liveDatabases,
+  restartService,
+  cleanupPostgresRestore,
+  lockBackup,
+  unlockBackup,
+} = proxyActivities<Activities>(quick);
 const { preparePostgresRestore, restorePostgresDatabase } = proxyActivities<Activities>(long);
 
 function validate(

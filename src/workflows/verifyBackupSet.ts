@@ -3,16 +3,26 @@
  * scratch bucket — compare each with the manifest, record the verdict on the set's manifest.
  * The cleanup phase always removes the scratch copies, also on failure or cancellation.
  */
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ActivityCancellationType, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Verification } from '../activities/backupSets';
 import { ErrorType, fail } from '../errors';
 import { long, quick } from './options';
 import { Procedure } from './procedure';
 
-const { verifyPostgresBackup, verifyRedisBackup, verifyObjectBackup } = proxyActivities<Activities>(long);
-const { listBackupSets, recordVerification, cleanupPostgresVerification, cleanupRedisVerification, cleanupObjectVerification } =
-  proxyActivities<Activities>(quick);
+// On cancellation, wait until each verification has stopped (it drops what it made) before the
+// cleanup phase runs, so nothing is created behind the cleanup's back.
+const { verifyPostgresBackup, verifyRedisBackup, verifyObjectBackup } = proxyActivities<Activities>({
+  ...long,
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+});
+const {
+  listBackupSets,
+  recordVerification,
+  cleanupPostgresVerification,
+  cleanupRedisVerification,
+  cleanupObjectVerification,
+} = proxyActivities<Activities>(quick);
 
 export interface VerifyBackupSetInput {
   /** The set to verify; the newest set by default. */
@@ -23,7 +33,12 @@ export interface VerifyBackupSetResult extends Verification {
   backupId: string;
 }
 
-const STEPS = ['choose set', 'verify postgres, redis and objects', 'record verdict', 'remove scratch copies'] as const;
+const STEPS = [
+  'choose set',
+  'verify postgres, redis and objects',
+  'record verdict',
+  'remove scratch copies',
+] as const;
 
 export async function verifyBackupSet(input: VerifyBackupSetInput = {}): Promise<VerifyBackupSetResult> {
   const procedure = new Procedure('Verify backup set', STEPS);
@@ -31,14 +46,22 @@ export async function verifyBackupSet(input: VerifyBackupSetInput = {}): Promise
   const verifyId = `${info.workflowId}/${info.runId}`;
   return procedure.run(
     async () => {
-      const backupId = await procedure.step('choose set', 'finding the backup set', async () => {
-        const sets = await listBackupSets();
-        const id = input.backupId ?? sets[0]?.id;
-        if (!id || !sets.some((s) => s.id === id)) {
-          throw fail(ErrorType.BackupNotFound, `no backup set ${id ?? '(none at all)'}: run the nightly backup first`);
-        }
-        return id;
-      }, (id) => id);
+      const backupId = await procedure.step(
+        'choose set',
+        'finding the backup set',
+        async () => {
+          const sets = await listBackupSets();
+          const id = input.backupId ?? sets[0]?.id;
+          if (!id || !sets.some((s) => s.id === id)) {
+            throw fail(
+              ErrorType.BackupNotFound,
+              `no backup set ${id ?? '(none at all)'}: run the nightly backup first`,
+            );
+          }
+          return id;
+        },
+        (id) => id,
+      );
       const checks = await procedure.step(
         'verify postgres, redis and objects',
         'restoring into scratch databases, a scratch Redis and a scratch bucket',
@@ -52,10 +75,21 @@ export async function verifyBackupSet(input: VerifyBackupSetInput = {}): Promise
           `postgres ${pg.ok ? 'ok' : 'FAILED'}, redis ${redis.ok ? 'ok' : 'FAILED'}, objects ${objects.ok ? 'ok' : 'FAILED'}`,
       );
       const problems = checks.flatMap((c) => c.problems);
-      const verification: Verification = { verifiedAt: new Date(Date.now()).toISOString(), ok: problems.length === 0, problems, verifyId };
-      await procedure.step('record verdict', 'writing the verdict on the set manifest', () => recordVerification({ backupId, verification }));
+      const verification: Verification = {
+        verifiedAt: new Date(Date.now()).toISOString(),
+        ok: problems.length === 0,
+        problems,
+        verifyId,
+      };
+      await procedure.step('record verdict', 'writing the verdict on the set manifest', () =>
+        recordVerification({ backupId, verification }),
+      );
       if (!verification.ok) {
-        throw fail(ErrorType.VerificationFailed, `backup set ${backupId} failed verification: ${problems.slice(0, 5).join('; ')}`, verification);
+        throw fail(
+          ErrorType.VerificationFailed,
+          `backup set ${backupId} failed verification: ${problems.slice(0, 5).join('; ')}`,
+          verification,
+        );
       }
       return { backupId, ...verification };
     },
