@@ -112,9 +112,9 @@ test('a schedule triggered now produces a complete, verified backup set; applyin
   const redis = new Redis({ port: k.stack.redis.port });
   expect(set.redis.keys).toBe(await redis.dbsize());
   redis.disconnect();
-  let objects = 0;
-  for await (const _ of minioClient(k.stack).listObjectsV2('kohakku', '', true)) objects++;
-  expect(set.objects.objects).toBe(objects);
+  const objects: string[] = [];
+  for await (const o of minioClient(k.stack).listObjectsV2('kohakku', '', true)) objects.push((o as { name: string }).name);
+  expect(set.objects.objects).toBe(objects.length);
 
   // Idempotent: applying the same configuration again updates, never duplicates.
   const client = await temporalClient(k.stack);
