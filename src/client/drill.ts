@@ -7,7 +7,10 @@ import { appendFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
+import * as Minio from 'minio';
+import { s3BackupStore } from '../activities/backupStore';
 import { compareTables, tableStats, type PostgresManifest } from '../activities/postgres';
+import type { NightlyBackupResult } from '../workflows/nightlyBackup';
 import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
 import { startReferenceService } from '../reference/supervisor';
@@ -89,13 +92,28 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
       taskQueue: 'kohakku-dr',
     });
     try {
-      say('③ backing up Postgres (postgresBackup workflow)');
-      const backup = await client.workflow.start('postgresBackup', {
+      say('③ nightly backup, as the schedule runs it: Postgres, Redis, objects → one set → verify → prune');
+      const backup = await client.workflow.start('nightlyBackup', {
         taskQueue: 'kohakku-dr',
-        workflowId: 'drill-backup-postgres',
-        args: [{}],
+        workflowId: 'drill-nightly-backup',
+        args: [],
       });
-      const manifest = await watch<PostgresManifest>(backup, (l) => say(`   ${l}`));
+      const nightly = await watch<NightlyBackupResult>(backup, (l) => say(`   ${l}`));
+      const store = s3BackupStore(
+        new Minio.Client({
+          endPoint: '127.0.0.1',
+          port: stack.minio.port,
+          useSSL: false,
+          accessKey: stack.minio.accessKey,
+          secretKey: stack.minio.secretKey,
+        }),
+        'kohakku-backups',
+        'us-east-1',
+      );
+      const manifest = (await store.getJson<PostgresManifest>(`postgres/${nightly.set.id}/manifest.json`))!;
+      say(
+        `   set ${nightly.set.id}: ${nightly.verification.ok ? 'verified restorable' : 'FAILED verification'}`,
+      );
 
       say(
         '④ the disaster: DROP DATABASE "kohakku-controller", "kohakku-dispatcher" (sessions terminated), Redis registrations gone',
@@ -160,6 +178,10 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
       lines.push(
         `${missing === 0 ? '✔' : '✘'} Redis: ${registered.size} containers registered, ${active.length} active in Postgres, ${missing} missing`,
       );
+      lines.push(
+        `${result.backupVerified ? '✔' : '✘'} the recovery used backup set ${result.backupId} (${result.backupVerified ? 'verified' : 'not verified'})`,
+      );
+      ok &&= result.backupVerified && result.backupId === nightly.set.id;
       lines.push('', 'step timings:');
       for (const s of result.steps)
         lines.push(`  ${s.name.padEnd(38)} ${((s.durationMs ?? 0) / 1000).toFixed(1).padStart(6)} s`);
