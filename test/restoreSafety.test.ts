@@ -2,13 +2,18 @@
  * Bad backups and bad input fail with a typed, non-retryable error before anything live is
  * touched: the live databases keep every row they had.
  */
+import { WorkflowFailedError } from '@temporalio/client';
+import { CancelledFailure } from '@temporalio/common';
 import type { postgresBackup, totalDatabaseLoss } from '../src/workflows';
+import type { RecoveryPlan } from '../src/workflows/recovery';
+import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
 import { dumpKey } from '../src/activities/postgres';
 import {
   databases,
   failureType,
   freshKohakku,
   minioClient,
+  sql,
   startWorker,
   stopKohakku,
   tableFingerprints,
@@ -65,7 +70,8 @@ test('a corrupt dump fails with BackupCorrupt and leaves the live databases as t
   const key = dumpKey(backupId, 'kohakku-dispatcher');
   const chunks: Buffer[] = [];
   for await (const c of await s3.getObject('kohakku-backups', key)) chunks.push(c as Buffer);
-  const dump = Buffer.concat(chunks);
+  const original = Buffer.concat(chunks);
+  const dump = Buffer.from(original);
   dump[Math.floor(dump.length / 2)] ^= 0xff; // one flipped byte, same size
   await s3.putObject('kohakku-backups', key, dump, dump.length);
 
@@ -75,6 +81,7 @@ test('a corrupt dump fails with BackupCorrupt and leaves the live databases as t
   expect((err as Error & { cause?: Error }).cause?.message).toMatch(/corrupt: sha256/);
   expect(await liveState()).toEqual(before);
   expect((await databases(k.stack)).filter((d) => d.includes('__dr_'))).toEqual([]);
+  await s3.putObject('kohakku-backups', key, original, original.length); // the later tests restore from it
 });
 
 test('a missing backup fails with BackupNotFound; a malformed id with InvalidInput', async () => {
@@ -93,9 +100,64 @@ test('a missing backup fails with BackupNotFound; a malformed id with InvalidInp
   expect(await liveState()).toEqual(before);
 });
 
-test('live databases are not replaced unless the input says so', async () => {
+test('plan mode shows each step and the backup it would use, and changes nothing', async () => {
   const before = await liveState();
-  const err = await recover('test-safety-live', {});
-  expect(failureType(err)).toBe('LiveDataExists');
+  const client = await temporalClient(k.stack);
+  const plan = (await client.workflow.execute<typeof totalDatabaseLoss>('totalDatabaseLoss', {
+    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
+    workflowId: 'test-safety-plan',
+    args: [{ plan: true }],
+  })) as RecoveryPlan;
+  expect(plan).toMatchObject({ plan: true, backupId });
+  expect(plan.steps.find((s) => s.step === 'restore databases')).toMatchObject({ destructive: true });
+  expect(plan.steps.find((s) => s.step === 'restore databases')?.action).toMatch(/moved aside \(needs approval\)/);
   expect(await liveState()).toEqual(before);
+  expect((await databases(k.stack)).filter((d) => d.includes('__dr_'))).toEqual([]);
 });
+
+test('without confirmation the recovery waits for approval, and a cancel leaves live data untouched', async () => {
+  const before = await liveState();
+  const client = await temporalClient(k.stack);
+  const handle = await client.workflow.start<typeof totalDatabaseLoss>('totalDatabaseLoss', {
+    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
+    workflowId: 'test-safety-approval-cancel',
+    args: [{}],
+  });
+  await waitForApprovalPrompt(handle);
+  await handle.cancel();
+  const err = await handle.result().catch((e: unknown) => e);
+  expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+  expect(await liveState()).toEqual(before);
+  expect((await databases(k.stack)).filter((d) => d.includes('__dr_'))).toEqual([]);
+});
+
+test('approved by signal, the recovery moves the live databases aside (not dropped) and restores', async () => {
+  const client = await temporalClient(k.stack);
+  // Live data diverges from the backup, so the restore visibly replaces it.
+  await sql(k.stack, 'kohakku-controller', `UPDATE tasks_task SET title = 'changed after backup' WHERE id <= 10`);
+  const changed = await liveState();
+  const handle = await client.workflow.start<typeof totalDatabaseLoss>('totalDatabaseLoss', {
+    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
+    workflowId: 'test-safety-approval-signal',
+    args: [{ backupId }],
+  });
+  await waitForApprovalPrompt(handle);
+  await handle.signal('approve', { by: 'test', note: 'restore over changed data' });
+  const result = (await handle.result()) as TotalDatabaseLossResult;
+  expect(result.restored.every((r) => r.movedAsideTo?.includes('__dr_replaced_'))).toBe(true);
+  const aside = result.restored.find((r) => r.target === 'controller')!.movedAsideTo!;
+  expect(await tableFingerprints(k.stack, aside)).toEqual(changed.controller);
+  expect((await tableFingerprints(k.stack, 'kohakku-controller'))['public.tasks_task']).not.toEqual(changed.controller['public.tasks_task']);
+  expect(result.measurements.rtoSeconds).toBeGreaterThan(0);
+  expect(result.measurements.rpoSeconds).toBeGreaterThan(0);
+});
+
+async function waitForApprovalPrompt(handle: { query: <T>(name: string) => Promise<T> }): Promise<void> {
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    const p = await handle.query<{ waitingFor?: string }>('progress').catch(() => undefined);
+    if (p?.waitingFor?.startsWith('approval')) return;
+    if (Date.now() > deadline) throw new Error(`never asked for approval: ${JSON.stringify(p)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

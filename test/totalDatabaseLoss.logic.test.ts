@@ -144,16 +144,28 @@ test('a service that never comes back is restarted once, then ServiceUnhealthy; 
   expect(calls.names).not.toContain('waitForRegistrations');
 });
 
-test('existing databases without replaceExisting: LiveDataExists, and nothing is downloaded or restored', async () => {
+test('existing databases without confirmation: nothing is downloaded or restored until the approve signal', async () => {
   const calls: Calls = { names: [] };
-  const { error } = await runWith(
-    'logic-live',
-    stubs(calls, { liveDatabases: async () => ['controller'] }),
-    {},
-  );
-  expect(failureType(error)).toBe('LiveDataExists');
-  expect(calls.names).not.toContain('preparePostgresRestore');
-  expect(calls.names).not.toContain('restorePostgresDatabase');
+  const taskQueue = 'logic-live';
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowBundle: bundle,
+    activities: stubs(calls, { liveDatabases: async () => ['controller'] }),
+  });
+  await worker.runUntil(async () => {
+    const handle = await env.client.workflow.start<typeof totalDatabaseLoss>('totalDatabaseLoss', { taskQueue, workflowId: `${taskQueue}-${Date.now()}`, args: [{}] });
+    for (let i = 0; i < 100; i++) {
+      const p = await handle.query<{ waitingFor?: string }>('progress');
+      if (p.waitingFor?.startsWith('approval')) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect((await handle.query<{ waitingFor?: string }>('progress')).waitingFor).toMatch(/^approval to move aside/);
+    expect(calls.names).not.toContain('preparePostgresRestore');
+    await handle.signal('approve', { by: 'test' });
+    await handle.result();
+    expect(calls.names).toContain('restorePostgresDatabase');
+  });
 });
 
 test('registrations incomplete: the Monitor is restarted, and a second shortfall fails with RegistrationIncomplete', async () => {

@@ -3,6 +3,7 @@
  * data is identical to the backup and no staging database is left behind.
  */
 import type { postgresBackup, totalDatabaseLoss } from '../src/workflows';
+import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
 import {
   databases,
   dropDatabase,
@@ -63,7 +64,7 @@ test('SIGKILL of the worker during pg_restore: a new worker completes the recove
 
   worker = await startWorker(k.workerEnv);
   try {
-    const result = await handle.result();
+    const result = (await handle.result()) as TotalDatabaseLossResult;
     expect(result.restored.find((r) => r.target === 'controller')?.resumed).toBe(true);
   } finally {
     await worker.stop();

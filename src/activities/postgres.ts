@@ -414,6 +414,8 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
           await new Promise((r) => setTimeout(r, 250));
         }
       }
+      // The moved-aside copy keeps its data for the operator to inspect; services never look for its name.
+      if (liveExists) await client.query(`ALTER DATABASE ${q(aside)} WITH ALLOW_CONNECTIONS true`);
       return liveExists ? aside : undefined;
     });
   }

@@ -15,13 +15,17 @@ import type { KohakkuService } from '../config';
 import { ErrorType, fail } from '../errors';
 import { long, quick, waitUpTo } from './options';
 import { Procedure, surfaceFailure, type StepProgress } from './procedure';
+import { approvalGate, measure, type Measurements, type RecoveryCommonInput, type RecoveryPlan } from './recovery';
 
-export interface TotalDatabaseLossInput {
+export interface TotalDatabaseLossInput extends RecoveryCommonInput {
   /** A backup id (YYYYMMDDTHHMMSSZ) or "latest" (the default). */
   backupId?: string;
   /** Which databases were lost; both by default. */
   targets?: PostgresTarget[];
-  /** A target database that still exists is moved aside and replaced only when this is true. */
+  /**
+   * A target database that still exists is moved aside and replaced only when this (or
+   * `confirm`) is true, or once the `approve` signal arrives; until then the workflow waits.
+   */
   replaceExisting?: boolean;
   /** How long the services get to reconnect on their own before they are restarted. */
   reconnectDeadlineSeconds?: number;
@@ -45,6 +49,7 @@ export interface TotalDatabaseLossResult {
   startedAt: string;
   completedAt: string;
   durationMs: number;
+  measurements: Measurements;
 }
 
 const STEPS = [
@@ -102,7 +107,10 @@ function validate(
   return {
     backupId,
     targets,
-    replaceExisting: input.replaceExisting === true,
+    replaceExisting: input.replaceExisting === true || input.confirm === true,
+    plan: input.plan === true,
+    confirm: input.confirm === true,
+    incidentAt: input.incidentAt ?? '',
     reconnectDeadlineSeconds: seconds('reconnectDeadlineSeconds', input.reconnectDeadlineSeconds, 60),
     restartDeadlineSeconds: seconds('restartDeadlineSeconds', input.restartDeadlineSeconds, 120),
     registrationDeadlineSeconds: seconds(
@@ -137,8 +145,9 @@ async function reconnectOrRestart(
 
 export async function totalDatabaseLoss(
   rawInput: TotalDatabaseLossInput = {},
-): Promise<TotalDatabaseLossResult> {
+): Promise<TotalDatabaseLossResult | RecoveryPlan> {
   const procedure = new Procedure('Total database loss', STEPS);
+  const approve = approvalGate(procedure, rawInput.replaceExisting === true || rawInput.confirm === true);
   const info = workflowInfo();
   // Unique per run: staging and moved-aside names derive from it.
   const recoveryId = `${info.workflowId}/${info.runId}`;
@@ -154,23 +163,22 @@ export async function totalDatabaseLoss(
       `finding backup "${input.backupId}" and checking which databases exist`,
       async () => {
         const summary = await resolvePostgresBackup({ backupId: input!.backupId, targets });
+        const live = await liveDatabases({ targets });
+        if (input!.plan) return { summary, live };
         // Retention must not prune the backup while this restore reads it; released in cleanup.
         await lockBackup({ backupId: summary.id, holder: recoveryId });
         lockedBackup = summary.id;
-        const live = await liveDatabases({ targets });
-        if (live.length > 0 && !input!.replaceExisting) {
-          throw fail(
-            ErrorType.LiveDataExists,
-            `database(s) ${live.join(', ')} still exist; nothing was touched. Start again with replaceExisting: true to move them aside and restore`,
-          );
-        }
+        if (live.length > 0) await approve(`move aside and replace the live database(s) of ${live.join(', ')}`);
         return { summary, live };
       },
       ({ summary, live }) =>
         `backup ${summary.id} (${summary.createdAt}, ${summary.verified ? 'verified' : 'NOT verified'})${live.length ? `; will move aside: ${live.join(', ')}` : ''}`,
     );
     const backupId = backup.summary.id;
-    lockedBackup = backupId;
+    if (input.plan) {
+      procedure.finish('completed');
+      return planOf(backup.summary, backup.live, targets);
+    }
 
     await procedure.step(
       'verify backup files',
@@ -189,7 +197,8 @@ export async function totalDatabaseLoss(
               backupId,
               target,
               recoveryId,
-              replaceExisting: input!.replaceExisting,
+              // Reached only when nothing is live, or after the approval above.
+              replaceExisting: true,
             }),
           ),
         ),
@@ -254,6 +263,7 @@ export async function totalDatabaseLoss(
       startedAt: new Date(started).toISOString(),
       completedAt: new Date(Date.now()).toISOString(),
       durationMs: Date.now() - started,
+      measurements: measure(started, input.incidentAt || undefined, backup.summary.createdAt),
     };
   } catch (err) {
     procedure.finish('cleaning-up', (surfaceFailure(err) as Error).message);
@@ -292,4 +302,30 @@ async function runCleanup(
     },
     (r) => (r.droppedStaging.length ? `dropped ${r.droppedStaging.join(', ')}` : 'nothing left behind'),
   );
+}
+
+function planOf(
+  summary: { id: string; createdAt: string; verified?: boolean },
+  live: PostgresTarget[],
+  targets: PostgresTarget[],
+): RecoveryPlan {
+  return {
+    procedure: 'total-database-loss',
+    plan: true,
+    backupId: summary.id,
+    backupCreatedAt: summary.createdAt,
+    backupVerified: summary.verified ?? false,
+    steps: [
+      { step: 'verify backup files', action: `download and sha256-check the dumps of ${targets.join(', ')}`, touches: ['backup store (read)', 'worker scratch directory'], destructive: false },
+      {
+        step: 'restore databases',
+        action: `pg_restore into staging databases, compare with the manifest, rename into place${live.length ? `; the live ${live.join(', ')} database(s) are moved aside (needs approval)` : ''}`,
+        touches: targets.map((t) => `postgres database of ${t}`),
+        destructive: live.length > 0,
+      },
+      { step: 'controller and dispatcher reconnect', action: 'health checks; restart through the service adapter if they do not reconnect', touches: ['controller', 'dispatcher'], destructive: false },
+      { step: 'monitor rebuilds redis', action: 'wait for the Monitor to register every active container; restart it if not', touches: ['monitor', 'redis registrations'], destructive: false },
+      { step: 'cleanup', action: 'drop this run’s staging databases and local dump copies', touches: ['staging databases'], destructive: false },
+    ],
+  };
 }
