@@ -113,7 +113,8 @@ test('a schedule triggered now produces a complete, verified backup set; applyin
   expect(set.redis.keys).toBe(await redis.dbsize());
   redis.disconnect();
   const objects: string[] = [];
-  for await (const o of minioClient(k.stack).listObjectsV2('kohakku', '', true)) objects.push((o as { name: string }).name);
+  for await (const o of minioClient(k.stack).listObjectsV2('kohakku', '', true))
+    objects.push((o as { name: string }).name);
   expect(set.objects.objects).toBe(objects.length);
 
   // Idempotent: applying the same configuration again updates, never duplicates.

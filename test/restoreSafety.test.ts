@@ -110,7 +110,9 @@ test('plan mode shows each step and the backup it would use, and changes nothing
   })) as RecoveryPlan;
   expect(plan).toMatchObject({ plan: true, backupId });
   expect(plan.steps.find((s) => s.step === 'restore databases')).toMatchObject({ destructive: true });
-  expect(plan.steps.find((s) => s.step === 'restore databases')?.action).toMatch(/moved aside \(needs approval\)/);
+  expect(plan.steps.find((s) => s.step === 'restore databases')?.action).toMatch(
+    /moved aside \(needs approval\)/,
+  );
   expect(await liveState()).toEqual(before);
   expect((await databases(k.stack)).filter((d) => d.includes('__dr_'))).toEqual([]);
 });
@@ -134,7 +136,11 @@ test('without confirmation the recovery waits for approval, and a cancel leaves 
 test('approved by signal, the recovery moves the live databases aside (not dropped) and restores', async () => {
   const client = await temporalClient(k.stack);
   // Live data diverges from the backup, so the restore visibly replaces it.
-  await sql(k.stack, 'kohakku-controller', `UPDATE tasks_task SET title = 'changed after backup' WHERE id <= 10`);
+  await sql(
+    k.stack,
+    'kohakku-controller',
+    `UPDATE tasks_task SET title = 'changed after backup' WHERE id <= 10`,
+  );
   const changed = await liveState();
   const handle = await client.workflow.start<typeof totalDatabaseLoss>('totalDatabaseLoss', {
     taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
@@ -147,7 +153,9 @@ test('approved by signal, the recovery moves the live databases aside (not dropp
   expect(result.restored.every((r) => r.movedAsideTo?.includes('__dr_replaced_'))).toBe(true);
   const aside = result.restored.find((r) => r.target === 'controller')!.movedAsideTo!;
   expect(await tableFingerprints(k.stack, aside)).toEqual(changed.controller);
-  expect((await tableFingerprints(k.stack, 'kohakku-controller'))['public.tasks_task']).not.toEqual(changed.controller['public.tasks_task']);
+  expect((await tableFingerprints(k.stack, 'kohakku-controller'))['public.tasks_task']).not.toEqual(
+    changed.controller['public.tasks_task'],
+  );
   expect(result.measurements.rtoSeconds).toBeGreaterThan(0);
   expect(result.measurements.rpoSeconds).toBeGreaterThan(0);
 });

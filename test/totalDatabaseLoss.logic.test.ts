@@ -154,13 +154,19 @@ test('existing databases without confirmation: nothing is downloaded or restored
     activities: stubs(calls, { liveDatabases: async () => ['controller'] }),
   });
   await worker.runUntil(async () => {
-    const handle = await env.client.workflow.start<typeof totalDatabaseLoss>('totalDatabaseLoss', { taskQueue, workflowId: `${taskQueue}-${Date.now()}`, args: [{}] });
+    const handle = await env.client.workflow.start<typeof totalDatabaseLoss>('totalDatabaseLoss', {
+      taskQueue,
+      workflowId: `${taskQueue}-${Date.now()}`,
+      args: [{}],
+    });
     for (let i = 0; i < 100; i++) {
       const p = await handle.query<{ waitingFor?: string }>('progress');
       if (p.waitingFor?.startsWith('approval')) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    expect((await handle.query<{ waitingFor?: string }>('progress')).waitingFor).toMatch(/^approval to move aside/);
+    expect((await handle.query<{ waitingFor?: string }>('progress')).waitingFor).toMatch(
+      /^approval to move aside/,
+    );
     expect(calls.names).not.toContain('preparePostgresRestore');
     await handle.signal('approve', { by: 'test' });
     await handle.result();

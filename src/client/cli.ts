@@ -84,7 +84,22 @@ async function run(): Promise<void> {
       'latest',
     )
     .option('--target <name...>', 'controller and/or dispatcher (default both)')
-    .option('--replace-existing', 'move existing target databases aside and replace them', false)
+    .option(
+      '--replace-existing',
+      'move existing target databases aside and replace them without asking (same as --confirm)',
+      false,
+    )
+    .option(
+      '--confirm',
+      'approve replacing live data in advance (otherwise the workflow waits for `kohakku-dr approve`)',
+      false,
+    )
+    .option(
+      '--plan',
+      'show each step, what it would touch and the backup it would use; change nothing',
+      false,
+    )
+    .option('--incident-at <time>', 'when the incident happened (ISO), for the RPO')
     .option('--reconnect-deadline <s>', 'seconds the services get to reconnect before a restart', seconds)
     .option('--restart-deadline <s>', 'seconds a restarted service gets to become healthy', seconds)
     .option(
@@ -98,6 +113,9 @@ async function run(): Promise<void> {
         backupId: opts.backup,
         targets: opts.target,
         replaceExisting: opts.replaceExisting,
+        confirm: opts.confirm,
+        plan: opts.plan,
+        incidentAt: opts.incidentAt,
         reconnectDeadlineSeconds: opts.reconnectDeadline,
         restartDeadlineSeconds: opts.restartDeadline,
         registrationDeadlineSeconds: opts.registrationDeadline,
@@ -192,6 +210,18 @@ async function run(): Promise<void> {
         console.log(`${verb}d ${id ?? NIGHTLY_SCHEDULE_ID}`);
       });
   }
+
+  program
+    .command('approve <workflowId>')
+    .description('approve the destructive step a recovery is waiting for (it says so in its progress)')
+    .option('--by <name>', 'who approves', process.env.USER)
+    .option('--note <text>', 'why')
+    .action(async (workflowId: string, opts: { by?: string; note?: string }) => {
+      await withClient((client) =>
+        client.workflow.getHandle(workflowId).signal('approve', { by: opts.by, note: opts.note }),
+      );
+      console.log(`approved ${workflowId}`);
+    });
 
   program
     .command('watch <workflowId>')

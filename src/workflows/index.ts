@@ -3,6 +3,7 @@ export { nightlyBackup } from './nightlyBackup';
 export { objectStoreBackup } from './objectStoreBackup';
 export { postgresBackup } from './postgresBackup';
 export { redisBackup } from './redisBackup';
+export { tableRestore } from './tableRestore';
 export { totalDatabaseLoss } from './totalDatabaseLoss';
 export { verifyBackupSet } from './verifyBackupSet';
 export { progressQuery } from './procedure';

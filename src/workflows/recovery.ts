@@ -55,7 +55,9 @@ export function approvalGate(procedure: Procedure, confirmedInInput: boolean) {
   });
   return async (what: string): Promise<Approval> => {
     if (!approval) {
-      procedure.waiting(`approval to ${what}: send the "approve" signal (kohakku-dr approve WORKFLOW_ID), or cancel to leave everything as it is`);
+      procedure.waiting(
+        `approval to ${what}: send the "approve" signal (kohakku-dr approve WORKFLOW_ID), or cancel to leave everything as it is`,
+      );
       await condition(() => approval !== undefined);
       procedure.waiting(undefined);
     }
@@ -63,7 +65,11 @@ export function approvalGate(procedure: Procedure, confirmedInInput: boolean) {
   };
 }
 
-export function measure(startedMs: number, incidentAt: string | undefined, backupCreatedAt: string | undefined): Measurements {
+export function measure(
+  startedMs: number,
+  incidentAt: string | undefined,
+  backupCreatedAt: string | undefined,
+): Measurements {
   const now = Date.now();
   const incident = incidentAt ? Date.parse(incidentAt) : startedMs;
   return {

@@ -15,7 +15,13 @@ import type { KohakkuService } from '../config';
 import { ErrorType, fail } from '../errors';
 import { long, quick, waitUpTo } from './options';
 import { Procedure, surfaceFailure, type StepProgress } from './procedure';
-import { approvalGate, measure, type Measurements, type RecoveryCommonInput, type RecoveryPlan } from './recovery';
+import {
+  approvalGate,
+  measure,
+  type Measurements,
+  type RecoveryCommonInput,
+  type RecoveryPlan,
+} from './recovery';
 
 export interface TotalDatabaseLossInput extends RecoveryCommonInput {
   /** A backup id (YYYYMMDDTHHMMSSZ) or "latest" (the default). */
@@ -168,7 +174,8 @@ export async function totalDatabaseLoss(
         // Retention must not prune the backup while this restore reads it; released in cleanup.
         await lockBackup({ backupId: summary.id, holder: recoveryId });
         lockedBackup = summary.id;
-        if (live.length > 0) await approve(`move aside and replace the live database(s) of ${live.join(', ')}`);
+        if (live.length > 0)
+          await approve(`move aside and replace the live database(s) of ${live.join(', ')}`);
         return { summary, live };
       },
       ({ summary, live }) =>
@@ -316,16 +323,36 @@ function planOf(
     backupCreatedAt: summary.createdAt,
     backupVerified: summary.verified ?? false,
     steps: [
-      { step: 'verify backup files', action: `download and sha256-check the dumps of ${targets.join(', ')}`, touches: ['backup store (read)', 'worker scratch directory'], destructive: false },
+      {
+        step: 'verify backup files',
+        action: `download and sha256-check the dumps of ${targets.join(', ')}`,
+        touches: ['backup store (read)', 'worker scratch directory'],
+        destructive: false,
+      },
       {
         step: 'restore databases',
         action: `pg_restore into staging databases, compare with the manifest, rename into place${live.length ? `; the live ${live.join(', ')} database(s) are moved aside (needs approval)` : ''}`,
         touches: targets.map((t) => `postgres database of ${t}`),
         destructive: live.length > 0,
       },
-      { step: 'controller and dispatcher reconnect', action: 'health checks; restart through the service adapter if they do not reconnect', touches: ['controller', 'dispatcher'], destructive: false },
-      { step: 'monitor rebuilds redis', action: 'wait for the Monitor to register every active container; restart it if not', touches: ['monitor', 'redis registrations'], destructive: false },
-      { step: 'cleanup', action: 'drop this run’s staging databases and local dump copies', touches: ['staging databases'], destructive: false },
+      {
+        step: 'controller and dispatcher reconnect',
+        action: 'health checks; restart through the service adapter if they do not reconnect',
+        touches: ['controller', 'dispatcher'],
+        destructive: false,
+      },
+      {
+        step: 'monitor rebuilds redis',
+        action: 'wait for the Monitor to register every active container; restart it if not',
+        touches: ['monitor', 'redis registrations'],
+        destructive: false,
+      },
+      {
+        step: 'cleanup',
+        action: 'drop this run’s staging databases and local dump copies',
+        touches: ['staging databases'],
+        destructive: false,
+      },
     ],
   };
 }
