@@ -9,7 +9,7 @@ import { z } from 'zod';
 
 export const SERVICE_ADAPTERS = ['command', 'compose', 'systemd', 'kubectl'] as const;
 export type ServiceAdapterKind = (typeof SERVICE_ADAPTERS)[number];
-export const SERVICE_NAMES = ['controller', 'dispatcher', 'monitor'] as const;
+export const SERVICE_NAMES = ['controller', 'dispatcher', 'monitor', 'redis', 'temporal'] as const;
 export type KohakkuService = (typeof SERVICE_NAMES)[number];
 
 const port = z.coerce.number().int().min(1).max(65535);
@@ -216,6 +216,21 @@ export const OPTIONS = [
     default: 'redis-server',
     schema: nonEmpty,
   },
+  {
+    env: 'REDIS_DATA_DIR',
+    group: 'Redis',
+    description:
+      "Redis's data directory as the worker sees it (AOF and RDB): needed by Redis loss to check a corrupt AOF with redis-check-aof and move damaged files aside.",
+    optional: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'REDIS_CHECK_AOF_BIN',
+    group: 'Redis',
+    description: 'redis-check-aof.',
+    default: 'redis-check-aof',
+    schema: nonEmpty,
+  },
   // Object store
   {
     env: 'S3_ENDPOINT',
@@ -395,7 +410,8 @@ export const OPTIONS = [
     env: 'KOHAKKU_SERVICE_NAMES',
     group: 'Services',
     description: 'Unit, compose service or deployment name of each service.',
-    default: 'controller=kohakku-controller,dispatcher=kohakku-dispatcher,monitor=kohakku-monitor',
+    default:
+      'controller=kohakku-controller,dispatcher=kohakku-dispatcher,monitor=kohakku-monitor,redis=kohakku-redis,temporal=kohakku-temporal',
     schema: serviceNameMap,
   },
   {
@@ -410,6 +426,14 @@ export const OPTIONS = [
     group: 'Services',
     description: 'Dispatcher health check.',
     default: 'http://127.0.0.1:8081/healthz',
+    schema: healthTarget,
+  },
+  {
+    env: 'KOHAKKU_TEMPORAL_HEALTH',
+    group: 'Services',
+    description:
+      "Kohakku's own Temporal frontend (restarted by the full-cluster procedure), as tcp://host:port.",
+    default: 'tcp://127.0.0.1:7233',
     schema: healthTarget,
   },
   {
@@ -435,6 +459,65 @@ export const OPTIONS = [
     default: 'kohakku:containers',
     schema: nonEmpty,
   },
+  {
+    env: 'KOHAKKU_REDIS_PREFIX',
+    group: 'Kohakku model',
+    description: "Prefix of Kohakku's Redis keys; a task's state is the hash `<prefix>task:<id>`.",
+    default: 'kohakku:',
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_REDIS_QUEUE_KEY',
+    group: 'Kohakku model',
+    description: 'Redis list of task ids waiting to be dispatched.',
+    default: 'kohakku:queue:pending',
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_REDIS_QUEUE_DEPTH_KEY',
+    group: 'Kohakku model',
+    description: 'Redis counter of the queue depth.',
+    default: 'kohakku:queue:depth',
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_REDIS_AGENT_KEY_PREFIX',
+    group: 'Kohakku model',
+    description: 'An agent checking back sets `<prefix><container>` (with a TTL).',
+    default: 'kohakku:agent:',
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_PENDING_TASKS_SQL',
+    group: 'Kohakku model',
+    description: "Query on the Controller's database returning `id` of every task waiting for dispatch.",
+    default: "SELECT id FROM tasks_task WHERE status = 'pending' ORDER BY id",
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_IN_FLIGHT_TASKS_SQL',
+    group: 'Kohakku model',
+    description: 'Query returning `id`, `container` of every task an agent is working on.',
+    default: "SELECT id, container FROM tasks_task WHERE status = 'running' ORDER BY id",
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_REQUEUE_TASK_SQL',
+    group: 'Kohakku model',
+    description:
+      "Statement that puts a lost in-flight task back to pending; $1 is its id, $2 the container it had. Must change nothing when the task is no longer that container's (a retry).",
+    default:
+      "UPDATE tasks_task SET status = 'pending', container = NULL, progress = 0 WHERE id = $1 AND status = 'running' AND container = $2",
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_COMPLETED_BRIEFS_SQL',
+    group: 'Kohakku model',
+    description:
+      'Query returning `brief_key` of completed tasks, whose briefs an object-store restore skips.',
+    default: "SELECT brief_key FROM tasks_task WHERE status = 'completed'",
+    schema: nonEmpty,
+  },
 ] as const satisfies readonly OptionSpec[];
 
 export interface Config {
@@ -454,6 +537,8 @@ export interface Config {
     port: number;
     password?: string;
     db: number;
+    dataDir?: string;
+    checkAofBin: string;
     backupMethod: 'bgsave' | 'network';
     rdbPath?: string;
     cliBin: string;
@@ -488,7 +573,18 @@ export interface Config {
     names: Record<KohakkuService, string>;
     health: Record<KohakkuService, string>;
   };
-  model: { activeContainersSql: string; redisContainersKey: string };
+  model: {
+    activeContainersSql: string;
+    redisContainersKey: string;
+    redisPrefix: string;
+    queueKey: string;
+    queueDepthKey: string;
+    pendingTasksSql: string;
+    completedBriefsSql: string;
+    inFlightTasksSql: string;
+    requeueTaskSql: string;
+    agentKeyPrefix: string;
+  };
 }
 
 /** A setting that is missing or invalid: the worker prints `message` (one line) and exits. */
@@ -545,6 +641,8 @@ export function loadConfig(env: Env = process.env): Config {
     controller: 'kohakku-controller',
     dispatcher: 'kohakku-dispatcher',
     monitor: 'kohakku-monitor',
+    redis: 'kohakku-redis',
+    temporal: 'kohakku-temporal',
     ...(v['KOHAKKU_SERVICE_NAMES'] as Partial<Record<KohakkuService, string>>),
   };
   const controllerDb = str('KOHAKKU_CONTROLLER_DB');
@@ -578,6 +676,8 @@ export function loadConfig(env: Env = process.env): Config {
       rdbPath: opt('REDIS_RDB_PATH'),
       cliBin: str('REDIS_CLI_BIN'),
       serverBin: str('REDIS_SERVER_BIN'),
+      dataDir: opt('REDIS_DATA_DIR'),
+      checkAofBin: str('REDIS_CHECK_AOF_BIN'),
     },
     s3: {
       endPoint: endpoint.hostname,
@@ -613,11 +713,21 @@ export function loadConfig(env: Env = process.env): Config {
         controller: str('KOHAKKU_CONTROLLER_HEALTH'),
         dispatcher: str('KOHAKKU_DISPATCHER_HEALTH'),
         monitor: str('KOHAKKU_MONITOR_HEALTH'),
+        redis: `tcp://${str('REDIS_HOST')}:${num('REDIS_PORT')}`,
+        temporal: str('KOHAKKU_TEMPORAL_HEALTH'),
       },
     },
     model: {
       activeContainersSql: str('KOHAKKU_ACTIVE_CONTAINERS_SQL'),
       redisContainersKey: str('KOHAKKU_REDIS_CONTAINERS_KEY'),
+      redisPrefix: str('KOHAKKU_REDIS_PREFIX'),
+      queueKey: str('KOHAKKU_REDIS_QUEUE_KEY'),
+      queueDepthKey: str('KOHAKKU_REDIS_QUEUE_DEPTH_KEY'),
+      pendingTasksSql: str('KOHAKKU_PENDING_TASKS_SQL'),
+      completedBriefsSql: str('KOHAKKU_COMPLETED_BRIEFS_SQL'),
+      inFlightTasksSql: str('KOHAKKU_IN_FLIGHT_TASKS_SQL'),
+      requeueTaskSql: str('KOHAKKU_REQUEUE_TASK_SQL'),
+      agentKeyPrefix: str('KOHAKKU_REDIS_AGENT_KEY_PREFIX'),
     },
   };
 }

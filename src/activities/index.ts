@@ -11,6 +11,7 @@ import type { CommandRunner } from './exec';
 import { createObjectStoreActivities } from './objectStore';
 import { createPostgresActivities } from './postgres';
 import { createRedisBackupActivities } from './redisBackup';
+import { createRedisRecoveryActivities } from './redisRecovery';
 import { createRedisActivities } from './redis';
 import { createServiceActivities } from './services';
 
@@ -29,6 +30,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createServiceActivities(deps),
     ...createRedisActivities(deps),
     ...createRedisBackupActivities(deps),
+    ...createRedisRecoveryActivities(deps),
     ...createObjectStoreActivities(deps),
     ...createBackupSetActivities(deps),
   };

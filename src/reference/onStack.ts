@@ -49,5 +49,8 @@ export function workerEnvFor(stack: StackInfo, model: ReferenceModel): Record<st
     KOHAKKU_DISPATCHER_HEALTH: `http://127.0.0.1:${model.ports.dispatcher}/healthz`,
     KOHAKKU_MONITOR_HEALTH: `http://127.0.0.1:${model.ports.monitor}/healthz`,
     KOHAKKU_REDIS_CONTAINERS_KEY: model.redis.containersKey,
+    REDIS_DATA_DIR: stack.redis.dir,
+    REDIS_CHECK_AOF_BIN: stack.tools.redisCheckAof,
+    REDIS_SERVER_BIN: stack.tools.redisServer,
   };
 }

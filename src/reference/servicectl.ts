@@ -1,17 +1,37 @@
 /**
  * `node dist/reference/servicectl.js STATE_DIR restart SERVICE` — the restart command the
  * `command` service adapter runs against the reference Kohakku (SERVICE may carry the
- * `kohakku-` prefix of KOHAKKU_SERVICE_NAMES).
+ * `kohakku-` prefix of KOHAKKU_SERVICE_NAMES). `redis` restarts the embedded stack's
+ * redis-server (the state folder sits inside the stack's folder).
  */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { stopDaemon } from '../stack/processes';
+import { readStack, startRedis, stackFile } from '../stack/stack';
 import { REFERENCE_SERVICES, restartReferenceService, type ReferenceService } from './supervisor';
+
+async function restartStackRedis(stateDir: string): Promise<number> {
+  const stackDir = path.dirname(stateDir);
+  const stack = readStack(stackDir);
+  await stopDaemon(stack.redis.pid, 10000);
+  const daemon = startRedis(stack);
+  stack.redis.pid = daemon.pid;
+  await fs.appendFile(stack.extraPidsFile, `${daemon.pid}\n`);
+  await fs.writeFile(stackFile(stackDir), JSON.stringify(stack, null, 2));
+  return daemon.pid;
+}
 
 async function run(): Promise<void> {
   const [stateDir, verb, rawName] = process.argv.slice(2);
-  const name = rawName?.replace(/^kohakku-/, '') as ReferenceService | undefined;
-  if (!stateDir || verb !== 'restart' || !name || !REFERENCE_SERVICES.includes(name)) {
-    throw new Error(`usage: servicectl STATE_DIR restart ${REFERENCE_SERVICES.join('|')}`);
+  const name = rawName?.replace(/^kohakku-/, '');
+  const known = [...REFERENCE_SERVICES, 'redis'];
+  if (!stateDir || verb !== 'restart' || !name || !known.includes(name)) {
+    throw new Error(`usage: servicectl STATE_DIR restart ${known.join('|')}`);
   }
-  const pid = await restartReferenceService(stateDir, name);
+  const pid =
+    name === 'redis'
+      ? await restartStackRedis(stateDir)
+      : await restartReferenceService(stateDir, name as ReferenceService);
   console.log(`restarted ${name} (pid ${pid})`);
 }
 

@@ -3,6 +3,7 @@ export { nightlyBackup } from './nightlyBackup';
 export { objectStoreBackup } from './objectStoreBackup';
 export { postgresBackup } from './postgresBackup';
 export { redisBackup } from './redisBackup';
+export { redisLoss } from './redisLoss';
 export { tableRestore } from './tableRestore';
 export { totalDatabaseLoss } from './totalDatabaseLoss';
 export { verifyBackupSet } from './verifyBackupSet';

@@ -11,10 +11,10 @@ import type { Activities } from '../activities';
 import type { PostgresTarget, RestoreResult } from '../activities/postgres';
 import type { RegistrationReport } from '../activities/redis';
 import type { HealthReport } from '../activities/services';
-import type { KohakkuService } from '../config';
 import { ErrorType, fail } from '../errors';
-import { long, quick, waitUpTo } from './options';
+import { long, quick } from './options';
 import { Procedure, surfaceFailure, type StepProgress } from './procedure';
+import { monitorRegistersContainers, reconnectOrRestart } from './services';
 import {
   approvalGate,
   measure,
@@ -67,14 +67,8 @@ const STEPS = [
   'cleanup',
 ] as const;
 
-const {
-  resolvePostgresBackup,
-  liveDatabases,
-  restartService,
-  cleanupPostgresRestore,
-  lockBackup,
-  unlockBackup,
-} = proxyActivities<Activities>(quick);
+const { resolvePostgresBackup, liveDatabases, cleanupPostgresRestore, lockBackup, unlockBackup } =
+  proxyActivities<Activities>(quick);
 const { preparePostgresRestore, restorePostgresDatabase } = proxyActivities<Activities>(long);
 
 function validate(
@@ -125,28 +119,6 @@ function validate(
       60,
     ),
   };
-}
-
-/** Waits for a service to be healthy; restarts it through the adapter if it does not reconnect in time. */
-async function reconnectOrRestart(
-  service: KohakkuService,
-  reconnectSeconds: number,
-  restartSeconds: number,
-): Promise<HealthReport & { restarted: boolean }> {
-  const { waitForHealthy } = proxyActivities<Activities>(
-    waitUpTo(Math.max(reconnectSeconds, restartSeconds)),
-  );
-  const first = await waitForHealthy({ service, deadlineSeconds: reconnectSeconds });
-  if (first.healthy) return { ...first, restarted: false };
-  await restartService({ service });
-  const second = await waitForHealthy({ service, deadlineSeconds: restartSeconds });
-  if (!second.healthy) {
-    throw fail(
-      ErrorType.ServiceUnhealthy,
-      `${service} is still unhealthy ${restartSeconds} s after a restart (${second.lastError}); check its logs, then run this recovery again — restored databases are kept`,
-    );
-  }
-  return { ...second, restarted: true };
 }
 
 export async function totalDatabaseLoss(
@@ -227,32 +199,11 @@ export async function totalDatabaseLoss(
       (reports) => reports.map((r) => `${r.service} ${r.restarted ? 'restarted' : 'reconnected'}`).join(', '),
     );
 
-    const registrations = await procedure.step(
+    const registrations = await monitorRegistersContainers(
+      procedure,
       'monitor rebuilds redis',
-      'the Monitor registering every active container in Redis',
-      async () => {
-        const { waitForRegistrations } = proxyActivities<Activities>(
-          waitUpTo(input!.registrationDeadlineSeconds),
-        );
-        const first = await waitForRegistrations({ deadlineSeconds: input!.registrationDeadlineSeconds });
-        if (first.complete) return { ...first, monitorRestarted: false };
-        procedure.note(
-          'monitor rebuilds redis',
-          `${first.missing.length}+ missing after ${input!.registrationDeadlineSeconds} s: restarting the Monitor`,
-        );
-        await reconnectOrRestartMonitor(input!.restartDeadlineSeconds);
-        const second = await waitForRegistrations({ deadlineSeconds: input!.registrationDeadlineSeconds });
-        if (!second.complete) {
-          throw fail(
-            ErrorType.RegistrationIncomplete,
-            `${second.expected - second.registered} active container(s) still unregistered after a Monitor restart (e.g. ${second.missing.slice(0, 3).join(', ')})`,
-            second,
-          );
-        }
-        return { ...second, monitorRestarted: true };
-      },
-      (r) =>
-        `${r.registered}/${r.expected} containers registered${r.monitorRestarted ? ' after a Monitor restart' : ''}`,
+      input.registrationDeadlineSeconds,
+      input.restartDeadlineSeconds,
     );
 
     await runCleanup(procedure, recoveryId, targets, lockedBackup);
@@ -282,14 +233,6 @@ export async function totalDatabaseLoss(
     procedure.finish('failed', (failure as Error).message);
     throw failure;
   }
-}
-
-async function reconnectOrRestartMonitor(restartSeconds: number): Promise<void> {
-  await restartService({ service: 'monitor' });
-  const { waitForHealthy } = proxyActivities<Activities>(waitUpTo(restartSeconds));
-  const health = await waitForHealthy({ service: 'monitor', deadlineSeconds: restartSeconds });
-  if (!health.healthy)
-    throw fail(ErrorType.ServiceUnhealthy, `the Monitor is unhealthy after a restart: ${health.lastError}`);
 }
 
 async function runCleanup(

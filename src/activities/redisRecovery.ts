@@ -1,0 +1,247 @@
+/**
+ * Redis loss: is Redis answering, are its persistence files sound (redis-check-aof,
+ * redis-check-rdb), move damaged files aside (never delete them), and re-dispatch tasks from
+ * Postgres onto the queue — each exactly once, even when the activity is retried.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { Redis } from 'ioredis';
+import { Client } from 'pg';
+import type { Config } from '../config';
+import { ErrorType, fail } from '../errors';
+import { CommandFailed, type CommandRunner } from './exec';
+import { cancellationSignal, heartbeat, sleep } from './heartbeat';
+
+export interface RedisStatus {
+  up: boolean;
+  detail: string;
+  keys?: number;
+}
+
+export interface PersistenceCheck {
+  dataDir: string;
+  files: string[];
+  aof: 'ok' | 'corrupt' | 'absent';
+  rdb: 'ok' | 'corrupt' | 'absent';
+  detail: string;
+}
+
+export interface RedispatchReport {
+  pending: number;
+  alreadyQueued: number;
+  pushed: number;
+  depth: number;
+}
+
+// Pushes each id not yet marked for this recovery; the marker set makes a retry push nothing twice.
+const PUSH_ONCE = `
+local pushed = 0
+for i, id in ipairs(ARGV) do
+  if redis.call('SADD', KEYS[2], id) == 1 then
+    redis.call('RPUSH', KEYS[1], id)
+    redis.call('HSET', KEYS[3] .. id, 'status', 'pending')
+    pushed = pushed + 1
+  end
+end
+redis.call('EXPIRE', KEYS[2], 604800)
+return pushed`;
+
+export function recoveryTag(recoveryId: string): string {
+  return createHash('sha256').update(recoveryId).digest('hex').slice(0, 8);
+}
+
+export function createRedisRecoveryActivities({ config, exec }: { config: Config; exec: CommandRunner }) {
+  const r = config.redis;
+  const connect = () =>
+    new Redis({
+      host: r.host,
+      port: r.port,
+      password: r.password,
+      db: r.db,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      connectTimeout: 2000,
+    });
+
+  async function withRedis<T>(fn: (redis: Redis) => Promise<T>): Promise<T> {
+    const redis = connect();
+    redis.on('error', () => undefined);
+    try {
+      await redis.connect();
+      return await fn(redis);
+    } finally {
+      redis.disconnect();
+    }
+  }
+
+  async function redisStatus(): Promise<RedisStatus> {
+    try {
+      return await withRedis(async (redis) => ({
+        up: (await redis.ping()) === 'PONG',
+        detail: 'PONG',
+        keys: await redis.dbsize(),
+      }));
+    } catch (err) {
+      return { up: false, detail: (err as Error).message };
+    }
+  }
+
+  /** Waits until Redis answers PING (not LOADING) or the deadline passes; never throws on "down". */
+  async function waitForRedis(input: {
+    deadlineSeconds: number;
+  }): Promise<RedisStatus & { waitedMs: number }> {
+    const started = Date.now();
+    for (;;) {
+      const status = await redisStatus();
+      const waitedMs = Date.now() - started;
+      if (status.up || waitedMs > input.deadlineSeconds * 1000) return { ...status, waitedMs };
+      heartbeat({ waiting: 'redis', detail: status.detail });
+      await sleep(500, cancellationSignal());
+    }
+  }
+
+  function dataDir(): string {
+    if (!r.dataDir) {
+      throw fail(
+        ErrorType.InvalidInput,
+        "REDIS_DATA_DIR is not set: the worker cannot check or move Redis files; set it to Redis's data directory",
+      );
+    }
+    return r.dataDir;
+  }
+
+  async function listPersistence(
+    dir: string,
+  ): Promise<{ aofManifest?: string; aofFile?: string; rdb?: string; all: string[] }> {
+    const all: string[] = [];
+    const names = await fs.readdir(dir).catch(() => [] as string[]);
+    let aofManifest: string | undefined;
+    let aofFile: string | undefined;
+    let rdb: string | undefined;
+    for (const name of names) {
+      const full = path.join(dir, name);
+      if (name === 'appendonlydir') {
+        all.push(full);
+        const inner = await fs.readdir(full).catch(() => [] as string[]);
+        const manifest = inner.find((f) => f.endsWith('.manifest'));
+        if (manifest) aofManifest = path.join(full, manifest);
+      } else if (name.endsWith('.aof')) {
+        all.push(full);
+        aofFile = full;
+      } else if (name.endsWith('.rdb')) {
+        all.push(full);
+        rdb = full;
+      }
+    }
+    return { aofManifest, aofFile, rdb, all };
+  }
+
+  /** redis-check-aof / redis-check-rdb over the persistence files, changing nothing. */
+  async function checkRedisPersistence(): Promise<PersistenceCheck> {
+    const dir = dataDir();
+    const files = await listPersistence(dir);
+    const details: string[] = [];
+    let aof: PersistenceCheck['aof'] = 'absent';
+    const aofTarget = files.aofManifest ?? files.aofFile;
+    if (aofTarget) {
+      try {
+        await exec(r.checkAofBin, [aofTarget]);
+        aof = 'ok';
+      } catch (err) {
+        if (err instanceof CommandFailed && err.exitCode === undefined)
+          throw fail(ErrorType.ToolUnavailable, err.message);
+        aof = 'corrupt';
+        details.push(`AOF: ${(err as Error).message.slice(0, 300)}`);
+      }
+    }
+    let rdb: PersistenceCheck['rdb'] = 'absent';
+    if (files.rdb) {
+      try {
+        const checkRdb = r.checkAofBin.includes('/')
+          ? path.join(path.dirname(r.checkAofBin), 'redis-check-rdb')
+          : 'redis-check-rdb';
+        await exec(checkRdb, [files.rdb]);
+        rdb = 'ok';
+      } catch (err) {
+        rdb = 'corrupt';
+        details.push(`RDB: ${(err as Error).message.slice(0, 300)}`);
+      }
+    }
+    return { dataDir: dir, files: files.all, aof, rdb, detail: details.join('; ') || 'files check out' };
+  }
+
+  /** Moves AOF and RDB files into `<dataDir>/kohakku-dr-aside-<tag>/` (same filesystem: a rename). Idempotent. */
+  async function moveRedisFilesAside(input: {
+    recoveryId: string;
+  }): Promise<{ movedTo: string; moved: string[] }> {
+    const dir = dataDir();
+    const aside = path.join(dir, `kohakku-dr-aside-${recoveryTag(input.recoveryId)}`);
+    await fs.mkdir(aside, { recursive: true });
+    const { all } = await listPersistence(dir);
+    const moved: string[] = [];
+    for (const file of all) {
+      await fs.rename(file, path.join(aside, path.basename(file)));
+      moved.push(path.basename(file));
+    }
+    return { movedTo: aside, moved };
+  }
+
+  async function pendingTaskIds(): Promise<string[]> {
+    const pg = config.postgres;
+    const client = new Client({
+      host: pg.host,
+      port: pg.port,
+      user: pg.user,
+      password: pg.password,
+      database: pg.databases.controller,
+    });
+    await client.connect();
+    try {
+      return (await client.query<{ id: string | number }>(config.model.pendingTasksSql)).rows.map((row) =>
+        String(row.id),
+      );
+    } finally {
+      await client.end();
+    }
+  }
+
+  /**
+   * Puts every pending task from Postgres back on the queue — once: ids already queued are left
+   * alone, and a per-recovery marker set guards the push itself, so a retry pushes nothing twice.
+   * Then sets the depth counter to the queue's length.
+   */
+  async function redispatchPendingTasks(input: { recoveryId: string }): Promise<RedispatchReport> {
+    const m = config.model;
+    const pending = await pendingTaskIds();
+    return withRedis(async (redis) => {
+      const queued = new Set(await redis.lrange(m.queueKey, 0, -1));
+      const missing = pending.filter((id) => !queued.has(id));
+      const marker = `${m.redisPrefix}dr:redispatched:${recoveryTag(input.recoveryId)}`;
+      let pushed = 0;
+      for (let i = 0; i < missing.length; i += 1000) {
+        pushed += Number(
+          await redis.eval(
+            PUSH_ONCE,
+            3,
+            m.queueKey,
+            marker,
+            `${m.redisPrefix}task:`,
+            ...missing.slice(i, i + 1000),
+          ),
+        );
+        heartbeat({
+          stage: 're-dispatching',
+          done: Math.min(i + 1000, missing.length),
+          total: missing.length,
+        });
+      }
+      const depth = await redis.llen(m.queueKey);
+      await redis.set(m.queueDepthKey, String(depth));
+      return { pending: pending.length, alreadyQueued: pending.length - missing.length, pushed, depth };
+    });
+  }
+
+  return { redisStatus, waitForRedis, checkRedisPersistence, moveRedisFilesAside, redispatchPendingTasks };
+}
