@@ -183,5 +183,35 @@ export function createBackupSetActivities({
     return report;
   }
 
-  return { writeBackupSet, recordVerification, listBackupSets, lockBackup, unlockBackup, pruneBackups };
+  /** The set to restore from: a named one, or the newest verified set (the newest set if none is verified). */
+  async function resolveBackupSet(input: {
+    backupId?: string;
+  }): Promise<{ id: string; createdAt: string; verified: boolean }> {
+    const sets = await listBackupSets();
+    const wanted = input.backupId && input.backupId !== 'latest' ? input.backupId : undefined;
+    if (wanted && !BACKUP_ID.test(wanted))
+      throw fail(ErrorType.InvalidInput, `"${wanted}" is not a backup id (YYYYMMDDTHHMMSSZ or latest)`);
+    const set = wanted
+      ? sets.find((s) => s.id === wanted)
+      : (sets.find((s) => s.verification?.ok) ?? sets[0]);
+    if (!set) {
+      throw fail(
+        ErrorType.BackupNotFound,
+        wanted
+          ? `backup set ${wanted} not found (kohakku-dr backups lists them)`
+          : 'no backup set at all: run the nightly backup first',
+      );
+    }
+    return { id: set.id, createdAt: set.createdAt, verified: set.verification?.ok ?? false };
+  }
+
+  return {
+    writeBackupSet,
+    recordVerification,
+    listBackupSets,
+    lockBackup,
+    unlockBackup,
+    pruneBackups,
+    resolveBackupSet,
+  };
 }

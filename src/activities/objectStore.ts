@@ -9,7 +9,9 @@
  */
 import { createHash } from 'node:crypto';
 import type * as Minio from 'minio';
+import { Client } from 'pg';
 import type { Config } from '../config';
+import { ErrorType, fail } from '../errors';
 import type { BackupStore } from './backupStore';
 import { heartbeat } from './heartbeat';
 
@@ -32,6 +34,27 @@ export interface ObjectBackupManifest {
   copied: number;
   alreadyMirrored: number;
   indexKey: string;
+}
+
+export interface ObjectRestorePlan {
+  bucket: string;
+  bucketExists: boolean;
+  inBackup: number;
+  skippedCompletedBriefs: number;
+  alreadyPresent: number;
+  toCopy: number;
+  overwriteCount: number;
+  wouldOverwrite: string[];
+}
+
+export interface ObjectRestoreReport {
+  bucket: string;
+  restoredAndVerified: number;
+  copied: number;
+  alreadyPresent: number;
+  skippedCompletedBriefs: number;
+  movedAside: number;
+  asidePrefix?: string;
 }
 
 export interface ObjectStoreDeps {
@@ -125,6 +148,123 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     return manifest;
   }
 
+  async function completedBriefs(): Promise<Set<string>> {
+    const pg = config.postgres;
+    const client = new Client({
+      host: pg.host,
+      port: pg.port,
+      user: pg.user,
+      password: pg.password,
+      database: pg.databases.controller,
+    });
+    await client.connect();
+    try {
+      return new Set(
+        (await client.query<{ brief_key: string }>(config.model.completedBriefsSql)).rows.map(
+          (r) => r.brief_key,
+        ),
+      );
+    } finally {
+      await client.end();
+    }
+  }
+
+  async function currentObjects(): Promise<Map<string, { size: number; etag: string }>> {
+    const out = new Map<string, { size: number; etag: string }>();
+    if (!(await s3.bucketExists(bucket))) return out;
+    for (const prefix of config.backupPrefixes) {
+      for await (const item of s3.listObjectsV2(bucket, prefix, true)) {
+        const o = item as { name?: string; size?: number; etag?: string };
+        if (o.name) out.set(o.name, { size: o.size ?? 0, etag: (o.etag ?? '').replace(/"/g, '') });
+      }
+    }
+    return out;
+  }
+
+  const same = (a: { size: number; etag: string } | undefined, e: ObjectIndexEntry) =>
+    !!a && a.size === e.size && (e.etag.includes('-') || a.etag === e.etag);
+
+  /** What restoring backup `backupId` into the bucket would do, changing nothing. */
+  async function planObjectRestore(input: { backupId: string }): Promise<ObjectRestorePlan> {
+    const index = await store.getJson<ObjectIndexEntry[]>(objectIndexKey(input.backupId));
+    if (!index) throw fail(ErrorType.BackupNotFound, `backup ${input.backupId} has no object index`);
+    const skip = await completedBriefs();
+    const current = await currentObjects();
+    const wanted = index.filter((e) => !skip.has(e.key));
+    const present = wanted.filter((e) => same(current.get(e.key), e));
+    const overwrite = wanted.filter((e) => current.has(e.key) && !same(current.get(e.key), e));
+    return {
+      bucket,
+      bucketExists: await s3.bucketExists(bucket),
+      inBackup: index.length,
+      skippedCompletedBriefs: index.length - wanted.length,
+      alreadyPresent: present.length,
+      toCopy: wanted.length - present.length,
+      wouldOverwrite: overwrite.map((e) => e.key).slice(0, 50),
+      overwriteCount: overwrite.length,
+    };
+  }
+
+  /**
+   * Restores the bucket from a backup's index: skips briefs of completed tasks (Postgres says
+   * which) and objects already there unchanged (so a killed restore resumes, re-sending at most
+   * what was in flight); an object that differs is first copied aside under
+   * `kohakku-dr-aside/<tag>/`; then every restored key is checked for size and ETag.
+   */
+  async function restoreObjects(input: {
+    backupId: string;
+    recoveryId: string;
+  }): Promise<ObjectRestoreReport> {
+    const index = await store.getJson<ObjectIndexEntry[]>(objectIndexKey(input.backupId));
+    if (!index) throw fail(ErrorType.BackupNotFound, `backup ${input.backupId} has no object index`);
+    if (!(await s3.bucketExists(bucket))) await s3.makeBucket(bucket, config.s3.region);
+    const skip = await completedBriefs();
+    const current = await currentObjects();
+    const wanted = index.filter((e) => !skip.has(e.key));
+    const todo = wanted.filter((e) => !same(current.get(e.key), e));
+    const asidePrefix = `kohakku-dr-aside/${createHash('sha256').update(input.recoveryId).digest('hex').slice(0, 8)}/`;
+    let copied = 0;
+    let movedAside = 0;
+    const progress = () => ({
+      stage: 'restoring objects',
+      copied,
+      toCopy: todo.length,
+      alreadyPresent: wanted.length - todo.length,
+    });
+    const timer = setInterval(() => heartbeat(progress()), 1000);
+    heartbeat(progress());
+    try {
+      await mapLimit(todo, config.transferConcurrency, async (e) => {
+        const existing = current.get(e.key);
+        if (existing) {
+          await s3.putObject(bucket, asidePrefix + e.key, await s3.getObject(bucket, e.key), existing.size);
+          movedAside++;
+        }
+        await s3.putObject(bucket, e.key, await store.getStream(e.blob), e.size);
+        copied++;
+      });
+    } finally {
+      clearInterval(timer);
+    }
+    const after = await currentObjects();
+    const problems = wanted.filter((e) => !same(after.get(e.key), e)).map((e) => e.key);
+    if (problems.length > 0) {
+      throw fail(
+        ErrorType.RestoreVerificationFailed,
+        `${problems.length} object(s) differ from backup ${input.backupId} after restore, e.g. ${problems.slice(0, 3).join(', ')}`,
+      );
+    }
+    return {
+      bucket,
+      restoredAndVerified: wanted.length,
+      copied,
+      alreadyPresent: wanted.length - todo.length,
+      skippedCompletedBriefs: index.length - wanted.length,
+      movedAside,
+      asidePrefix: movedAside ? asidePrefix : undefined,
+    };
+  }
+
   function scratchBucket(verifyId: string): string {
     return `kohakku-dr-verify-${createHash('sha256').update(verifyId).digest('hex').slice(0, 12)}`;
   }
@@ -185,5 +325,5 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     return { removed: await removeBucket(scratchBucket(input.verifyId)) };
   }
 
-  return { mirrorObjects, verifyObjectBackup, cleanupObjectVerification };
+  return { mirrorObjects, verifyObjectBackup, cleanupObjectVerification, planObjectRestore, restoreObjects };
 }

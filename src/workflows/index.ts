@@ -1,6 +1,7 @@
 // Every workflow, for the worker's workflowsPath. One file per runbook procedure.
 export { nightlyBackup } from './nightlyBackup';
 export { objectStoreBackup } from './objectStoreBackup';
+export { objectStoreLoss } from './objectStoreLoss';
 export { postgresBackup } from './postgresBackup';
 export { redisBackup } from './redisBackup';
 export { redisLoss } from './redisLoss';
