@@ -188,7 +188,9 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
   async function planObjectRestore(input: { backupId: string }): Promise<ObjectRestorePlan> {
     const index = await store.getJson<ObjectIndexEntry[]>(objectIndexKey(input.backupId));
     if (!index) throw fail(ErrorType.BackupNotFound, `backup ${input.backupId} has no object index`);
-    const skip = await completedBriefs();
+    // Planning may happen while Postgres is still lost (full cluster): then no brief is known to be
+    // skippable and the counts are upper bounds.
+    const skip = await completedBriefs().catch(() => new Set<string>());
     const current = await currentObjects();
     const wanted = index.filter((e) => !skip.has(e.key));
     const present = wanted.filter((e) => same(current.get(e.key), e));

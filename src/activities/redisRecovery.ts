@@ -243,5 +243,70 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
     });
   }
 
-  return { redisStatus, waitForRedis, checkRedisPersistence, moveRedisFilesAside, redispatchPendingTasks };
+  /**
+   * After the agents' grace period: every in-flight task whose agent has not checked back
+   * (no `<agent prefix><container>` key in Redis) is put back to pending in Postgres with the
+   * configured statement, which changes nothing on a retry. Queueing it is left to
+   * redispatchPendingTasks, which runs next and queues each pending task exactly once.
+   * Tasks whose agents checked back are left alone.
+   */
+  async function requeueLostTasks(): Promise<{
+    inFlight: number;
+    checkedBack: number;
+    requeued: number;
+    requeuedIds: string[];
+  }> {
+    const m = config.model;
+    const pg = config.postgres;
+    const client = new Client({
+      host: pg.host,
+      port: pg.port,
+      user: pg.user,
+      password: pg.password,
+      database: pg.databases.controller,
+    });
+    await client.connect();
+    try {
+      const inFlight = (await client.query<{ id: string | number; container: string }>(m.inFlightTasksSql))
+        .rows;
+      const alive = await withRedis(async (redis) => {
+        const out = new Set<string>();
+        for (let i = 0; i < inFlight.length; i += 1000) {
+          const batch = inFlight.slice(i, i + 1000);
+          const pipe = redis.pipeline();
+          for (const t of batch) pipe.exists(`${m.agentKeyPrefix}${t.container}`);
+          const res = (await pipe.exec()) ?? [];
+          batch.forEach((t, j) => {
+            if (res[j]?.[1] === 1) out.add(String(t.id));
+          });
+        }
+        return out;
+      });
+      const lost = inFlight.filter((t) => !alive.has(String(t.id)));
+      const requeuedIds: string[] = [];
+      for (const t of lost) {
+        const r = await client.query(m.requeueTaskSql, [t.id, t.container]);
+        if ((r.rowCount ?? 0) > 0) requeuedIds.push(String(t.id));
+        if (requeuedIds.length % 500 === 0)
+          heartbeat({ stage: 'requeueing', done: requeuedIds.length, lost: lost.length });
+      }
+      return {
+        inFlight: inFlight.length,
+        checkedBack: alive.size,
+        requeued: requeuedIds.length,
+        requeuedIds: requeuedIds.slice(0, 50),
+      };
+    } finally {
+      await client.end();
+    }
+  }
+
+  return {
+    redisStatus,
+    waitForRedis,
+    checkRedisPersistence,
+    moveRedisFilesAside,
+    redispatchPendingTasks,
+    requeueLostTasks,
+  };
 }

@@ -7,7 +7,7 @@ export interface ReferenceModel {
   s3: { endPoint: string; port: number; accessKey: string; secretKey: string; bucket: string };
   /** Folder for service specs, pids, logs and the live-agents list. */
   stateDir: string;
-  ports: { controller: number; dispatcher: number; monitor: number };
+  ports: { controller: number; dispatcher: number; monitor: number; temporal: number };
 }
 
 export const MODEL_ENV = 'KOHAKKU_REFERENCE_MODEL';

@@ -27,7 +27,12 @@ export async function referenceModelOn(stack: StackInfo, name = 'kohakku'): Prom
       bucket: 'kohakku',
     },
     stateDir: path.join(stack.dir, name),
-    ports: { controller: await freePort(), dispatcher: await freePort(), monitor: await freePort() },
+    ports: {
+      controller: await freePort(),
+      dispatcher: await freePort(),
+      monitor: await freePort(),
+      temporal: await freePort(),
+    },
   };
 }
 
@@ -48,6 +53,7 @@ export function workerEnvFor(stack: StackInfo, model: ReferenceModel): Record<st
     KOHAKKU_CONTROLLER_HEALTH: `http://127.0.0.1:${model.ports.controller}/healthz`,
     KOHAKKU_DISPATCHER_HEALTH: `http://127.0.0.1:${model.ports.dispatcher}/healthz`,
     KOHAKKU_MONITOR_HEALTH: `http://127.0.0.1:${model.ports.monitor}/healthz`,
+    KOHAKKU_TEMPORAL_HEALTH: `tcp://127.0.0.1:${model.ports.temporal}`,
     KOHAKKU_REDIS_CONTAINERS_KEY: model.redis.containersKey,
     REDIS_DATA_DIR: stack.redis.dir,
     REDIS_CHECK_AOF_BIN: stack.tools.redisCheckAof,

@@ -5,15 +5,18 @@
  */
 import { appendFileSync, existsSync, promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { isAlive, startDaemon, stopDaemon, waitUntil } from '../stack/processes';
+import { isAlive, startDaemon, stopDaemon, tcpOpen, waitUntil } from '../stack/processes';
+import { toolPaths } from '../stack/tools';
 import { MODEL_ENV, referenceScript, type ReferenceModel } from './model';
 
-export const REFERENCE_SERVICES = ['controller', 'dispatcher', 'monitor', 'agents'] as const;
+export const REFERENCE_SERVICES = ['controller', 'dispatcher', 'monitor', 'agents', 'temporal'] as const;
 export type ReferenceService = (typeof REFERENCE_SERVICES)[number];
 
 interface ServiceRecord {
   name: ReferenceService;
-  script: string;
+  /** The program and its arguments: node with a reference script, or Kohakku's own Temporal. */
+  file: string;
+  args: string[];
   env: Record<string, string>;
   log: string;
   pid: number;
@@ -33,7 +36,7 @@ const recordFile = (model: Pick<ReferenceModel, 'stateDir'>, name: string) =>
   path.join(model.stateDir, `${name}.service.json`);
 
 function launch(record: Omit<ServiceRecord, 'pid'>): ServiceRecord {
-  const daemon = startDaemon(record.name, process.execPath, [record.script], {
+  const daemon = startDaemon(record.name, record.file, record.args, {
     log: record.log,
     env: record.env,
   });
@@ -53,9 +56,30 @@ export async function startReferenceService(
     env.KOHAKKU_REF_MONITOR_INTERVAL = String(options.monitorIntervalSeconds);
   if (options.agentIntervalSeconds !== undefined)
     env.KOHAKKU_REF_AGENT_INTERVAL = String(options.agentIntervalSeconds);
+  // Kohakku's own Temporal is a real dev server of its own (not the DR one the worker uses).
+  const [file, args] =
+    name === 'temporal'
+      ? [
+          toolPaths().temporal,
+          [
+            'server',
+            'start-dev',
+            '--headless',
+            '--ip',
+            '127.0.0.1',
+            '--port',
+            String(model.ports.temporal),
+            '--db-filename',
+            path.join(model.stateDir, 'kohakku-temporal.db'),
+            '--log-level',
+            'warn',
+          ],
+        ]
+      : [process.execPath, [referenceScript(name)]];
   const record = launch({
     name,
-    script: referenceScript(name),
+    file,
+    args,
     env,
     log: path.join(model.stateDir, `${name}.log`),
     pidsFile: options.pidsFile,
@@ -72,8 +96,13 @@ export async function waitForServiceHealthy(
   await waitUntil(
     `reference ${name}`,
     async () =>
-      (await fetch(`http://127.0.0.1:${model.ports[name]}/healthz`, { signal: AbortSignal.timeout(2000) }))
-        .ok,
+      name === 'temporal'
+        ? tcpOpen(model.ports.temporal)
+        : (
+            await fetch(`http://127.0.0.1:${model.ports[name]}/healthz`, {
+              signal: AbortSignal.timeout(2000),
+            })
+          ).ok,
     timeoutMs,
     path.join(model.stateDir, `${name}.log`),
   );

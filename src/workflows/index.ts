@@ -1,4 +1,5 @@
 // Every workflow, for the worker's workflowsPath. One file per runbook procedure.
+export { fullCluster } from './fullCluster';
 export { nightlyBackup } from './nightlyBackup';
 export { objectStoreBackup } from './objectStoreBackup';
 export { objectStoreLoss } from './objectStoreLoss';

@@ -9,8 +9,7 @@ import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RedispatchReport } from '../activities/redisRecovery';
 import type { RegistrationReport } from '../activities/redis';
-import { ErrorType, fail } from '../errors';
-import { long, quick, waitUpTo } from './options';
+import { long, quick } from './options';
 import { Procedure, type StepProgress } from './procedure';
 import {
   approvalGate,
@@ -19,6 +18,7 @@ import {
   type RecoveryCommonInput,
   type RecoveryPlan,
 } from './recovery';
+import { bringRedisBack, type RedisBack } from './redisSteps';
 import { monitorRegistersContainers } from './services';
 
 export interface RedisLossInput extends RecoveryCommonInput {
@@ -30,8 +30,8 @@ export interface RedisLossInput extends RecoveryCommonInput {
 
 export interface RedisLossResult {
   procedure: 'redis-loss';
-  recoveredFrom: 'already running' | 'its own AOF/RDB' | 'empty (damaged files moved aside)';
-  movedAside?: { movedTo: string; moved: string[] };
+  recoveredFrom: RedisBack['recoveredFrom'];
+  movedAside?: RedisBack['movedAside'];
   registrations: RegistrationReport & { monitorRestarted: boolean };
   redispatch: RedispatchReport;
   steps: StepProgress[];
@@ -46,8 +46,7 @@ const STEPS = [
   're-dispatch pending tasks',
 ] as const;
 
-const { redisStatus, restartService, checkRedisPersistence, moveRedisFilesAside } =
-  proxyActivities<Activities>(quick);
+const { redisStatus, checkRedisPersistence } = proxyActivities<Activities>(quick);
 const { redispatchPendingTasks } = proxyActivities<Activities>(long);
 
 export async function redisLoss(input: RedisLossInput = {}): Promise<RedisLossResult | RecoveryPlan> {
@@ -57,7 +56,6 @@ export async function redisLoss(input: RedisLossInput = {}): Promise<RedisLossRe
   const recoveryId = `${info.workflowId}/${info.runId}`;
   const started = Date.now();
   const startDeadline = input.startDeadlineSeconds ?? 60;
-  const { waitForRedis } = proxyActivities<Activities>(waitUpTo(startDeadline));
   return procedure.run(async () => {
     const before = await procedure.step(
       'check redis',
@@ -103,47 +101,13 @@ export async function redisLoss(input: RedisLossInput = {}): Promise<RedisLossRe
       } satisfies RecoveryPlan;
     }
 
-    let recoveredFrom: RedisLossResult['recoveredFrom'] = 'already running';
-    let movedAside: RedisLossResult['movedAside'];
-    if (!before.up) {
-      const restarted = await procedure.step(
-        'restart redis',
-        `Redis to come back and load its files (up to ${startDeadline} s)`,
-        async () => {
-          await restartService({ service: 'redis' });
-          return waitForRedis({ deadlineSeconds: startDeadline });
-        },
-        (s) => (s.up ? `up, ${s.keys} keys loaded` : `did not come up: ${s.detail}`),
-      );
-      recoveredFrom = 'its own AOF/RDB';
-      if (!restarted.up) {
-        movedAside = await procedure.step(
-          'start empty if its files are damaged',
-          'checking the AOF and RDB',
-          async () => {
-            const check = await checkRedisPersistence();
-            if (check.aof !== 'corrupt' && check.rdb !== 'corrupt') {
-              throw fail(
-                ErrorType.ServiceUnhealthy,
-                `Redis does not start and its files check out (${check.detail}); see the Redis log`,
-              );
-            }
-            await approve(`move Redis's damaged files (${check.detail}) aside and start Redis empty`);
-            const moved = await moveRedisFilesAside({ recoveryId });
-            await restartService({ service: 'redis' });
-            const empty = await waitForRedis({ deadlineSeconds: startDeadline });
-            if (!empty.up)
-              throw fail(
-                ErrorType.ServiceUnhealthy,
-                `Redis does not start even without its files: ${empty.detail}`,
-              );
-            return moved;
-          },
-          (m) => `moved ${m.moved.join(', ')} to ${m.movedTo}; started empty`,
-        );
-        recoveredFrom = 'empty (damaged files moved aside)';
-      }
-    }
+    const { recoveredFrom, movedAside } = await bringRedisBack(
+      procedure,
+      { restart: 'restart redis', startEmpty: 'start empty if its files are damaged' },
+      approve,
+      recoveryId,
+      startDeadline,
+    );
     const registrations = await monitorRegistersContainers(
       procedure,
       'monitor re-registers containers',

@@ -96,7 +96,10 @@ export interface TestKohakku {
 export async function freshKohakku(
   name: string,
   seed: SeedOptions,
-  services: Partial<Record<'controller' | 'dispatcher' | 'monitor' | 'agents', ServiceOptions | false>> = {},
+  /** Each service runs unless set to false; Kohakku's own Temporal runs only when given. */
+  services: Partial<
+    Record<'controller' | 'dispatcher' | 'monitor' | 'agents' | 'temporal', ServiceOptions | false>
+  > = {},
 ): Promise<TestKohakku> {
   const stack = testStack();
   const model = await referenceModelOn(stack, name);
@@ -108,9 +111,9 @@ export async function freshKohakku(
   const s3 = minioClient(stack);
   for (const bucket of await s3.listBuckets()) await deleteBucket(s3, bucket.name);
   await seedReferenceKohakku(model, seed);
-  for (const service of ['controller', 'dispatcher', 'monitor', 'agents'] as const) {
+  for (const service of ['controller', 'dispatcher', 'monitor', 'agents', 'temporal'] as const) {
     const options = services[service];
-    if (options === false) continue;
+    if (options === false || (service === 'temporal' && options === undefined)) continue;
     await startReferenceService(model, service, { pidsFile: stack.extraPidsFile, ...options });
   }
   const workerEnv = { ...workerEnvFor(stack, model), KOHAKKU_DR_TASK_QUEUE: `test-${name}` };
