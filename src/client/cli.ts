@@ -64,8 +64,14 @@ async function run(): Promise<void> {
       'disaster-recovery drill on an embedded local stack: seed, back up, drop both databases, recover, verify, report',
     )
     .option('--tasks <n>', 'tasks to seed', (v) => Number(v), 20000)
+    .option(
+      '--grace <s>',
+      'seconds the running agents get to check back before their tasks are re-dispatched',
+      seconds,
+      10,
+    )
     .option('--keep', 'leave the stack running afterwards (Temporal UI to look at)', false)
-    .action(async (opts: { tasks: number; keep: boolean }) => {
+    .action(async (opts: { tasks: number; keep: boolean; grace: number }) => {
       const report = await runDrill(opts);
       console.log(['', '══ drill report ══', ...report.lines].join('\n'));
       if (!report.ok) process.exitCode = 1;
@@ -122,6 +128,80 @@ async function run(): Promise<void> {
       };
       await startAndWatch('totalDatabaseLoss', WORKFLOW_IDS.postgresRecovery, [input], opts.wait);
     });
+
+  const recover = program.commands.find((c) => c.name() === 'recover')!;
+  const common = (c: Command, fromBackup = true) =>
+    (fromBackup ? c.option('--backup <id>', 'backup set id (default: the newest verified set)') : c)
+      .option(
+        '--confirm',
+        'approve replacing live data in advance (otherwise the workflow waits for `kohakku-dr approve`)',
+        false,
+      )
+      .option(
+        '--plan',
+        'show each step, what it would touch and the backup it would use; change nothing',
+        false,
+      )
+      .option('--incident-at <time>', 'when the incident happened (ISO), for the RPO')
+      .option('--no-wait', 'start and return the workflow id');
+  const commonInput = (opts: { backup?: string; confirm: boolean; plan: boolean; incidentAt?: string }) => ({
+    backupId: opts.backup,
+    confirm: opts.confirm,
+    plan: opts.plan,
+    incidentAt: opts.incidentAt,
+  });
+  common(
+    recover
+      .command('redis-loss')
+      .description(
+        'restart Redis (AOF/RDB, or empty with damaged files moved aside), re-register containers, re-dispatch pending tasks',
+      ),
+    false,
+  )
+    .option('--start-deadline <s>', 'seconds Redis gets to start', seconds)
+    .action((opts) =>
+      startAndWatch(
+        'redisLoss',
+        WORKFLOW_IDS.redisRecovery,
+        [{ ...commonInput(opts), startDeadlineSeconds: opts.startDeadline }],
+        opts.wait,
+      ),
+    );
+  common(
+    recover
+      .command('object-store-loss')
+      .description('restore the bucket from the backup mirror, minus completed-task briefs'),
+  ).action((opts) =>
+    startAndWatch('objectStoreLoss', WORKFLOW_IDS.objectsRecovery, [commonInput(opts)], opts.wait),
+  );
+  common(
+    recover
+      .command('full-cluster')
+      .description('Postgres → Redis → objects → services → grace period → re-dispatch lost tasks'),
+  )
+    .option('--grace <s>', 'seconds running agents get to check back (default 300)', seconds)
+    .action((opts) =>
+      startAndWatch(
+        'fullCluster',
+        WORKFLOW_IDS.clusterRecovery,
+        [{ ...commonInput(opts), checkInGraceSeconds: opts.grace }],
+        opts.wait,
+      ),
+    );
+  common(
+    recover
+      .command('table <target> <tables...>')
+      .description(
+        'restore whole tables (indexes, constraints, triggers, sequences) from a backup, e.g. `table controller tasks_task`',
+      ),
+  ).action((target: string, tables: string[], opts) =>
+    startAndWatch(
+      'tableRestore',
+      WORKFLOW_IDS.postgresRecovery,
+      [{ ...commonInput(opts), target, tables }],
+      opts.wait,
+    ),
+  );
 
   const backup = program.command('backup').description('take a backup now');
   for (const [part, workflowType, what] of [

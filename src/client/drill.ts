@@ -1,27 +1,32 @@
 /**
  * The disaster-recovery drill on an embedded local stack: start the stack and a reference
- * Kohakku, back up, really drop both databases, run the Total Database Loss workflow on a
- * real worker, verify against the backup, print a report, tear everything down.
+ * Kohakku (Controller, Dispatcher, Monitor, agents, its own Temporal), take the nightly backup,
+ * then lose the whole cluster for real — both databases dropped, Redis killed and its files
+ * deleted, the bucket deleted, every service killed; only the agents keep running — run the
+ * full-cluster workflow on a real worker, verify against the backup, print a report, tear down.
  */
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import { Client } from 'pg';
 import * as Minio from 'minio';
+import { Client } from 'pg';
 import { s3BackupStore } from '../activities/backupStore';
 import { compareTables, tableStats, type PostgresManifest } from '../activities/postgres';
-import type { NightlyBackupResult } from '../workflows/nightlyBackup';
+import { containerName, seededStatus } from '../reference/model';
 import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
-import { startReferenceService } from '../reference/supervisor';
-import { startDaemon } from '../stack/processes';
-import { startStack, stopStack, type StackInfo } from '../stack/stack';
-import type { TotalDatabaseLossResult } from '../workflows/totalDatabaseLoss';
+import { servicePid, startReferenceService } from '../reference/supervisor';
+import { signalDaemon, startDaemon, tcpOpen } from '../stack/processes';
+import { readStack, startStack, stopStack, type StackInfo } from '../stack/stack';
+import type { FullClusterResult } from '../workflows/fullCluster';
+import type { NightlyBackupResult } from '../workflows/nightlyBackup';
 import { connect, watch } from './temporal';
 
 export interface DrillOptions {
   tasks: number;
   keep: boolean;
+  /** Seconds the running agents get to check back before their tasks are re-dispatched. */
+  grace: number;
 }
 
 export interface DrillReport {
@@ -30,15 +35,6 @@ export interface DrillReport {
 }
 
 const say = (line: string) => console.log(line);
-
-async function waitForWorker(log: string): Promise<void> {
-  const { readFileSync } = await import('node:fs');
-  const deadline = Date.now() + 60000;
-  while (!readFileSync(log, 'utf8').includes('worker polling')) {
-    if (Date.now() > deadline) throw new Error(`the worker did not start; see ${log}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 async function withDb<T>(stack: StackInfo, database: string, fn: (c: Client) => Promise<T>): Promise<T> {
   const c = new Client({ host: '127.0.0.1', port: stack.postgres.port, user: 'postgres', database });
@@ -50,13 +46,21 @@ async function withDb<T>(stack: StackInfo, database: string, fn: (c: Client) => 
   }
 }
 
+async function waitForWorker(log: string): Promise<void> {
+  const deadline = Date.now() + 60000;
+  while (!readFileSync(log, 'utf8').includes('worker polling')) {
+    if (Date.now() > deadline) throw new Error(`the worker did not start; see ${log}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 export async function runDrill(options: DrillOptions): Promise<DrillReport> {
   const t0 = Date.now();
-  say('① starting the embedded stack (PostgreSQL, Redis with AOF, MinIO, Temporal dev server)');
+  say('① starting the embedded stack (PostgreSQL, Redis with AOF, MinIO, Temporal dev server for DR)');
   const stack = await startStack({ withTemporalUi: true, log: (l) => say(`   ${l}`) });
   const stopOnSignal = () => {
     say('interrupted: stopping the stack');
-    void stopStack(stack).finally(() => process.exit(130));
+    void stopStack(readStack(stack.dir)).finally(() => process.exit(130));
   };
   process.once('SIGINT', stopOnSignal);
   process.once('SIGTERM', stopOnSignal);
@@ -66,12 +70,11 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
     say(`② seeding the reference Kohakku with ${options.tasks} tasks`);
     const seed = await seedReferenceKohakku(model, { tasks: options.tasks });
     say(`   ${JSON.stringify(seed.byStatus)}; ${seed.briefs} briefs, ${seed.skills} skills`);
-    for (const service of ['controller', 'dispatcher', 'monitor', 'agents'] as const) {
+    for (const service of ['controller', 'dispatcher', 'monitor', 'agents', 'temporal'] as const) {
       await startReferenceService(model, service, {
         pidsFile: stack.extraPidsFile,
         monitorIntervalSeconds: 5,
-        agentIntervalSeconds: 5,
-        noReconnect: service === 'controller',
+        agentIntervalSeconds: 2,
       });
     }
     const env = workerEnvFor(stack, model);
@@ -83,7 +86,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
     appendFileSync(stack.extraPidsFile, `${worker.pid}\n`);
     await waitForWorker(workerLog);
     say(
-      `   Controller, Dispatcher, Monitor, agents and the kohakku-dr worker are running (worker log ${workerLog})`,
+      `   Controller, Dispatcher, Monitor, agents, Kohakku's Temporal and the kohakku-dr worker run (worker log ${workerLog})`,
     );
 
     const { client, close } = await connect({
@@ -93,12 +96,14 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
     });
     try {
       say('③ nightly backup, as the schedule runs it: Postgres, Redis, objects → one set → verify → prune');
-      const backup = await client.workflow.start('nightlyBackup', {
-        taskQueue: 'kohakku-dr',
-        workflowId: 'drill-nightly-backup',
-        args: [],
-      });
-      const nightly = await watch<NightlyBackupResult>(backup, (l) => say(`   ${l}`));
+      const nightly = await watch<NightlyBackupResult>(
+        await client.workflow.start('nightlyBackup', {
+          taskQueue: 'kohakku-dr',
+          workflowId: 'drill-nightly-backup',
+          args: [],
+        }),
+        (l) => say(`   ${l}`),
+      );
       const store = s3BackupStore(
         new Minio.Client({
           endPoint: '127.0.0.1',
@@ -115,83 +120,58 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
         `   set ${nightly.set.id}: ${nightly.verification.ok ? 'verified restorable' : 'FAILED verification'}`,
       );
 
-      say(
-        '④ the disaster: DROP DATABASE "kohakku-controller", "kohakku-dispatcher" (sessions terminated), Redis registrations gone',
-      );
+      say('④ the disaster: the whole cluster');
+      for (const service of ['controller', 'dispatcher', 'monitor', 'temporal'] as const) {
+        const pid = servicePid(model.stateDir, service);
+        if (pid) signalDaemon(pid, 'SIGKILL');
+      }
+      say("   SIGKILL: Controller, Dispatcher, Monitor, Kohakku's Temporal (the agents keep running)");
       for (const db of [model.postgres.controllerDb, model.postgres.dispatcherDb]) {
         await withDb(stack, 'postgres', (c) =>
           c.query(`DROP DATABASE ${c.escapeIdentifier(db)} WITH (FORCE)`),
         );
       }
-      // The registrations go too, so the Monitor has something to rebuild (it re-registers from Postgres).
-      const lost = new Redis({ port: stack.redis.port });
-      await lost.del(model.redis.containersKey);
-      lost.disconnect();
-      const incidentAt = Date.now();
-      const controllerDown = await fetch(`http://127.0.0.1:${model.ports.controller}/healthz`).then(
-        (r) => r.status,
-      );
-      say(`   controller health now: HTTP ${controllerDown}`);
-
-      say('⑤ recovering (totalDatabaseLoss workflow)');
-      const recovery = await client.workflow.start('totalDatabaseLoss', {
-        taskQueue: 'kohakku-dr',
-        workflowId: 'kohakku-dr-recover-postgres',
-        args: [{ reconnectDeadlineSeconds: 10, registrationDeadlineSeconds: 20 }],
+      say(`   DROP DATABASE "${model.postgres.controllerDb}", "${model.postgres.dispatcherDb}"`);
+      signalDaemon(readStack(stack.dir).redis.pid, 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 300));
+      for (const f of readdirSync(stack.redis.dir))
+        if (f !== 'redis.log') await fs.rm(path.join(stack.redis.dir, f), { recursive: true, force: true });
+      say('   SIGKILL redis-server, its AOF and RDB deleted');
+      const s3 = new Minio.Client({
+        endPoint: '127.0.0.1',
+        port: stack.minio.port,
+        useSSL: false,
+        accessKey: stack.minio.accessKey,
+        secretKey: stack.minio.secretKey,
       });
-      const result = await watch<TotalDatabaseLossResult>(recovery, (l) => say(`   ${l}`));
-      const recoveredAt = Date.now();
+      const keys: string[] = [];
+      for await (const o of s3.listObjectsV2(model.s3.bucket, '', true))
+        keys.push((o as { name: string }).name);
+      for (let i = 0; i < keys.length; i += 1000)
+        await s3.removeObjects(model.s3.bucket, keys.slice(i, i + 1000));
+      await s3.removeBucket(model.s3.bucket);
+      say(`   bucket ${model.s3.bucket} deleted (${keys.length} objects)`);
+      const incidentAt = new Date().toISOString();
+
+      say(`⑤ recovering: fullCluster workflow (agents' grace period ${options.grace} s)`);
+      const result = await watch<FullClusterResult>(
+        await client.workflow.start('fullCluster', {
+          taskQueue: 'kohakku-dr',
+          workflowId: 'kohakku-dr-recover-cluster',
+          args: [
+            {
+              checkInGraceSeconds: options.grace,
+              startDeadlineSeconds: 60,
+              registrationDeadlineSeconds: 20,
+              incidentAt,
+            },
+          ],
+        }),
+        (l) => say(`   ${l}`),
+      );
 
       say('⑥ verifying against the backup');
-      const lines: string[] = [];
-      let ok = true;
-      for (const db of manifest.databases) {
-        const actual = await withDb(stack, db.database, tableStats);
-        const problems = compareTables(db.tables, actual);
-        ok &&= problems.length === 0;
-        const rows = actual.reduce((n, t) => n + t.rows, 0);
-        lines.push(
-          `${problems.length ? '✘' : '✔'} ${db.database}: ${actual.length} tables, ${rows} rows, checksums ${problems.length ? problems.join('; ') : 'identical to backup ' + manifest.id}`,
-        );
-      }
-      for (const [name, port] of Object.entries(model.ports)) {
-        const status = await fetch(`http://127.0.0.1:${port}/healthz`).then(
-          (r) => r.status,
-          () => 0,
-        );
-        ok &&= status === 200;
-        const restarted = result.services.find((s) => s.service === name)?.restarted;
-        lines.push(
-          `${status === 200 ? '✔' : '✘'} ${name} healthy (HTTP ${status})${restarted ? ', restarted by the workflow' : ''}`,
-        );
-      }
-      const active = await withDb(stack, model.postgres.controllerDb, async (c) =>
-        (
-          await c.query<{ container: string }>(`SELECT container FROM tasks_task WHERE status = 'running'`)
-        ).rows.map((r) => r.container),
-      );
-      const redis = new Redis({ port: stack.redis.port });
-      const registered = new Set(await redis.smembers(model.redis.containersKey));
-      redis.disconnect();
-      const missing = active.filter((c) => !registered.has(c)).length;
-      ok &&= missing === 0;
-      lines.push(
-        `${missing === 0 ? '✔' : '✘'} Redis: ${registered.size} containers registered, ${active.length} active in Postgres, ${missing} missing`,
-      );
-      lines.push(
-        `${result.backupVerified ? '✔' : '✘'} the recovery used backup set ${result.backupId} (${result.backupVerified ? 'verified' : 'not verified'})`,
-      );
-      ok &&= result.backupVerified && result.backupId === nightly.set.id;
-      lines.push('', 'step timings:');
-      for (const s of result.steps)
-        lines.push(`  ${s.name.padEnd(38)} ${((s.durationMs ?? 0) / 1000).toFixed(1).padStart(6)} s`);
-      lines.push(
-        '',
-        `RTO (disaster to verified recovery): ${((recoveredAt - incidentAt) / 1000).toFixed(1)} s`,
-        `RPO (incident vs backup ${manifest.id}): ${((incidentAt - Date.parse(manifest.createdAt)) / 1000).toFixed(1)} s of writes at risk`,
-        `drill total: ${((Date.now() - t0) / 1000).toFixed(1)} s — ${ok ? 'PASSED' : 'FAILED'}`,
-      );
-      return { ok, lines };
+      return await verify(stack, model, manifest, nightly, result, keys.length, t0);
     } finally {
       await close();
     }
@@ -201,9 +181,108 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
         `stack kept running in ${stack.dir} (Temporal UI http://127.0.0.1:${stack.temporal.uiPort}); stop it with: kohakku-dr stack stop ${stack.dir}`,
       );
     } else {
-      await stopStack(stack);
+      await stopStack(readStack(stack.dir));
     }
     process.removeListener('SIGINT', stopOnSignal);
     process.removeListener('SIGTERM', stopOnSignal);
   }
+}
+
+async function verify(
+  stack: StackInfo,
+  model: Awaited<ReturnType<typeof referenceModelOn>>,
+  manifest: PostgresManifest,
+  nightly: NightlyBackupResult,
+  result: FullClusterResult,
+  objectsBefore: number,
+  t0: number,
+): Promise<DrillReport> {
+  const lines: string[] = [];
+  let ok = true;
+  const check = (pass: boolean, text: string) => {
+    ok &&= pass;
+    lines.push(`${pass ? '✔' : '✘'} ${text}`);
+  };
+  check(
+    result.backupId === nightly.set.id && result.backupVerified,
+    `the recovery used backup set ${result.backupId} (${result.backupVerified ? 'verified' : 'not verified'})`,
+  );
+  // Every table equals the backup, but tasks_task, whose lost tasks were re-dispatched on purpose.
+  for (const db of manifest.databases) {
+    const actual = await withDb(stack, db.database, tableStats);
+    const expected = db.tables.filter((t) => t.table !== 'public.tasks_task');
+    const problems = compareTables(
+      expected,
+      actual.filter((t) => t.table !== 'public.tasks_task'),
+    );
+    check(
+      problems.length === 0,
+      `${db.database}: ${expected.length} table(s) identical to the backup${problems.length ? `: ${problems.join('; ')}` : ''}`,
+    );
+  }
+  const tasks = await withDb(
+    stack,
+    model.postgres.controllerDb,
+    async (c) =>
+      (
+        await c.query<{ id: string; status: string; container: string | null }>(
+          'SELECT id, status, container FROM tasks_task',
+        )
+      ).rows,
+  );
+  const backupRows = manifest.databases[0]!.tables.find((t) => t.table === 'public.tasks_task')!.rows;
+  const lost = tasks.filter((t) => seededStatus(Number(t.id)) === 'running-lost');
+  const live = tasks.filter((t) => seededStatus(Number(t.id)) === 'running-live');
+  check(tasks.length === backupRows, `tasks_task: ${tasks.length} rows, as in the backup`);
+  check(
+    lost.every((t) => t.status === 'pending' && t.container === null),
+    `${lost.length} tasks whose agents are gone: back to pending`,
+  );
+  check(
+    live.every((t) => t.status === 'running' && t.container === containerName(Number(t.id))),
+    `${live.length} tasks whose agents checked back: untouched, still running`,
+  );
+  const redis = new Redis({ port: readStack(stack.dir).redis.port });
+  const queue = await redis.lrange(model.redis.prefix + 'queue:pending', 0, -1);
+  // The lost containers stay registered until the Monitor's next pass removes them.
+  let registered = await redis.scard(model.redis.containersKey);
+  for (const until = Date.now() + 20000; registered !== live.length && Date.now() < until;) {
+    await new Promise((r) => setTimeout(r, 500));
+    registered = await redis.scard(model.redis.containersKey);
+  }
+  redis.disconnect();
+  const pending = tasks.filter((t) => t.status === 'pending').length;
+  check(
+    queue.length === pending && new Set(queue).size === queue.length,
+    `queue: ${queue.length} tasks, every pending task exactly once`,
+  );
+  check(
+    registered === live.length,
+    `Redis: ${registered} containers registered (${live.length} live agents)`,
+  );
+  check(
+    result.objects.restoredAndVerified + result.objects.skippedCompletedBriefs === objectsBefore,
+    `objects: ${result.objects.restoredAndVerified} restored and verified, ${result.objects.skippedCompletedBriefs} completed-task briefs skipped`,
+  );
+  for (const name of ['controller', 'dispatcher', 'monitor'] as const) {
+    const status = await fetch(`http://127.0.0.1:${model.ports[name]}/healthz`).then(
+      (r) => r.status,
+      () => 0,
+    );
+    check(status === 200, `${name} healthy (HTTP ${status})`);
+  }
+  check(await tcpOpen(model.ports.temporal), `Kohakku's Temporal answering on ${model.ports.temporal}`);
+  lines.push('', 'step timings:');
+  for (const s of result.steps)
+    lines.push(
+      `  ${s.name.padEnd(44)} ${s.status === 'done' ? `${((s.durationMs ?? 0) / 1000).toFixed(1).padStart(6)} s` : s.status}`,
+    );
+  const m = result.measurements;
+  lines.push(
+    '',
+    `RTO (recovery start to verified-healthy): ${m.rtoSeconds} s`,
+    `RPO (incident ${m.incidentAt} vs backup ${m.backupCreatedAt}): ${m.rpoSeconds} s of writes at risk`,
+    `drill total: ${((Date.now() - t0) / 1000).toFixed(1)} s — ${ok ? 'PASSED' : 'FAILED'}`,
+  );
+  return { ok, lines };
 }

@@ -38,9 +38,24 @@ export async function connect(
  */
 export const WORKFLOW_IDS = {
   postgresRecovery: 'kohakku-dr-recover-postgres',
+  redisRecovery: 'kohakku-dr-recover-redis',
+  objectsRecovery: 'kohakku-dr-recover-objects',
+  clusterRecovery: 'kohakku-dr-recover-cluster',
   postgresBackup: 'kohakku-dr-backup-postgres',
   verify: 'kohakku-dr-verify',
 } as const;
+
+/** A full-cluster recovery touches every target, so it conflicts with each of the others. */
+export const CONFLICTS: Record<string, string[]> = {
+  [WORKFLOW_IDS.clusterRecovery]: [
+    WORKFLOW_IDS.postgresRecovery,
+    WORKFLOW_IDS.redisRecovery,
+    WORKFLOW_IDS.objectsRecovery,
+  ],
+  [WORKFLOW_IDS.postgresRecovery]: [WORKFLOW_IDS.clusterRecovery],
+  [WORKFLOW_IDS.redisRecovery]: [WORKFLOW_IDS.clusterRecovery],
+  [WORKFLOW_IDS.objectsRecovery]: [WORKFLOW_IDS.clusterRecovery],
+};
 
 export class AlreadyRunning extends Error {
   constructor(workflowId: string, runId: string | undefined, startedAt: Date | undefined) {
@@ -59,6 +74,13 @@ export async function startUnique<T extends WorkflowHandle>(
   workflowId: string,
   start: () => Promise<T>,
 ): Promise<T & { firstExecutionRunId?: string }> {
+  for (const other of CONFLICTS[workflowId] ?? []) {
+    const running = await client.workflow
+      .getHandle(other)
+      .describe()
+      .catch(() => undefined);
+    if (running?.status.name === 'RUNNING') throw new AlreadyRunning(other, running.runId, running.startTime);
+  }
   try {
     return await start();
   } catch (err) {

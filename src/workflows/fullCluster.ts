@@ -176,7 +176,7 @@ export async function fullCluster(input: FullClusterInput = {}): Promise<FullClu
           await procedure.step(
             step,
             `${service} healthy`,
-            () => reconnectOrRestart(service, 5, startDeadline),
+            () => reconnectOrRestart(service, 2, startDeadline),
             (h) => `${h.restarted ? 'started' : 'already running'}, healthy`,
           ),
         );

@@ -109,6 +109,14 @@ export class Procedure {
     return result;
   }
 
+  /** A phase that was not needed this time, and why. */
+  skip(name: string, why: string): void {
+    const step = this.find(name);
+    step.status = 'skipped';
+    step.detail = why;
+    this.publish();
+  }
+
   note(name: string, detail: string): void {
     this.find(name).detail = detail;
     this.publish();

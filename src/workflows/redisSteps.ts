@@ -28,7 +28,8 @@ export async function bringRedisBack(
   const { waitForRedis } = proxyActivities<Activities>(waitUpTo(startDeadline));
   const before = await redisStatus();
   if (before.up) {
-    procedure.note(steps.restart, `already running, ${before.keys} keys`);
+    procedure.skip(steps.restart, `already running, ${before.keys} keys`);
+    procedure.skip(steps.startEmpty, 'not needed');
     return { recoveredFrom: 'already running', keys: before.keys };
   }
   const restarted = await procedure.step(
@@ -40,7 +41,10 @@ export async function bringRedisBack(
     },
     (s) => (s.up ? `up, ${s.keys} keys loaded` : `did not come up: ${s.detail}`),
   );
-  if (restarted.up) return { recoveredFrom: 'its own AOF/RDB', keys: restarted.keys };
+  if (restarted.up) {
+    procedure.skip(steps.startEmpty, 'not needed: Redis loaded its own files');
+    return { recoveredFrom: 'its own AOF/RDB', keys: restarted.keys };
+  }
   const movedAside = await procedure.step(
     steps.startEmpty,
     'checking the AOF and RDB',

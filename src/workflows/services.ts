@@ -48,8 +48,10 @@ export async function monitorRegistersContainers(
     'the Monitor registering every active container in Redis',
     async () => {
       const { waitForRegistrations } = proxyActivities<Activities>(waitUpTo(registrationSeconds));
+      // A Monitor that is down cannot register anything: bring it up first.
+      const monitor = await reconnectOrRestart('monitor', 2, restartSeconds);
       const first = await waitForRegistrations({ deadlineSeconds: registrationSeconds });
-      if (first.complete) return { ...first, monitorRestarted: false };
+      if (first.complete) return { ...first, monitorRestarted: monitor.restarted };
       procedure.note(
         stepName,
         `${first.missing.length}+ missing after ${registrationSeconds} s: restarting the Monitor`,
