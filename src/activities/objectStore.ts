@@ -9,10 +9,10 @@
  */
 import { createHash } from 'node:crypto';
 import type * as Minio from 'minio';
-import { Client } from 'pg';
 import type { Config } from '../config';
 import { ErrorType, fail } from '../errors';
 import type { BackupStore } from './backupStore';
+import { queryController } from './controllerDb';
 import { heartbeat } from './heartbeat';
 
 export interface ObjectIndexEntry {
@@ -149,24 +149,8 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
   }
 
   async function completedBriefs(): Promise<Set<string>> {
-    const pg = config.postgres;
-    const client = new Client({
-      host: pg.host,
-      port: pg.port,
-      user: pg.user,
-      password: pg.password,
-      database: pg.databases.controller,
-    });
-    await client.connect();
-    try {
-      return new Set(
-        (await client.query<{ brief_key: string }>(config.model.completedBriefsSql)).rows.map(
-          (r) => r.brief_key,
-        ),
-      );
-    } finally {
-      await client.end();
-    }
+    const rows = await queryController<{ brief_key: string }>(config, config.model.completedBriefsSql);
+    return new Set(rows.map((r) => r.brief_key));
   }
 
   async function currentObjects(): Promise<Map<string, { size: number; etag: string }>> {

@@ -2,8 +2,8 @@
  * Kohakku's Redis as seen from Postgres: which active containers the Monitor has registered.
  */
 import type { Redis } from 'ioredis';
-import { Client } from 'pg';
 import type { Config } from '../config';
+import { queryController } from './controllerDb';
 import { cancellationSignal, heartbeat, sleep } from './heartbeat';
 
 export interface RegistrationReport {
@@ -18,21 +18,9 @@ export interface RegistrationReport {
 
 export function createRedisActivities({ config, redis }: { config: Config; redis: Redis }) {
   async function activeContainers(): Promise<string[]> {
-    const pg = config.postgres;
-    const client = new Client({
-      host: pg.host,
-      port: pg.port,
-      user: pg.user,
-      password: pg.password,
-      database: pg.databases.controller,
-    });
-    await client.connect();
-    try {
-      const res = await client.query<{ container: string }>(config.model.activeContainersSql);
-      return res.rows.map((r) => r.container);
-    } finally {
-      await client.end();
-    }
+    return (await queryController<{ container: string }>(config, config.model.activeContainersSql)).map(
+      (r) => r.container,
+    );
   }
 
   async function compare(started: number): Promise<RegistrationReport> {

@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import { Client } from 'pg';
 import type { Config } from '../config';
+import { queryController, withControllerDb } from './controllerDb';
 import { ErrorType, fail } from '../errors';
 import { CommandFailed, type CommandRunner } from './exec';
 import { cancellationSignal, heartbeat, sleep } from './heartbeat';
@@ -189,22 +189,9 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
   }
 
   async function pendingTaskIds(): Promise<string[]> {
-    const pg = config.postgres;
-    const client = new Client({
-      host: pg.host,
-      port: pg.port,
-      user: pg.user,
-      password: pg.password,
-      database: pg.databases.controller,
-    });
-    await client.connect();
-    try {
-      return (await client.query<{ id: string | number }>(config.model.pendingTasksSql)).rows.map((row) =>
-        String(row.id),
-      );
-    } finally {
-      await client.end();
-    }
+    return (await queryController<{ id: string | number }>(config, config.model.pendingTasksSql)).map((row) =>
+      String(row.id),
+    );
   }
 
   /**
@@ -257,16 +244,7 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
     requeuedIds: string[];
   }> {
     const m = config.model;
-    const pg = config.postgres;
-    const client = new Client({
-      host: pg.host,
-      port: pg.port,
-      user: pg.user,
-      password: pg.password,
-      database: pg.databases.controller,
-    });
-    await client.connect();
-    try {
+    return withControllerDb(config, async (client) => {
       const inFlight = (await client.query<{ id: string | number; container: string }>(m.inFlightTasksSql))
         .rows;
       const alive = await withRedis(async (redis) => {
@@ -296,9 +274,7 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
         requeued: requeuedIds.length,
         requeuedIds: requeuedIds.slice(0, 50),
       };
-    } finally {
-      await client.end();
-    }
+    });
   }
 
   return {

@@ -77,59 +77,7 @@ async function run(): Promise<void> {
       if (!report.ok) process.exitCode = 1;
     });
 
-  program
-    .command('recover')
-    .description('start a recovery workflow and watch it')
-    .command('total-database-loss')
-    .description(
-      'restore both Kohakku databases from a backup, then bring the services and Redis registrations back',
-    )
-    .option(
-      '--backup <id>',
-      'backup id (YYYYMMDDTHHMMSSZ), or latest: the newest verified set (the newest backup if none is verified)',
-      'latest',
-    )
-    .option('--target <name...>', 'controller and/or dispatcher (default both)')
-    .option(
-      '--replace-existing',
-      'move existing target databases aside and replace them without asking (same as --confirm)',
-      false,
-    )
-    .option(
-      '--confirm',
-      'approve replacing live data in advance (otherwise the workflow waits for `kohakku-dr approve`)',
-      false,
-    )
-    .option(
-      '--plan',
-      'show each step, what it would touch and the backup it would use; change nothing',
-      false,
-    )
-    .option('--incident-at <time>', 'when the incident happened (ISO), for the RPO')
-    .option('--reconnect-deadline <s>', 'seconds the services get to reconnect before a restart', seconds)
-    .option('--restart-deadline <s>', 'seconds a restarted service gets to become healthy', seconds)
-    .option(
-      '--registration-deadline <s>',
-      'seconds the Monitor gets to register every active container',
-      seconds,
-    )
-    .option('--no-wait', 'start and return the workflow id')
-    .action(async (opts) => {
-      const input: TotalDatabaseLossInput = {
-        backupId: opts.backup,
-        targets: opts.target,
-        replaceExisting: opts.replaceExisting,
-        confirm: opts.confirm,
-        plan: opts.plan,
-        incidentAt: opts.incidentAt,
-        reconnectDeadlineSeconds: opts.reconnectDeadline,
-        restartDeadlineSeconds: opts.restartDeadline,
-        registrationDeadlineSeconds: opts.registrationDeadline,
-      };
-      await startAndWatch('totalDatabaseLoss', WORKFLOW_IDS.postgresRecovery, [input], opts.wait);
-    });
-
-  const recover = program.commands.find((c) => c.name() === 'recover')!;
+  const recover = program.command('recover').description('start a recovery workflow and watch it');
   const common = (c: Command, fromBackup = true) =>
     (fromBackup ? c.option('--backup <id>', 'backup set id (default: the newest verified set)') : c)
       .option(
@@ -150,6 +98,33 @@ async function run(): Promise<void> {
     plan: opts.plan,
     incidentAt: opts.incidentAt,
   });
+  common(
+    recover
+      .command('total-database-loss')
+      .description(
+        'restore both Kohakku databases from a backup, then bring the services and Redis registrations back',
+      ),
+  )
+    .option('--target <name...>', 'controller and/or dispatcher (default both)')
+    .option('--replace-existing', 'same as --confirm', false)
+    .option('--reconnect-deadline <s>', 'seconds the services get to reconnect before a restart', seconds)
+    .option('--restart-deadline <s>', 'seconds a restarted service gets to become healthy', seconds)
+    .option(
+      '--registration-deadline <s>',
+      'seconds the Monitor gets to register every active container',
+      seconds,
+    )
+    .action(async (opts) => {
+      const input: TotalDatabaseLossInput = {
+        ...commonInput(opts),
+        targets: opts.target,
+        replaceExisting: opts.replaceExisting,
+        reconnectDeadlineSeconds: opts.reconnectDeadline,
+        restartDeadlineSeconds: opts.restartDeadline,
+        registrationDeadlineSeconds: opts.registrationDeadline,
+      };
+      await startAndWatch('totalDatabaseLoss', WORKFLOW_IDS.postgresRecovery, [input], opts.wait);
+    });
   common(
     recover
       .command('redis-loss')

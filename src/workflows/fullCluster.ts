@@ -10,7 +10,7 @@
  *      every pending task the fresh queue lost
  * and a cleanup phase that always runs.
  */
-import { proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ObjectRestoreReport } from '../activities/objectStore';
 import type { PostgresTarget, RestoreResult } from '../activities/postgres';
@@ -18,9 +18,9 @@ import type { RedispatchReport } from '../activities/redisRecovery';
 import type { HealthReport } from '../activities/services';
 import { ErrorType, fail } from '../errors';
 import { long, quick } from './options';
-import { Procedure, type StepProgress } from './procedure';
+import type { StepProgress } from './procedure';
 import {
-  approvalGate,
+  startRecovery,
   measure,
   type Measurements,
   type RecoveryCommonInput,
@@ -87,11 +87,11 @@ const {
 } = proxyActivities<Activities>(long);
 
 export async function fullCluster(input: FullClusterInput = {}): Promise<FullClusterResult | RecoveryPlan> {
-  const procedure = new Procedure('Full cluster', STEPS);
-  const approve = approvalGate(procedure, input.confirm === true);
-  const info = workflowInfo();
-  const recoveryId = `${info.workflowId}/${info.runId}`;
-  const started = Date.now();
+  const { procedure, approve, recoveryId, started } = startRecovery(
+    'Full cluster',
+    STEPS,
+    input.confirm === true,
+  );
   const grace = input.checkInGraceSeconds ?? 300;
   const startDeadline = input.startDeadlineSeconds ?? 120;
   if (

@@ -6,13 +6,13 @@
  *   4. agents that already have their brief are unaffected (nothing to do)
  * Every restored key is checked for size and ETag against the backup.
  */
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ObjectRestorePlan, ObjectRestoreReport } from '../activities/objectStore';
 import { long, quick } from './options';
-import { Procedure, type StepProgress } from './procedure';
+import type { StepProgress } from './procedure';
 import {
-  approvalGate,
+  startRecovery,
   measure,
   type Measurements,
   type RecoveryCommonInput,
@@ -42,11 +42,11 @@ const { restoreObjects } = proxyActivities<Activities>(long);
 export async function objectStoreLoss(
   input: ObjectStoreLossInput = {},
 ): Promise<ObjectStoreLossResult | RecoveryPlan> {
-  const procedure = new Procedure('Object-store loss', STEPS);
-  const approve = approvalGate(procedure, input.confirm === true);
-  const info = workflowInfo();
-  const recoveryId = `${info.workflowId}/${info.runId}`;
-  const started = Date.now();
+  const { procedure, approve, recoveryId, started } = startRecovery(
+    'Object-store loss',
+    STEPS,
+    input.confirm === true,
+  );
   let locked: string | undefined;
   return procedure.run(
     async () => {

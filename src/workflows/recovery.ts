@@ -2,8 +2,8 @@
  * What every recovery workflow shares: plan mode, the approval gate in front of destructive
  * steps, and the measured RTO and RPO.
  */
-import { condition, defineSignal, setHandler } from '@temporalio/workflow';
-import type { Procedure } from './procedure';
+import { condition, defineSignal, setHandler, workflowInfo } from '@temporalio/workflow';
+import { Procedure } from './procedure';
 
 export interface RecoveryCommonInput {
   /** Show each step, what it would touch and the backup it would use — change nothing. */
@@ -79,4 +79,15 @@ export function measure(
     backupCreatedAt,
     rpoSeconds: backupCreatedAt ? Math.round((incident - Date.parse(backupCreatedAt)) / 100) / 10 : undefined,
   };
+}
+
+/**
+ * The start every recovery shares: its phases (progress query, UI details), the approval gate,
+ * a recovery id unique to this run (staging and moved-aside names derive from it), the clock.
+ */
+export function startRecovery(name: string, steps: readonly string[], confirmed: boolean) {
+  const procedure = new Procedure(name, steps);
+  const approve = approvalGate(procedure, confirmed);
+  const info = workflowInfo();
+  return { procedure, approve, recoveryId: `${info.workflowId}/${info.runId}`, started: Date.now() };
 }

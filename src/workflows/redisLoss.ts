@@ -5,14 +5,14 @@
  *   3. the Monitor re-registers active containers from Postgres
  *   4. the queue depth reset: re-dispatch pending tasks from Postgres, each exactly once
  */
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RedispatchReport } from '../activities/redisRecovery';
 import type { RegistrationReport } from '../activities/redis';
 import { long, quick } from './options';
-import { Procedure, type StepProgress } from './procedure';
+import type { StepProgress } from './procedure';
 import {
-  approvalGate,
+  startRecovery,
   measure,
   type Measurements,
   type RecoveryCommonInput,
@@ -50,11 +50,11 @@ const { redisStatus, checkRedisPersistence } = proxyActivities<Activities>(quick
 const { redispatchPendingTasks } = proxyActivities<Activities>(long);
 
 export async function redisLoss(input: RedisLossInput = {}): Promise<RedisLossResult | RecoveryPlan> {
-  const procedure = new Procedure('Redis loss', STEPS);
-  const approve = approvalGate(procedure, input.confirm === true);
-  const info = workflowInfo();
-  const recoveryId = `${info.workflowId}/${info.runId}`;
-  const started = Date.now();
+  const { procedure, approve, recoveryId, started } = startRecovery(
+    'Redis loss',
+    STEPS,
+    input.confirm === true,
+  );
   const startDeadline = input.startDeadlineSeconds ?? 60;
   return procedure.run(async () => {
     const before = await procedure.step(

@@ -4,14 +4,14 @@
  * the foreign keys that point at it, verified against the manifest in the same transaction.
  * A live table being replaced is moved aside into a schema, never dropped.
  */
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PostgresTarget } from '../activities/postgres';
 import { ErrorType, fail } from '../errors';
 import { long, quick } from './options';
-import { Procedure, type StepProgress } from './procedure';
+import type { StepProgress } from './procedure';
 import {
-  approvalGate,
+  startRecovery,
   measure,
   type Measurements,
   type RecoveryCommonInput,
@@ -44,11 +44,11 @@ const { preparePostgresRestore, restorePostgresTables } = proxyActivities<Activi
 const STEPS = ['resolve backup', 'verify backup file', 'restore tables', 'cleanup'] as const;
 
 export async function tableRestore(input: TableRestoreInput): Promise<TableRestoreResult | RecoveryPlan> {
-  const procedure = new Procedure('Table restore', STEPS);
-  const approve = approvalGate(procedure, input?.confirm === true);
-  const info = workflowInfo();
-  const recoveryId = `${info.workflowId}/${info.runId}`;
-  const started = Date.now();
+  const { procedure, approve, recoveryId, started } = startRecovery(
+    'Table restore',
+    STEPS,
+    input?.confirm === true,
+  );
   let locked: string | undefined;
   const valid = /^[A-Za-z_][A-Za-z0-9_$-]*(\.[A-Za-z_][A-Za-z0-9_$-]*)?$/;
   return procedure.run(
