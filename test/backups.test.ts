@@ -16,7 +16,7 @@ import { redisBackupKey } from '../src/activities/redisBackup';
 import { createPostgresActivities, dumpKey } from '../src/activities/postgres';
 import { applySchedules, NIGHTLY_SCHEDULE_ID } from '../src/client/schedules';
 import { loadConfig } from '../src/config';
-import type { nightlyBackup, verifyBackupSet } from '../src/workflows';
+import type { nightlyBackup, redisBackup, verifyBackupSet } from '../src/workflows';
 import {
   databases,
   failureType,
@@ -25,6 +25,7 @@ import {
   startWorker,
   stopKohakku,
   temporalClient,
+  testStack,
   type TestKohakku,
   type WorkerProcess,
 } from './harness/kohakku';
@@ -310,4 +311,31 @@ test('recovery picks the newest verified set by default, over a newer unverified
     id: unverified.id,
     verified: false,
   });
+});
+
+test('a Redis backup pulled over the network (redis-cli --rdb) when the worker is not on the Redis host', async () => {
+  const networkWorker = await startWorker({
+    ...k.workerEnv,
+    REDIS_BACKUP_METHOD: 'network',
+    REDIS_CLI_BIN: testStack().tools.redisCli,
+    KOHAKKU_DR_TASK_QUEUE: 'test-backups-network',
+  });
+  try {
+    const client = await temporalClient(k.stack);
+    const manifest = await client.workflow.execute<typeof redisBackup>('redisBackup', {
+      taskQueue: 'test-backups-network',
+      workflowId: 'test-backups-network-redis',
+      args: [{}],
+    });
+    const redis = new Redis({ port: k.stack.redis.port });
+    expect(manifest).toMatchObject({ method: 'network', keys: await redis.dbsize() });
+    redis.disconnect();
+    expect(
+      Buffer.from(await objectBytes(manifest.key))
+        .subarray(0, 5)
+        .toString(),
+    ).toBe('REDIS');
+  } finally {
+    await networkWorker.stop();
+  }
 });
