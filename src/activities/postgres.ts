@@ -204,7 +204,11 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
       try {
         const snapshot = (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]!
           .id;
-        const tables = await tableStats(client);
+        // Counting and hashing a large table takes a while: keep heartbeating meanwhile.
+        const tables = await withHeartbeats(
+          () => ({ stage: 'counting rows', database }),
+          () => tableStats(client),
+        );
         heartbeat({ stage: 'dumping', database });
         await withHeartbeats(
           () => ({ stage: 'dumping', database }),
@@ -445,7 +449,11 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
         }),
     );
     heartbeat({ stage: 'comparing', database: entry.database, into });
-    return compareTables(entry.tables, await withClient(into, tableStats));
+    const actual = await withHeartbeats(
+      () => ({ stage: 'comparing', database: entry.database, into }),
+      () => withClient(into, tableStats),
+    );
+    return compareTables(entry.tables, actual);
   }
 
   /**

@@ -39,15 +39,23 @@ export function createRedisActivities({ config, redis }: { config: Config; redis
     };
   }
 
-  /** Waits until every active container in Postgres is registered in Redis, or the deadline passes. */
+  /** Waits until every active container in Postgres is registered in Redis, or no progress for the deadline. */
   async function waitForRegistrations(input: {
     deadlineSeconds: number;
     pollMs?: number;
   }): Promise<RegistrationReport> {
+    // The deadline counts time without progress: a Monitor registering 300,000 containers may
+    // need longer than the deadline in all, but is not stuck while the count keeps growing.
     const started = Date.now();
+    let best = -1;
+    let lastProgress = started;
     for (;;) {
       const report = await compare(started);
-      if (report.complete || report.waitedMs >= input.deadlineSeconds * 1000) return report;
+      if (report.registered > best) {
+        best = report.registered;
+        lastProgress = Date.now();
+      }
+      if (report.complete || Date.now() - lastProgress >= input.deadlineSeconds * 1000) return report;
       heartbeat({ expected: report.expected, registered: report.registered, missing: report.missing.length });
       await sleep(input.pollMs ?? 1000, cancellationSignal());
     }

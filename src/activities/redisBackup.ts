@@ -16,7 +16,7 @@ import type { Config } from '../config';
 import { ErrorType, fail } from '../errors';
 import type { BackupStore } from './backupStore';
 import type { CommandRunner } from './exec';
-import { cancellationSignal, heartbeat, sleep, withHeartbeats } from './heartbeat';
+import { cancellationSignal, sleep, withHeartbeats } from './heartbeat';
 import { startDaemon, stopDaemon } from '../stack/processes';
 
 export interface RedisBackupManifest {
@@ -148,7 +148,7 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
   }
 
   /** Takes an RDB of Kohakku's Redis into the backup store. Idempotent per backup id. */
-  async function backupRedis(input: { backupId: string }): Promise<RedisBackupManifest> {
+  async function backupRedisSteps(input: { backupId: string }): Promise<RedisBackupManifest> {
     const existing = await store.getJson<RedisBackupManifest>(manifestKey(input.backupId));
     if (existing) return existing;
     await store.ensureReady();
@@ -162,7 +162,6 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
       const size = (await fs.stat(local)).size;
       const sha256 = await sha256File(local);
       const key = redisBackupKey(input.backupId);
-      heartbeat({ stage: 'uploading', size });
       await store.putFile(key, local);
       const manifest: RedisBackupManifest = {
         kind: 'redis',
@@ -196,7 +195,7 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
    * Loads the backup's RDB into a scratch redis-server (on a unix socket, no port to clash) and
    * compares its key count with the manifest. The scratch instance is always stopped.
    */
-  async function verifyRedisBackup(input: {
+  async function verifyRedisBackupSteps(input: {
     backupId: string;
     verifyId: string;
   }): Promise<{ ok: boolean; problems: string[]; keys?: number }> {
@@ -302,6 +301,18 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
     await fs.rm(dir, { recursive: true, force: true });
     return { removed: existed };
   }
+
+  // Copies, checks and uploads of a large RDB take a while: heartbeat all along.
+  const backupRedis = (input: { backupId: string }) =>
+    withHeartbeats(
+      () => ({ stage: 'redis backup', backupId: input.backupId }),
+      () => backupRedisSteps(input),
+    );
+  const verifyRedisBackup = (input: { backupId: string; verifyId: string }) =>
+    withHeartbeats(
+      () => ({ stage: 'redis verification', backupId: input.backupId }),
+      () => verifyRedisBackupSteps(input),
+    );
 
   return { backupRedis, verifyRedisBackup, cleanupRedisVerification };
 }

@@ -16,7 +16,10 @@ export const quick: ActivityOptions = { startToCloseTimeout: '2m', retry };
 /** Dumps, restores, transfers: long, heartbeating; a dead worker is noticed within the heartbeat timeout. */
 export const long: ActivityOptions = { startToCloseTimeout: '6h', heartbeatTimeout: '20s', retry };
 
-/** Polling waits with their own deadline inside. */
+/**
+ * Polling waits with their own deadline inside (some count it from the last progress, so the
+ * outer limit is generous; a dead worker is still noticed within the heartbeat timeout).
+ */
 export function waitUpTo(deadlineSeconds: number): ActivityOptions {
-  return { startToCloseTimeout: `${deadlineSeconds + 60}s`, heartbeatTimeout: '30s', retry };
+  return { startToCloseTimeout: `${deadlineSeconds * 4 + 600}s`, heartbeatTimeout: '30s', retry };
 }
