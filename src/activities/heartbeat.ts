@@ -1,7 +1,8 @@
 /**
  * Heartbeating for long activities: a timer that keeps heartbeating the latest progress while
- * a child process runs, so the server notices a dead worker within the heartbeat timeout and
- * the retry resumes from the last checkpoint (heartbeatDetails).
+ * a child process runs, so the server notices a dead worker within the heartbeat timeout. The
+ * details show progress; a retry resumes from durable state (a verified staging database, the
+ * blobs already mirrored or restored), which outlives the worker that heartbeated.
  */
 import { Context } from '@temporalio/activity';
 
@@ -16,11 +17,6 @@ export function inActivity(): boolean {
 
 export function heartbeat(details: unknown): void {
   if (inActivity()) Context.current().heartbeat(details);
-}
-
-/** The checkpoint the previous attempt of this activity heartbeated, if any. */
-export function lastCheckpoint<T>(): T | undefined {
-  return inActivity() ? (Context.current().info.heartbeatDetails as T | undefined) : undefined;
 }
 
 export function cancellationSignal(): AbortSignal | undefined {

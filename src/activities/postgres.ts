@@ -86,13 +86,6 @@ const BACKUP_ID = /^\d{8}T\d{6}Z$/;
 /** Postgres truncates identifiers at 63 bytes; keep room for our suffixes. */
 const MAX_BASE = 40;
 
-export function backupIdFor(date: Date): string {
-  return date
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d{3}Z$/, 'Z');
-}
-
 export function dumpKey(backupId: string, database: string): string {
   return `postgres/${backupId}/${database}-${backupId.slice(0, 8)}.dump`;
 }
@@ -754,11 +747,6 @@ END $check$;`;
     );
   }
 
-  /** Row counts and checksums of a live database, for reports and drills. */
-  async function postgresTableStats(input: { target: PostgresTarget }): Promise<TableStats[]> {
-    return withClient(databaseOf(input.target), tableStats);
-  }
-
   return {
     backupPostgres,
     listPostgresBackups,
@@ -767,7 +755,6 @@ END $check$;`;
     preparePostgresRestore,
     restorePostgresDatabase,
     cleanupPostgresRestore,
-    postgresTableStats,
     verifyPostgresBackup,
     cleanupPostgresVerification,
     liveTables,
