@@ -3,6 +3,13 @@
  * execa 9 is ESM-only and this package is CommonJS (the worker's webpack bundle and jest both
  * want CJS), so execa is loaded with a dynamic import() that tsc's Node16 mode keeps as-is.
  */
+import * as path from 'node:path';
+
+/** A tool installed beside another (redis-check-rdb next to redis-server); by name on PATH when `bin` is. */
+export function siblingTool(bin: string, name: string): string {
+  return bin.includes('/') ? path.join(path.dirname(bin), name) : name;
+}
+
 export interface RunOptions {
   env?: Record<string, string | undefined>;
   cwd?: string;

@@ -7,12 +7,12 @@
  * half-way resumes by skipping the blobs already there. Transfers run concurrently, each
  * streamed, so memory stays bounded whatever the object sizes.
  */
-import { createHash } from 'node:crypto';
 import type * as Minio from 'minio';
 import type { Config } from '../config';
 import { ErrorType, fail } from '../errors';
 import type { BackupStore } from './backupStore';
 import { queryController } from './controllerDb';
+import { shortTag } from './hashing';
 import { heartbeat } from './heartbeat';
 
 export interface ObjectIndexEntry {
@@ -208,7 +208,7 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     const current = await currentObjects();
     const wanted = index.filter((e) => !skip.has(e.key));
     const todo = wanted.filter((e) => !same(current.get(e.key), e));
-    const asidePrefix = `kohakku-dr-aside/${createHash('sha256').update(input.recoveryId).digest('hex').slice(0, 8)}/`;
+    const asidePrefix = `kohakku-dr-aside/${shortTag(input.recoveryId)}/`;
     let copied = 0;
     let movedAside = 0;
     const progress = () => ({
@@ -252,7 +252,7 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
   }
 
   function scratchBucket(verifyId: string): string {
-    return `kohakku-dr-verify-${createHash('sha256').update(verifyId).digest('hex').slice(0, 12)}`;
+    return `kohakku-dr-verify-${shortTag(verifyId, 12)}`;
   }
 
   async function removeBucket(name: string): Promise<boolean> {

@@ -8,14 +8,14 @@
  * database being replaced is moved aside, never dropped. Every stage is recorded in Postgres
  * itself (a COMMENT on the staging database), so a retry after a crash picks up where it was.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import type { Config } from '../config';
 import { ErrorType, fail } from '../errors';
 import { readSet } from './backupSets';
 import type { BackupStore } from './backupStore';
+import { sha256File, shortTag } from './hashing';
 import { CommandFailed, type CommandRunner } from './exec';
 import { cancellationSignal, heartbeat, withHeartbeats } from './heartbeat';
 import { parseToc, quoteIdent, selectTable } from './tocSelection';
@@ -90,9 +90,7 @@ export function dumpKey(backupId: string, database: string): string {
   return `postgres/${backupId}/${database}-${backupId.slice(0, 8)}.dump`;
 }
 
-function tag(recoveryId: string): string {
-  return createHash('sha256').update(recoveryId).digest('hex').slice(0, 8);
-}
+const tag = (recoveryId: string) => shortTag(recoveryId);
 
 export function stagingName(database: string, recoveryId: string): string {
   return `${database.slice(0, MAX_BASE)}__dr_staging_${tag(recoveryId)}`;
@@ -104,12 +102,6 @@ export function asideName(database: string, recoveryId: string): string {
 
 function marker(recoveryId: string, backupId: string): string {
   return `kohakku-dr restore ${tag(recoveryId)} of backup ${backupId}: verified`;
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 export function createPostgresActivities({ config, exec, store }: PostgresDeps) {

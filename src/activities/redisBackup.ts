@@ -7,15 +7,15 @@
  * over the wire when the worker is not on the Redis host. Either way the copy is checked with
  * redis-check-rdb, whose key count goes into the manifest.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Redis } from 'ioredis';
 import { Redis as RedisClient } from 'ioredis';
 import type { Config } from '../config';
 import { ErrorType, fail } from '../errors';
 import type { BackupStore } from './backupStore';
-import type { CommandRunner } from './exec';
+import { siblingTool, type CommandRunner } from './exec';
+import { sha256File, shortTag } from './hashing';
 import { cancellationSignal, sleep, withHeartbeats } from './heartbeat';
 import { startDaemon, stopDaemon } from '../stack/processes';
 
@@ -50,12 +50,6 @@ function info(text: string): Record<string, string> {
   return out;
 }
 
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 export function redisBackupKey(id: string): string {
   return `redis/${id}/dump-${id.slice(0, 8)}.rdb`;
 }
@@ -63,8 +57,7 @@ export function redisBackupKey(id: string): string {
 const manifestKey = (id: string) => `redis/${id}/manifest.json`;
 
 export function createRedisBackupActivities({ config, exec, store, redis }: RedisBackupDeps) {
-  const checkRdbBin = path.join(path.dirname(config.redis.serverBin), 'redis-check-rdb');
-  const checkRdb = config.redis.serverBin.includes('/') ? checkRdbBin : 'redis-check-rdb';
+  const checkRdb = siblingTool(config.redis.serverBin, 'redis-check-rdb');
 
   /** redis-check-rdb: integrity (CRC, truncation) and the key count. */
   async function inspectRdb(file: string): Promise<{ keys: number; expires: number }> {
@@ -184,11 +177,7 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
   }
 
   function scratchDir(verifyId: string): string {
-    return path.join(
-      config.workDir,
-      'verify',
-      `redis-${createHash('sha256').update(verifyId).digest('hex').slice(0, 8)}`,
-    );
+    return path.join(config.workDir, 'verify', `redis-${shortTag(verifyId)}`);
   }
 
   /**

@@ -3,14 +3,14 @@
  * redis-check-rdb), move damaged files aside (never delete them), and re-dispatch tasks from
  * Postgres onto the queue — each exactly once, even when the activity is retried.
  */
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Config } from '../config';
 import { queryController, withControllerDb } from './controllerDb';
 import { ErrorType, fail } from '../errors';
-import { CommandFailed, type CommandRunner } from './exec';
+import { CommandFailed, siblingTool, type CommandRunner } from './exec';
+import { shortTag } from './hashing';
 import { cancellationSignal, heartbeat, sleep } from './heartbeat';
 
 export interface RedisStatus {
@@ -46,10 +46,6 @@ for i, id in ipairs(ARGV) do
 end
 redis.call('EXPIRE', KEYS[2], 604800)
 return pushed`;
-
-export function recoveryTag(recoveryId: string): string {
-  return createHash('sha256').update(recoveryId).digest('hex').slice(0, 8);
-}
 
 export function createRedisRecoveryActivities({ config, exec }: { config: Config; exec: CommandRunner }) {
   const r = config.redis;
@@ -159,9 +155,7 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
     let rdb: PersistenceCheck['rdb'] = 'absent';
     if (files.rdb) {
       try {
-        const checkRdb = r.checkAofBin.includes('/')
-          ? path.join(path.dirname(r.checkAofBin), 'redis-check-rdb')
-          : 'redis-check-rdb';
+        const checkRdb = siblingTool(r.checkAofBin, 'redis-check-rdb');
         await exec(checkRdb, [files.rdb]);
         rdb = 'ok';
       } catch (err) {
@@ -177,7 +171,7 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
     recoveryId: string;
   }): Promise<{ movedTo: string; moved: string[] }> {
     const dir = dataDir();
-    const aside = path.join(dir, `kohakku-dr-aside-${recoveryTag(input.recoveryId)}`);
+    const aside = path.join(dir, `kohakku-dr-aside-${shortTag(input.recoveryId)}`);
     await fs.mkdir(aside, { recursive: true });
     const { all } = await listPersistence(dir);
     const moved: string[] = [];
@@ -205,7 +199,7 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
     return withRedis(async (redis) => {
       const queued = new Set(await redis.lrange(m.queueKey, 0, -1));
       const missing = pending.filter((id) => !queued.has(id));
-      const marker = `${m.redisPrefix}dr:redispatched:${recoveryTag(input.recoveryId)}`;
+      const marker = `${m.redisPrefix}dr:redispatched:${shortTag(input.recoveryId)}`;
       let pushed = 0;
       for (let i = 0; i < missing.length; i += 1000) {
         pushed += Number(
