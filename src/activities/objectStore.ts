@@ -11,7 +11,7 @@ import type * as Minio from 'minio';
 import type { Config } from '../config';
 import { ErrorType, fail } from '../errors';
 import type { BackupStore } from './backupStore';
-import { queryController } from './controllerDb';
+import { queryController } from './database';
 import { shortTag } from './hashing';
 import { heartbeat } from './heartbeat';
 

@@ -15,6 +15,7 @@ import type { Config } from '../config';
 import { ErrorType, fail } from '../errors';
 import { readSet } from './backupSets';
 import type { BackupStore } from './backupStore';
+import { withDatabase } from './database';
 import { sha256File, shortTag } from './hashing';
 import { CommandFailed, type CommandRunner } from './exec';
 import { cancellationSignal, heartbeat, withHeartbeats } from './heartbeat';
@@ -111,22 +112,9 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
   const toolEnv = { PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password };
   const databaseOf = (target: PostgresTarget) => pg.databases[target];
 
-  async function withClient<T>(database: string, fn: (client: Client) => Promise<T>): Promise<T> {
-    const client = new Client({
-      host: pg.host,
-      port: pg.port,
-      user: pg.user,
-      password: pg.password,
-      database,
-    });
-    client.on('error', () => undefined); // a terminated session surfaces on the next query instead
-    await client.connect();
-    try {
-      return await fn(client);
-    } finally {
-      await client.end().catch(() => undefined);
-    }
-  }
+  const withClient = <T>(database: string, fn: (client: Client) => Promise<T>) =>
+    withDatabase(config, database, fn);
+
   const admin = <T>(fn: (client: Client) => Promise<T>) => withClient(pg.maintenanceDb, fn);
 
   async function databaseComment(client: Client, database: string): Promise<string | null | undefined> {

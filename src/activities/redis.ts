@@ -3,7 +3,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Config } from '../config';
-import { queryController } from './controllerDb';
+import { queryController } from './database';
 import { cancellationSignal, heartbeat, sleep } from './heartbeat';
 
 export interface RegistrationReport {

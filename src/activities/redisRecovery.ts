@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Config } from '../config';
-import { queryController, withControllerDb } from './controllerDb';
+import { queryController, withControllerDb } from './database';
 import { ErrorType, fail } from '../errors';
 import { CommandFailed, siblingTool, type CommandRunner } from './exec';
 import { shortTag } from './hashing';
