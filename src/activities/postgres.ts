@@ -140,6 +140,23 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
     return store.getJson<PostgresManifest>(`postgres/${backupId}/${MANIFEST}`);
   }
 
+  /** A backup's summary, with its set's verification verdict. */
+  async function summarize(m: PostgresManifest): Promise<PostgresBackupSummary> {
+    const set = await readSet(store, m.id);
+    return {
+      id: m.id,
+      createdAt: m.createdAt,
+      verified: set?.verification?.ok ?? false,
+      databases: m.databases.map((d) => ({
+        target: d.target,
+        database: d.database,
+        size: d.size,
+        tables: d.tables.length,
+        rows: d.tables.reduce((n, t) => n + t.rows, 0),
+      })),
+    };
+  }
+
   async function listPostgresBackups(): Promise<PostgresBackupSummary[]> {
     const objects = await store.list('postgres/');
     const ids = objects
@@ -151,20 +168,7 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
     const summaries: PostgresBackupSummary[] = [];
     for (const id of ids) {
       const m = await readManifest(id);
-      if (!m) continue;
-      const set = await readSet(store, id);
-      summaries.push({
-        id: m.id,
-        createdAt: m.createdAt,
-        verified: set?.verification?.ok ?? false,
-        databases: m.databases.map((d) => ({
-          target: d.target,
-          database: d.database,
-          size: d.size,
-          tables: d.tables.length,
-          rows: d.tables.reduce((n, t) => n + t.rows, 0),
-        })),
-      });
+      if (m) summaries.push(await summarize(m));
     }
     return summaries;
   }
@@ -277,8 +281,7 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
         throw fail(ErrorType.BackupNotFound, `backup ${id} has no dump of target ${t}`);
       }
     }
-    const summaries = await listPostgresBackups();
-    return summaries.find((s) => s.id === id)!;
+    return summarize(manifest);
   }
 
   /** Which target databases exist now (a restore over one replaces live data). */

@@ -107,6 +107,7 @@ export async function redisLoss(input: RedisLossInput = {}): Promise<RedisLossRe
       approve,
       recoveryId,
       startDeadline,
+      before,
     );
     const registrations = await monitorRegistersContainers(
       procedure,

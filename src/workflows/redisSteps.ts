@@ -5,6 +5,7 @@
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import type { RedisStatus } from '../activities/redisRecovery';
 import { ErrorType, fail } from '../errors';
 import { quick, waitUpTo } from './options';
 import type { Procedure } from './procedure';
@@ -24,9 +25,11 @@ export async function bringRedisBack(
   approve: (what: string) => Promise<unknown>,
   recoveryId: string,
   startDeadline: number,
+  /** Redis's status when the caller has just asked for it (no need to ask twice). */
+  known?: RedisStatus,
 ): Promise<RedisBack> {
   const { waitForRedis } = proxyActivities<Activities>(waitUpTo(startDeadline));
-  const before = await redisStatus();
+  const before = known ?? (await redisStatus());
   if (before.up) {
     procedure.skip(steps.restart, `already running, ${before.keys} keys`);
     procedure.skip(steps.startEmpty, 'not needed');
