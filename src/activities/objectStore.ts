@@ -153,16 +153,10 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     return new Set(rows.map((r) => r.brief_key));
   }
 
+  /** The bucket's objects under the backed-up prefixes, by key (none when the bucket is gone). */
   async function currentObjects(): Promise<Map<string, { size: number; etag: string }>> {
-    const out = new Map<string, { size: number; etag: string }>();
-    if (!(await s3.bucketExists(bucket))) return out;
-    for (const prefix of config.backupPrefixes) {
-      for await (const item of s3.listObjectsV2(bucket, prefix, true)) {
-        const o = item as { name?: string; size?: number; etag?: string };
-        if (o.name) out.set(o.name, { size: o.size ?? 0, etag: (o.etag ?? '').replace(/"/g, '') });
-      }
-    }
-    return out;
+    if (!(await s3.bucketExists(bucket))) return new Map();
+    return new Map((await listSource()).map((e) => [e.key, { size: e.size, etag: e.etag }]));
   }
 
   const same = (a: { size: number; etag: string } | undefined, e: ObjectIndexEntry) =>

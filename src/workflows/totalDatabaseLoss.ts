@@ -6,7 +6,7 @@
  *   4. running containers carry on (nothing to do: their tasks are back in Postgres)
  * and a cleanup phase that always runs.
  */
-import { CancellationScope, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PostgresTarget, RestoreResult } from '../activities/postgres';
 import type { RegistrationReport } from '../activities/redis';
@@ -16,7 +16,7 @@ import { long, quick } from './options';
 import { Procedure, surfaceFailure, type StepProgress } from './procedure';
 import { monitorRegistersContainers, reconnectOrRestart } from './services';
 import {
-  approvalGate,
+  startRecovery,
   measure,
   type Measurements,
   type RecoveryCommonInput,
@@ -124,12 +124,11 @@ function validate(
 export async function totalDatabaseLoss(
   rawInput: TotalDatabaseLossInput = {},
 ): Promise<TotalDatabaseLossResult | RecoveryPlan> {
-  const procedure = new Procedure('Total database loss', STEPS);
-  const approve = approvalGate(procedure, rawInput.replaceExisting === true || rawInput.confirm === true);
-  const info = workflowInfo();
-  // Unique per run: staging and moved-aside names derive from it.
-  const recoveryId = `${info.workflowId}/${info.runId}`;
-  const started = Date.now();
+  const { procedure, approve, recoveryId, started } = startRecovery(
+    'Total database loss',
+    STEPS,
+    rawInput.replaceExisting === true || rawInput.confirm === true,
+  );
   let input: ReturnType<typeof validate> | undefined;
   let lockedBackup: string | undefined;
   try {
