@@ -4,17 +4,17 @@
  * killed — only the live agents keep running. After the recovery: every task whose agent is gone
  * is re-dispatched exactly once, no live task is touched, all other data equals the backup.
  */
-import { promises as fs, readdirSync } from 'node:fs';
-import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import { seededStatus } from '../src/reference/model';
 import { servicePid } from '../src/reference/supervisor';
 import type { fullCluster, nightlyBackup } from '../src/workflows';
 import type { FullClusterResult } from '../src/workflows/fullCluster';
 import {
+  deleteBucket,
   dropDatabase,
   freshKohakku,
   health,
+  killStackRedis,
   minioClient,
   sql,
   startWorker,
@@ -82,15 +82,8 @@ test('full cluster loss: lost tasks re-dispatched exactly once, live tasks untou
   }
   await dropDatabase(k.stack, 'kohakku-controller');
   await dropDatabase(k.stack, 'kohakku-dispatcher');
-  process.kill(testStack().redis.pid, 'SIGKILL');
-  await new Promise((r) => setTimeout(r, 300));
-  for (const f of readdirSync(testStack().redis.dir))
-    if (f !== 'redis.log') await fs.rm(path.join(testStack().redis.dir, f), { recursive: true, force: true });
-  const s3 = minioClient(k.stack);
-  const keys: string[] = [];
-  for await (const o of s3.listObjectsV2('kohakku', '', true)) keys.push((o as { name: string }).name);
-  await s3.removeObjects('kohakku', keys);
-  await s3.removeBucket('kohakku');
+  await killStackRedis({ deleteFiles: true });
+  await deleteBucket(minioClient(k.stack), 'kohakku');
 
   const result = (await client.workflow.execute<typeof fullCluster>('fullCluster', {
     taskQueue,

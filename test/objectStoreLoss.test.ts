@@ -7,6 +7,7 @@ import type { nightlyBackup, objectStoreLoss } from '../src/workflows';
 import type { ObjectStoreLossResult } from '../src/workflows/objectStoreLoss';
 import { seededStatus } from '../src/reference/model';
 import {
+  deleteBucket,
   freshKohakku,
   minioClient,
   startWorker,
@@ -50,12 +51,7 @@ async function listing(): Promise<Map<string, { size: number; etag: string }>> {
   return out;
 }
 
-async function deleteBucket(): Promise<void> {
-  const s3 = minioClient(k.stack);
-  const keys = [...(await listing()).keys()];
-  for (let i = 0; i < keys.length; i += 1000) await s3.removeObjects('kohakku', keys.slice(i, i + 1000));
-  await s3.removeBucket('kohakku');
-}
+const deleteKohakkuBucket = () => deleteBucket(minioClient(k.stack), 'kohakku');
 
 /** What must come back: everything but the briefs of completed tasks. */
 function expected(): Map<string, { size: number; etag: string }> {
@@ -68,7 +64,7 @@ function expected(): Map<string, { size: number; etag: string }> {
 }
 
 test('bucket deleted → restored from the mirror, minus completed-task briefs, sizes and ETags identical', async () => {
-  await deleteBucket();
+  await deleteKohakkuBucket();
   const worker = await startWorker(k.workerEnv);
   try {
     const client = await temporalClient(k.stack);
@@ -86,7 +82,7 @@ test('bucket deleted → restored from the mirror, minus completed-task briefs, 
 });
 
 test('a restore killed half-way resumes and re-sends at most the objects that were in flight', async () => {
-  await deleteBucket();
+  await deleteKohakkuBucket();
   const total = expected().size;
   let worker = await startWorker(k.workerEnv);
   const client = await temporalClient(k.stack);

@@ -10,6 +10,7 @@ import type { redisLoss } from '../src/workflows';
 import type { RedisLossResult } from '../src/workflows/redisLoss';
 import {
   freshKohakku,
+  killStackRedis,
   sql,
   startWorker,
   stopKohakku,
@@ -40,22 +41,6 @@ function redis(): Redis {
   const r = new Redis({ port: testStack().redis.port, lazyConnect: true, maxRetriesPerRequest: 1 });
   r.on('error', () => undefined);
   return r;
-}
-
-async function killRedis(): Promise<void> {
-  const pid = testStack().redis.pid;
-  process.kill(pid, 'SIGKILL');
-  while (
-    (() => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    })()
-  )
-    await new Promise((r) => setTimeout(r, 20));
 }
 
 async function recover(
@@ -102,10 +87,7 @@ test('FLUSHALL, SIGKILL, files deleted → Redis restarted, registrations and qu
   await r.connect();
   await r.flushall();
   r.disconnect();
-  await killRedis();
-  const dir = testStack().redis.dir;
-  for (const f of readdirSync(dir))
-    if (f !== 'redis.log') await fs.rm(path.join(dir, f), { recursive: true, force: true });
+  await killStackRedis({ deleteFiles: true });
 
   const result = await recover('test-redis-lost');
   expect(result.recoveredFrom).toBe('its own AOF/RDB');
@@ -129,7 +111,7 @@ test('a corrupt AOF: files moved aside (kept), Redis starts empty, state rebuilt
   for (let i = 0; i < 200; i++) await r.set(`after-rewrite:${i}`, 'y'.repeat(100));
   await new Promise((res) => setTimeout(res, 1500)); // appendfsync everysec
   r.disconnect();
-  await killRedis();
+  await killStackRedis({ deleteFiles: false });
   const aofDir = path.join(testStack().redis.dir, 'appendonlydir');
   const incr = readdirSync(aofDir).find((f) => f.endsWith('.incr.aof'))!;
   const file = path.join(aofDir, incr);
