@@ -71,6 +71,16 @@ export function blobKey(etag: string, size: number): string {
   return `${BLOB_PREFIX}${etag.replace(/"/g, '')}-${size}`;
 }
 
+/** Empties a bucket and removes it; returns how many objects it held, undefined when there was none. */
+export async function removeBucket(s3: Minio.Client, name: string): Promise<number | undefined> {
+  if (!(await s3.bucketExists(name))) return undefined;
+  const keys: string[] = [];
+  for await (const o of s3.listObjectsV2(name, '', true)) keys.push((o as { name: string }).name);
+  for (let i = 0; i < keys.length; i += 1000) await s3.removeObjects(name, keys.slice(i, i + 1000));
+  await s3.removeBucket(name);
+  return keys.length;
+}
+
 /** Runs `fn` over `items`, at most `limit` at once. */
 export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length);
@@ -249,15 +259,6 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     return `kohakku-dr-verify-${shortTag(verifyId, 12)}`;
   }
 
-  async function removeBucket(name: string): Promise<boolean> {
-    if (!(await s3.bucketExists(name))) return false;
-    const keys: string[] = [];
-    for await (const o of s3.listObjectsV2(name, '', true)) keys.push((o as { name: string }).name);
-    for (let i = 0; i < keys.length; i += 1000) await s3.removeObjects(name, keys.slice(i, i + 1000));
-    await s3.removeBucket(name);
-    return true;
-  }
-
   /**
    * Restores the backup's objects into a scratch bucket and compares keys, sizes and ETags with
    * the index. The scratch bucket is always removed.
@@ -270,7 +271,7 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     if (!index) return { ok: false, problems: [`no object backup ${input.backupId}`], objects: 0 };
     const scratch = scratchBucket(input.verifyId);
     const problems: string[] = [];
-    await removeBucket(scratch);
+    await removeBucket(s3, scratch);
     await s3.makeBucket(scratch, config.s3.region);
     try {
       let done = 0;
@@ -297,12 +298,12 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
       }
       return { ok: problems.length === 0, problems: problems.slice(0, 20), objects: index.length };
     } finally {
-      await removeBucket(scratch);
+      await removeBucket(s3, scratch);
     }
   }
 
   async function cleanupObjectVerification(input: { verifyId: string }): Promise<{ removed: boolean }> {
-    return { removed: await removeBucket(scratchBucket(input.verifyId)) };
+    return { removed: (await removeBucket(s3, scratchBucket(input.verifyId))) !== undefined };
   }
 
   return { mirrorObjects, verifyObjectBackup, cleanupObjectVerification, planObjectRestore, restoreObjects };

@@ -5,19 +5,20 @@
  * deleted, the bucket deleted, every service killed; only the agents keep running — run the
  * full-cluster workflow on a real worker, verify against the backup, print a report, tear down.
  */
-import { appendFileSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import * as Minio from 'minio';
 import { Client } from 'pg';
 import { s3BackupStore } from '../activities/backupStore';
+import { removeBucket } from '../activities/objectStore';
 import { compareTables, tableStats, type PostgresManifest } from '../activities/postgres';
 import { containerName, seededStatus } from '../reference/model';
 import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
 import { servicePid, startReferenceService } from '../reference/supervisor';
 import { signalDaemon, startDaemon, tcpOpen } from '../stack/processes';
-import { readStack, startStack, stopStack, type StackInfo } from '../stack/stack';
+import { killRedis, readStack, startStack, stopStack, type StackInfo } from '../stack/stack';
 import type { FullClusterResult } from '../workflows/fullCluster';
 import type { NightlyBackupResult } from '../workflows/nightlyBackup';
 import { connect, watch } from './temporal';
@@ -132,10 +133,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
         );
       }
       say(`   DROP DATABASE "${model.postgres.controllerDb}", "${model.postgres.dispatcherDb}"`);
-      signalDaemon(readStack(stack.dir).redis.pid, 'SIGKILL');
-      await new Promise((r) => setTimeout(r, 300));
-      for (const f of readdirSync(stack.redis.dir))
-        if (f !== 'redis.log') await fs.rm(path.join(stack.redis.dir, f), { recursive: true, force: true });
+      await killRedis(stack.dir, { deleteFiles: true });
       say('   SIGKILL redis-server, its AOF and RDB deleted');
       const s3 = new Minio.Client({
         endPoint: '127.0.0.1',
@@ -144,13 +142,8 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
         accessKey: stack.minio.accessKey,
         secretKey: stack.minio.secretKey,
       });
-      const keys: string[] = [];
-      for await (const o of s3.listObjectsV2(model.s3.bucket, '', true))
-        keys.push((o as { name: string }).name);
-      for (let i = 0; i < keys.length; i += 1000)
-        await s3.removeObjects(model.s3.bucket, keys.slice(i, i + 1000));
-      await s3.removeBucket(model.s3.bucket);
-      say(`   bucket ${model.s3.bucket} deleted (${keys.length} objects)`);
+      const objectsBefore = (await removeBucket(s3, model.s3.bucket)) ?? 0;
+      say(`   bucket ${model.s3.bucket} deleted (${objectsBefore} objects)`);
       const incidentAt = new Date().toISOString();
 
       say(`⑤ recovering: fullCluster workflow (agents' grace period ${options.grace} s)`);
@@ -171,7 +164,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
       );
 
       say('⑥ verifying against the backup');
-      return await verify(stack, model, manifest, nightly, result, keys.length, t0);
+      return await verify(stack, model, manifest, nightly, result, objectsBefore, t0);
     } finally {
       await close();
     }

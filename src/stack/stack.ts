@@ -100,6 +100,16 @@ export async function waitForRedis(port: number, log?: string): Promise<void> {
   );
 }
 
+/** A real Redis disaster, for the drill and the tests: SIGKILL the stack's redis-server, optionally delete its AOF and RDB. */
+export async function killRedis(stackDir: string, options: { deleteFiles: boolean }): Promise<void> {
+  const { redis } = readStack(stackDir);
+  await stopDaemon(redis.pid, 0, 'SIGKILL');
+  if (!options.deleteFiles) return;
+  for (const f of readdirSync(redis.dir)) {
+    if (f !== 'redis.log') await fs.rm(path.join(redis.dir, f), { recursive: true, force: true });
+  }
+}
+
 /** Starts a fresh stack in a new temporary folder. Stops what it started if any part fails. */
 export async function startStack(
   options: { withTemporalUi?: boolean; log?: (line: string) => void } = {},

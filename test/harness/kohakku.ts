@@ -3,13 +3,13 @@
  * a Temporal client, and checks computed independently of the code under test.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { promises as fs, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { Client as TemporalClient, Connection, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { Redis } from 'ioredis';
 import * as Minio from 'minio';
 import { Client } from 'pg';
+import { removeBucket } from '../../src/activities/objectStore';
 import type { ReferenceModel } from '../../src/reference/model';
 import { referenceModelOn, workerEnvFor } from '../../src/reference/onStack';
 import { seedReferenceKohakku, type SeedOptions } from '../../src/reference/seed';
@@ -18,8 +18,7 @@ import {
   stopReferenceServices,
   type ServiceOptions,
 } from '../../src/reference/supervisor';
-import { stopDaemon } from '../../src/stack/processes';
-import { readStack, type StackInfo } from '../../src/stack/stack';
+import { killRedis, readStack, type StackInfo } from '../../src/stack/stack';
 import { STACK_DIR_ENV } from './globalSetup';
 
 export const DIST = path.resolve(__dirname, '../../dist');
@@ -139,20 +138,12 @@ export function minioClient(stack: StackInfo): Minio.Client {
 
 /** A real disaster for the object store: every object removed, then the bucket itself. */
 export async function deleteBucket(s3: Minio.Client, bucket: string): Promise<void> {
-  const names: string[] = [];
-  for await (const o of s3.listObjectsV2(bucket, '', true)) names.push((o as { name: string }).name);
-  for (let i = 0; i < names.length; i += 1000) await s3.removeObjects(bucket, names.slice(i, i + 1000));
-  await s3.removeBucket(bucket);
+  await removeBucket(s3, bucket);
 }
 
 /** A real disaster for Redis: SIGKILL the stack's redis-server; optionally delete its AOF and RDB too. */
-export async function killStackRedis(options: { deleteFiles: boolean }): Promise<void> {
-  const { redis } = testStack();
-  await stopDaemon(redis.pid, 0, 'SIGKILL');
-  if (!options.deleteFiles) return;
-  for (const f of readdirSync(redis.dir)) {
-    if (f !== 'redis.log') await fs.rm(path.join(redis.dir, f), { recursive: true, force: true });
-  }
+export function killStackRedis(options: { deleteFiles: boolean }): Promise<void> {
+  return killRedis(testStack().dir, options);
 }
 
 export interface WorkerProcess {
