@@ -6,11 +6,11 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
+import { SERVICE_NAMES, type KohakkuService } from './domain/targets';
 
 export const SERVICE_ADAPTERS = ['command', 'compose', 'systemd', 'kubectl'] as const;
 export type ServiceAdapterKind = (typeof SERVICE_ADAPTERS)[number];
-export const SERVICE_NAMES = ['controller', 'dispatcher', 'monitor', 'redis', 'temporal'] as const;
-export type KohakkuService = (typeof SERVICE_NAMES)[number];
+export { SERVICE_NAMES, type KohakkuService };
 
 const port = z.coerce.number().int().min(1).max(65535);
 const nonEmpty = z.string().trim().min(1);

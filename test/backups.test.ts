@@ -6,11 +6,13 @@
  */
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
-import { createBackupSetActivities, readSet, type BackupSetManifest } from '../src/activities/backupSets';
+import { createBackupSetActivities } from '../src/activities/backupSets';
+import type { BackupSetManifest } from '../src/domain/manifests';
+import { readSet } from '../src/infra/catalog';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { dirBackupStore, s3BackupStore } from '../src/activities/backupStore';
+import { dirBackupStore, s3BackupStore } from '../src/infra/backupStore';
 import { BLOB_PREFIX } from '../src/activities/objectStore';
 import { redisBackupKey } from '../src/activities/redisBackup';
 import { createPostgresActivities, dumpKey } from '../src/activities/postgres';

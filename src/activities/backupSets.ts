@@ -5,30 +5,27 @@
  * running restore holds a lock on (`locks/<id>/…`).
  */
 import type { Config } from '../config';
-import { ErrorType, fail } from '../errors';
-import type { BackupStore } from './backupStore';
-import { BLOB_PREFIX, objectIndexKey, type ObjectBackupManifest, type ObjectIndexEntry } from './objectStore';
-import type { PostgresManifest } from './postgres';
-import type { RedisBackupManifest } from './redisBackup';
-
-export interface Verification {
-  verifiedAt: string;
-  ok: boolean;
-  problems: string[];
-  verifyId: string;
-}
-
-export interface BackupSetManifest {
-  kind: 'backup-set';
-  formatVersion: 1;
-  id: string;
-  createdAt: string;
-  completedAt: string;
-  postgres: { databases: { database: string; size: number; sha256: string; tables: number; rows: number }[] };
-  redis: { size: number; sha256: string; keys: number; method: string };
-  objects: { objects: number; bytes: number; copied: number };
-  verification?: Verification;
-}
+import { ErrorType, fail } from '../domain/errors';
+import { backupTime, BACKUP_ID_PATTERN } from '../domain/backupIds';
+import {
+  BLOB_PREFIX,
+  lockKey,
+  objectIndexKey,
+  objectsManifestKey,
+  postgresManifestKey,
+  redisManifestKey,
+  setManifestKey,
+} from '../domain/layout';
+import type {
+  BackupSetManifest,
+  ObjectBackupManifest,
+  ObjectIndexEntry,
+  PostgresManifest,
+  RedisBackupManifest,
+  Verification,
+} from '../domain/manifests';
+import type { BackupStore } from '../infra/backupStore';
+import { allBackupIds, listBackupSets as listSets, readSet } from '../infra/catalog';
 
 export interface PruneReport {
   asOf: string;
@@ -36,31 +33,6 @@ export interface PruneReport {
   pruned: string[];
   kept: { id: string; reason: string }[];
   blobsRemoved: number;
-}
-
-const BACKUP_ID = /^\d{8}T\d{6}Z$/;
-export const setManifestKey = (id: string) => `sets/${id}/manifest.json`;
-
-/** A backup id's time (ids are UTC timestamps). */
-export function backupTime(id: string): number {
-  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(id);
-  return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : NaN;
-}
-
-export async function readSet(store: BackupStore, id: string): Promise<BackupSetManifest | undefined> {
-  return store.getJson<BackupSetManifest>(setManifestKey(id));
-}
-
-/** Every backup id present in the store under any part, newest first. */
-async function allIds(store: BackupStore): Promise<string[]> {
-  const ids = new Set<string>();
-  for (const part of ['postgres/', 'redis/', 'objects/', 'sets/', 'locks/']) {
-    for (const o of await store.list(part)) {
-      const id = o.key.split('/')[1];
-      if (id && BACKUP_ID.test(id)) ids.add(id);
-    }
-  }
-  return [...ids].sort().reverse();
 }
 
 export function createBackupSetActivities({
@@ -74,9 +46,9 @@ export function createBackupSetActivities({
   async function writeBackupSet(input: { backupId: string; startedAt: string }): Promise<BackupSetManifest> {
     const existing = await readSet(store, input.backupId);
     if (existing) return existing;
-    const pg = await store.getJson<PostgresManifest>(`postgres/${input.backupId}/manifest.json`);
-    const redis = await store.getJson<RedisBackupManifest>(`redis/${input.backupId}/manifest.json`);
-    const objects = await store.getJson<ObjectBackupManifest>(`objects/${input.backupId}/manifest.json`);
+    const pg = await store.getJson<PostgresManifest>(postgresManifestKey(input.backupId));
+    const redis = await store.getJson<RedisBackupManifest>(redisManifestKey(input.backupId));
+    const objects = await store.getJson<ObjectBackupManifest>(objectsManifestKey(input.backupId));
     if (!pg || !redis || !objects) {
       throw new Error(
         `backup ${input.backupId} is incomplete: postgres ${!!pg}, redis ${!!redis}, objects ${!!objects}`,
@@ -115,25 +87,18 @@ export function createBackupSetActivities({
     return updated;
   }
 
-  async function listBackupSets(): Promise<BackupSetManifest[]> {
-    const out: BackupSetManifest[] = [];
-    for (const id of await allIds(store)) {
-      const set = await readSet(store, id);
-      if (set) out.push(set);
-    }
-    return out;
-  }
+  const listBackupSets = (): Promise<BackupSetManifest[]> => listSets(store);
 
   /** A restore holds a lock on the backup it uses, so retention leaves that backup alone. */
   async function lockBackup(input: { backupId: string; holder: string }): Promise<void> {
-    await store.putJson(`locks/${input.backupId}/${encodeURIComponent(input.holder)}.json`, {
+    await store.putJson(lockKey(input.backupId, input.holder), {
       holder: input.holder,
       at: new Date().toISOString(),
     });
   }
 
   async function unlockBackup(input: { backupId: string; holder: string }): Promise<void> {
-    await store.removeKeys([`locks/${input.backupId}/${encodeURIComponent(input.holder)}.json`]);
+    await store.removeKeys([lockKey(input.backupId, input.holder)]);
   }
 
   /**
@@ -148,7 +113,7 @@ export function createBackupSetActivities({
     }
     const asOf = Date.parse(input.asOf);
     const cutoff = asOf - retentionDays * 86400_000;
-    const ids = await allIds(store);
+    const ids = await allBackupIds(store);
     const sets = new Map<string, BackupSetManifest>();
     for (const id of ids) {
       const set = await readSet(store, id);
@@ -189,7 +154,7 @@ export function createBackupSetActivities({
   }): Promise<{ id: string; createdAt: string; verified: boolean }> {
     const sets = await listBackupSets();
     const wanted = input.backupId && input.backupId !== 'latest' ? input.backupId : undefined;
-    if (wanted && !BACKUP_ID.test(wanted))
+    if (wanted && !BACKUP_ID_PATTERN.test(wanted))
       throw fail(ErrorType.InvalidInput, `"${wanted}" is not a backup id (YYYYMMDDTHHMMSSZ or latest)`);
     const set = wanted
       ? sets.find((s) => s.id === wanted)

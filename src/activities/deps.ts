@@ -2,8 +2,8 @@
 import { Redis } from 'ioredis';
 import * as Minio from 'minio';
 import type { Config } from '../config';
-import { dirBackupStore, s3BackupStore, type BackupStore } from './backupStore';
-import { createCommandRunner } from './exec';
+import { dirBackupStore, s3BackupStore, type BackupStore } from '../infra/backupStore';
+import { createCommandRunner } from '../infra/exec';
 import type { ActivityDeps } from './index';
 
 export function s3Client(config: Config): Minio.Client {

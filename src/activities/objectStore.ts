@@ -9,32 +9,14 @@
  */
 import type * as Minio from 'minio';
 import type { Config } from '../config';
-import { ErrorType, fail } from '../errors';
-import type { BackupStore } from './backupStore';
-import { queryController } from './database';
-import { shortTag } from './hashing';
+import { BLOB_PREFIX, objectIndexKey, objectsManifestKey } from '../domain/layout';
+import type { ObjectBackupManifest, ObjectIndexEntry } from '../domain/manifests';
+import { ErrorType, fail } from '../domain/errors';
+import type { BackupStore } from '../infra/backupStore';
+import { queryController } from '../infra/database';
+import { shortTag } from '../infra/hashing';
 import { heartbeat } from './heartbeat';
-
-export interface ObjectIndexEntry {
-  key: string;
-  size: number;
-  etag: string;
-  blob: string;
-}
-
-export interface ObjectBackupManifest {
-  kind: 'objects';
-  formatVersion: 1;
-  id: string;
-  createdAt: string;
-  bucket: string;
-  prefixes: string[];
-  objects: number;
-  bytes: number;
-  copied: number;
-  alreadyMirrored: number;
-  indexKey: string;
-}
+import { mapLimit, removeBucket } from '../infra/s3';
 
 export interface ObjectRestorePlan {
   bucket: string;
@@ -63,36 +45,12 @@ export interface ObjectStoreDeps {
   s3: Minio.Client;
 }
 
-export const BLOB_PREFIX = 'objects/blobs/';
-const manifestKey = (id: string) => `objects/${id}/manifest.json`;
-export const objectIndexKey = (id: string) => `objects/${id}/index.json`;
+export { BLOB_PREFIX, objectIndexKey };
+export type { ObjectBackupManifest, ObjectIndexEntry };
+const manifestKey = objectsManifestKey;
 
 export function blobKey(etag: string, size: number): string {
   return `${BLOB_PREFIX}${etag.replace(/"/g, '')}-${size}`;
-}
-
-/** Empties a bucket and removes it; returns how many objects it held, undefined when there was none. */
-export async function removeBucket(s3: Minio.Client, name: string): Promise<number | undefined> {
-  if (!(await s3.bucketExists(name))) return undefined;
-  const keys: string[] = [];
-  for await (const o of s3.listObjectsV2(name, '', true)) keys.push((o as { name: string }).name);
-  for (let i = 0; i < keys.length; i += 1000) await s3.removeObjects(name, keys.slice(i, i + 1000));
-  await s3.removeBucket(name);
-  return keys.length;
-}
-
-/** Runs `fn` over `items`, at most `limit` at once. */
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDeps) {

@@ -12,42 +12,21 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import type { Config } from '../config';
-import { ErrorType, fail } from '../errors';
-import { readSet } from './backupSets';
-import type { BackupStore } from './backupStore';
-import { withDatabase } from './database';
-import { sha256File, shortTag } from './hashing';
-import { CommandFailed, type CommandRunner } from './exec';
+import { ErrorType, fail } from '../domain/errors';
+import { BACKUP_ID_PATTERN as BACKUP_ID } from '../domain/backupIds';
+import { dumpKey, postgresManifestKey } from '../domain/layout';
+import type { DatabaseBackup, PostgresManifest, TableStats } from '../domain/manifests';
+import { POSTGRES_TARGETS, type PostgresTarget } from '../domain/targets';
+import type { BackupStore } from '../infra/backupStore';
+import { readSet } from '../infra/catalog';
+import { withDatabase } from '../infra/database';
+import { sha256File, shortTag } from '../infra/hashing';
+import { CommandFailed, type CommandRunner } from '../infra/exec';
 import { cancellationSignal, heartbeat, withHeartbeats } from './heartbeat';
 import { parseToc, quoteIdent, selectTable } from './tocSelection';
 
-export type PostgresTarget = 'controller' | 'dispatcher';
-export const POSTGRES_TARGETS: PostgresTarget[] = ['controller', 'dispatcher'];
-
-export interface TableStats {
-  table: string;
-  rows: number;
-  checksum: string;
-}
-
-export interface DatabaseBackup {
-  target: PostgresTarget;
-  database: string;
-  key: string;
-  size: number;
-  sha256: string;
-  tables: TableStats[];
-}
-
-export interface PostgresManifest {
-  kind: 'postgres';
-  formatVersion: 1;
-  id: string;
-  createdAt: string;
-  serverVersion: string;
-  pgDumpVersion: string;
-  databases: DatabaseBackup[];
-}
+export { dumpKey };
+export type { DatabaseBackup, PostgresManifest, PostgresTarget, TableStats };
 
 export interface PostgresBackupSummary {
   id: string;
@@ -82,14 +61,8 @@ export interface PostgresDeps {
   store: BackupStore;
 }
 
-const MANIFEST = 'manifest.json';
-const BACKUP_ID = /^\d{8}T\d{6}Z$/;
 /** Postgres truncates identifiers at 63 bytes; keep room for our suffixes. */
 const MAX_BASE = 40;
-
-export function dumpKey(backupId: string, database: string): string {
-  return `postgres/${backupId}/${database}-${backupId.slice(0, 8)}.dump`;
-}
 
 const tag = (recoveryId: string) => shortTag(recoveryId);
 
@@ -137,7 +110,7 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
         `"${backupId}" is not a backup id (expected YYYYMMDDTHHMMSSZ or "latest")`,
       );
     }
-    return store.getJson<PostgresManifest>(`postgres/${backupId}/${MANIFEST}`);
+    return store.getJson<PostgresManifest>(postgresManifestKey(backupId));
   }
 
   /** A backup's summary, with its set's verification verdict. */
@@ -160,7 +133,7 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
   async function listPostgresBackups(): Promise<PostgresBackupSummary[]> {
     const objects = await store.list('postgres/');
     const ids = objects
-      .filter((o) => o.key.endsWith(`/${MANIFEST}`))
+      .filter((o) => o.key.endsWith('/manifest.json'))
       .map((o) => o.key.split('/')[1]!)
       .filter((id) => BACKUP_ID.test(id))
       .sort()
@@ -236,7 +209,7 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
         pgDumpVersion,
         databases,
       };
-      await store.putJson(`postgres/${input.backupId}/${MANIFEST}`, manifest);
+      await store.putJson(postgresManifestKey(input.backupId), manifest);
       return manifest;
     } finally {
       await fs.rm(workDir, { recursive: true, force: true });
@@ -249,7 +222,7 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
     targets: PostgresTarget[];
   }): Promise<PostgresBackupSummary> {
     for (const t of input.targets) {
-      if (!POSTGRES_TARGETS.includes(t)) {
+      if (!(POSTGRES_TARGETS as readonly string[]).includes(t)) {
         throw fail(
           ErrorType.InvalidInput,
           `unknown target "${t}": expected one of ${POSTGRES_TARGETS.join(', ')}`,
@@ -505,7 +478,7 @@ export function createPostgresActivities({ config, exec, store }: PostgresDeps) 
   }): Promise<{ droppedStaging: string[] }> {
     const dropped: string[] = [];
     await admin(async (c) => {
-      for (const t of input.targets.filter((x) => POSTGRES_TARGETS.includes(x))) {
+      for (const t of input.targets.filter((x) => (POSTGRES_TARGETS as readonly string[]).includes(x))) {
         const staging = stagingName(databaseOf(t), input.recoveryId);
         if ((await databaseComment(c, staging)) !== undefined) {
           await dropDatabase(c, staging);

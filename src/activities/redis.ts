@@ -3,7 +3,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Config } from '../config';
-import { queryController } from './database';
+import { queryController } from '../infra/database';
 import { cancellationSignal, heartbeat, sleep } from './heartbeat';
 
 export interface RegistrationReport {

@@ -12,27 +12,14 @@ import * as path from 'node:path';
 import type { Redis } from 'ioredis';
 import { Redis as RedisClient } from 'ioredis';
 import type { Config } from '../config';
-import { ErrorType, fail } from '../errors';
-import type { BackupStore } from './backupStore';
-import { siblingTool, type CommandRunner } from './exec';
-import { sha256File, shortTag } from './hashing';
+import { redisBackupKey, redisManifestKey } from '../domain/layout';
+import type { RedisBackupManifest } from '../domain/manifests';
+import { ErrorType, fail } from '../domain/errors';
+import type { BackupStore } from '../infra/backupStore';
+import { siblingTool, type CommandRunner } from '../infra/exec';
+import { sha256File, shortTag } from '../infra/hashing';
 import { cancellationSignal, sleep, withHeartbeats } from './heartbeat';
-import { startDaemon, stopDaemon } from '../stack/processes';
-
-export interface RedisBackupManifest {
-  kind: 'redis';
-  formatVersion: 1;
-  id: string;
-  createdAt: string;
-  method: 'bgsave' | 'network';
-  key: string;
-  size: number;
-  sha256: string;
-  redisVersion: string;
-  /** Keys in the RDB, as redis-check-rdb read them. */
-  keys: number;
-  expires: number;
-}
+import { startDaemon, stopDaemon } from '../infra/processes';
 
 export interface RedisBackupDeps {
   config: Config;
@@ -50,11 +37,9 @@ function info(text: string): Record<string, string> {
   return out;
 }
 
-export function redisBackupKey(id: string): string {
-  return `redis/${id}/dump-${id.slice(0, 8)}.rdb`;
-}
-
-const manifestKey = (id: string) => `redis/${id}/manifest.json`;
+export { redisBackupKey };
+export type { RedisBackupManifest };
+const manifestKey = redisManifestKey;
 
 export function createRedisBackupActivities({ config, exec, store, redis }: RedisBackupDeps) {
   const checkRdb = siblingTool(config.redis.serverBin, 'redis-check-rdb');

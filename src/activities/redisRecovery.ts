@@ -7,10 +7,10 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Config } from '../config';
-import { queryController, withControllerDb } from './database';
-import { ErrorType, fail } from '../errors';
-import { CommandFailed, siblingTool, type CommandRunner } from './exec';
-import { shortTag } from './hashing';
+import { queryController, withControllerDb } from '../infra/database';
+import { ErrorType, fail } from '../domain/errors';
+import { CommandFailed, siblingTool, type CommandRunner } from '../infra/exec';
+import { shortTag } from '../infra/hashing';
 import { cancellationSignal, heartbeat, sleep } from './heartbeat';
 
 export interface RedisStatus {

@@ -4,7 +4,7 @@
  */
 import * as net from 'node:net';
 import type { Config, KohakkuService } from '../config';
-import type { CommandRunner } from './exec';
+import type { CommandRunner } from '../infra/exec';
 import { cancellationSignal, heartbeat, sleep } from './heartbeat';
 
 export interface HealthReport {

@@ -6,8 +6,8 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { createBackupSetActivities } from '../activities/backupSets';
-import { createBackupStore } from '../activities/deps';
-import { createCommandRunner } from '../activities/exec';
+import { createBackupStore } from '../infra/stores';
+import { createCommandRunner } from '../infra/exec';
 import { createPostgresActivities } from '../activities/postgres';
 import { loadConfig, optionsMarkdown } from '../config';
 import { readStack, stopStack } from '../stack/stack';

@@ -1,6 +1,6 @@
 /** The reference Kohakku laid over an embedded stack, and the worker settings that point at it. */
 import * as path from 'node:path';
-import { freePort } from '../stack/processes';
+import { freePort } from '../infra/processes';
 import { stackEnv, type StackInfo } from '../stack/stack';
 import { referenceScript, type ReferenceModel } from './model';
 

@@ -6,7 +6,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { stopDaemon } from '../stack/processes';
+import { stopDaemon } from '../infra/processes';
 import { readStack, startRedis, stackFile } from '../stack/stack';
 import { REFERENCE_SERVICES, restartReferenceService, type ReferenceService } from './supervisor';
 

@@ -5,7 +5,7 @@
  */
 import { appendFileSync, existsSync, promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { isAlive, startDaemon, stopDaemon, tcpOpen, waitUntil } from '../stack/processes';
+import { isAlive, startDaemon, stopDaemon, tcpOpen, waitUntil } from '../infra/processes';
 import { toolPaths } from '../stack/tools';
 import { MODEL_ENV, referenceScript, type ReferenceModel } from './model';
 

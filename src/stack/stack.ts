@@ -9,8 +9,16 @@ import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
-import { createCommandRunner } from '../activities/exec';
-import { freePort, isAlive, startDaemon, stopDaemon, tcpOpen, waitUntil, type Daemon } from './processes';
+import { createCommandRunner } from '../infra/exec';
+import {
+  freePort,
+  isAlive,
+  startDaemon,
+  stopDaemon,
+  tcpOpen,
+  waitUntil,
+  type Daemon,
+} from '../infra/processes';
 import { toolPaths, type ToolPaths } from './tools';
 
 const STACK_PREFIX = 'kohakku-dr-stack-';

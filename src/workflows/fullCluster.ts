@@ -13,10 +13,11 @@
 import { proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ObjectRestoreReport } from '../activities/objectStore';
-import type { PostgresTarget, RestoreResult } from '../activities/postgres';
+import type { RestoreResult } from '../activities/postgres';
+import type { PostgresTarget } from '../domain/targets';
 import type { RedispatchReport } from '../activities/redisRecovery';
 import type { HealthReport } from '../activities/services';
-import { ErrorType, fail } from '../errors';
+import { ErrorType, fail } from '../domain/errors';
 import { long, quick } from './options';
 import type { StepProgress } from './procedure';
 import {

@@ -5,7 +5,8 @@
  */
 import { executeChild, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { BackupSetManifest, PruneReport } from '../activities/backupSets';
+import type { PruneReport } from '../activities/backupSets';
+import type { BackupSetManifest } from '../domain/manifests';
 import { objectStoreBackup } from './objectStoreBackup';
 import { quick } from './options';
 import { postgresBackup } from './postgresBackup';

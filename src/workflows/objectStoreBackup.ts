@@ -4,7 +4,7 @@
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { ObjectBackupManifest } from '../activities/objectStore';
+import type { ObjectBackupManifest } from '../domain/manifests';
 import { long } from './options';
 import { backupIdOfThisRun, Procedure } from './procedure';
 

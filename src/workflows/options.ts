@@ -1,6 +1,6 @@
 /** Activity options shared by the workflows: what is retried, how often, and for how long. */
 import type { ActivityOptions } from '@temporalio/workflow';
-import { NON_RETRYABLE_ERRORS } from '../errors';
+import { NON_RETRYABLE_ERRORS } from '../domain/errors';
 
 const retry = {
   initialInterval: '2s',

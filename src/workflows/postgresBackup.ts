@@ -4,7 +4,8 @@
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { PostgresManifest, PostgresTarget } from '../activities/postgres';
+import type { PostgresManifest } from '../domain/manifests';
+import type { PostgresTarget } from '../domain/targets';
 import { long } from './options';
 import { backupIdOfThisRun, Procedure } from './procedure';
 

@@ -4,7 +4,7 @@
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { RedisBackupManifest } from '../activities/redisBackup';
+import type { RedisBackupManifest } from '../domain/manifests';
 import { long } from './options';
 import { backupIdOfThisRun, Procedure } from './procedure';
 

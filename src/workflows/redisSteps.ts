@@ -6,7 +6,7 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RedisStatus } from '../activities/redisRecovery';
-import { ErrorType, fail } from '../errors';
+import { ErrorType, fail } from '../domain/errors';
 import { quick, waitUpTo } from './options';
 import type { Procedure } from './procedure';
 

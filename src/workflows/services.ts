@@ -7,8 +7,8 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RegistrationReport } from '../activities/redis';
 import type { HealthReport } from '../activities/services';
-import type { KohakkuService } from '../config';
-import { ErrorType, fail } from '../errors';
+import type { KohakkuService } from '../domain/targets';
+import { ErrorType, fail } from '../domain/errors';
 import { quick, waitUpTo } from './options';
 import type { Procedure } from './procedure';
 

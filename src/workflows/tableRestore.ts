@@ -6,8 +6,8 @@
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { PostgresTarget } from '../activities/postgres';
-import { ErrorType, fail } from '../errors';
+import type { PostgresTarget } from '../domain/targets';
+import { ErrorType, fail } from '../domain/errors';
 import { long, quick } from './options';
 import type { StepProgress } from './procedure';
 import {

@@ -8,10 +8,11 @@
  */
 import { CancellationScope, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { PostgresTarget, RestoreResult } from '../activities/postgres';
+import type { RestoreResult } from '../activities/postgres';
+import type { PostgresTarget } from '../domain/targets';
 import type { RegistrationReport } from '../activities/redis';
 import type { HealthReport } from '../activities/services';
-import { ErrorType, fail } from '../errors';
+import { ErrorType, fail } from '../domain/errors';
 import { long, quick } from './options';
 import { Procedure, surfaceFailure, type StepProgress } from './procedure';
 import { monitorRegistersContainers, reconnectOrRestart } from './services';

@@ -5,8 +5,8 @@
  */
 import { ActivityCancellationType, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { Verification } from '../activities/backupSets';
-import { ErrorType, fail } from '../errors';
+import type { Verification } from '../domain/manifests';
+import { ErrorType, fail } from '../domain/errors';
 import { long, quick } from './options';
 import { Procedure } from './procedure';
 

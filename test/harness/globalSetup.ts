@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { signalDaemon } from '../../src/stack/processes';
+import { signalDaemon } from '../../src/infra/processes';
 import { extraPids, startStack, type StackInfo } from '../../src/stack/stack';
 
 export const STACK_DIR_ENV = 'KOHAKKU_DR_TEST_STACK';

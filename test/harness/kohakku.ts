@@ -9,7 +9,7 @@ import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { Redis } from 'ioredis';
 import * as Minio from 'minio';
 import { Client } from 'pg';
-import { removeBucket } from '../../src/activities/objectStore';
+import { removeBucket } from '../../src/infra/s3';
 import type { ReferenceModel } from '../../src/reference/model';
 import { referenceModelOn, workerEnvFor } from '../../src/reference/onStack';
 import { seedReferenceKohakku, type SeedOptions } from '../../src/reference/seed';

@@ -1,0 +1,31 @@
+/**
+ * The backup store's layout: every key a backup, a set, a lock or the object mirror lives under.
+ * A directory store and an S3 bucket hold the same keys; a part is complete only once its
+ * manifest.json is written, last.
+ */
+export const MANIFEST = 'manifest.json';
+
+export const postgresManifestKey = (backupId: string) => `postgres/${backupId}/${MANIFEST}`;
+export function dumpKey(backupId: string, database: string): string {
+  return `postgres/${backupId}/${database}-${backupId.slice(0, 8)}.dump`;
+}
+
+export const redisManifestKey = (backupId: string) => `redis/${backupId}/${MANIFEST}`;
+export function redisBackupKey(backupId: string): string {
+  return `redis/${backupId}/dump-${backupId.slice(0, 8)}.rdb`;
+}
+
+export const objectsManifestKey = (backupId: string) => `objects/${backupId}/${MANIFEST}`;
+export const objectIndexKey = (backupId: string) => `objects/${backupId}/index.json`;
+/** Mirrored objects, content-addressed, shared by every set that holds them. */
+export const BLOB_PREFIX = 'objects/blobs/';
+
+export const setManifestKey = (backupId: string) => `sets/${backupId}/${MANIFEST}`;
+
+/** A restore's hold on a backup, so retention leaves it alone while the lease lasts. */
+export const LOCK_PREFIX = 'locks/';
+export const lockKey = (backupId: string, holder: string) =>
+  `${LOCK_PREFIX}${backupId}/${encodeURIComponent(holder)}.json`;
+
+/** Top-level parts a backup id can appear under. */
+export const BACKUP_PARTS = ['postgres/', 'redis/', 'objects/', 'sets/', 'locks/'] as const;

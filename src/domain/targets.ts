@@ -1,0 +1,9 @@
+/**
+ * What a recovery can name: the Postgres targets and the Kohakku services. Plain constants shared
+ * by workflows, activities, configuration and the CLI; the worker maps them to real names.
+ */
+export const POSTGRES_TARGETS = ['controller', 'dispatcher'] as const;
+export type PostgresTarget = (typeof POSTGRES_TARGETS)[number];
+
+export const SERVICE_NAMES = ['controller', 'dispatcher', 'monitor', 'redis', 'temporal'] as const;
+export type KohakkuService = (typeof SERVICE_NAMES)[number];
