@@ -1,0 +1,268 @@
+/**
+ * What the Postgres activities share: the tools and their environment, short sessions on the
+ * server, the backup's manifest, the downloaded and checked dump, and a restore into a fresh
+ * database compared with the manifest. Backup, restore, table restore and verification are
+ * each in a file of their own and build on this kit.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { Client } from 'pg';
+import type { Config } from '../config';
+import { BACKUP_ID_PATTERN as BACKUP_ID } from '../domain/backupIds';
+import { ErrorType, fail } from '../domain/errors';
+import { postgresManifestKey } from '../domain/layout';
+import type { DatabaseBackup, PostgresManifest, TableStats } from '../domain/manifests';
+import type { PostgresTarget } from '../domain/targets';
+import type { BackupStore } from '../infra/backupStore';
+import { readSet } from '../infra/catalog';
+import { withDatabase } from '../infra/database';
+import { CommandFailed, type CommandRunner } from '../infra/exec';
+import { sha256File, shortTag } from '../infra/hashing';
+import { heartbeat, cancellationSignal, withHeartbeats } from './heartbeat';
+import { createDatabaseFor } from './postgresGlobals';
+
+export interface PostgresBackupSummary {
+  id: string;
+  createdAt: string;
+  databases: { target: PostgresTarget; database: string; size: number; tables: number; rows: number }[];
+  /** The backup set's verification verdict, when the backup belongs to a verified set. */
+  verified?: boolean;
+}
+
+export interface PreparedRestore {
+  target: PostgresTarget;
+  database: string;
+  backupId: string;
+  localPath: string;
+  size: number;
+  tocEntries: number;
+}
+
+export interface RestoreResult {
+  target: PostgresTarget;
+  database: string;
+  backupId: string;
+  tablesVerified: number;
+  rowsVerified: number;
+  movedAsideTo?: string;
+  resumed: boolean;
+}
+
+export interface PostgresDeps {
+  config: Config;
+  exec: CommandRunner;
+  store: BackupStore;
+}
+
+/** Postgres truncates identifiers at 63 bytes; keep room for our suffixes. */
+export const MAX_BASE = 40;
+
+const tag = (recoveryId: string) => shortTag(recoveryId);
+
+export function stagingName(database: string, recoveryId: string): string {
+  return `${database.slice(0, MAX_BASE)}__dr_staging_${tag(recoveryId)}`;
+}
+
+export function asideName(database: string, recoveryId: string): string {
+  return `${database.slice(0, MAX_BASE)}__dr_replaced_${tag(recoveryId)}`;
+}
+
+export function marker(recoveryId: string, backupId: string): string {
+  return `kohakku-dr restore ${tag(recoveryId)} of backup ${backupId}: verified`;
+}
+
+export type PostgresKit = ReturnType<typeof postgresKit>;
+
+export function postgresKit({ config, exec, store }: PostgresDeps) {
+  const pg = config.postgres;
+  const tool = (name: string) => (pg.binDir ? path.join(pg.binDir, name) : name);
+  // Secrets reach the tools through the environment only.
+  const toolEnv = { PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password };
+  const databaseOf = (target: PostgresTarget) => pg.databases[target];
+
+  const withClient = <T>(database: string, fn: (client: Client) => Promise<T>) =>
+    withDatabase(config, database, fn);
+
+  const admin = <T>(fn: (client: Client) => Promise<T>) => withClient(pg.maintenanceDb, fn);
+
+  async function databaseComment(client: Client, database: string): Promise<string | null | undefined> {
+    const res = await client.query<{ comment: string | null }>(
+      `SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1`,
+      [database],
+    );
+    return res.rowCount === 0 ? undefined : res.rows[0]!.comment;
+  }
+
+  async function dropDatabase(client: Client, database: string): Promise<void> {
+    // FORCE also ends an orphaned pg_restore left running by a killed worker.
+    await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`);
+  }
+
+  async function readManifest(backupId: string): Promise<PostgresManifest | undefined> {
+    if (!BACKUP_ID.test(backupId)) {
+      throw fail(
+        ErrorType.InvalidInput,
+        `"${backupId}" is not a backup id (expected YYYYMMDDTHHMMSSZ or "latest")`,
+      );
+    }
+    return store.getJson<PostgresManifest>(postgresManifestKey(backupId));
+  }
+
+  /** A backup's summary, with its set's verification verdict. */
+  async function summarize(m: PostgresManifest): Promise<PostgresBackupSummary> {
+    const set = await readSet(store, m.id);
+    return {
+      id: m.id,
+      createdAt: m.createdAt,
+      verified: set?.verification?.ok ?? false,
+      databases: m.databases.map((d) => ({
+        target: d.target,
+        database: d.database,
+        size: d.size,
+        tables: d.tables.length,
+        rows: d.tables.reduce((n, t) => n + t.rows, 0),
+      })),
+    };
+  }
+
+  function localDumpPath(recoveryId: string, database: string): string {
+    return path.join(config.workDir, 'restore', tag(recoveryId), `${database}.dump`);
+  }
+
+  async function entryFor(backupId: string, target: PostgresTarget): Promise<DatabaseBackup> {
+    const manifest = await readManifest(backupId);
+    const entry = manifest?.databases.find((d) => d.target === target);
+    if (!entry) throw fail(ErrorType.BackupNotFound, `backup ${backupId} has no dump of target ${target}`);
+    return entry;
+  }
+
+  /** Downloads (unless a verified copy is already here) and checks size and sha256. */
+  async function fetchVerifiedDump(entry: DatabaseBackup, local: string): Promise<void> {
+    const matches = async () => {
+      const st = await fs.stat(local).catch(() => undefined);
+      return st?.size === entry.size && (await sha256File(local)) === entry.sha256;
+    };
+    if (await matches()) return;
+    const stored = await store.stat(entry.key);
+    if (!stored)
+      throw fail(
+        ErrorType.BackupNotFound,
+        `dump ${entry.key} listed in the manifest is missing from ${store.location}`,
+      );
+    await withHeartbeats(
+      () => ({ stage: 'downloading', key: entry.key, size: entry.size }),
+      () => store.getFile(entry.key, local),
+    );
+    if (!(await matches())) {
+      const actual = await sha256File(local);
+      await fs.rm(local, { force: true });
+      throw fail(
+        ErrorType.BackupCorrupt,
+        `dump ${entry.key} is corrupt: sha256 ${actual.slice(0, 12)}… size ${stored.size}, manifest says ${entry.sha256.slice(0, 12)}… size ${entry.size}. ` +
+          'Nothing was restored; pick another backup (--backup ID).',
+      );
+    }
+  }
+
+  async function tocEntries(local: string, key: string): Promise<number> {
+    try {
+      const list = await exec(tool('pg_restore'), ['--list', local]);
+      return list.stdout.split('\n').filter((l) => l.trim() && !l.startsWith(';')).length;
+    } catch (err) {
+      if (err instanceof CommandFailed && err.exitCode === undefined) {
+        throw fail(ErrorType.ToolUnavailable, `pg_restore not found (set PG_BIN_DIR): ${err.message}`);
+      }
+      throw fail(ErrorType.BackupCorrupt, `pg_restore cannot read ${key}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Everything that can be checked without touching live data: the dump is there, whole and readable. */
+  async function restoreAndCompare(
+    entry: DatabaseBackup,
+    local: string,
+    into: string,
+    tocTotal: number,
+  ): Promise<string[]> {
+    await admin(async (c) => {
+      await dropDatabase(c, into); // a half-restored copy from a killed attempt
+      await createDatabaseFor(c, into, entry);
+    });
+    let itemsDone = 0;
+    await withHeartbeats(
+      () => ({ stage: 'restoring', database: entry.database, into, itemsDone, itemsTotal: tocTotal }),
+      () =>
+        exec(tool('pg_restore'), ['--exit-on-error', '-v', '-j', String(pg.restoreJobs), '-d', into, local], {
+          env: toolEnv,
+          signal: cancellationSignal(),
+          onStderrLine: (line) => {
+            if (/^pg_restore: (creating|processing|executing)/.test(line)) itemsDone++;
+          },
+        }),
+    );
+    heartbeat({ stage: 'comparing', database: entry.database, into });
+    const actual = await withHeartbeats(
+      () => ({ stage: 'comparing', database: entry.database, into }),
+      () => withClient(into, tableStats),
+    );
+    return compareTables(entry.tables, actual);
+  }
+
+  return {
+    config,
+    exec,
+    store,
+    pg,
+    tool,
+    toolEnv,
+    databaseOf,
+    withClient,
+    admin,
+    databaseComment,
+    dropDatabase,
+    readManifest,
+    summarize,
+    localDumpPath,
+    entryFor,
+    fetchVerifiedDump,
+    tocEntries,
+    restoreAndCompare,
+  };
+}
+
+/** Row count and order-independent checksum of every user table. */
+export async function tableStats(client: Client): Promise<TableStats[]> {
+  const tables = await client.query<{ name: string }>(
+    `SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables
+      WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`,
+  );
+  const stats: TableStats[] = [];
+  for (const { name } of tables.rows) {
+    // Order-independent: the md5 of the sorted row hashes.
+    const res = await client.query<{ rows: string; checksum: string | null }>(
+      `SELECT count(*) AS rows, md5(string_agg(h, '' ORDER BY h)) AS checksum
+         FROM (SELECT md5(t::text) AS h FROM ${name} t) s`,
+    );
+    stats.push({ table: name, rows: Number(res.rows[0]!.rows), checksum: res.rows[0]!.checksum ?? 'empty' });
+  }
+  return stats;
+}
+
+/** "schema.table" or "table" (schema public). */
+export function splitTable(name: string): [string, string] {
+  const i = name.indexOf('.');
+  return i < 0 ? ['public', name] : [name.slice(0, i), name.slice(i + 1)];
+}
+
+export function compareTables(expected: TableStats[], actual: TableStats[]): string[] {
+  const problems: string[] = [];
+  const byName = new Map(actual.map((t) => [t.table, t]));
+  for (const e of expected) {
+    const a = byName.get(e.table);
+    if (!a) problems.push(`table ${e.table} missing`);
+    else if (a.rows !== e.rows) problems.push(`${e.table}: ${a.rows} rows, backup has ${e.rows}`);
+    else if (a.checksum !== e.checksum) problems.push(`${e.table}: checksum differs`);
+    byName.delete(e.table);
+  }
+  for (const extra of byName.keys()) problems.push(`unexpected table ${extra}`);
+  return problems;
+}
