@@ -24,6 +24,20 @@ export const ErrorType = {
   VerificationFailed: 'VerificationFailed',
   /** An external tool is missing or too old for the server. */
   ToolUnavailable: 'ToolUnavailable',
+  /**
+   * A live database cannot be swapped safely: prepared transactions, sessions that cannot be
+   * ended, missing privileges. Detected before anything live is changed; the message names them.
+   */
+  SwapBlocked: 'SwapBlocked',
+  /** What is live now differs from what was approved for replacement; nothing was changed. */
+  LiveDataChanged: 'LiveDataChanged',
+  /**
+   * Live rows in other tables reference rows the backup of a restored table does not have
+   * (newer than the backup); refused before anything changed, with the counts.
+   */
+  NewerReferencingRows: 'NewerReferencingRows',
+  /** Another recovery holds this target (its workflow id is in the message). */
+  AlreadyRunning: 'AlreadyRunning',
 } as const;
 export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -36,6 +50,10 @@ export const NON_RETRYABLE_ERRORS: ErrorTypeName[] = [
   ErrorType.LiveDataExists,
   ErrorType.ToolUnavailable,
   ErrorType.VerificationFailed,
+  ErrorType.SwapBlocked,
+  ErrorType.LiveDataChanged,
+  ErrorType.NewerReferencingRows,
+  ErrorType.AlreadyRunning,
 ];
 
 export function fail(type: ErrorTypeName, message: string, details?: unknown): ApplicationFailure {

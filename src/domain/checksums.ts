@@ -1,0 +1,30 @@
+/**
+ * Table checksums hash each row's text (`md5(t::text)`), and a row's text depends on session
+ * settings: a timestamptz prints in the session's TimeZone, bytea in bytea_output, floats with
+ * extra_float_digits, and so on. Every session that computes or checks a checksum pins these
+ * first (overriding PGOPTIONS, ALTER DATABASE/ROLE SET and the server's defaults), so a backup
+ * taken in UTC verifies on a server in Asia/Tokyo.
+ */
+export const CHECKSUM_SESSION_SETTINGS: readonly (readonly [name: string, value: string])[] = [
+  ['TimeZone', 'UTC'],
+  ['DateStyle', 'ISO, YMD'],
+  ['IntervalStyle', 'postgres'],
+  ['extra_float_digits', '3'],
+  ['bytea_output', 'hex'],
+  ['lc_monetary', 'C'],
+  ['xmlbinary', 'base64'],
+  ['search_path', 'pg_catalog'],
+];
+
+/** The settings as `SET` statements (`SET LOCAL` inside a transaction that must not leak them). */
+export function pinChecksumSettingsSql(local = false): string {
+  return CHECKSUM_SESSION_SETTINGS.map(
+    ([name, value]) => `SET ${local ? 'LOCAL ' : ''}${name} = '${value.replace(/'/g, "''")}';`,
+  ).join('\n');
+}
+
+/**
+ * Manifests say how their checksums were computed: 2 = with the pinned settings above; absent
+ * (manifests written before 0.2) = with whatever the session had.
+ */
+export const CHECKSUM_VERSION = 2;
