@@ -11,6 +11,22 @@ export interface TableStats {
   checksum: string;
 }
 
+/** A database's own properties: what `CREATE DATABASE`, `ALTER DATABASE` and `GRANT … ON DATABASE` set. */
+export interface DatabaseProperties {
+  owner: string;
+  encoding: string;
+  collate: string;
+  ctype: string;
+  localeProvider: 'libc' | 'icu';
+  icuLocale: string | null;
+  connectionLimit: number;
+  comment: string | null;
+  /** `ALTER DATABASE … SET` (role null) and `ALTER ROLE … IN DATABASE … SET`, as `name=value`. */
+  settings: { role: string | null; setting: string }[];
+  /** Database privileges as aclitem text (`role=CTc/grantor`); null = the defaults. */
+  acl: string[] | null;
+}
+
 export interface DatabaseBackup {
   target: PostgresTarget;
   database: string;
@@ -18,6 +34,37 @@ export interface DatabaseBackup {
   size: number;
   sha256: string;
   tables: TableStats[];
+  /** Absent in manifests written before 0.2. */
+  properties?: DatabaseProperties;
+}
+
+/** A role as the cluster had it (never its password: see the README). */
+export interface RoleSnapshot {
+  name: string;
+  superuser: boolean;
+  inherit: boolean;
+  createRole: boolean;
+  createDb: boolean;
+  canLogin: boolean;
+  replication: boolean;
+  bypassRls: boolean;
+  connectionLimit: number;
+  validUntil: string | null;
+  comment: string | null;
+  /** `ALTER ROLE … SET` for all databases, as `name=value`. */
+  settings: string[];
+}
+
+export interface RoleMembership {
+  role: string;
+  member: string;
+  adminOption: boolean;
+}
+
+/** The cluster-wide objects a database needs on a fresh server: roles and their memberships. */
+export interface PostgresGlobals {
+  roles: RoleSnapshot[];
+  memberships: RoleMembership[];
 }
 
 export interface PostgresManifest {
@@ -28,6 +75,10 @@ export interface PostgresManifest {
   serverVersion: string;
   pgDumpVersion: string;
   databases: DatabaseBackup[];
+  /** How table checksums were computed (src/domain/checksums.ts); absent before 0.2. */
+  checksumVersion?: number;
+  /** Absent in manifests written before 0.2. */
+  globals?: PostgresGlobals;
 }
 
 export interface RedisBackupManifest {
