@@ -17,6 +17,7 @@ async function run(): Promise<void> {
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
       workflowsPath: require.resolve('./workflows'),
+      dataConverter: { payloadConverterPath: require.resolve('./payloadConverter') },
       activities: createActivities(deps),
     });
     console.log(

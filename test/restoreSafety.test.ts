@@ -5,7 +5,7 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import type { postgresBackup, totalDatabaseLoss } from '../src/workflows';
-import type { RecoveryPlan } from '../src/workflows/recovery';
+import type { RecoveryPlan } from '../src/workflows/definitions';
 import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
 import { dumpKey } from '../src/activities/postgres';
 import {

@@ -4,7 +4,7 @@
  * trigger and sequence value, exactly as before.
  */
 import type { postgresBackup, tableRestore } from '../src/workflows';
-import type { RecoveryPlan } from '../src/workflows/recovery';
+import type { RecoveryPlan } from '../src/workflows/definitions';
 import type { TableRestoreResult } from '../src/workflows/tableRestore';
 import {
   freshKohakku,

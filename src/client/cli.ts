@@ -5,12 +5,24 @@
  * than hand-rolled argv code.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { createBackupSetActivities } from '../activities/backupSets';
-import { createBackupStore } from '../infra/stores';
-import { createCommandRunner } from '../infra/exec';
-import { createPostgresActivities } from '../activities/postgres';
+import type { Workflow } from '@temporalio/client';
 import { loadConfig, optionsMarkdown } from '../config';
+import { listBackupSets, readPostgresManifest } from '../infra/catalog';
+import { createBackupStore } from '../infra/stores';
 import { readStack, stopStack } from '../stack/stack';
+import {
+  fullCluster,
+  nightlyBackup,
+  objectStoreBackup,
+  objectStoreLoss,
+  postgresBackup,
+  redisBackup,
+  redisLoss,
+  tableRestore,
+  totalDatabaseLoss,
+  verifyBackupSet,
+} from '../workflows';
+import { approveSignal, progressQuery } from '../workflows/definitions';
 import type { TotalDatabaseLossInput } from '../workflows/totalDatabaseLoss';
 import { runDrill } from './drill';
 import { applySchedules, listSchedules, NIGHTLY_SCHEDULE_ID } from './schedules';
@@ -24,7 +36,7 @@ const seconds = (v: string) => {
 
 /** Starts a workflow under its target-derived id (a second start is refused) and follows it. */
 async function startAndWatch(
-  workflowType: string,
+  workflow: Workflow,
   workflowId: string,
   args: unknown[],
   wait: boolean,
@@ -33,9 +45,14 @@ async function startAndWatch(
   const { client, close } = await connect(settings);
   try {
     const handle = await startUnique(client, workflowId, () =>
-      client.workflow.start(workflowType, { taskQueue: settings.taskQueue, workflowId, args }),
+      client.workflow.start(workflow, {
+        taskQueue: settings.taskQueue,
+        workflowId,
+        args,
+        workflowIdConflictPolicy: 'FAIL',
+      }),
     );
-    console.log(`started ${workflowType} as ${workflowId} (run ${handle.firstExecutionRunId})`);
+    console.log(`started ${workflow.name} as ${workflowId} (run ${handle.firstExecutionRunId})`);
     if (wait) console.log(JSON.stringify(await watch(handle, console.log), null, 2));
   } finally {
     await close();
@@ -106,7 +123,7 @@ async function run(): Promise<void> {
       ),
   )
     .option('--target <name...>', 'controller and/or dispatcher (default both)')
-    .option('--replace-existing', 'same as --confirm', false)
+    .option('--replace-existing', 'same as --confirm')
     .option('--reconnect-deadline <s>', 'seconds the services get to reconnect before a restart', seconds)
     .option('--restart-deadline <s>', 'seconds a restarted service gets to become healthy', seconds)
     .option(
@@ -123,7 +140,7 @@ async function run(): Promise<void> {
         restartDeadlineSeconds: opts.restartDeadline,
         registrationDeadlineSeconds: opts.registrationDeadline,
       };
-      await startAndWatch('totalDatabaseLoss', WORKFLOW_IDS.postgresRecovery, [input], opts.wait);
+      await startAndWatch(totalDatabaseLoss, WORKFLOW_IDS.postgresRecovery, [input], opts.wait);
     });
   common(
     recover
@@ -136,7 +153,7 @@ async function run(): Promise<void> {
     .option('--start-deadline <s>', 'seconds Redis gets to start', seconds)
     .action((opts) =>
       startAndWatch(
-        'redisLoss',
+        redisLoss,
         WORKFLOW_IDS.redisRecovery,
         [{ ...commonInput(opts), startDeadlineSeconds: opts.startDeadline }],
         opts.wait,
@@ -147,7 +164,7 @@ async function run(): Promise<void> {
       .command('object-store-loss')
       .description('restore the bucket from the backup mirror, minus completed-task briefs'),
   ).action((opts) =>
-    startAndWatch('objectStoreLoss', WORKFLOW_IDS.objectsRecovery, [commonInput(opts)], opts.wait),
+    startAndWatch(objectStoreLoss, WORKFLOW_IDS.objectsRecovery, [commonInput(opts)], opts.wait),
   );
   common(
     recover
@@ -157,7 +174,7 @@ async function run(): Promise<void> {
     .option('--grace <s>', 'seconds running agents get to check back (default 300)', seconds)
     .action((opts) =>
       startAndWatch(
-        'fullCluster',
+        fullCluster,
         WORKFLOW_IDS.clusterRecovery,
         [{ ...commonInput(opts), checkInGraceSeconds: opts.grace }],
         opts.wait,
@@ -169,32 +186,40 @@ async function run(): Promise<void> {
       .description(
         'restore whole tables (indexes, constraints, triggers, sequences) from a backup, e.g. `table controller tasks_task`',
       ),
-  ).action((target: string, tables: string[], opts) =>
-    startAndWatch(
-      'tableRestore',
-      WORKFLOW_IDS.postgresRecovery,
-      [{ ...commonInput(opts), target, tables }],
-      opts.wait,
-    ),
-  );
+  )
+    .option(
+      '--move-referencing-rows',
+      'live rows in other tables that reference rows the backup lacks are moved aside instead of refusing',
+    )
+    .action((target: string, tables: string[], opts) =>
+      startAndWatch(
+        tableRestore,
+        WORKFLOW_IDS.postgresRecovery,
+        [
+          {
+            ...commonInput(opts),
+            target,
+            tables,
+            ...(opts.moveReferencingRows ? { referencingRows: 'move-aside' } : {}),
+          },
+        ],
+        opts.wait,
+      ),
+    );
 
   const backup = program.command('backup').description('take a backup now');
-  for (const [part, workflowType, what] of [
-    ['postgres', 'postgresBackup', 'pg_dump -Fc of both databases, with a manifest'],
-    ['redis', 'redisBackup', 'BGSAVE (or redis-cli --rdb) and copy of the RDB'],
-    ['objects', 'objectStoreBackup', 'incremental mirror of briefs/ and skills/'],
-    [
-      'nightly',
-      'nightlyBackup',
-      'all three as one backup set, then verify and prune (what the schedule runs)',
-    ],
+  for (const [part, workflow, what] of [
+    ['postgres', postgresBackup, 'pg_dump -Fc of both databases, with a manifest'],
+    ['redis', redisBackup, 'BGSAVE (or redis-cli --rdb) and copy of the RDB'],
+    ['objects', objectStoreBackup, 'incremental mirror of briefs/ and skills/'],
+    ['nightly', nightlyBackup, 'all three as one backup set, then verify and prune (what the schedule runs)'],
   ] as const) {
     backup
       .command(part)
       .description(what)
       .option('--no-wait', 'start and return the workflow id')
       .action((opts: { wait: boolean }) =>
-        startAndWatch(workflowType, `kohakku-dr-backup-${part}`, [], opts.wait),
+        startAndWatch(workflow, `kohakku-dr-backup-${part}`, [], opts.wait),
       );
   }
 
@@ -206,7 +231,12 @@ async function run(): Promise<void> {
     .option('--backup <id>', 'the set (default: the newest)')
     .option('--no-wait', 'start and return the workflow id')
     .action((opts: { backup?: string; wait: boolean }) =>
-      startAndWatch('verifyBackupSet', WORKFLOW_IDS.verify, [{ backupId: opts.backup }], opts.wait),
+      startAndWatch(
+        verifyBackupSet,
+        WORKFLOW_IDS.verify,
+        [opts.backup ? { backupId: opts.backup } : {}],
+        opts.wait,
+      ),
     );
 
   program
@@ -215,23 +245,16 @@ async function run(): Promise<void> {
       'list backup sets and Postgres backups, newest first, with their verification (reads the worker configuration)',
     )
     .action(async () => {
-      const config = loadConfig();
-      const store = createBackupStore(config);
-      const sets = new Map(
-        (await createBackupSetActivities({ store, config }).listBackupSets()).map((s) => [s.id, s]),
-      );
-      const pg = createPostgresActivities({ config, exec: createCommandRunner(), store });
-      for (const b of await pg.listPostgresBackups()) {
-        const set = sets.get(b.id);
-        const verdict = set?.verification
+      const store = createBackupStore(loadConfig());
+      for (const set of await listBackupSets(store)) {
+        const verdict = set.verification
           ? set.verification.ok
             ? 'verified'
             : 'FAILED verification'
-          : set
-            ? 'not verified'
-            : 'postgres only';
+          : 'not verified';
+        const pg = await readPostgresManifest(store, set.id);
         console.log(
-          `${b.id}  ${verdict.padEnd(20)} ${b.databases.map((d) => `${d.database}: ${d.size} B, ${d.rows} rows`).join('  ')}`,
+          `${set.id}  ${verdict.padEnd(20)} ${(pg?.databases ?? []).map((d) => `${d.database}: ${d.size} B, ${d.tables.reduce((n, t) => n + t.rows, 0)} rows`).join('  ')}`,
         );
       }
     });
@@ -272,10 +295,22 @@ async function run(): Promise<void> {
     .option('--by <name>', 'who approves', process.env.USER)
     .option('--note <text>', 'why')
     .action(async (workflowId: string, opts: { by?: string; note?: string }) => {
-      await withClient((client) =>
-        client.workflow.getHandle(workflowId).signal('approve', { by: opts.by, note: opts.note }),
-      );
-      console.log(`approved ${workflowId}`);
+      await withClient(async (client) => {
+        const handle = client.workflow.getHandle(workflowId);
+        // An approval applies to what a step replaces now: show it, and refuse when nothing waits.
+        const progress = await handle.query(progressQuery);
+        if (!progress.awaitingApproval) {
+          console.error(
+            `${workflowId} is not waiting for an approval (${progress.waitingFor ?? progress.status}); nothing sent`,
+          );
+          process.exitCode = 3;
+          return;
+        }
+        await handle.signal(approveSignal, { by: opts.by, note: opts.note });
+        console.log(
+          `approved "${progress.awaitingApproval.step}" of ${workflowId}, replacing: ${progress.awaitingApproval.replaces.join('; ')}`,
+        );
+      });
     });
 
   program

@@ -19,6 +19,7 @@ import { seedReferenceKohakku } from '../reference/seed';
 import { servicePid, startReferenceService } from '../reference/supervisor';
 import { signalDaemon, startDaemon, tcpOpen } from '../infra/processes';
 import { killRedis, readStack, startStack, stopStack, type StackInfo } from '../stack/stack';
+import { fullCluster, nightlyBackup } from '../workflows';
 import type { FullClusterResult } from '../workflows/fullCluster';
 import type { NightlyBackupResult } from '../workflows/nightlyBackup';
 import { connect, watch } from './temporal';
@@ -98,7 +99,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
     try {
       say('③ nightly backup, as the schedule runs it: Postgres, Redis, objects → one set → verify → prune');
       const nightly = await watch<NightlyBackupResult>(
-        await client.workflow.start('nightlyBackup', {
+        await client.workflow.start(nightlyBackup, {
           taskQueue: 'kohakku-dr',
           workflowId: 'drill-nightly-backup',
           args: [],
@@ -148,7 +149,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
 
       say(`⑤ recovering: fullCluster workflow (agents' grace period ${options.grace} s)`);
       const result = await watch<FullClusterResult>(
-        await client.workflow.start('fullCluster', {
+        await client.workflow.start(fullCluster, {
           taskQueue: 'kohakku-dr',
           workflowId: 'kohakku-dr-recover-cluster',
           args: [

@@ -5,7 +5,7 @@ import {
   WorkflowExecutionAlreadyStartedError,
   type WorkflowHandle,
 } from '@temporalio/client';
-import type { Progress } from '../workflows/procedure';
+import { progressQuery, type Progress } from '../workflows/definitions';
 
 export interface TemporalSettings {
   address: string;
@@ -45,18 +45,6 @@ export const WORKFLOW_IDS = {
   verify: 'kohakku-dr-verify',
 } as const;
 
-/** A full-cluster recovery touches every target, so it conflicts with each of the others. */
-export const CONFLICTS: Record<string, string[]> = {
-  [WORKFLOW_IDS.clusterRecovery]: [
-    WORKFLOW_IDS.postgresRecovery,
-    WORKFLOW_IDS.redisRecovery,
-    WORKFLOW_IDS.objectsRecovery,
-  ],
-  [WORKFLOW_IDS.postgresRecovery]: [WORKFLOW_IDS.clusterRecovery],
-  [WORKFLOW_IDS.redisRecovery]: [WORKFLOW_IDS.clusterRecovery],
-  [WORKFLOW_IDS.objectsRecovery]: [WORKFLOW_IDS.clusterRecovery],
-};
-
 export class AlreadyRunning extends Error {
   constructor(workflowId: string, runId: string | undefined, startedAt: Date | undefined) {
     super(
@@ -68,19 +56,16 @@ export class AlreadyRunning extends Error {
   }
 }
 
-/** Starts a workflow whose id is its target; a conflict becomes AlreadyRunning naming the running run. */
+/**
+ * Starts a workflow whose id is its target; a conflict becomes AlreadyRunning naming the running
+ * run. (Recoveries of overlapping targets under other ids — a full cluster while a Redis loss runs
+ * — are refused by the workflows' own target locks, so that also holds for `temporal workflow start`.)
+ */
 export async function startUnique<T extends WorkflowHandle>(
   client: Client,
   workflowId: string,
   start: () => Promise<T>,
 ): Promise<T & { firstExecutionRunId?: string }> {
-  for (const other of CONFLICTS[workflowId] ?? []) {
-    const running = await client.workflow
-      .getHandle(other)
-      .describe()
-      .catch(() => undefined);
-    if (running?.status.name === 'RUNNING') throw new AlreadyRunning(other, running.runId, running.startTime);
-  }
   try {
     return await start();
   } catch (err) {
@@ -103,11 +88,12 @@ export async function watch<R>(
 ): Promise<R> {
   const seen = new Map<string, string>();
   let waiting: string | undefined;
+  let warned = 0;
   let finished = false;
   const result = handle.result().finally(() => (finished = true)) as Promise<R>;
   result.catch(() => undefined);
   const poll = async () => {
-    const p = await handle.query<Progress>('progress').catch(() => undefined);
+    const p: Progress | undefined = await handle.query(progressQuery).catch(() => undefined);
     if (!p) return;
     for (const s of p.steps) {
       const key = `${s.status}`;
@@ -121,6 +107,8 @@ export async function watch<R>(
       else if (s.status === 'failed') print(`  ✘ ${s.name}: ${s.detail ?? ''}`);
     }
     if (p.waitingFor && p.waitingFor !== waiting) print(`    waiting for: ${p.waitingFor}`);
+    for (const w of p.warnings.slice(warned)) print(`  ! ${w}`);
+    warned = p.warnings.length;
     waiting = p.waitingFor;
   };
   while (!finished) {

@@ -1,4 +1,5 @@
-// Every workflow, for the worker's workflowsPath. One file per runbook procedure.
+// Every workflow, for the worker's workflowsPath and for clients that start them by value.
+// One file per runbook procedure; the recoveries are declared on the engine in ./engine.
 export { fullCluster } from './fullCluster';
 export { nightlyBackup } from './nightlyBackup';
 export { objectStoreBackup } from './objectStoreBackup';
@@ -7,6 +8,6 @@ export { postgresBackup } from './postgresBackup';
 export { redisBackup } from './redisBackup';
 export { redisLoss } from './redisLoss';
 export { tableRestore } from './tableRestore';
+export { targetLock } from './targetLock';
 export { totalDatabaseLoss } from './totalDatabaseLoss';
 export { verifyBackupSet } from './verifyBackupSet';
-export { progressQuery } from './procedure';

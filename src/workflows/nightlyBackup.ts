@@ -10,7 +10,9 @@ import type { BackupSetManifest } from '../domain/manifests';
 import { objectStoreBackup } from './objectStoreBackup';
 import { quick } from './options';
 import { postgresBackup } from './postgresBackup';
-import { backupIdOfThisRun, Procedure } from './procedure';
+import { backupIdOfThisRun, noInput } from './backupRun';
+import { parseInput } from './engine/input';
+import { Procedure } from './engine/progress';
 import { redisBackup } from './redisBackup';
 import { verifyBackupSet, type VerifyBackupSetResult } from './verifyBackupSet';
 
@@ -29,8 +31,9 @@ const STEPS = [
   'prune past retention',
 ] as const;
 
-export async function nightlyBackup(): Promise<NightlyBackupResult> {
+export async function nightlyBackup(rawInput?: Record<string, never>): Promise<NightlyBackupResult> {
   const procedure = new Procedure('Nightly backup', STEPS);
+  parseInput(noInput, rawInput, 'nightlyBackup');
   const backupId = backupIdOfThisRun();
   const startedAt = workflowInfo().runStartTime.toISOString();
   const child = (name: string) => `${workflowInfo().workflowId}/${name}`;

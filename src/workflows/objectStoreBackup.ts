@@ -6,12 +6,15 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ObjectBackupManifest } from '../domain/manifests';
 import { long } from './options';
-import { backupIdOfThisRun, Procedure } from './procedure';
+import { backupIdOfThisRun, partBackupInput } from './backupRun';
+import { parseInput } from './engine/input';
+import { Procedure } from './engine/progress';
 
 const { mirrorObjects } = proxyActivities<Activities>(long);
 
-export async function objectStoreBackup(input: { backupId?: string } = {}): Promise<ObjectBackupManifest> {
+export async function objectStoreBackup(rawInput?: { backupId?: string }): Promise<ObjectBackupManifest> {
   const procedure = new Procedure('Object-store backup', ['mirror objects']);
+  const input = parseInput(partBackupInput, rawInput, 'objectStoreBackup');
   const backupId = input.backupId ?? backupIdOfThisRun();
   return procedure.run(() =>
     procedure.step(

@@ -1,5 +1,5 @@
 /** Activity options shared by the workflows: what is retried, how often, and for how long. */
-import type { ActivityOptions } from '@temporalio/workflow';
+import { ActivityCancellationType, type ActivityOptions } from '@temporalio/workflow';
 import { NON_RETRYABLE_ERRORS } from '../domain/errors';
 
 const retry = {
@@ -13,8 +13,17 @@ const retry = {
 /** Quick look-ups and commands. */
 export const quick: ActivityOptions = { startToCloseTimeout: '2m', retry };
 
-/** Dumps, restores, transfers: long, heartbeating; a dead worker is noticed within the heartbeat timeout. */
-export const long: ActivityOptions = { startToCloseTimeout: '6h', heartbeatTimeout: '20s', retry };
+/**
+ * Dumps, restores, transfers: long, heartbeating; a dead worker is noticed within the heartbeat
+ * timeout. On cancellation the workflow waits until the activity has stopped (and undone what it
+ * was doing), so the cleanup phase never runs beside it.
+ */
+export const long: ActivityOptions = {
+  startToCloseTimeout: '6h',
+  heartbeatTimeout: '20s',
+  retry,
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+};
 
 /**
  * Polling waits with their own deadline inside (some count it from the last progress, so the

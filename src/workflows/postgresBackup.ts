@@ -7,7 +7,9 @@ import type { Activities } from '../activities';
 import type { PostgresManifest } from '../domain/manifests';
 import type { PostgresTarget } from '../domain/targets';
 import { long } from './options';
-import { backupIdOfThisRun, Procedure } from './procedure';
+import { backupIdOfThisRun, postgresBackupInput } from './backupRun';
+import { parseInput } from './engine/input';
+import { Procedure } from './engine/progress';
 
 const { backupPostgres } = proxyActivities<Activities>(long);
 
@@ -17,8 +19,9 @@ export interface PostgresBackupInput {
   backupId?: string;
 }
 
-export async function postgresBackup(input: PostgresBackupInput = {}): Promise<PostgresManifest> {
+export async function postgresBackup(rawInput?: PostgresBackupInput): Promise<PostgresManifest> {
   const procedure = new Procedure('Postgres backup', ['dump databases']);
+  const input = parseInput(postgresBackupInput, rawInput, 'postgresBackup');
   const backupId = input.backupId ?? backupIdOfThisRun();
   return procedure.run(() =>
     procedure.step(

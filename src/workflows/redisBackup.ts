@@ -6,12 +6,15 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RedisBackupManifest } from '../domain/manifests';
 import { long } from './options';
-import { backupIdOfThisRun, Procedure } from './procedure';
+import { backupIdOfThisRun, partBackupInput } from './backupRun';
+import { parseInput } from './engine/input';
+import { Procedure } from './engine/progress';
 
 const { backupRedis } = proxyActivities<Activities>(long);
 
-export async function redisBackup(input: { backupId?: string } = {}): Promise<RedisBackupManifest> {
+export async function redisBackup(rawInput?: { backupId?: string }): Promise<RedisBackupManifest> {
   const procedure = new Procedure('Redis backup', ['save and copy the RDB']);
+  const input = parseInput(partBackupInput, rawInput, 'redisBackup');
   const backupId = input.backupId ?? backupIdOfThisRun();
   return procedure.run(() =>
     procedure.step(

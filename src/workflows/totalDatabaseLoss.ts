@@ -4,298 +4,350 @@
  *   2. Controller and Dispatcher reconnect (check health, restart them if they don't)
  *   3. the Monitor rebuilds Redis (re-registers active containers)
  *   4. running containers carry on (nothing to do: their tasks are back in Postgres)
- * and a cleanup phase that always runs.
+ *
+ * All or nothing: every database is restored into a staging copy and verified before any is
+ * swapped in, then all are swapped in one transaction, so the databases always come from the
+ * same backup — or the live ones stay exactly as they were.
  */
-import { CancellationScope, proxyActivities } from '@temporalio/workflow';
+import { proxyActivities } from '@temporalio/workflow';
+import { z } from 'zod';
 import type { Activities } from '../activities';
-import type { RestoreResult } from '../activities/postgres';
-import type { PostgresTarget } from '../domain/targets';
-import type { RegistrationReport } from '../activities/redis';
-import type { HealthReport } from '../activities/services';
-import { ErrorType, fail } from '../domain/errors';
+import type { GlobalsReport } from '../activities/postgresGlobals';
+import type { LiveDatabaseState, StagedRestore, SwapResult } from '../activities/postgresRestore';
+import type { PostgresBackupSummary } from '../activities/postgresKit';
+import { POSTGRES_TARGETS, type PostgresTarget } from '../domain/targets';
+import type { RecoveryEnvelope, RecoveryPlan } from './definitions';
+import { backupIdField, recoveryCommonFields, secondsField } from './engine/input';
+import { runRecovery, type Phase, type RecoveryDefinition } from './engine/recovery';
 import { long, quick } from './options';
-import { Procedure, surfaceFailure, type StepProgress } from './procedure';
-import { monitorRegistersContainers, reconnectOrRestart } from './services';
 import {
-  startRecovery,
-  measure,
-  type Measurements,
-  type RecoveryCommonInput,
-  type RecoveryPlan,
-} from './recovery';
+  monitorRegistersContainersPhase,
+  reconnectOrRestart,
+  type Registrations,
+  type ServiceReport,
+} from './services';
 
-export interface TotalDatabaseLossInput extends RecoveryCommonInput {
-  /** A backup id (YYYYMMDDTHHMMSSZ) or "latest" (the default). */
-  backupId?: string;
+const {
+  resolvePostgresBackup,
+  checkSwapBlockers,
+  liveDatabaseStates,
+  cleanupPostgresRestore,
+  ensurePostgresGlobals,
+  cleanupPostgresGlobals,
+} = proxyActivities<Activities>(quick);
+const { preparePostgresRestore, restoreIntoStaging, swapInStaging } = proxyActivities<Activities>(long);
+
+export const totalDatabaseLossInput = z.strictObject({
+  ...recoveryCommonFields,
+  /** A backup id or "latest" (the newest verified backup; the result says which and why). */
+  backupId: backupIdField.optional(),
   /** Which databases were lost; both by default. */
-  targets?: PostgresTarget[];
-  /**
-   * A target database that still exists is moved aside and replaced only when this (or
-   * `confirm`) is true, or once the `approve` signal arrives; until then the workflow waits.
-   */
-  replaceExisting?: boolean;
-  /** How long the services get to reconnect on their own before they are restarted. */
-  reconnectDeadlineSeconds?: number;
-  /** How long a restarted service gets to become healthy. */
-  restartDeadlineSeconds?: number;
-  /** How long the Monitor gets to register every active container (again after its restart). */
-  registrationDeadlineSeconds?: number;
+  targets: z
+    .array(z.enum(POSTGRES_TARGETS))
+    .min(1)
+    .refine((t) => new Set(t).size === t.length, { message: 'targets must be distinct' })
+    .optional(),
+  /** Same as `confirm` (kept from 0.1). */
+  replaceExisting: z.boolean().optional(),
+  /** How long the services get to reconnect on their own before they are restarted (60). */
+  reconnectDeadlineSeconds: secondsField.optional(),
+  /** How long a restarted service gets to become healthy (120). */
+  restartDeadlineSeconds: secondsField.optional(),
+  /** How long the Monitor gets without progress to register every active container (60). */
+  registrationDeadlineSeconds: secondsField.optional(),
+});
+export type TotalDatabaseLossInput = z.input<typeof totalDatabaseLossInput>;
+
+export interface PostgresRestoreState {
+  backup?: PostgresBackupSummary;
+  globals?: GlobalsReport;
+  staged?: StagedRestore[];
+  live?: LiveDatabaseState[];
+  swapped?: SwapResult[];
 }
 
-export interface TotalDatabaseLossResult {
-  procedure: 'total-database-loss';
-  recoveryId: string;
+interface State extends PostgresRestoreState {
+  services?: ServiceReport[];
+  registrations?: Registrations;
+}
+
+export interface TotalDatabaseLossDetails {
   backupId: string;
   backupCreatedAt: string;
-  /** Whether the backup used belongs to a set that verification proved restorable. */
   backupVerified: boolean;
-  restored: RestoreResult[];
-  services: (HealthReport & { restarted: boolean })[];
-  registrations: RegistrationReport & { monitorRestarted: boolean };
-  steps: StepProgress[];
-  startedAt: string;
-  completedAt: string;
-  durationMs: number;
-  measurements: Measurements;
+  globals?: GlobalsReport;
+  restored: (StagedRestore & { movedAsideTo?: string })[];
+  services: ServiceReport[];
+  registrations: Registrations;
 }
 
-const STEPS = [
-  'resolve backup',
-  'verify backup files',
-  'restore databases',
-  'controller and dispatcher reconnect',
-  'monitor rebuilds redis',
-  'cleanup',
-] as const;
+export type TotalDatabaseLossResult = RecoveryEnvelope & TotalDatabaseLossDetails;
 
-const { resolvePostgresBackup, liveDatabases, cleanupPostgresRestore, lockBackup, unlockBackup } =
-  proxyActivities<Activities>(quick);
-const { preparePostgresRestore, restorePostgresDatabase } = proxyActivities<Activities>(long);
-
-function validate(
-  input: TotalDatabaseLossInput,
-): Required<Omit<TotalDatabaseLossInput, 'backupId'>> & { backupId: string } {
-  const targets = input.targets ?? ['controller', 'dispatcher'];
-  const known: PostgresTarget[] = ['controller', 'dispatcher'];
-  if (
-    !Array.isArray(targets) ||
-    targets.length === 0 ||
-    new Set(targets).size !== targets.length ||
-    targets.some((t) => !known.includes(t))
-  ) {
-    throw fail(
-      ErrorType.InvalidInput,
-      'targets must be a non-empty list of distinct targets: controller, dispatcher',
-    );
-  }
-  const seconds = (name: string, value: number | undefined, dflt: number) => {
-    const v = value ?? dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 86400) {
-      throw fail(
-        ErrorType.InvalidInput,
-        `${name} must be a number of seconds between 1 and 86400, got ${JSON.stringify(value)}`,
+/**
+ * The Postgres phases, shared with the full-cluster recovery: resolve the backup, recreate
+ * missing roles, check the dumps, restore every target into staging, check for blockers, swap
+ * all targets in at once.
+ */
+export function postgresRestorePhases<I, S extends PostgresRestoreState>(options: {
+  targets: (input: I) => PostgresTarget[];
+  backupId?: (input: I) => string | undefined;
+  /** Full cluster resolves the set itself. */
+  resolve: boolean;
+}) {
+  const names = (ctx: { input: I }) => options.targets(ctx.input);
+  const resolve: Phase<I, S> = {
+    name: 'resolve backup',
+    effect: 'read',
+    waitingFor: (ctx) => `finding backup "${options.backupId?.(ctx.input) ?? 'latest'}"`,
+    async run(ctx) {
+      ctx.state.backup = await resolvePostgresBackup({
+        backupId: options.backupId?.(ctx.input),
+        targets: names(ctx),
+      });
+    },
+    describe: ({ state }) =>
+      `backup ${state.backup!.id} (${state.backup!.createdAt}, ${state.backup!.verified ? 'verified' : 'NOT verified'})${state.backup!.choice ? `: ${state.backup!.choice}` : ''}`,
+    plan: () => ({ action: 'find the backup', touches: ['backup store (read)'] }),
+  };
+  const roles: Phase<I, S> = {
+    name: 'recreate missing roles',
+    effect: 'live',
+    undoneByCleanupOnFailure: true,
+    waitingFor: () => 'creating the roles the backup needs that this server lacks',
+    async run(ctx) {
+      ctx.state.globals = await ensurePostgresGlobals({
+        backupId: ctx.state.backup!.id,
+        recoveryId: ctx.recoveryId,
+      });
+    },
+    describe: ({ state }) =>
+      state.globals!.createdRoles.length
+        ? `created ${state.globals!.createdRoles.join(', ')}${state.globals!.rolesWithoutPassword.length ? `; without password: ${state.globals!.rolesWithoutPassword.join(', ')}` : ''}`
+        : `all ${state.globals!.existingRoles.length} roles exist`,
+    plan: () => ({
+      action:
+        'create the roles and memberships of the backup that this server lacks (existing roles are left alone; removed again if the recovery fails)',
+      touches: ['postgres roles (additions only)'],
+    }),
+  };
+  const verifyFiles: Phase<I, S> = {
+    name: 'verify backup files',
+    effect: 'own-copies',
+    waitingFor: (ctx) => `downloading and checking sha256 of ${names(ctx).length} dump(s)`,
+    async run(ctx) {
+      await settleAll(
+        names(ctx).map((target) =>
+          preparePostgresRestore({ backupId: ctx.state.backup!.id, target, recoveryId: ctx.recoveryId }),
+        ),
       );
-    }
-    return v;
+    },
+    plan: (ctx) => ({
+      action: `download and sha256-check the dumps of ${names(ctx).join(', ')}`,
+      touches: ['backup store (read)', 'worker scratch directory'],
+    }),
   };
-  const backupId = input.backupId ?? 'latest';
-  if (backupId !== 'latest' && !/^\d{8}T\d{6}Z$/.test(backupId)) {
-    throw fail(
-      ErrorType.InvalidInput,
-      `"${backupId}" is not a backup id (expected YYYYMMDDTHHMMSSZ or "latest"; kohakku-dr backups lists them)`,
-    );
-  }
+  const staging: Phase<I, S> = {
+    name: 'restore into staging',
+    effect: 'own-copies',
+    waitingFor: () => 'pg_restore into staging databases, then comparing every table with the manifest',
+    async run(ctx) {
+      ctx.state.staged = await settleAll(
+        names(ctx).map((target) =>
+          restoreIntoStaging({ backupId: ctx.state.backup!.id, target, recoveryId: ctx.recoveryId }),
+        ),
+      );
+    },
+    describe: ({ state }) =>
+      state
+        .staged!.map((r) => `${r.database}: ${r.tablesVerified} tables, ${r.rowsVerified} rows verified`)
+        .join('; '),
+    plan: (ctx) => ({
+      action: `pg_restore each dump into a staging database and compare every table with the manifest; live databases are not touched`,
+      touches: names(ctx).map((t) => `staging database of ${t}`),
+    }),
+  };
+  const blockers: Phase<I, S> = {
+    name: 'check swap blockers',
+    effect: 'read',
+    waitingFor: () => 'prepared transactions, sessions that cannot be ended, privileges',
+    async run(ctx) {
+      ctx.state.live = await checkSwapBlockers({ targets: names(ctx), recoveryId: ctx.recoveryId });
+    },
+    describe: () => 'none',
+    plan: () => ({
+      action: 'check for prepared transactions, unkillable sessions, missing privileges',
+      touches: [],
+    }),
+  };
+  const swap: Phase<I, S> = {
+    name: 'swap databases in',
+    effect: 'live',
+    waitingFor: (ctx) => `renaming ${names(ctx).join(' and ')} into place in one transaction`,
+    async destroys(ctx) {
+      const live = await liveDatabaseStates({ targets: names(ctx) });
+      return live
+        .filter((l) => l.exists)
+        .map((l) => ({
+          id: l.target,
+          description: `live database ${l.database} (moved aside, not dropped)`,
+        }));
+    },
+    untouched: {
+      snapshot: (ctx) => liveDatabaseStates({ targets: names(ctx) }),
+      async check(ctx, before) {
+        const after = await liveDatabaseStates({ targets: names(ctx) });
+        const was = before as LiveDatabaseState[];
+        const differs = after.filter((a) => {
+          const b = was.find((x) => x.target === a.target);
+          return !b || b.exists !== a.exists || b.oid !== a.oid || b.allowConnections !== a.allowConnections;
+        });
+        return differs.length
+          ? {
+              same: false,
+              detail: differs
+                .map(
+                  (d) =>
+                    `${d.database}: ${d.exists ? `oid ${d.oid}, connections ${d.allowConnections ? 'allowed' : 'REFUSED'}` : 'missing'}`,
+                )
+                .join('; '),
+            }
+          : {
+              same: true,
+              detail: `${after.map((a) => a.database).join(', ')}: same database, connections as before`,
+            };
+      },
+    },
+    async run(ctx, approved) {
+      ctx.state.swapped = await swapInStaging({
+        backupId: ctx.state.backup!.id,
+        targets: names(ctx),
+        recoveryId: ctx.recoveryId,
+        replace: approved as PostgresTarget[],
+      });
+    },
+    describe: ({ state }) =>
+      state
+        .swapped!.map((s) => `${s.database}${s.movedAsideTo ? ` (old one moved to ${s.movedAsideTo})` : ''}`)
+        .join(', '),
+    plan: (ctx) => ({
+      action: `rename every staging database into place in one transaction`,
+      touches: names(ctx).map((t) => `postgres database of ${t}`),
+    }),
+  };
   return {
-    backupId,
-    targets,
-    replaceExisting: input.replaceExisting === true || input.confirm === true,
-    plan: input.plan === true,
-    confirm: input.confirm === true,
-    incidentAt: input.incidentAt ?? '',
-    reconnectDeadlineSeconds: seconds('reconnectDeadlineSeconds', input.reconnectDeadlineSeconds, 60),
-    restartDeadlineSeconds: seconds('restartDeadlineSeconds', input.restartDeadlineSeconds, 120),
-    registrationDeadlineSeconds: seconds(
-      'registrationDeadlineSeconds',
-      input.registrationDeadlineSeconds,
-      60,
-    ),
+    resolve,
+    roles,
+    verifyFiles,
+    staging,
+    blockers,
+    swap,
+    all: [...(options.resolve ? [resolve] : []), roles, verifyFiles, staging, blockers, swap],
   };
 }
+
+/** Runs side by side and waits for every one to end before failing: no branch outlives the phase. */
+export async function settleAll<T>(work: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(work);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
+}
+
+/** The Postgres cleanup steps: staging copies, datallowconn, created roles. */
+export function postgresCleanup<I, S extends PostgresRestoreState>(targets: (input: I) => PostgresTarget[]) {
+  return [
+    {
+      what: 'drop this run’s staging databases and local dump copies',
+      async run(ctx: { input: I; recoveryId: string }) {
+        const r = await cleanupPostgresRestore({ recoveryId: ctx.recoveryId, targets: targets(ctx.input) });
+        return r.droppedStaging.length ? `dropped ${r.droppedStaging.join(', ')}` : undefined;
+      },
+    },
+    {
+      what: 'remove roles this run created, if it failed',
+      async run(ctx: { state: S; recoveryId: string }, outcome: 'completed' | 'failed') {
+        if (!ctx.state.backup) return;
+        const r = await cleanupPostgresGlobals({
+          recoveryId: ctx.recoveryId,
+          backupId: ctx.state.backup.id,
+          outcome,
+        });
+        return r.droppedRoles.length ? `dropped roles ${r.droppedRoles.join(', ')}` : undefined;
+      },
+    },
+  ];
+}
+
+const targetsOf = (input: z.infer<typeof totalDatabaseLossInput>): PostgresTarget[] =>
+  input.targets ?? [...POSTGRES_TARGETS];
+
+const pg = postgresRestorePhases<z.infer<typeof totalDatabaseLossInput>, State>({
+  targets: targetsOf,
+  backupId: (input) => input.backupId,
+  resolve: true,
+});
+
+const services: Phase<z.infer<typeof totalDatabaseLossInput>, State> = {
+  name: 'controller and dispatcher reconnect',
+  effect: 'live',
+  waitingFor: ({ input }) =>
+    `controller and dispatcher healthy (restarted after ${input.reconnectDeadlineSeconds ?? 60} s)`,
+  async run(ctx) {
+    const { input } = ctx;
+    ctx.state.services = await settleAll(
+      (['controller', 'dispatcher'] as const).map((s) =>
+        reconnectOrRestart(s, input.reconnectDeadlineSeconds ?? 60, input.restartDeadlineSeconds ?? 120),
+      ),
+    );
+  },
+  describe: ({ state }) =>
+    state.services!.map((r) => `${r.service} ${r.restarted ? 'restarted' : 'reconnected'}`).join(', '),
+  plan: () => ({
+    action: 'health checks; restart through the service adapter if they do not reconnect',
+    touches: ['controller', 'dispatcher'],
+  }),
+};
+
+export const totalDatabaseLossDefinition: RecoveryDefinition<
+  typeof totalDatabaseLossInput,
+  State,
+  TotalDatabaseLossDetails
+> = {
+  procedure: 'total-database-loss',
+  title: 'Total database loss',
+  input: totalDatabaseLossInput,
+  confirmedInAdvance: (input) => input.confirm === true || input.replaceExisting === true,
+  locks: () => ['postgres'],
+  initialState: () => ({}),
+  phases: [
+    ...pg.all,
+    services,
+    monitorRegistersContainersPhase({
+      name: 'monitor rebuilds redis',
+      deadlines: (input) => ({
+        registrationSeconds: input.registrationDeadlineSeconds ?? 60,
+        restartSeconds: input.restartDeadlineSeconds ?? 120,
+      }),
+    }),
+  ],
+  cleanup: postgresCleanup(targetsOf),
+  backup: (state) => state.backup,
+  result: ({ state }) => ({
+    backupId: state.backup!.id,
+    backupCreatedAt: state.backup!.createdAt,
+    backupVerified: state.backup!.verified ?? false,
+    globals: state.globals,
+    restored: state.staged!.map((s) => ({
+      ...s,
+      movedAsideTo: state.swapped?.find((w) => w.target === s.target)?.movedAsideTo,
+    })),
+    services: state.services!,
+    registrations: state.registrations!,
+  }),
+};
 
 export async function totalDatabaseLoss(
-  rawInput: TotalDatabaseLossInput = {},
+  input?: TotalDatabaseLossInput,
 ): Promise<TotalDatabaseLossResult | RecoveryPlan> {
-  const { procedure, approve, recoveryId, started } = startRecovery(
-    'Total database loss',
-    STEPS,
-    rawInput.replaceExisting === true || rawInput.confirm === true,
-  );
-  let input: ReturnType<typeof validate> | undefined;
-  let lockedBackup: string | undefined;
-  try {
-    input = validate(rawInput);
-    const { targets } = input;
-
-    const backup = await procedure.step(
-      'resolve backup',
-      `finding backup "${input.backupId}" and checking which databases exist`,
-      async () => {
-        const summary = await resolvePostgresBackup({ backupId: input!.backupId, targets });
-        const live = await liveDatabases({ targets });
-        if (input!.plan) return { summary, live };
-        // Retention must not prune the backup while this restore reads it; released in cleanup.
-        await lockBackup({ backupId: summary.id, holder: recoveryId });
-        lockedBackup = summary.id;
-        if (live.length > 0)
-          await approve(`move aside and replace the live database(s) of ${live.join(', ')}`);
-        return { summary, live };
-      },
-      ({ summary, live }) =>
-        `backup ${summary.id} (${summary.createdAt}, ${summary.verified ? 'verified' : 'NOT verified'})${live.length ? `; will move aside: ${live.join(', ')}` : ''}`,
-    );
-    const backupId = backup.summary.id;
-    if (input.plan) {
-      procedure.finish('completed');
-      return planOf(backup.summary, backup.live, targets);
-    }
-
-    await procedure.step(
-      'verify backup files',
-      `downloading and checking sha256 of ${targets.length} dump(s)`,
-      () => Promise.all(targets.map((target) => preparePostgresRestore({ backupId, target, recoveryId }))),
-      (prepared) => prepared.map((p) => `${p.database}: ${p.size} B, ${p.tocEntries} TOC entries`).join('; '),
-    );
-
-    const restored = await procedure.step(
-      'restore databases',
-      `pg_restore into staging databases, verify against the manifest, swap in`,
-      () =>
-        Promise.all(
-          targets.map((target) =>
-            restorePostgresDatabase({
-              backupId,
-              target,
-              recoveryId,
-              // Reached only when nothing is live, or after the approval above.
-              replaceExisting: true,
-            }),
-          ),
-        ),
-      (results) =>
-        results
-          .map((r) => `${r.database}: ${r.tablesVerified} tables, ${r.rowsVerified} rows verified`)
-          .join('; '),
-    );
-
-    const services = await procedure.step(
-      'controller and dispatcher reconnect',
-      `controller and dispatcher healthy (restart after ${input.reconnectDeadlineSeconds} s)`,
-      () =>
-        Promise.all(
-          (['controller', 'dispatcher'] as const).map((s) =>
-            reconnectOrRestart(s, input!.reconnectDeadlineSeconds, input!.restartDeadlineSeconds),
-          ),
-        ),
-      (reports) => reports.map((r) => `${r.service} ${r.restarted ? 'restarted' : 'reconnected'}`).join(', '),
-    );
-
-    const registrations = await monitorRegistersContainers(
-      procedure,
-      'monitor rebuilds redis',
-      input.registrationDeadlineSeconds,
-      input.restartDeadlineSeconds,
-    );
-
-    await runCleanup(procedure, recoveryId, targets, lockedBackup);
-    procedure.finish('completed');
-    return {
-      procedure: 'total-database-loss',
-      recoveryId,
-      backupId,
-      backupCreatedAt: backup.summary.createdAt,
-      backupVerified: backup.summary.verified ?? false,
-      restored,
-      services,
-      registrations,
-      steps: procedure.progress.steps,
-      startedAt: new Date(started).toISOString(),
-      completedAt: new Date(Date.now()).toISOString(),
-      durationMs: Date.now() - started,
-      measurements: measure(started, input.incidentAt || undefined, backup.summary.createdAt),
-    };
-  } catch (err) {
-    procedure.finish('cleaning-up', (surfaceFailure(err) as Error).message);
-    // The cleanup phase always runs, also on failure and cancellation.
-    await CancellationScope.nonCancellable(() =>
-      runCleanup(procedure, recoveryId, input?.targets ?? ['controller', 'dispatcher'], lockedBackup),
-    );
-    const failure = surfaceFailure(err);
-    procedure.finish('failed', (failure as Error).message);
-    throw failure;
-  }
-}
-
-async function runCleanup(
-  procedure: Procedure,
-  recoveryId: string,
-  targets: PostgresTarget[],
-  lockedBackup: string | undefined,
-): Promise<void> {
-  if (procedure.progress.steps.find((s) => s.name === 'cleanup')?.status === 'done') return;
-  await procedure.step(
-    'cleanup',
-    'dropping this recovery’s staging databases and local dump copies',
-    async () => {
-      const result = await cleanupPostgresRestore({ recoveryId, targets });
-      if (lockedBackup) await unlockBackup({ backupId: lockedBackup, holder: recoveryId });
-      return result;
-    },
-    (r) => (r.droppedStaging.length ? `dropped ${r.droppedStaging.join(', ')}` : 'nothing left behind'),
-  );
-}
-
-function planOf(
-  summary: { id: string; createdAt: string; verified?: boolean },
-  live: PostgresTarget[],
-  targets: PostgresTarget[],
-): RecoveryPlan {
-  return {
-    procedure: 'total-database-loss',
-    plan: true,
-    backupId: summary.id,
-    backupCreatedAt: summary.createdAt,
-    backupVerified: summary.verified ?? false,
-    steps: [
-      {
-        step: 'verify backup files',
-        action: `download and sha256-check the dumps of ${targets.join(', ')}`,
-        touches: ['backup store (read)', 'worker scratch directory'],
-        destructive: false,
-      },
-      {
-        step: 'restore databases',
-        action: `pg_restore into staging databases, compare with the manifest, rename into place${live.length ? `; the live ${live.join(', ')} database(s) are moved aside (needs approval)` : ''}`,
-        touches: targets.map((t) => `postgres database of ${t}`),
-        destructive: live.length > 0,
-      },
-      {
-        step: 'controller and dispatcher reconnect',
-        action: 'health checks; restart through the service adapter if they do not reconnect',
-        touches: ['controller', 'dispatcher'],
-        destructive: false,
-      },
-      {
-        step: 'monitor rebuilds redis',
-        action: 'wait for the Monitor to register every active container; restart it if not',
-        touches: ['monitor', 'redis registrations'],
-        destructive: false,
-      },
-      {
-        step: 'cleanup',
-        action: 'drop this run’s staging databases and local dump copies',
-        touches: ['staging databases'],
-        destructive: false,
-      },
-    ],
-  };
+  return runRecovery(totalDatabaseLossDefinition, input);
 }

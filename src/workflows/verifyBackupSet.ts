@@ -8,7 +8,9 @@ import type { Activities } from '../activities';
 import type { Verification } from '../domain/manifests';
 import { ErrorType, fail } from '../domain/errors';
 import { long, quick } from './options';
-import { Procedure } from './procedure';
+import { verifyBackupSetInput } from './backupRun';
+import { parseInput } from './engine/input';
+import { Procedure } from './engine/progress';
 
 // On cancellation, wait until each verification has stopped (it drops what it made) before the
 // cleanup phase runs, so nothing is created behind the cleanup's back.
@@ -40,8 +42,9 @@ const STEPS = [
   'remove scratch copies',
 ] as const;
 
-export async function verifyBackupSet(input: VerifyBackupSetInput = {}): Promise<VerifyBackupSetResult> {
+export async function verifyBackupSet(rawInput?: VerifyBackupSetInput): Promise<VerifyBackupSetResult> {
   const procedure = new Procedure('Verify backup set', STEPS);
+  const input = parseInput(verifyBackupSetInput, rawInput, 'verifyBackupSet');
   const info = workflowInfo();
   const verifyId = `${info.workflowId}/${info.runId}`;
   return procedure.run(

@@ -1,0 +1,108 @@
+/**
+ * Strict input for every workflow: one zod schema each, checked before anything else runs. A
+ * non-object, an unknown or misspelled field, a wrong type or an out-of-range value fails the
+ * workflow at once with InvalidInput naming the field — a run never continues on defaults it
+ * guessed, and never stays Running on input it cannot use.
+ */
+import { z } from 'zod';
+import { BACKUP_ID_FORMAT, BACKUP_ID_PATTERN } from '../../domain/backupIds';
+import { ErrorType, fail } from '../../domain/errors';
+
+/** `latest` or a backup id. */
+export const backupIdField = z.string().refine((v) => v === 'latest' || BACKUP_ID_PATTERN.test(v), {
+  message: `expected "latest" or a backup id (${BACKUP_ID_FORMAT}; kohakku-dr backups lists them)`,
+});
+
+/** Whole seconds, 1 s to a day. */
+export const secondsField = z.number().int().min(1).max(86400);
+
+/** An ISO 8601 instant with its zone, e.g. 2026-11-25T03:12:00Z. */
+export const instantField = z
+  .string()
+  .refine(
+    (v) =>
+      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(v) &&
+      !Number.isNaN(Date.parse(v)),
+    {
+      message: 'expected an ISO 8601 time with its zone, e.g. 2026-11-25T03:12:00Z',
+    },
+  );
+
+/** The fields every recovery accepts. */
+export const recoveryCommonFields = {
+  /** Show each step, what it would touch and the backup it would use — change nothing. */
+  plan: z.boolean().optional(),
+  /** Replacing live data is approved in advance; otherwise each destructive step waits for the `approve` signal. */
+  confirm: z.boolean().optional(),
+  /** When the incident happened, for the RPO; the workflow's start when absent. */
+  incidentAt: instantField.optional(),
+};
+
+function closest(word: string, candidates: string[]): string | undefined {
+  const lower = word.toLowerCase();
+  const distance = (a: string, b: string) => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+    for (let i = 1; i <= a.length; i++)
+      for (let j = 1; j <= b.length; j++)
+        d[i]![j] = Math.min(
+          d[i - 1]![j]! + 1,
+          d[i]![j - 1]! + 1,
+          d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+        );
+    return d[a.length]![b.length]!;
+  };
+  const best = candidates
+    .map((c) => ({ c, d: c.toLowerCase() === lower ? 0 : distance(lower, c.toLowerCase()) }))
+    .sort((x, y) => x.d - y.d)[0];
+  return best && best.d <= Math.max(2, Math.floor(word.length / 3)) ? best.c : undefined;
+}
+
+/** A payload the data converter could not decode arrives as this marker (see src/payloadConverter.ts). */
+export interface UndecodablePayload {
+  __kohakkuDrUndecodable: string;
+}
+
+function isUndecodable(raw: unknown): raw is UndecodablePayload {
+  return typeof raw === 'object' && raw !== null && '__kohakkuDrUndecodable' in raw;
+}
+
+/**
+ * Parses a workflow's input against its schema. `undefined` (no argument at all) counts as `{}`;
+ * anything else must be a JSON object that the schema accepts.
+ */
+export function parseInput<S extends z.ZodObject>(schema: S, raw: unknown, workflow: string): z.infer<S> {
+  if (isUndecodable(raw)) {
+    throw fail(
+      ErrorType.InvalidInput,
+      `${workflow}: the input could not be decoded (${raw.__kohakkuDrUndecodable}); send JSON such as {}`,
+    );
+  }
+  const value = raw === undefined ? {} : raw;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw fail(
+      ErrorType.InvalidInput,
+      `${workflow}: the input must be a JSON object such as {} or {"backupId": "latest"}, got ${JSON.stringify(value)}`,
+    );
+  }
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const known = Object.keys(schema.shape);
+  const problems = parsed.error.issues.map((issue) => {
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys
+        .map((k) => {
+          const hint = closest(k, known);
+          return `unknown field "${k}"${hint ? ` (did you mean "${hint}"?)` : ''}`;
+        })
+        .join('; ');
+    }
+    const field = issue.path.length ? issue.path.join('.') : '(input)';
+    return `field "${field}": ${issue.message}`;
+  });
+  throw fail(
+    ErrorType.InvalidInput,
+    `${workflow}: ${problems.join('; ')}. Accepted fields: ${known.join(', ')}`,
+    { problems },
+  );
+}
