@@ -1,0 +1,421 @@
+/**
+ * Recovery-engine LOGIC with activities STUBBED by jest.fn (no PostgreSQL, Redis or MinIO is
+ * touched here), on the run's real Temporal dev server: strict input, approval evaluated right
+ * before the destructive phase, the restart branch, cleanup failures as warnings that never
+ * replace the original error, independent lock release, one recovery per target however it is
+ * started, and an undecodable payload failing the run instead of wedging it.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Activities } from '../src/activities';
+import { toolPaths } from '../src/stack/tools';
+import { totalDatabaseLoss } from '../src/workflows';
+import { approveSignal, progressQuery } from '../src/workflows/definitions';
+import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
+import { failureType, testStack } from './harness/kohakku';
+import { uniqueId, workflowSuite } from './harness/suite';
+
+const suite = workflowSuite();
+const run = promisify(execFile);
+
+const BACKUP = { id: '20261124T020000Z', createdAt: '2026-11-24T02:00:00Z', databases: [], verified: true };
+
+/** jest.fn stubs of every activity total database loss calls; each test overrides what it needs. */
+function stubs(overrides: Partial<Record<keyof Activities, jest.Mock>> = {}) {
+  const calls: string[] = [];
+  const base = {
+    resolvePostgresBackup: jest.fn(async () => BACKUP),
+    lockBackup: jest.fn(async () => undefined),
+    unlockBackup: jest.fn(async () => undefined),
+    ensurePostgresGlobals: jest.fn(async () => ({
+      createdRoles: [],
+      existingRoles: ['postgres'],
+      membershipsAdded: [],
+      skipped: [],
+      rolesWithoutPassword: [],
+    })),
+    preparePostgresRestore: jest.fn(async ({ target }: { target: string }) => ({
+      target,
+      database: target,
+      backupId: BACKUP.id,
+      localPath: '/x',
+      size: 1,
+      tocEntries: 1,
+    })),
+    restoreIntoStaging: jest.fn(async ({ target }: { target: string }) => ({
+      target,
+      database: `kohakku-${target}`,
+      staging: `kohakku-${target}__dr_staging_x`,
+      backupId: BACKUP.id,
+      tablesVerified: 1,
+      rowsVerified: 1,
+      resumed: false,
+    })),
+    checkSwapBlockers: jest.fn(async () => []),
+    liveDatabaseStates: jest.fn(async ({ targets }: { targets: string[] }) =>
+      targets.map((t) => ({ target: t, database: `kohakku-${t}`, exists: false })),
+    ),
+    swapInStaging: jest.fn(async ({ targets }: { targets: string[] }) =>
+      targets.map((t) => ({ target: t, database: `kohakku-${t}`, resumed: false })),
+    ),
+    waitForHealthy: jest.fn(async ({ service }: { service: string }) => ({
+      service,
+      healthy: true,
+      checks: 1,
+      waitedMs: 1,
+    })),
+    restartService: jest.fn(async ({ service }: { service: string }) => ({ service, command: ['true'] })),
+    waitForRegistrations: jest.fn(async () => ({
+      complete: true,
+      expected: 1,
+      registered: 1,
+      missing: [],
+      extra: [],
+      waitedMs: 1,
+    })),
+    cleanupPostgresRestore: jest.fn(async () => ({ droppedStaging: [], allowConnectionsRestored: [] })),
+    cleanupPostgresGlobals: jest.fn(async () => ({ droppedRoles: [], kept: [] })),
+    ...overrides,
+  };
+  const activities = Object.fromEntries(
+    Object.entries(base).map(([name, fn]) => [
+      name,
+      (...args: unknown[]) => {
+        calls.push(name);
+        return (fn as (...a: unknown[]) => Promise<unknown>)(...args);
+      },
+    ]),
+  ) as unknown as Partial<Activities>;
+  return { activities, calls, mocks: base };
+}
+
+const nonRetryable = (type: string, message: string) =>
+  ApplicationFailure.create({ type, message, nonRetryable: true });
+
+test.each([
+  ['null', null],
+  ['a string', 'latest'],
+  ['a number', 42],
+  ['an array', []],
+  ['an unknown field', { BackupId: '20261124T020000Z' }],
+  ['a misspelled field', { confrim: true }],
+  ['a bad incidentAt', { incidentAt: 'yesterday' }],
+  ['a wrong type', { targets: 'controller' }],
+  ['an out-of-range deadline', { reconnectDeadlineSeconds: -5 }],
+])(
+  'input %s is refused with InvalidInput before any activity runs, and the run ends',
+  async (_what, input) => {
+    const { activities, calls } = stubs();
+    const { error, workflowId } = await suite.executeWorkflow(totalDatabaseLoss, {
+      activities,
+      args: [input as never],
+    });
+    expect(failureType(error)).toBe('InvalidInput');
+    expect(calls).toEqual([]);
+    const description = await suite.env.client.workflow.getHandle(workflowId).describe();
+    expect(description.status.name).toBe('FAILED');
+  },
+);
+
+test('a misspelled field names the field it probably meant', async () => {
+  const { activities } = stubs();
+  const { error } = await suite.executeWorkflow(totalDatabaseLoss, {
+    activities,
+    args: [{ BackupId: 'latest' } as never],
+  });
+  expect(String((error as WorkflowFailedError).cause?.message)).toMatch(
+    /unknown field "BackupId" \(did you mean "backupId"\?\)/,
+  );
+});
+
+test('approval is asked right before the swap, for what is live at that moment, and passed to the swap', async () => {
+  // Nothing is live at the start; the controller database appears while the dumps restore.
+  let controllerLive = false;
+  const { activities, calls, mocks } = stubs({
+    restoreIntoStaging: jest.fn(async ({ target }: { target: string }) => {
+      controllerLive = true;
+      return {
+        target,
+        database: `kohakku-${target}`,
+        staging: 's',
+        backupId: BACKUP.id,
+        tablesVerified: 1,
+        rowsVerified: 1,
+        resumed: false,
+      };
+    }),
+    liveDatabaseStates: jest.fn(async ({ targets }: { targets: string[] }) =>
+      targets.map((t) => ({
+        target: t,
+        database: `kohakku-${t}`,
+        exists: t === 'controller' && controllerLive,
+        oid: 1,
+        allowConnections: true,
+      })),
+    ),
+  });
+  const worker = await suite.createWorker(activities);
+  await worker.runUntil(async () => {
+    const handle = await suite.env.client.workflow.start(totalDatabaseLoss, {
+      taskQueue: worker.options.taskQueue,
+      workflowId: uniqueId('approval'),
+      args: [{}],
+    });
+    let progress = await handle.query(progressQuery);
+    for (let i = 0; i < 200 && !progress.awaitingApproval; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      progress = await handle.query(progressQuery);
+    }
+    expect(progress.awaitingApproval).toEqual({
+      step: 'swap databases in',
+      replaces: ['live database kohakku-controller (moved aside, not dropped)'],
+    });
+    // Everything non-destructive already ran; the swap did not.
+    expect(calls).toContain('restoreIntoStaging');
+    expect(calls).not.toContain('swapInStaging');
+    await handle.signal(approveSignal, { by: 'test', note: 'go' });
+    const result = (await handle.result()) as TotalDatabaseLossResult;
+    expect(mocks.swapInStaging).toHaveBeenCalledWith(expect.objectContaining({ replace: ['controller'] }));
+    expect(result.approvals).toEqual([
+      expect.objectContaining({
+        step: 'swap databases in',
+        by: 'test',
+        replaces: [expect.stringContaining('kohakku-controller')],
+      }),
+    ]);
+  });
+});
+
+test('an approval sent before any step asks for one is ignored (and says so)', async () => {
+  const { activities } = stubs({
+    liveDatabaseStates: jest.fn(async ({ targets }: { targets: string[] }) =>
+      targets.map((t) => ({
+        target: t,
+        database: `kohakku-${t}`,
+        exists: true,
+        oid: 1,
+        allowConnections: true,
+      })),
+    ),
+  });
+  const worker = await suite.createWorker(activities);
+  await worker.runUntil(async () => {
+    const handle = await suite.env.client.workflow.start(totalDatabaseLoss, {
+      taskQueue: worker.options.taskQueue,
+      workflowId: uniqueId('early'),
+      args: [{}],
+    });
+    await handle.signal(approveSignal, { by: 'too-early' });
+    let progress = await handle.query(progressQuery);
+    for (let i = 0; i < 200 && !progress.awaitingApproval; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      progress = await handle.query(progressQuery);
+    }
+    expect(progress.awaitingApproval?.step).toBe('swap databases in');
+    expect(progress.warnings.join(' ')).toMatch(/approval by too-early arrived while no step was waiting/);
+    await handle.cancel();
+    await expect(handle.result()).rejects.toThrow();
+  });
+});
+
+test('a service that never comes back is restarted once, then ServiceUnhealthy; the message says the databases were swapped', async () => {
+  const { activities, calls } = stubs({
+    waitForHealthy: jest.fn(async ({ service }: { service: string }) =>
+      service === 'dispatcher'
+        ? { service, healthy: false, checks: 3, waitedMs: 3000, lastError: 'HTTP 503' }
+        : { service, healthy: true, checks: 1, waitedMs: 1 },
+    ),
+  });
+  const { error } = await suite.executeWorkflow(totalDatabaseLoss, {
+    activities,
+    args: [{ reconnectDeadlineSeconds: 1, restartDeadlineSeconds: 1 }],
+  });
+  expect(failureType(error)).toBe('ServiceUnhealthy');
+  expect(calls.filter((n) => n === 'restartService')).toHaveLength(1);
+  expect(String((error as WorkflowFailedError).cause?.message)).toMatch(
+    /live data was changed by earlier steps: swap databases in/,
+  );
+  expect(calls.slice(-3)).toEqual(['cleanupPostgresRestore', 'cleanupPostgresGlobals', 'unlockBackup']);
+  expect(calls).not.toContain('waitForRegistrations');
+});
+
+test('a failed staging restore: the error keeps its type and says live data was untouched; no swap', async () => {
+  const { activities, calls } = stubs({
+    restoreIntoStaging: jest.fn(async ({ target }: { target: string }) => {
+      if (target === 'dispatcher')
+        throw nonRetryable('RestoreVerificationFailed', 'dispatcher_agent: checksum differs');
+      return {
+        target,
+        database: `kohakku-${target}`,
+        staging: 's',
+        backupId: BACKUP.id,
+        tablesVerified: 1,
+        rowsVerified: 1,
+        resumed: false,
+      };
+    }),
+  });
+  const { error } = await suite.executeWorkflow(totalDatabaseLoss, { activities, args: [{ confirm: true }] });
+  expect(failureType(error)).toBe('RestoreVerificationFailed');
+  expect(String((error as WorkflowFailedError).cause?.message)).toMatch(
+    /checksum differs — live data untouched: no step that changes live data had started/,
+  );
+  expect(calls).not.toContain('swapInStaging');
+  // Both targets' staging restores ended before the cleanup began.
+  expect(calls.indexOf('cleanupPostgresRestore')).toBeGreaterThan(calls.lastIndexOf('restoreIntoStaging'));
+});
+
+test('a failing cleanup is a warning: it neither replaces the original error nor fails a success; the lock is still released', async () => {
+  const cleanupFails = jest.fn(async () => {
+    throw nonRetryable('CleanupBroken', 'cannot drop staging');
+  });
+  const failing = stubs({
+    cleanupPostgresRestore: cleanupFails,
+    restoreIntoStaging: jest.fn(async () => {
+      throw nonRetryable('BackupCorrupt', 'dump is corrupt');
+    }),
+  });
+  const failed = await suite.executeWorkflow(totalDatabaseLoss, {
+    activities: failing.activities,
+    args: [{ confirm: true }],
+  });
+  expect(failureType(failed.error)).toBe('BackupCorrupt');
+  expect(failing.calls).toContain('unlockBackup');
+
+  const succeeding = stubs({ cleanupPostgresRestore: cleanupFails });
+  const ok = await suite.executeWorkflow(totalDatabaseLoss, {
+    activities: succeeding.activities,
+    args: [{ confirm: true }],
+  });
+  expect(ok.error).toBeUndefined();
+  const result = ok.result as TotalDatabaseLossResult;
+  expect(result.outcome).toBe('completed');
+  expect(result.warnings.join(' ')).toMatch(
+    /cleanup: drop this run’s staging databases.*cannot drop staging/,
+  );
+  expect(succeeding.calls).toContain('unlockBackup');
+});
+
+test('registrations incomplete: the Monitor is restarted, and a second shortfall fails with RegistrationIncomplete', async () => {
+  const { activities, calls } = stubs({
+    waitForRegistrations: jest.fn(async () => ({
+      complete: false,
+      expected: 10,
+      registered: 7,
+      missing: ['a', 'b', 'c'],
+      extra: [],
+      waitedMs: 1000,
+    })),
+  });
+  const { error } = await suite.executeWorkflow(totalDatabaseLoss, {
+    activities,
+    args: [{ registrationDeadlineSeconds: 1 }],
+  });
+  expect(failureType(error)).toBe('RegistrationIncomplete');
+  expect(calls.filter((n) => n === 'restartService')).toHaveLength(1);
+  expect(calls.filter((n) => n === 'waitForRegistrations')).toHaveLength(2);
+});
+
+test('one recovery per target: a second one under another workflow id is refused by the target lock', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const { activities } = stubs({ resolvePostgresBackup: jest.fn(async () => (await gate, BACKUP)) });
+  const worker = await suite.createWorker(activities);
+  await worker.runUntil(async () => {
+    const first = await suite.env.client.workflow.start(totalDatabaseLoss, {
+      taskQueue: worker.options.taskQueue,
+      workflowId: uniqueId('first'),
+      args: [{}],
+    });
+    await new Promise((r) => setTimeout(r, 1000)); // the first takes its lock
+    const second = await suite.env.client.workflow
+      .execute(totalDatabaseLoss, {
+        taskQueue: worker.options.taskQueue,
+        workflowId: uniqueId('second'),
+        args: [{}],
+      })
+      .catch((e: unknown) => e);
+    expect(failureType(second)).toBe('AlreadyRunning');
+    expect(String((second as WorkflowFailedError).cause?.message)).toMatch(/kohakku-dr-lock-postgres/);
+    release();
+    await first.result();
+    // Released at the end: the next recovery runs.
+    const third = await suite.env.client.workflow.execute(totalDatabaseLoss, {
+      taskQueue: worker.options.taskQueue,
+      workflowId: uniqueId('third'),
+      args: [{}],
+    });
+    expect((third as TotalDatabaseLossResult).outcome).toBe('completed');
+  });
+});
+
+describe('from the temporal CLI', () => {
+  const address = () => `127.0.0.1:${testStack().temporal.port}`;
+  const temporal = (args: string[]) =>
+    run(toolPaths().temporal, ['--address', address(), ...args]).then(
+      (r) => ({ code: 0, out: r.stdout + r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
+    );
+
+  test('an undecodable input fails the run with InvalidInput instead of leaving it Running', async () => {
+    const { activities, calls } = stubs();
+    const worker = await suite.createWorker(activities);
+    const workflowId = uniqueId('undecodable');
+    await worker.runUntil(async () => {
+      const started = await temporal([
+        'workflow',
+        'start',
+        '--type',
+        'totalDatabaseLoss',
+        '--task-queue',
+        worker.options.taskQueue,
+        '--workflow-id',
+        workflowId,
+        '--input',
+        '"x"',
+        '--input-meta',
+        'encoding=binary/unknown',
+      ]);
+      expect(started.code).toBe(0);
+      const err = await suite.env.client.workflow
+        .getHandle(workflowId)
+        .result()
+        .catch((e: unknown) => e);
+      expect(failureType(err)).toBe('InvalidInput');
+      expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/could not be decoded/);
+    });
+    expect(calls).toEqual([]);
+  });
+
+  test('a second `temporal workflow start --fail-existing` of a running recovery is refused', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const { activities } = stubs({ resolvePostgresBackup: jest.fn(async () => (await gate, BACKUP)) });
+    const worker = await suite.createWorker(activities);
+    const workflowId = uniqueId('kohakku-dr-recover-postgres');
+    await worker.runUntil(async () => {
+      const start = () =>
+        temporal([
+          'workflow',
+          'start',
+          '--type',
+          'totalDatabaseLoss',
+          '--task-queue',
+          worker.options.taskQueue,
+          '--workflow-id',
+          workflowId,
+          '--input',
+          '{}',
+          '--fail-existing',
+        ]);
+      expect((await start()).code).toBe(0);
+      const second = await start();
+      expect(second.code).not.toBe(0);
+      expect(second.out).toMatch(/already (started|running)/i);
+      release();
+      await suite.env.client.workflow.getHandle(workflowId).result();
+    });
+  });
+});
