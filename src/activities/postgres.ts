@@ -1,8 +1,9 @@
 /**
- * The Postgres activities, one closure per concern (backup, restore, table restore) over the
- * shared kit.
+ * The Postgres activities, one closure per concern (backup, restore, table restore, roles and
+ * other cluster globals) over the shared kit.
  */
 import { createPostgresBackupActivities } from './postgresBackup';
+import { createPostgresGlobalsActivities } from './postgresGlobals';
 import { postgresKit, type PostgresDeps } from './postgresKit';
 import { createPostgresRestoreActivities } from './postgresRestore';
 import { createPostgresTableActivities } from './postgresTables';
@@ -10,8 +11,10 @@ import { createPostgresTableActivities } from './postgresTables';
 export { dumpKey } from '../domain/layout';
 export type { DatabaseBackup, PostgresManifest, TableStats } from '../domain/manifests';
 export type { PostgresTarget } from '../domain/targets';
+export type { GlobalsReport } from './postgresGlobals';
 export {
   asideName,
+  checksumOptions,
   compareTables,
   splitTable,
   stagingName,
@@ -20,6 +23,7 @@ export {
   type PostgresDeps,
   type PreparedRestore,
   type RestoreResult,
+  type TableStatsOptions,
 } from './postgresKit';
 
 export function createPostgresActivities(deps: PostgresDeps) {
@@ -28,5 +32,6 @@ export function createPostgresActivities(deps: PostgresDeps) {
     ...createPostgresBackupActivities(kit),
     ...createPostgresRestoreActivities(kit),
     ...createPostgresTableActivities(kit),
+    ...createPostgresGlobalsActivities(kit),
   };
 }

@@ -13,6 +13,8 @@ import { POSTGRES_TARGETS, type PostgresTarget } from '../domain/targets';
 import { CommandFailed } from '../infra/exec';
 import { sha256File, shortTag } from '../infra/hashing';
 import { cancellationSignal, heartbeat, withHeartbeats } from './heartbeat';
+import { CHECKSUM_VERSION } from '../domain/checksums';
+import { readDatabaseProperties, readGlobals } from './postgresGlobals';
 import { MAX_BASE, tableStats, type PostgresBackupSummary, type PostgresKit } from './postgresKit';
 
 const tag = (recoveryId: string) => shortTag(recoveryId);
@@ -45,11 +47,13 @@ export function createPostgresBackupActivities(kit: PostgresKit) {
       try {
         const snapshot = (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]!
           .id;
-        // Counting and hashing a large table takes a while: keep heartbeating meanwhile.
+        // Counting and hashing a large table takes a while: keep heartbeating meanwhile. Pinned
+        // settings (session-level SET inside this transaction): see src/domain/checksums.ts.
         const tables = await withHeartbeats(
           () => ({ stage: 'counting rows', database }),
           () => tableStats(client),
         );
+        const properties = await readDatabaseProperties(client, database);
         heartbeat({ stage: 'dumping', database });
         await withHeartbeats(
           () => ({ stage: 'dumping', database }),
@@ -66,7 +70,7 @@ export function createPostgresBackupActivities(kit: PostgresKit) {
           () => ({ stage: 'uploading', database, size }),
           () => store.putFile(key, local),
         );
-        return { target, database, key, size, sha256, tables };
+        return { target, database, key, size, sha256, tables, properties };
       } finally {
         await client.query('COMMIT').catch(() => undefined);
       }
@@ -84,9 +88,11 @@ export function createPostgresBackupActivities(kit: PostgresKit) {
     const workDir = path.join(config.workDir, 'backup', input.backupId);
     await fs.mkdir(workDir, { recursive: true });
     try {
-      const serverVersion = await admin(
-        async (c) => (await c.query<{ v: string }>('SHOW server_version')).rows[0]!.v,
-      );
+      const { serverVersion, globals } = await admin(async (c) => ({
+        serverVersion: (await c.query<{ v: string }>('SHOW server_version')).rows[0]!.v,
+        // Roles and memberships: what a restore onto a fresh server needs (never passwords).
+        globals: await readGlobals(c),
+      }));
       const pgDumpVersion = (await exec(tool('pg_dump'), ['--version'])).stdout.trim();
       const databases: DatabaseBackup[] = [];
       for (const target of input.targets ?? POSTGRES_TARGETS)
@@ -99,6 +105,8 @@ export function createPostgresBackupActivities(kit: PostgresKit) {
         serverVersion,
         pgDumpVersion,
         databases,
+        checksumVersion: CHECKSUM_VERSION,
+        globals,
       };
       await store.putJson(postgresManifestKey(input.backupId), manifest);
       return manifest;

@@ -19,7 +19,14 @@ import { withDatabase } from '../infra/database';
 import { CommandFailed, type CommandRunner } from '../infra/exec';
 import { sha256File, shortTag } from '../infra/hashing';
 import { heartbeat, cancellationSignal, withHeartbeats } from './heartbeat';
-import { createDatabaseFor } from './postgresGlobals';
+import { CHECKSUM_VERSION, pinChecksumSettingsSql } from '../domain/checksums';
+import {
+  applyDatabaseProperties,
+  createDatabaseFor,
+  missingRoles,
+  requireRoles,
+  rolesNamedBy,
+} from './postgresGlobals';
 
 export interface PostgresBackupSummary {
   id: string;
@@ -105,7 +112,9 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
         `"${backupId}" is not a backup id (expected YYYYMMDDTHHMMSSZ or "latest")`,
       );
     }
-    return store.getJson<PostgresManifest>(postgresManifestKey(backupId));
+    const manifest = await store.getJson<PostgresManifest>(postgresManifestKey(backupId));
+    for (const entry of manifest?.databases ?? []) rememberChecksumVersion(entry, manifest!.checksumVersion);
+    return manifest;
   }
 
   /** A backup's summary, with its set's verification verdict. */
@@ -176,14 +185,21 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
     }
   }
 
-  /** Everything that can be checked without touching live data: the dump is there, whole and readable. */
+  /**
+   * pg_restore into a new database `into` (dropped first if a killed attempt left it), the
+   * backup's database properties applied, then compared with the manifest — the checksums
+   * computed the way the manifest's were (pinned settings, or a 0.1 manifest's unpinned way).
+   */
   async function restoreAndCompare(
     entry: DatabaseBackup,
     local: string,
     into: string,
     tocTotal: number,
   ): Promise<string[]> {
+    const checksums = checksumOptionsFor(entry);
     await admin(async (c) => {
+      // The roles the database needs must exist before pg_restore assigns owners and grants.
+      if (entry.properties) await requireRoles(c, entry.database, rolesNamedBy(entry.properties));
       await dropDatabase(c, into); // a half-restored copy from a killed attempt
       await createDatabaseFor(c, into, entry);
     });
@@ -198,11 +214,18 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
             if (/^pg_restore: (creating|processing|executing)/.test(line)) itemsDone++;
           },
         }),
-    );
+    ).catch((err: unknown) => {
+      // An object owned by (or granted to) a role this server lacks.
+      const role = /role "((?:[^"]|"")+)" does not exist/.exec((err as Error).message ?? '');
+      if (role) throw missingRoles(entry.database, [role[1]!.replace(/""/g, '"')]);
+      throw err;
+    });
+    // After pg_restore, so settings like default_transaction_read_only never reach its sessions.
+    await admin((c) => applyDatabaseProperties(c, into, entry));
     heartbeat({ stage: 'comparing', database: entry.database, into });
     const actual = await withHeartbeats(
       () => ({ stage: 'comparing', database: entry.database, into }),
-      () => withClient(into, tableStats),
+      () => withClient(into, (c) => tableStats(c, checksums)),
     );
     return compareTables(entry.tables, actual);
   }
@@ -229,18 +252,62 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
   };
 }
 
-/** Row count and order-independent checksum of every user table. */
-export async function tableStats(client: Client): Promise<TableStats[]> {
+/**
+ * The checksum version of each manifest entry the kit has read, so a comparison computes its
+ * checksums the way the backup did without every caller passing the version along.
+ */
+const checksumVersions = new WeakMap<DatabaseBackup, number | undefined>();
+
+function rememberChecksumVersion(entry: DatabaseBackup, version: number | undefined): void {
+  checksumVersions.set(entry, version);
+}
+
+export interface TableStatsOptions {
+  /**
+   * true only to check a manifest written before 0.2 (no checksumVersion): its checksums were
+   * taken with whatever settings the backup's session had, so they are compared the same way.
+   */
+  unpinned?: boolean;
+}
+
+/** How to compute checksums comparable with `entry`'s (read through the kit; unknown entries: pinned). */
+export function checksumOptionsFor(entry: DatabaseBackup): TableStatsOptions {
+  const version = checksumVersions.has(entry) ? checksumVersions.get(entry) : CHECKSUM_VERSION;
+  return checksumOptions(version);
+}
+
+/** Options for a manifest's `checksumVersion`. */
+export function checksumOptions(version: number | undefined): TableStatsOptions {
+  if (version === undefined) return { unpinned: true };
+  if (version > CHECKSUM_VERSION) {
+    throw fail(
+      ErrorType.ToolUnavailable,
+      `the backup's checksums were computed by a newer kohakku-dr (checksum version ${version}, this worker knows ${CHECKSUM_VERSION}): upgrade the worker`,
+    );
+  }
+  return {};
+}
+
+/**
+ * Row count and order-independent checksum of every user table. Pins the session settings a
+ * row's text depends on first (src/domain/checksums.ts), so the result is the same whatever
+ * PGOPTIONS, ALTER DATABASE/ROLE SET or the server's defaults say; session-level SET, so it
+ * also holds inside the backup's snapshot transaction.
+ */
+export async function tableStats(client: Client, options: TableStatsOptions = {}): Promise<TableStats[]> {
+  if (!options.unpinned) await client.query(pinChecksumSettingsSql());
+  // Not about the text: a database's statement_timeout must not cut the hashing of a big table short.
+  await client.query('SET statement_timeout = 0');
   const tables = await client.query<{ name: string }>(
-    `SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables
+    `SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_catalog.pg_tables
       WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`,
   );
   const stats: TableStats[] = [];
   for (const { name } of tables.rows) {
     // Order-independent: the md5 of the sorted row hashes.
     const res = await client.query<{ rows: string; checksum: string | null }>(
-      `SELECT count(*) AS rows, md5(string_agg(h, '' ORDER BY h)) AS checksum
-         FROM (SELECT md5(t::text) AS h FROM ${name} t) s`,
+      `SELECT pg_catalog.count(*) AS rows, pg_catalog.md5(pg_catalog.string_agg(h, '' ORDER BY h)) AS checksum
+         FROM (SELECT pg_catalog.md5(t::pg_catalog.text) AS h FROM ${name} t) s`,
     );
     stats.push({ table: name, rows: Number(res.rows[0]!.rows), checksum: res.rows[0]!.checksum ?? 'empty' });
   }

@@ -14,6 +14,9 @@ export const CHECKSUM_SESSION_SETTINGS: readonly (readonly [name: string, value:
   ['lc_monetary', 'C'],
   ['xmlbinary', 'base64'],
   ['search_path', 'pg_catalog'],
+  // regclass, regtype, regproc… print through quote_identifier, which quotes every name when
+  // this is on (and so would format('%I') in the table list, renaming every table).
+  ['quote_all_identifiers', 'off'],
 ];
 
 /** The settings as `SET` statements (`SET LOCAL` inside a transaction that must not leak them). */
