@@ -2,13 +2,15 @@
  * Backup sets: one nightly run's Postgres dumps, Redis RDB and object index under one id, with
  * one manifest (`sets/<id>/manifest.json`) that also carries the verification verdict.
  * Retention prunes whole sets by age, but never the newest verified set and never one that a
- * running restore holds a lock on (`locks/<id>/…`).
+ * running restore holds a lock on (`locks/<id>/…`) while the lock's lease lasts: a recovery that
+ * was terminated without unlocking protects its backup only until its lease runs out.
  */
 import type { Config } from '../config';
 import { ErrorType, fail } from '../domain/errors';
 import { backupTime, BACKUP_ID_PATTERN } from '../domain/backupIds';
 import {
   BLOB_PREFIX,
+  LOCK_PREFIX,
   lockKey,
   objectIndexKey,
   objectsManifestKey,
@@ -25,7 +27,14 @@ import type {
   Verification,
 } from '../domain/manifests';
 import type { BackupStore } from '../infra/backupStore';
-import { allBackupIds, listBackupSets as listSets, readSet } from '../infra/catalog';
+import {
+  allBackupIds,
+  chooseBackup,
+  listBackupSets as listSets,
+  readCatalog,
+  readSet,
+  type BackupChoice,
+} from '../infra/catalog';
 
 export interface PruneReport {
   asOf: string;
@@ -33,6 +42,31 @@ export interface PruneReport {
   pruned: string[];
   kept: { id: string; reason: string }[];
   blobsRemoved: number;
+  /** Locks whose lease had run out as of `asOf`: ignored (the backup was not kept for them). */
+  expiredLocks: { id: string; holder: string; expiredAt: string }[];
+  /** Lock files that could not be read: honoured as live locks; remove them once no restore uses the backup. */
+  unreadableLocks?: string[];
+}
+
+/** A restore's hold on a backup (`locks/<id>/<holder>.json`). */
+export interface BackupLock {
+  holder: string;
+  /** When it was taken or last renewed. */
+  at: string;
+  /** When the lease runs out; absent in 0.1 locks, which count as expiring LEGACY_LOCK_DAYS after `at`. */
+  expiresAt?: string;
+}
+
+/** How long a 0.1 lock (no expiresAt) protects its backup. */
+export const LEGACY_LOCK_DAYS = 7;
+/** The lease when the caller names none. */
+export const DEFAULT_LOCK_LEASE_SECONDS = 24 * 3600;
+const MAX_LOCK_LEASE_SECONDS = 30 * 86400;
+
+/** When a lock stops protecting its backup (ms since the epoch); NaN when the lock is unreadable. */
+export function lockExpiry(lock: Partial<BackupLock> | undefined): number {
+  if (lock?.expiresAt !== undefined) return Date.parse(lock.expiresAt);
+  return lock?.at ? Date.parse(lock.at) + LEGACY_LOCK_DAYS * 86400_000 : NaN;
 }
 
 export function createBackupSetActivities({
@@ -89,12 +123,28 @@ export function createBackupSetActivities({
 
   const listBackupSets = (): Promise<BackupSetManifest[]> => listSets(store);
 
-  /** A restore holds a lock on the backup it uses, so retention leaves that backup alone. */
-  async function lockBackup(input: { backupId: string; holder: string }): Promise<void> {
-    await store.putJson(lockKey(input.backupId, input.holder), {
+  /**
+   * A restore holds a lock on the backup it uses, so retention leaves that backup alone until
+   * the lease runs out; calling it again renews the lease.
+   */
+  async function lockBackup(input: { backupId: string; holder: string; leaseSeconds?: number }): Promise<void> {
+    const leaseSeconds = input.leaseSeconds ?? DEFAULT_LOCK_LEASE_SECONDS;
+    if (!BACKUP_ID_PATTERN.test(input.backupId))
+      throw fail(ErrorType.InvalidInput, `"${input.backupId}" is not a backup id`);
+    if (!input.holder) throw fail(ErrorType.InvalidInput, 'a lock needs a holder (the recovery id)');
+    if (!Number.isInteger(leaseSeconds) || leaseSeconds < 1 || leaseSeconds > MAX_LOCK_LEASE_SECONDS) {
+      throw fail(
+        ErrorType.InvalidInput,
+        `leaseSeconds must be a whole number from 1 to ${MAX_LOCK_LEASE_SECONDS} (30 days), got ${leaseSeconds}`,
+      );
+    }
+    const now = Date.now();
+    const lock: BackupLock = {
       holder: input.holder,
-      at: new Date().toISOString(),
-    });
+      at: new Date(now).toISOString(),
+      expiresAt: new Date(now + leaseSeconds * 1000).toISOString(),
+    };
+    await store.putJson(lockKey(input.backupId, input.holder), lock);
   }
 
   async function unlockBackup(input: { backupId: string; holder: string }): Promise<void> {
@@ -103,8 +153,9 @@ export function createBackupSetActivities({
 
   /**
    * Prunes backups older than `retentionDays` as of `asOf` (the workflow's time). Keeps the
-   * newest verified set whatever its age, and every backup a restore has locked; then removes
-   * mirrored blobs no remaining backup's index refers to.
+   * newest verified set whatever its age, and every backup a restore holds a lock on whose lease
+   * runs past `asOf`; then removes mirrored blobs no remaining backup's index refers to. Expired
+   * locks are reported, and removed with the backup they no longer protect.
    */
   async function pruneBackups(input: { asOf: string; retentionDays?: number }): Promise<PruneReport> {
     const retentionDays = input.retentionDays ?? config.retentionDays;
@@ -120,8 +171,25 @@ export function createBackupSetActivities({
       if (set) sets.set(id, set);
     }
     const newestVerified = ids.find((id) => sets.get(id)?.verification?.ok);
-    const locked = new Set((await store.list('locks/')).map((o) => o.key.split('/')[1]!));
-    const report: PruneReport = { asOf: input.asOf, retentionDays, pruned: [], kept: [], blobsRemoved: 0 };
+    const locked = new Set<string>();
+    const report: PruneReport = {
+      asOf: input.asOf,
+      retentionDays,
+      pruned: [],
+      kept: [],
+      blobsRemoved: 0,
+      expiredLocks: [],
+    };
+    for (const { key } of await store.list(LOCK_PREFIX)) {
+      const id = key.split('/')[1]!;
+      const lock = await store.getJson<Partial<BackupLock>>(key).catch(() => undefined);
+      const expiry = lockExpiry(lock);
+      if (Number.isNaN(expiry)) {
+        locked.add(id);
+        (report.unreadableLocks ??= []).push(key);
+      } else if (expiry > asOf) locked.add(id);
+      else report.expiredLocks.push({ id, holder: lock!.holder ?? key, expiredAt: new Date(expiry).toISOString() });
+    }
     for (const id of ids) {
       if (backupTime(id) >= cutoff) report.kept.push({ id, reason: 'within retention' });
       else if (id === newestVerified) report.kept.push({ id, reason: 'newest verified set' });
@@ -129,7 +197,7 @@ export function createBackupSetActivities({
       else {
         // The set manifest goes first: a half-pruned backup is never mistaken for a complete set.
         await store.removePrefix(`sets/${id}/`);
-        for (const part of ['postgres', 'redis', 'objects']) await store.removePrefix(`${part}/${id}/`);
+        for (const part of ['postgres', 'redis', 'objects', 'locks']) await store.removePrefix(`${part}/${id}/`);
         report.pruned.push(id);
       }
     }
@@ -148,26 +216,12 @@ export function createBackupSetActivities({
     return report;
   }
 
-  /** The set to restore from: a named one, or the newest verified set (the newest set if none is verified). */
-  async function resolveBackupSet(input: {
-    backupId?: string;
-  }): Promise<{ id: string; createdAt: string; verified: boolean }> {
-    const sets = await listBackupSets();
-    const wanted = input.backupId && input.backupId !== 'latest' ? input.backupId : undefined;
-    if (wanted && !BACKUP_ID_PATTERN.test(wanted))
-      throw fail(ErrorType.InvalidInput, `"${wanted}" is not a backup id (YYYYMMDDTHHMMSSZ or latest)`);
-    const set = wanted
-      ? sets.find((s) => s.id === wanted)
-      : (sets.find((s) => s.verification?.ok) ?? sets[0]);
-    if (!set) {
-      throw fail(
-        ErrorType.BackupNotFound,
-        wanted
-          ? `backup set ${wanted} not found (kohakku-dr backups lists them)`
-          : 'no backup set at all: run the nightly backup first',
-      );
-    }
-    return { id: set.id, createdAt: set.createdAt, verified: set.verification?.ok ?? false };
+  /**
+   * The set to restore from: a named one, or the newest set whose verification passed, with
+   * every newer id it passed over and why (a fallback to an unverified set says so in `choice`).
+   */
+  async function resolveBackupSet(input: { backupId?: string }): Promise<BackupChoice> {
+    return chooseBackup(await readCatalog(store), { backupId: input.backupId });
   }
 
   return {

@@ -10,6 +10,7 @@ import { ErrorType, fail } from '../domain/errors';
 import { dumpKey, postgresManifestKey } from '../domain/layout';
 import type { DatabaseBackup, PostgresManifest } from '../domain/manifests';
 import { POSTGRES_TARGETS, type PostgresTarget } from '../domain/targets';
+import { chooseBackup, readCatalog } from '../infra/catalog';
 import { CommandFailed } from '../infra/exec';
 import { sha256File, shortTag } from '../infra/hashing';
 import { cancellationSignal, heartbeat, withHeartbeats } from './heartbeat';
@@ -115,7 +116,11 @@ export function createPostgresBackupActivities(kit: PostgresKit) {
     }
   }
 
-  /** Finds the backup to restore ("latest" or an id) and checks it covers the targets. */
+  /**
+   * Finds the backup to restore ("latest" or an id) and checks it covers the targets. "latest" is
+   * the newest backup whose set passed verification (chooseBackup); `choice` and `skipped` say
+   * which was chosen and why every newer one was passed over.
+   */
   async function resolvePostgresBackup(input: {
     backupId?: string;
     targets: PostgresTarget[];
@@ -128,32 +133,20 @@ export function createPostgresBackupActivities(kit: PostgresKit) {
         );
       }
     }
-    const wanted = input.backupId ?? 'latest';
-    let id = wanted;
-    if (wanted === 'latest') {
-      const all = await listPostgresBackups();
-      if (all.length === 0) {
-        throw fail(
-          ErrorType.BackupNotFound,
-          `no Postgres backup in ${store.location}: take one first (kohakku-dr backup postgres)`,
-        );
-      }
-      // The newest backup whose set was verified restorable; the newest of all when none was verified.
-      id = all.find((b) => b.verified)?.id ?? all[0]!.id;
-    }
-    const manifest = await readManifest(id);
+    const chosen = chooseBackup(await readCatalog(store), { backupId: input.backupId, needs: 'postgres' });
+    const manifest = await readManifest(chosen.id);
     if (!manifest) {
       throw fail(
         ErrorType.BackupNotFound,
-        `backup ${id} not found in ${store.location} (kohakku-dr backups lists them)`,
+        `backup ${chosen.id} not found in ${store.location} (kohakku-dr backups lists them)`,
       );
     }
     for (const t of input.targets) {
       if (!manifest.databases.some((d) => d.target === t)) {
-        throw fail(ErrorType.BackupNotFound, `backup ${id} has no dump of target ${t}`);
+        throw fail(ErrorType.BackupNotFound, `backup ${chosen.id} has no dump of target ${t}`);
       }
     }
-    return summarize(manifest);
+    return { ...(await summarize(manifest)), choice: chosen.choice, skipped: chosen.skipped };
   }
 
   /** Which target databases exist now (a restore over one replaces live data). */

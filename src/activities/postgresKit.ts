@@ -34,6 +34,10 @@ export interface PostgresBackupSummary {
   databases: { target: PostgresTarget; database: string; size: number; tables: number; rows: number }[];
   /** The backup set's verification verdict, when the backup belongs to a verified set. */
   verified?: boolean;
+  /** When resolved for a restore: which backup was chosen and why, in words. */
+  choice?: string;
+  /** When resolved for a restore: every newer backup passed over, with its reason. */
+  skipped?: { id: string; reason: string }[];
 }
 
 export interface PreparedRestore {

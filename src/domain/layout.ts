@@ -17,8 +17,15 @@ export function redisBackupKey(backupId: string): string {
 
 export const objectsManifestKey = (backupId: string) => `objects/${backupId}/${MANIFEST}`;
 export const objectIndexKey = (backupId: string) => `objects/${backupId}/index.json`;
-/** Mirrored objects, content-addressed, shared by every set that holds them. */
+/** A mirror's checkpoints while it runs (entries already hashed and stored), removed when it completes. */
+export const objectProgressPrefix = (backupId: string) => `objects/${backupId}/progress/`;
+/**
+ * Mirrored objects, shared by every set that holds them. Since 0.2 a blob's key is its content,
+ * `sha256-<hex>-<size>`; 0.1 keyed blobs by ETag (`<etag>-<size>`), and its indexes name those
+ * keys, which stay valid.
+ */
 export const BLOB_PREFIX = 'objects/blobs/';
+export const contentBlobKey = (sha256: string, size: number) => `${BLOB_PREFIX}sha256-${sha256}-${size}`;
 
 export const setManifestKey = (backupId: string) => `sets/${backupId}/${MANIFEST}`;
 

@@ -96,10 +96,15 @@ export interface RedisBackupManifest {
   expires: number;
 }
 
+/** One object of the bucket as a backup saw it. */
 export interface ObjectIndexEntry {
   key: string;
   size: number;
+  /** The object's ETag at backup time: a live object with this size and ETag is the same object. */
   etag: string;
+  /** sha256 of the content (hex), hashed while it was mirrored; absent in 0.1 indexes. */
+  sha256?: string;
+  /** Where the content is in the backup store (`contentBlobKey`, or a 0.1 ETag-keyed blob). */
   blob: string;
 }
 
@@ -112,8 +117,12 @@ export interface ObjectBackupManifest {
   prefixes: string[];
   objects: number;
   bytes: number;
+  /** Objects read from the bucket by this mirror. */
   copied: number;
+  /** Objects known from the previous backup's index (same key, size and ETag), not read again. */
   alreadyMirrored: number;
+  /** New blobs written (content the store did not have yet); absent before 0.2. */
+  blobsWritten?: number;
   indexKey: string;
 }
 

@@ -1,7 +1,12 @@
 /**
- * S3 clients and the few bucket operations shared by the activities, the stack and the drill.
- * Plain S3 APIs only (any S3 server), through the minio client library.
+ * S3 clients and the few bucket operations shared by the activities, the stack and the drill,
+ * and hashing an object's bytes while they stream past (an ETag is not a content hash: a
+ * multipart upload's depends on its part sizes). Plain S3 APIs only (any S3 server), through the
+ * minio client library.
  */
+import { createHash, type Hash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import * as Minio from 'minio';
 import type { Config } from '../config';
 
@@ -31,4 +36,102 @@ export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) =>
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
+}
+
+/**
+ * User metadata kohakku-dr sets on every object it restores (`x-amz-meta-kohakku-dr-sha256`): the
+ * content's sha256, so a later comparison needs a HEAD, not a download, whatever its ETag.
+ */
+export const SHA256_METADATA = 'kohakku-dr-sha256';
+
+export interface ContentDigest {
+  bytes: number;
+  sha256: string;
+  /** md5 of the content: what a single-part upload's ETag is. */
+  md5: string;
+}
+
+/** A pass-through stream that counts and hashes what flows through it. */
+export class DigestingStream extends Transform {
+  private readonly sha = createHash('sha256');
+  private readonly md5Hash: Hash = createHash('md5');
+  private bytes = 0;
+  private result?: ContentDigest;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.bytes += chunk.length;
+    this.sha.update(chunk);
+    this.md5Hash.update(chunk);
+    done(null, chunk);
+  }
+
+  override _flush(done: TransformCallback): void {
+    this.result = { bytes: this.bytes, sha256: this.sha.digest('hex'), md5: this.md5Hash.digest('hex') };
+    done();
+  }
+
+  /** The digest of everything that went through; only once the stream has ended. */
+  digest(): ContentDigest {
+    if (!this.result) throw new Error('the stream was not read to its end');
+    return this.result;
+  }
+}
+
+/** `source` seen through a DigestingStream; an error of the source fails the digesting stream. */
+export function digesting(source: Readable): DigestingStream {
+  const digest = new DigestingStream();
+  source.on('error', (err) => digest.destroy(err));
+  source.pipe(digest);
+  return digest;
+}
+
+/**
+ * Resolves when `work` does, rejects as soon as `stream` fails. minio-js does not hear of an error
+ * of the stream it uploads from in a multipart upload and would wait forever.
+ */
+export function unlessStreamFails<T>(stream: Readable, work: Promise<T>): Promise<T> {
+  work.catch(() => undefined); // settled later or never: its failure is reported through `stream`
+  return new Promise<T>((resolve, reject) => {
+    stream.once('error', reject);
+    work.then(resolve, reject);
+  });
+}
+
+/**
+ * Streams `source` into `bucket/key` (`size` bytes expected) and hashes it on the way.
+ * Returns the new object's ETag with the digest of what was actually sent.
+ */
+export async function putHashed(
+  s3: Minio.Client,
+  target: { bucket: string; key: string; size: number; metadata?: Record<string, string> },
+  source: Readable,
+): Promise<ContentDigest & { etag: string }> {
+  const digest = digesting(source);
+  const put = s3.putObject(target.bucket, target.key, digest, target.size, target.metadata ?? {});
+  const { etag } = await unlessStreamFails(digest, put);
+  return { ...digest.digest(), etag: etag.replace(/"/g, '') };
+}
+
+/** The ETag an object download came with (undefined when the server sent none). */
+export function responseETag(stream: Readable): string | undefined {
+  const etag = (stream as Partial<IncomingMessage>).headers?.etag;
+  return typeof etag === 'string' ? etag.replace(/"/g, '') : undefined;
+}
+
+/** Downloads an object and hashes it: its content's identity, whatever its ETag. */
+export async function hashObject(s3: Minio.Client, bucket: string, key: string): Promise<ContentDigest> {
+  const digest = digesting(await s3.getObject(bucket, key));
+  digest.resume();
+  await new Promise<void>((resolve, reject) => {
+    digest.once('end', resolve);
+    digest.once('error', reject);
+  });
+  return digest.digest();
+}
+
+/** The sha256 kohakku-dr recorded on an object when it restored it (a HEAD), if any. */
+export async function recordedSha256(s3: Minio.Client, bucket: string, key: string): Promise<string | undefined> {
+  const stat = await s3.statObject(bucket, key);
+  const value = (stat.metaData as Record<string, unknown> | undefined)?.[SHA256_METADATA];
+  return typeof value === 'string' && /^[0-9a-f]{64}$/.test(value) ? value : undefined;
 }
