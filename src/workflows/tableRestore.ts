@@ -133,7 +133,7 @@ export const tableRestoreDefinition: RecoveryDefinition<
       },
     },
   ],
-  backup: (state) => state.backup,
+  backup: (state) => state.backup && { ...state.backup, verified: state.backup.verified ?? false },
   result: ({ state }) => ({
     ...state.restored!,
     backupId: state.backup!.id,

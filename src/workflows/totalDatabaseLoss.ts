@@ -331,7 +331,7 @@ export const totalDatabaseLossDefinition: RecoveryDefinition<
     }),
   ],
   cleanup: postgresCleanup(targetsOf),
-  backup: (state) => state.backup,
+  backup: (state) => state.backup && { ...state.backup, verified: state.backup.verified ?? false },
   result: ({ state }) => ({
     backupId: state.backup!.id,
     backupCreatedAt: state.backup!.createdAt,

@@ -79,7 +79,7 @@ export function workflowSuite(): Suite {
             taskQueue: worker.options.taskQueue,
             workflowId,
             args: options.args,
-          } as WorkflowStartOptions<typeof workflow>)
+          } as unknown as WorkflowStartOptions<typeof workflow>)
           .then(
             (result) => ({ result: result as Awaited<ReturnType<typeof workflow>>, error: undefined }),
             (error: unknown) => ({ result: undefined, error }),
