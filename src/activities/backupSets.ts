@@ -127,7 +127,11 @@ export function createBackupSetActivities({
    * A restore holds a lock on the backup it uses, so retention leaves that backup alone until
    * the lease runs out; calling it again renews the lease.
    */
-  async function lockBackup(input: { backupId: string; holder: string; leaseSeconds?: number }): Promise<void> {
+  async function lockBackup(input: {
+    backupId: string;
+    holder: string;
+    leaseSeconds?: number;
+  }): Promise<void> {
     const leaseSeconds = input.leaseSeconds ?? DEFAULT_LOCK_LEASE_SECONDS;
     if (!BACKUP_ID_PATTERN.test(input.backupId))
       throw fail(ErrorType.InvalidInput, `"${input.backupId}" is not a backup id`);
@@ -188,7 +192,12 @@ export function createBackupSetActivities({
         locked.add(id);
         (report.unreadableLocks ??= []).push(key);
       } else if (expiry > asOf) locked.add(id);
-      else report.expiredLocks.push({ id, holder: lock!.holder ?? key, expiredAt: new Date(expiry).toISOString() });
+      else
+        report.expiredLocks.push({
+          id,
+          holder: lock!.holder ?? key,
+          expiredAt: new Date(expiry).toISOString(),
+        });
     }
     for (const id of ids) {
       if (backupTime(id) >= cutoff) report.kept.push({ id, reason: 'within retention' });
@@ -197,7 +206,8 @@ export function createBackupSetActivities({
       else {
         // The set manifest goes first: a half-pruned backup is never mistaken for a complete set.
         await store.removePrefix(`sets/${id}/`);
-        for (const part of ['postgres', 'redis', 'objects', 'locks']) await store.removePrefix(`${part}/${id}/`);
+        for (const part of ['postgres', 'redis', 'objects', 'locks'])
+          await store.removePrefix(`${part}/${id}/`);
         report.pruned.push(id);
       }
     }

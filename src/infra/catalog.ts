@@ -116,7 +116,8 @@ function whyNotVerified(entry: CatalogEntry): string {
   return 'verified';
 }
 
-const createdAtOf = (entry: CatalogEntry) => entry.set?.createdAt ?? new Date(backupTime(entry.id)).toISOString();
+const createdAtOf = (entry: CatalogEntry) =>
+  entry.set?.createdAt ?? new Date(backupTime(entry.id)).toISOString();
 
 /**
  * Chooses a backup from the catalog (newest first). A named id is used as named (InvalidInput
@@ -138,7 +139,8 @@ export function chooseBackup(catalog: CatalogEntry[], request: BackupRequest = {
     if (!BACKUP_ID_PATTERN.test(wanted))
       throw fail(ErrorType.InvalidInput, `"${wanted}" is not a backup id (${BACKUP_ID_FORMAT} or latest)`);
     const entry = catalog.find((e) => e.id === wanted && usable(e));
-    if (!entry) throw fail(ErrorType.BackupNotFound, `${what} ${wanted} not found (kohakku-dr backups lists them)`);
+    if (!entry)
+      throw fail(ErrorType.BackupNotFound, `${what} ${wanted} not found (kohakku-dr backups lists them)`);
     const state = whyNotVerified(entry);
     return {
       id: entry.id,

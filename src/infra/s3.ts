@@ -130,7 +130,11 @@ export async function hashObject(s3: Minio.Client, bucket: string, key: string):
 }
 
 /** The sha256 kohakku-dr recorded on an object when it restored it (a HEAD), if any. */
-export async function recordedSha256(s3: Minio.Client, bucket: string, key: string): Promise<string | undefined> {
+export async function recordedSha256(
+  s3: Minio.Client,
+  bucket: string,
+  key: string,
+): Promise<string | undefined> {
   const stat = await s3.statObject(bucket, key);
   const value = (stat.metaData as Record<string, unknown> | undefined)?.[SHA256_METADATA];
   return typeof value === 'string' && /^[0-9a-f]{64}$/.test(value) ? value : undefined;
