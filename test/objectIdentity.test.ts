@@ -100,6 +100,7 @@ beforeAll(async () => {
     const body = Buffer.from(`skill ${i}: ${'x'.repeat(100 * i)}\n`);
     await s3.putObject(BUCKET, `skills/small-${i}.txt`, body, body.length);
   }
+  await s3.putObject(BUCKET, 'skills/empty.txt', Buffer.alloc(0), 0);
   original = await snapshot();
 });
 
