@@ -1,22 +1,51 @@
 /**
- * Object-store backup: an incremental mirror of Kohakku's bucket prefixes (briefs/, skills/).
+ * Object-store backup and restore: an incremental mirror of Kohakku's bucket prefixes (briefs/,
+ * skills/) in which an object is known by its content.
  *
- * Objects are stored content-addressed as `objects/blobs/<etag>-<size>`, and each backup keeps
- * an index (key → blob) of the bucket at that time. An object already mirrored is never copied
- * again, older backups stay restorable when an object is later overwritten, and a mirror killed
- * half-way resumes by skipping the blobs already there. Transfers run concurrently, each
- * streamed, so memory stays bounded whatever the object sizes.
+ * An ETag is no content hash: the same bytes uploaded in one PUT and in parts have different
+ * ETags, and a restore's upload need not split an object as the original did. So the mirror
+ * hashes each object (sha256) while it streams it from the bucket, once, stores it as the blob
+ * `objects/blobs/sha256-<hex>-<size>`, and each backup keeps an index (key → size, ETag, sha256,
+ * blob). A live object is the indexed one when size and ETag match, differs when the sizes
+ * differ, and is otherwise compared by content: the sha256 kohakku-dr records in the metadata of
+ * every object it restores (one HEAD), or a download hashed. An object already mirrored (same key,
+ * size and ETag as in the previous backup's index) is not read again; a mirror or a restore
+ * killed half-way resumes, re-reading at most what was in flight. Transfers run concurrently,
+ * each streamed, so memory stays bounded whatever the object sizes. 0.1 indexes (ETag-keyed
+ * blobs, no sha256) stay restorable.
  */
+import { createWriteStream, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type * as Minio from 'minio';
 import type { Config } from '../config';
-import { BLOB_PREFIX, objectIndexKey, objectsManifestKey } from '../domain/layout';
+import { BACKUP_ID_PATTERN } from '../domain/backupIds';
+import {
+  BLOB_PREFIX,
+  contentBlobKey,
+  MANIFEST,
+  objectIndexKey,
+  objectProgressPrefix,
+  objectsManifestKey,
+} from '../domain/layout';
 import type { ObjectBackupManifest, ObjectIndexEntry } from '../domain/manifests';
 import { ErrorType, fail } from '../domain/errors';
 import type { BackupStore } from '../infra/backupStore';
 import { queryController } from '../infra/database';
 import { shortTag } from '../infra/hashing';
-import { heartbeat } from './heartbeat';
-import { mapLimit, removeBucket } from '../infra/s3';
+import {
+  digesting,
+  hashObject,
+  mapLimit,
+  putHashed,
+  recordedSha256,
+  removeBucket,
+  responseETag,
+  SHA256_METADATA,
+  type ContentDigest,
+} from '../infra/s3';
+import { withHeartbeats } from './heartbeat';
 
 export interface ObjectRestorePlan {
   bucket: string;
@@ -47,57 +76,177 @@ export interface ObjectStoreDeps {
 
 export { BLOB_PREFIX, objectIndexKey };
 export type { ObjectBackupManifest, ObjectIndexEntry };
-const manifestKey = objectsManifestKey;
 
-export function blobKey(etag: string, size: number): string {
-  return `${BLOB_PREFIX}${etag.replace(/"/g, '')}-${size}`;
+/** What a bucket listing says of an object. */
+interface LiveObject {
+  size: number;
+  etag: string;
+}
+
+/** How a live object stands against an index entry. */
+type Comparison =
+  { state: 'absent' } | { state: 'same'; etag: string } | { state: 'differs'; live: LiveObject };
+
+/** A mirror writes its progress down at most this often, so a retry resumes from there. */
+const CHECKPOINT_EVERY_MS = 5000;
+
+const unquote = (etag: string | undefined) => (etag ?? '').replace(/"/g, '');
+
+function isNotFound(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'NotFound' || code === 'NoSuchKey';
+}
+
+/** Whether bytes that went through `digest` are the content an index entry describes. */
+function contentProblem(e: ObjectIndexEntry, digest: ContentDigest): string | undefined {
+  if (digest.bytes !== e.size) return `${digest.bytes} bytes, the index says ${e.size}`;
+  if (e.sha256)
+    return digest.sha256 === e.sha256 ? undefined : `sha256 ${digest.sha256}, the index says ${e.sha256}`;
+  // A 0.1 entry has no sha256: a single-part ETag is the content's md5; a multipart one proves nothing.
+  if (!e.etag.includes('-') && digest.md5 !== e.etag)
+    return `md5 ${digest.md5}, the index's ETag is ${e.etag}`;
+  return undefined;
 }
 
 export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDeps) {
   const bucket = config.kohakkuBucket;
 
-  async function listSource(): Promise<ObjectIndexEntry[]> {
-    const out: ObjectIndexEntry[] = [];
+  async function listSource(): Promise<({ key: string } & LiveObject)[]> {
+    const out: ({ key: string } & LiveObject)[] = [];
     for (const prefix of config.backupPrefixes) {
       for await (const item of s3.listObjectsV2(bucket, prefix, true)) {
         const o = item as { name?: string; size?: number; etag?: string };
-        if (!o.name) continue;
-        const etag = (o.etag ?? '').replace(/"/g, '');
-        out.push({ key: o.name, size: o.size ?? 0, etag, blob: blobKey(etag, o.size ?? 0) });
+        if (o.name) out.push({ key: o.name, size: o.size ?? 0, etag: unquote(o.etag) });
       }
     }
     return out.sort((a, b) => a.key.localeCompare(b.key));
   }
 
-  /** Mirrors the configured prefixes into the backup store. Idempotent per backup id; resumable. */
+  /** The newest other backup's index entries that carry a sha256, by ETag and size. */
+  async function knownContent(
+    backupId: string,
+    manifestKeys: string[],
+  ): Promise<Map<string, ObjectIndexEntry>> {
+    const ids = manifestKeys
+      .map((k) => k.split('/')[1]!)
+      .filter((id) => id !== backupId && BACKUP_ID_PATTERN.test(id))
+      .sort()
+      .reverse();
+    for (const id of ids) {
+      const index = (await store.getJson<ObjectIndexEntry[]>(objectIndexKey(id))) ?? [];
+      const hashed = index.filter((e) => e.sha256);
+      if (hashed.length > 0) return new Map(hashed.map((e) => [`${e.etag}/${e.size}`, e]));
+    }
+    return new Map();
+  }
+
+  /**
+   * Mirrors the configured prefixes into the backup store, hashing each object as it streams
+   * past. Idempotent per backup id; a retry resumes from the last checkpoint.
+   */
   async function mirrorObjects(input: { backupId: string }): Promise<ObjectBackupManifest> {
-    const existing = await store.getJson<ObjectBackupManifest>(manifestKey(input.backupId));
+    if (!BACKUP_ID_PATTERN.test(input.backupId))
+      throw fail(ErrorType.InvalidInput, `"${input.backupId}" is not a backup id`);
+    const existing = await store.getJson<ObjectBackupManifest>(objectsManifestKey(input.backupId));
     if (existing) return existing;
     await store.ensureReady();
-    const entries = await listSource();
-    const mirrored = new Set((await store.list(BLOB_PREFIX)).map((o) => o.key));
-    const todo = entries.filter((e) => !mirrored.has(e.blob));
-    const uniqueTodo = [...new Map(todo.map((e) => [e.blob, e])).values()];
-    let done = 0;
-    let bytes = 0;
-    const progress = () => ({
-      stage: 'mirroring',
-      copied: done,
-      toCopy: uniqueTodo.length,
-      bytes,
-      alreadyMirrored: entries.length - todo.length,
-    });
-    const timer = setInterval(() => heartbeat(progress()), 2000);
-    heartbeat(progress());
-    try {
-      await mapLimit(uniqueTodo, config.transferConcurrency, async (e) => {
-        await store.putStream(e.blob, await s3.getObject(bucket, e.key), e.size);
-        done++;
-        bytes += e.size;
-      });
-    } finally {
-      clearInterval(timer);
+    const listing = await listSource();
+    const stored = (await store.list('objects/')).map((o) => o.key);
+    const blobs = new Set(stored.filter((k) => k.startsWith(BLOB_PREFIX)));
+    const previous = await knownContent(
+      input.backupId,
+      stored.filter((k) => !k.startsWith(BLOB_PREFIX) && k.endsWith(`/${MANIFEST}`)),
+    );
+    // Entries this backup already hashed and stored before a retry.
+    const progressPrefix = objectProgressPrefix(input.backupId);
+    const checkpointed = new Map<string, ObjectIndexEntry>();
+    const checkpoints = stored.filter((k) => k.startsWith(progressPrefix));
+    for (const key of checkpoints) {
+      for (const e of (await store.getJson<ObjectIndexEntry[]>(key)) ?? []) checkpointed.set(e.key, e);
     }
+
+    const done = new Map<string, ObjectIndexEntry>();
+    const todo: ({ key: string } & LiveObject)[] = [];
+    let alreadyMirrored = 0;
+    for (const o of listing) {
+      const mine = checkpointed.get(o.key);
+      const known = previous.get(`${o.etag}/${o.size}`);
+      if (mine && mine.etag === o.etag && mine.size === o.size && blobs.has(mine.blob)) done.set(o.key, mine);
+      else if (known && blobs.has(known.blob)) {
+        done.set(o.key, { key: o.key, size: o.size, etag: o.etag, sha256: known.sha256, blob: known.blob });
+        alreadyMirrored++;
+      } else todo.push(o);
+    }
+
+    const spoolDir = path.join(config.workDir, 'mirror', shortTag(input.backupId));
+    await fs.mkdir(spoolDir, { recursive: true });
+    let copied = 0;
+    let bytes = 0;
+    let blobsWritten = 0;
+    let spoolSeq = 0;
+    let fresh: ObjectIndexEntry[] = [];
+    let lastCheckpoint = Date.now();
+    let checkpointing = false;
+    let checkpointSeq = checkpoints.length;
+    const checkpoint = async () => {
+      if (checkpointing || fresh.length === 0) return;
+      checkpointing = true;
+      const batch = fresh;
+      fresh = [];
+      try {
+        await store.putJson(`${progressPrefix}${String(checkpointSeq++).padStart(6, '0')}.json`, batch);
+        lastCheckpoint = Date.now();
+      } finally {
+        checkpointing = false;
+      }
+    };
+
+    /** One read of the object: into a local spool file while hashing, then into its content's blob. */
+    const transfer = async (o: { key: string } & LiveObject): Promise<ObjectIndexEntry | undefined> => {
+      let source: Readable;
+      try {
+        source = await s3.getObject(bucket, o.key);
+      } catch (err) {
+        if (isNotFound(err)) return undefined; // deleted since the listing: not in the bucket any more
+        throw err;
+      }
+      const etag = responseETag(source) ?? o.etag;
+      const spool = path.join(spoolDir, String(spoolSeq++));
+      try {
+        const digest = digesting(source);
+        await pipeline(digest, createWriteStream(spool));
+        const { sha256, bytes: size } = digest.digest();
+        const blob = contentBlobKey(sha256, size);
+        if (!blobs.has(blob)) {
+          await store.putFile(blob, spool);
+          blobs.add(blob);
+          blobsWritten++;
+        }
+        return { key: o.key, size, etag, sha256, blob };
+      } finally {
+        await fs.rm(spool, { force: true });
+      }
+    };
+
+    try {
+      await withHeartbeats(
+        () => ({ stage: 'mirroring', copied, toCopy: todo.length, bytes, alreadyMirrored }),
+        () =>
+          mapLimit(todo, config.transferConcurrency, async (o) => {
+            const entry = await transfer(o);
+            if (!entry) return;
+            copied++;
+            bytes += entry.size;
+            done.set(entry.key, entry);
+            fresh.push(entry);
+            if (Date.now() - lastCheckpoint > CHECKPOINT_EVERY_MS) await checkpoint();
+          }),
+      );
+    } finally {
+      await fs.rm(spoolDir, { recursive: true, force: true });
+    }
+
+    const entries = listing.map((o) => done.get(o.key)).filter((e): e is ObjectIndexEntry => !!e);
     await store.putJson(objectIndexKey(input.backupId), entries);
     const manifest: ObjectBackupManifest = {
       kind: 'objects',
@@ -108,11 +257,13 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
       prefixes: config.backupPrefixes,
       objects: entries.length,
       bytes: entries.reduce((n, e) => n + e.size, 0),
-      copied: uniqueTodo.length,
-      alreadyMirrored: entries.length - todo.length,
+      copied,
+      alreadyMirrored,
+      blobsWritten,
       indexKey: objectIndexKey(input.backupId),
     };
-    await store.putJson(manifestKey(input.backupId), manifest);
+    await store.putJson(objectsManifestKey(input.backupId), manifest);
+    await store.removePrefix(progressPrefix);
     return manifest;
   }
 
@@ -122,32 +273,92 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
   }
 
   /** The bucket's objects under the backed-up prefixes, by key (none when the bucket is gone). */
-  async function currentObjects(): Promise<Map<string, { size: number; etag: string }>> {
+  async function currentObjects(): Promise<Map<string, LiveObject>> {
     if (!(await s3.bucketExists(bucket))) return new Map();
-    return new Map((await listSource()).map((e) => [e.key, { size: e.size, etag: e.etag }]));
+    return new Map((await listSource()).map((o) => [o.key, { size: o.size, etag: o.etag }]));
   }
 
-  const same = (a: { size: number; etag: string } | undefined, e: ObjectIndexEntry) =>
-    !!a && a.size === e.size && (e.etag.includes('-') || a.etag === e.etag);
+  async function readIndex(backupId: string): Promise<ObjectIndexEntry[]> {
+    if (!BACKUP_ID_PATTERN.test(backupId))
+      throw fail(ErrorType.InvalidInput, `"${backupId}" is not a backup id`);
+    const index = await store.getJson<ObjectIndexEntry[]>(objectIndexKey(backupId));
+    if (!index) throw fail(ErrorType.BackupNotFound, `backup ${backupId} has no object index`);
+    return index;
+  }
+
+  /** sha256 of a 0.1 entry's blob (its index has none), hashed from the backup store once per blob. */
+  const blobHashes = new Map<string, Promise<string>>();
+  function expectedSha256(e: ObjectIndexEntry): Promise<string> {
+    if (e.sha256) return Promise.resolve(e.sha256);
+    let hash = blobHashes.get(e.blob);
+    if (!hash) {
+      hash = store.getStream(e.blob).then(async (stream) => {
+        const digest = digesting(stream);
+        digest.resume();
+        await new Promise<void>((resolve, reject) => digest.once('end', resolve).once('error', reject));
+        return digest.digest().sha256;
+      });
+      hash.catch(() => blobHashes.delete(e.blob));
+      blobHashes.set(e.blob, hash);
+    }
+    return hash;
+  }
+
+  /**
+   * Same size and ETag as at backup time: the same object. Another size: different. Otherwise by
+   * content: the sha256 recorded on the object when kohakku-dr restored it, or a download hashed.
+   */
+  async function compare(e: ObjectIndexEntry, live: LiveObject | undefined): Promise<Comparison> {
+    if (!live) return { state: 'absent' };
+    if (live.size !== e.size) return { state: 'differs', live };
+    if (live.etag === e.etag) return { state: 'same', etag: live.etag };
+    try {
+      const actual =
+        (await recordedSha256(s3, bucket, e.key)) ?? (await hashObject(s3, bucket, e.key)).sha256;
+      return actual === (await expectedSha256(e))
+        ? { state: 'same', etag: live.etag }
+        : { state: 'differs', live };
+    } catch (err) {
+      if (isNotFound(err)) return { state: 'absent' }; // deleted meanwhile
+      throw err;
+    }
+  }
+
+  async function compareAll(
+    wanted: ObjectIndexEntry[],
+    current: Map<string, LiveObject>,
+    stage: string,
+  ): Promise<Comparison[]> {
+    let compared = 0;
+    return withHeartbeats(
+      () => ({ stage, compared, total: wanted.length }),
+      () =>
+        mapLimit(wanted, config.transferConcurrency, async (e) => {
+          const c = await compare(e, current.get(e.key));
+          compared++;
+          return c;
+        }),
+    );
+  }
 
   /** What restoring backup `backupId` into the bucket would do, changing nothing. */
   async function planObjectRestore(input: { backupId: string }): Promise<ObjectRestorePlan> {
-    const index = await store.getJson<ObjectIndexEntry[]>(objectIndexKey(input.backupId));
-    if (!index) throw fail(ErrorType.BackupNotFound, `backup ${input.backupId} has no object index`);
+    const index = await readIndex(input.backupId);
     // Planning may happen while Postgres is still lost (full cluster): then no brief is known to be
     // skippable and the counts are upper bounds.
     const skip = await completedBriefs().catch(() => new Set<string>());
     const current = await currentObjects();
     const wanted = index.filter((e) => !skip.has(e.key));
-    const present = wanted.filter((e) => same(current.get(e.key), e));
-    const overwrite = wanted.filter((e) => current.has(e.key) && !same(current.get(e.key), e));
+    const comparisons = await compareAll(wanted, current, 'comparing the bucket with the backup');
+    const present = comparisons.filter((c) => c.state === 'same').length;
+    const overwrite = wanted.filter((_, i) => comparisons[i]!.state === 'differs');
     return {
       bucket,
       bucketExists: await s3.bucketExists(bucket),
       inBackup: index.length,
       skippedCompletedBriefs: index.length - wanted.length,
-      alreadyPresent: present.length,
-      toCopy: wanted.length - present.length,
+      alreadyPresent: present,
+      toCopy: wanted.length - present,
       wouldOverwrite: overwrite.map((e) => e.key).slice(0, 50),
       overwriteCount: overwrite.length,
     };
@@ -156,50 +367,101 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
   /**
    * Restores the bucket from a backup's index: skips briefs of completed tasks (Postgres says
    * which) and objects already there unchanged (so a killed restore resumes, re-sending at most
-   * what was in flight); an object that differs is first copied aside under
-   * `kohakku-dr-aside/<tag>/`; then every restored key is checked for size and ETag.
+   * what was in flight). At most `maxOverwrites` differing live objects are replaced (what the
+   * operator approved): more, and it refuses with LiveDataChanged before writing anything. A
+   * replaced object is first copied aside under `kohakku-dr-aside/<tag>/`. Each restored object
+   * is hashed as it is sent and carries its sha256 in its metadata; then every key is checked.
    */
   async function restoreObjects(input: {
     backupId: string;
     recoveryId: string;
+    maxOverwrites?: number;
   }): Promise<ObjectRestoreReport> {
-    const index = await store.getJson<ObjectIndexEntry[]>(objectIndexKey(input.backupId));
-    if (!index) throw fail(ErrorType.BackupNotFound, `backup ${input.backupId} has no object index`);
-    if (!(await s3.bucketExists(bucket))) await s3.makeBucket(bucket, config.s3.region);
+    const maxOverwrites = input.maxOverwrites ?? 0;
+    if (!Number.isInteger(maxOverwrites) || maxOverwrites < 0)
+      throw fail(ErrorType.InvalidInput, `maxOverwrites must be a whole number ≥ 0, got ${maxOverwrites}`);
+    if (!input.recoveryId) throw fail(ErrorType.InvalidInput, 'a restore needs a recoveryId');
+    const index = await readIndex(input.backupId);
     const skip = await completedBriefs();
     const current = await currentObjects();
     const wanted = index.filter((e) => !skip.has(e.key));
-    const todo = wanted.filter((e) => !same(current.get(e.key), e));
+    const comparisons = await compareAll(wanted, current, 'comparing the bucket with the backup');
+    const differing = wanted.filter((_, i) => comparisons[i]!.state === 'differs');
+    if (differing.length > maxOverwrites) {
+      throw fail(
+        ErrorType.LiveDataChanged,
+        `${differing.length} object(s) in bucket ${bucket} differ from backup ${input.backupId} now, but ` +
+          `${maxOverwrites} were approved to be replaced (e.g. ${differing
+            .slice(0, 3)
+            .map((e) => e.key)
+            .join(
+              ', ',
+            )}): the bucket changed after the approval. Plan the restore again and approve what it shows.`,
+        {
+          differing: differing.length,
+          approved: maxOverwrites,
+          keys: differing.slice(0, 20).map((e) => e.key),
+        },
+      );
+    }
+    if (!(await s3.bucketExists(bucket))) await s3.makeBucket(bucket, config.s3.region);
+    const todo = wanted.map((e, i) => ({ e, c: comparisons[i]! })).filter(({ c }) => c.state !== 'same');
     const asidePrefix = `kohakku-dr-aside/${shortTag(input.recoveryId)}/`;
+    /** The ETag each key is expected to have now: what this restore wrote, or what was found the same. */
+    const expectedETag = new Map<string, string>();
+    wanted.forEach((e, i) => {
+      const c = comparisons[i]!;
+      if (c.state === 'same') expectedETag.set(e.key, c.etag);
+    });
     let copied = 0;
     let movedAside = 0;
-    const progress = () => ({
-      stage: 'restoring objects',
-      copied,
-      toCopy: todo.length,
-      alreadyPresent: wanted.length - todo.length,
-    });
-    const timer = setInterval(() => heartbeat(progress()), 1000);
-    heartbeat(progress());
-    try {
-      await mapLimit(todo, config.transferConcurrency, async (e) => {
-        const existing = current.get(e.key);
-        if (existing) {
-          await s3.putObject(bucket, asidePrefix + e.key, await s3.getObject(bucket, e.key), existing.size);
-          movedAside++;
-        }
-        await s3.putObject(bucket, e.key, await store.getStream(e.blob), e.size);
-        copied++;
-      });
-    } finally {
-      clearInterval(timer);
-    }
+    await withHeartbeats(
+      () => ({
+        stage: 'restoring objects',
+        copied,
+        toCopy: todo.length,
+        alreadyPresent: wanted.length - todo.length,
+      }),
+      () =>
+        mapLimit(todo, config.transferConcurrency, async ({ e, c }) => {
+          if (c.state === 'differs') {
+            await s3.putObject(bucket, asidePrefix + e.key, await s3.getObject(bucket, e.key), c.live.size);
+            movedAside++;
+          }
+          const sent = await putHashed(
+            s3,
+            { bucket, key: e.key, size: e.size, metadata: e.sha256 ? { [SHA256_METADATA]: e.sha256 } : {} },
+            await store.getStream(e.blob),
+          );
+          const problem = contentProblem(e, sent);
+          if (problem) {
+            // What was there before comes back (from its copy aside); a key that was absent is emptied again.
+            if (c.state === 'differs')
+              await s3.putObject(bucket, e.key, await s3.getObject(bucket, asidePrefix + e.key), c.live.size);
+            else await s3.removeObject(bucket, e.key);
+            throw fail(
+              ErrorType.BackupCorrupt,
+              `backup ${input.backupId}: blob ${e.blob} of ${e.key} is corrupt (${problem}); ` +
+                `verify the set (kohakku-dr verify ${input.backupId}) and restore from another one`,
+            );
+          }
+          expectedETag.set(e.key, sent.etag);
+          copied++;
+        }),
+    );
     const after = await currentObjects();
-    const problems = wanted.filter((e) => !same(after.get(e.key), e)).map((e) => e.key);
+    const problems: string[] = [];
+    await mapLimit(wanted, config.transferConcurrency, async (e) => {
+      const live = after.get(e.key);
+      if (live && live.size === e.size && live.etag === expectedETag.get(e.key)) return;
+      // Changed since it was written or compared: judged by content once more.
+      if ((await compare(e, live)).state !== 'same') problems.push(e.key);
+    });
     if (problems.length > 0) {
       throw fail(
         ErrorType.RestoreVerificationFailed,
-        `${problems.length} object(s) differ from backup ${input.backupId} after restore, e.g. ${problems.slice(0, 3).join(', ')}`,
+        `${problems.length} object(s) differ from backup ${input.backupId} after restore, e.g. ${problems.slice(0, 3).join(', ')}: ` +
+          'something else writes to the bucket; stop it and run the recovery again',
       );
     }
     return {
@@ -218,8 +480,9 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
   }
 
   /**
-   * Restores the backup's objects into a scratch bucket and compares keys, sizes and ETags with
-   * the index. The scratch bucket is always removed.
+   * Restores the backup's objects into a scratch bucket, checking each blob's size and sha256
+   * while it streams (a 0.1 entry without sha256: its single-part ETag, the md5), then that every
+   * key is there with its size. The scratch bucket is always removed.
    */
   async function verifyObjectBackup(input: {
     backupId: string;
@@ -233,26 +496,34 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     await s3.makeBucket(scratch, config.s3.region);
     try {
       let done = 0;
-      await mapLimit(index, config.transferConcurrency, async (e) => {
-        try {
-          await s3.putObject(scratch, e.key, await store.getStream(e.blob), e.size);
-        } catch (err) {
-          problems.push(`${e.key}: blob ${e.blob} unreadable (${(err as Error).message})`);
-        }
-        if (++done % 100 === 0) heartbeat({ stage: 'verifying objects', done, total: index.length });
-      });
-      const restored = new Map<string, { size: number; etag: string }>();
+      await withHeartbeats(
+        () => ({ stage: 'verifying objects', done, total: index.length }),
+        () =>
+          mapLimit(index, config.transferConcurrency, async (e) => {
+            try {
+              const sent = await putHashed(
+                s3,
+                { bucket: scratch, key: e.key, size: e.size },
+                await store.getStream(e.blob),
+              );
+              const problem = contentProblem(e, sent);
+              if (problem) problems.push(`${e.key}: blob ${e.blob} is corrupt (${problem})`);
+            } catch (err) {
+              problems.push(`${e.key}: blob ${e.blob} unreadable (${(err as Error).message})`);
+            }
+            done++;
+          }),
+      );
+      const restored = new Map<string, number>();
       for await (const item of s3.listObjectsV2(scratch, '', true)) {
-        const o = item as { name: string; size: number; etag?: string };
-        restored.set(o.name, { size: o.size, etag: (o.etag ?? '').replace(/"/g, '') });
+        const o = item as { name: string; size: number };
+        restored.set(o.name, o.size);
       }
       for (const e of index) {
-        const r = restored.get(e.key);
-        if (!r) problems.push(`${e.key} missing after restore`);
-        else if (r.size !== e.size) problems.push(`${e.key}: ${r.size} bytes, backup says ${e.size}`);
-        // A multipart ETag (with a dash) depends on part sizes, not only content: compare single-part ones.
-        else if (!e.etag.includes('-') && r.etag !== e.etag)
-          problems.push(`${e.key}: ETag ${r.etag}, backup says ${e.etag}`);
+        const size = restored.get(e.key);
+        if (size === undefined) problems.push(`${e.key} missing after restore`);
+        else if (size !== e.size)
+          problems.push(`${e.key}: ${size} bytes after restore, backup says ${e.size}`);
       }
       return { ok: problems.length === 0, problems: problems.slice(0, 20), objects: index.length };
     } finally {

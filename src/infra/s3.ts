@@ -107,6 +107,14 @@ export async function putHashed(
   source: Readable,
 ): Promise<ContentDigest & { etag: string }> {
   const digest = digesting(source);
+  if (target.size === 0) {
+    // minio-js sends an empty object without reading the stream: read it here (it should be empty).
+    const chunks: Buffer[] = [];
+    for await (const chunk of digest) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks);
+    const { etag } = await s3.putObject(target.bucket, target.key, body, body.length, target.metadata ?? {});
+    return { ...digest.digest(), etag: etag.replace(/"/g, '') };
+  }
   const put = s3.putObject(target.bucket, target.key, digest, target.size, target.metadata ?? {});
   const { etag } = await unlessStreamFails(digest, put);
   return { ...digest.digest(), etag: etag.replace(/"/g, '') };
