@@ -82,7 +82,7 @@ async function shape() {
   const rows = async (text: string) => (await q<{ d: string }>(text)).map((r) => r.d);
   return {
     identity: await rows(
-      `SELECT attname || ' ' || attidentity || ' ' || attgenerated AS d FROM pg_attribute
+      `SELECT attname || ' ' || attidentity::text || ' ' || attgenerated::text AS d FROM pg_attribute
         WHERE attrelid = 'public.task_events'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
     ),
     constraints: await rows(
@@ -91,14 +91,14 @@ async function shape() {
            OR confrelid = 'public.tasks_task'::regclass ORDER BY 1`,
     ),
     indexes: await rows(
-      `SELECT indexdef AS d FROM pg_indexes WHERE tablename IN ('tasks_task', 'task_events') ORDER BY 1`,
+      `SELECT indexdef AS d FROM pg_indexes WHERE schemaname = 'public' AND tablename IN ('tasks_task', 'task_events') ORDER BY 1`,
     ),
     views: await rows(
-      `SELECT c.oid::regclass || ' ' || c.relkind || ' ' || pg_get_viewdef(c.oid) AS d FROM pg_class c
+      `SELECT c.oid::regclass || ' ' || c.relkind::text || ' ' || pg_get_viewdef(c.oid) AS d FROM pg_class c
         WHERE c.relkind IN ('v', 'm') AND c.relnamespace = 'public'::regnamespace ORDER BY 1`,
     ),
     rules: await rows(
-      `SELECT rulename || ' ' || pg_get_ruledef(oid) AS d FROM pg_rewrite WHERE rulename <> '_RETURN' ORDER BY 1`,
+      `SELECT rulename || ' ' || pg_get_ruledef(oid) AS d FROM pg_rewrite WHERE rulename <> '_RETURN' AND ev_class::regclass::text NOT LIKE 'pg_%' ORDER BY 1`,
     ),
     triggers: await rows(
       `SELECT pg_get_triggerdef(oid) AS d FROM pg_trigger WHERE tgrelid = 'public.tasks_task'::regclass AND NOT tgisinternal`,
@@ -120,7 +120,7 @@ async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
     () => undefined,
     (e: unknown) => e,
   );
-  expect(err).toBeInstanceOf(ApplicationFailure);
+  if (!(err instanceof ApplicationFailure)) throw err;
   return err as ApplicationFailure;
 }
 
@@ -170,7 +170,7 @@ test('identity table dropped with CASCADE: comes back as an identity at its posi
   expect(await q(`SELECT count(*)::int AS n FROM task_event_log WHERE kind = 'retry'`)).toEqual([{ n: 1 }]);
   await expect(
     q(`INSERT INTO task_events (id, task_id, kind, weight, at) VALUES (5, 1, 'x', 1, now())`),
-  ).rejects.toThrow(/GENERATED ALWAYS/);
+  ).rejects.toThrow(/non-DEFAULT value into column "id"/);
   await q(`DELETE FROM task_events WHERE id = 301; DELETE FROM task_event_log WHERE kind = 'retry'`);
 });
 

@@ -84,7 +84,8 @@ export function parseToc(verboseList: string, schemaScript: string): TocEntry[] 
   const sqlByKey = new Map<string, string>();
   for (const block of schemaScript.split(/^-- Name: /m).slice(1)) {
     const header = /^(.*); Type: (.*); Schema: (.*); Owner: .*$/m.exec(block);
-    if (header) sqlByKey.set(`${header[2]}|${header[3]}|${header[1]}`, block);
+    // Without its header line; the next entry's "--" comment lines are dropped where used.
+    if (header) sqlByKey.set(`${header[2]}|${header[3]}|${header[1]}`, block.slice(block.indexOf('\n') + 1));
   }
   const entries: TocEntry[] = [];
   let last: TocEntry | undefined;
