@@ -94,8 +94,9 @@ async function writeLegacyManifest(manifest: PostgresManifest): Promise<void> {
     expect(await kt.restoreAndCompare(entry, local, into, await kt.tocEntries(local, entry.key))).toEqual([]);
     const tables = await withDatabase(config, into, (c) => tableStats(c, { unpinned: true }));
     await sql(k.stack, 'postgres', `DROP DATABASE "${into}" WITH (FORCE)`);
-    const { properties: _dropped, ...rest } = entry;
-    legacy.databases.push({ ...rest, tables });
+    const old = { ...entry, tables };
+    delete old.properties; // 0.1 recorded none
+    legacy.databases.push(old);
   }
   await deps.store.putJson(postgresManifestKey(LEGACY), legacy);
 }
