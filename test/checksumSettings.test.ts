@@ -138,6 +138,15 @@ test('a backup taken in UTC verifies and restores equal whatever the sessions ar
     databases: 2,
   });
 
+  // A 0.1 manifest has no roles recorded: nothing to create, no error.
+  expect(await activities().ensurePostgresGlobals({ backupId: LEGACY, recoveryId: 'tz-legacy' })).toEqual({
+    createdRoles: [],
+    existingRoles: [],
+    membershipsAdded: [],
+    skipped: [],
+    rolesWithoutPassword: [],
+  });
+
   // 1. Asia/Tokyo from ALTER ROLE (every new database, scratch ones too) and ALTER DATABASE.
   await setEverywhere(TOKYO);
   expect((await sql<{ TimeZone: string }>(k.stack, 'postgres', 'SHOW TimeZone'))[0]!.TimeZone).toBe(
