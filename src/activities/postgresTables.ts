@@ -139,17 +139,7 @@ export function createPostgresTableActivities(kit: PostgresKit) {
    */
   async function restorePostgresTables(
     input: TableRestoreInput & { replace: string[] },
-  ): Promise<TableRestoreOutcome>;
-  /**
-   * The transitional caller (the old workflow, which asks for approval itself and passes no
-   * `replace`): its result type has `movedAsideTo: string`, '' when nothing was moved aside.
-   */
-  async function restorePostgresTables(
-    input: TableRestoreInput,
-  ): Promise<TableRestoreOutcome & { movedAsideTo: string }>;
-  async function restorePostgresTables(
-    input: TableRestoreInput,
-  ): Promise<TableRestoreOutcome | (TableRestoreOutcome & { movedAsideTo: string })> {
+  ): Promise<TableRestoreOutcome> {
     const policy = input.referencingRows ?? 'refuse';
     if (policy !== 'refuse' && policy !== 'move-aside')
       throw fail(
