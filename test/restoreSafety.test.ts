@@ -109,9 +109,9 @@ test('plan mode shows each step and the backup it would use, and changes nothing
     args: [{ plan: true }],
   })) as RecoveryPlan;
   expect(plan).toMatchObject({ plan: true, backupId });
-  expect(plan.steps.find((s) => s.step === 'restore databases')).toMatchObject({ destructive: true });
-  expect(plan.steps.find((s) => s.step === 'restore databases')?.action).toMatch(
-    /moved aside \(needs approval\)/,
+  expect(plan.steps.find((s) => s.step === 'swap databases in')).toMatchObject({ destructive: true });
+  expect(plan.steps.find((s) => s.step === 'swap databases in')?.action).toMatch(
+    /replaces \(needs approval\): live database kohakku-controller \(moved aside, not dropped\)/,
   );
   expect(await liveState()).toEqual(before);
   expect((await databases(k.stack)).filter((d) => d.includes('__dr_'))).toEqual([]);

@@ -328,11 +328,18 @@ test('a database switched to Asia/Tokyo after a UTC backup still verifies when t
   try {
     await q(`UPDATE tasks_task SET title = 'tokyo' WHERE id <= 5`);
     const before = await fingerprints();
-    // A manifest written before checksumVersion: checked the old, unpinned way, the timestamps
-    // print in Tokyo time and the restore is (rightly, for lack of pinning) refused.
+    // The same backup under a 0.1-style manifest (no checksumVersion): checked the old, unpinned
+    // way, the timestamps print in Tokyo time and the restore is (rightly) refused.
+    const store = createBackupStore(loadConfig({ ...k.workerEnv }));
+    const manifest = (await store.getJson<PostgresManifest>(postgresManifestKey(backupId)))!;
+    expect(manifest.checksumVersion).toBe(2);
+    const oldId = backupIdAt(new Date(Date.parse(manifest.createdAt) + 1000));
+    const unversioned: Partial<PostgresManifest> = { ...manifest };
+    delete unversioned.checksumVersion;
+    await store.putJson(postgresManifestKey(oldId), { ...unversioned, id: oldId });
     const old = await failureOf(
       pg.restorePostgresTables({
-        backupId,
+        backupId: oldId,
         target: 'controller',
         tables: ['tasks_task'],
         recoveryId: 'shapes-tokyo-unpinned',
@@ -342,14 +349,9 @@ test('a database switched to Asia/Tokyo after a UTC backup still verifies when t
     expect(old.type).toBe(ErrorType.RestoreVerificationFailed);
     expect(await fingerprints()).toEqual(before);
 
-    // The same backup, its manifest marked checksumVersion 2 (what new backups carry; their
-    // checksums were taken in UTC, which is what the pinned settings reproduce).
-    const store = createBackupStore(loadConfig({ ...k.workerEnv }));
-    const manifest = (await store.getJson<PostgresManifest>(postgresManifestKey(backupId)))!;
-    const pinnedId = backupIdAt(new Date(Date.parse(manifest.createdAt) + 1000));
-    await store.putJson(postgresManifestKey(pinnedId), { ...manifest, id: pinnedId, checksumVersion: 2 });
+    // The backup itself carries checksumVersion 2 (taken in UTC, reproduced by the pinned settings).
     const result = await pg.restorePostgresTables({
-      backupId: pinnedId,
+      backupId,
       target: 'controller',
       tables: ['tasks_task'],
       recoveryId: 'shapes-tokyo-pinned',
