@@ -307,15 +307,28 @@ export async function tableStats(client: Client, options: TableStatsOptions = {}
       WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`,
   );
   const stats: TableStats[] = [];
-  for (const { name } of tables.rows) {
-    // Order-independent: the md5 of the sorted row hashes.
-    const res = await client.query<{ rows: string; checksum: string | null }>(
-      `SELECT pg_catalog.count(*) AS rows, pg_catalog.md5(pg_catalog.string_agg(h, '' ORDER BY h)) AS checksum
-         FROM (SELECT pg_catalog.md5(t::pg_catalog.text) AS h FROM ${name} t) s`,
-    );
-    stats.push({ table: name, rows: Number(res.rows[0]!.rows), checksum: res.rows[0]!.checksum ?? 'empty' });
-  }
+  for (const { name } of tables.rows) stats.push(await tableChecksum(client, name));
   return stats;
+}
+
+/**
+ * The one definition of a table's checksum: its row count and the md5 of its sorted row hashes
+ * (order-independent), as columns `rows` and `checksum` (NULL for an empty table). Backups,
+ * verification, restores and the table-restore transaction all use this query.
+ */
+export function tableChecksumSql(qualifiedTable: string): string {
+  return `SELECT pg_catalog.count(*) AS rows, pg_catalog.md5(pg_catalog.string_agg(h, '' ORDER BY h)) AS checksum
+    FROM (SELECT pg_catalog.md5(t::pg_catalog.text) AS h FROM ${qualifiedTable} t) s`;
+}
+
+/** One table's stats in this session, with whatever settings the session has (see tableStats). */
+export async function tableChecksum(client: Client, qualifiedTable: string): Promise<TableStats> {
+  const res = await client.query<{ rows: string; checksum: string | null }>(tableChecksumSql(qualifiedTable));
+  return {
+    table: qualifiedTable,
+    rows: Number(res.rows[0]!.rows),
+    checksum: res.rows[0]!.checksum ?? 'empty',
+  };
 }
 
 /** "schema.table" or "table" (schema public). */

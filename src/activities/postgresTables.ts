@@ -33,7 +33,7 @@ import type { PostgresTarget } from '../domain/targets';
 import { CommandFailed } from '../infra/exec';
 import { shortTag } from '../infra/hashing';
 import { cancellationSignal, heartbeat, withHeartbeats } from './heartbeat';
-import { splitTable, type PostgresKit } from './postgresKit';
+import { splitTable, tableChecksum, tableChecksumSql, type PostgresKit } from './postgresKit';
 import { parseToc, quoteIdent, selectTables, type RestoreSelection, type TocEntry } from './tocSelection';
 
 const tag = (recoveryId: string) => shortTag(recoveryId);
@@ -119,12 +119,7 @@ export function createPostgresTableActivities(kit: PostgresKit) {
     await c.query('BEGIN READ ONLY');
     try {
       if (pinned) await c.query(pinChecksumSettingsSql(true));
-      const q = qualified(w.schema, w.table);
-      const r = await c.query<{ rows: string; checksum: string | null }>(
-        `SELECT count(*) AS rows, md5(string_agg(h, '' ORDER BY h)) AS checksum
-           FROM (SELECT md5(t::text) AS h FROM ${q} t) s`,
-      );
-      return { table: w.name, rows: Number(r.rows[0]!.rows), checksum: r.rows[0]!.checksum ?? 'empty' };
+      return { ...(await tableChecksum(c, qualified(w.schema, w.table))), table: w.name };
     } finally {
       await c.query('COMMIT').catch(() => undefined);
     }
@@ -655,7 +650,7 @@ function epilogueSql(args: { wanted: WantedTable[]; pinned: boolean; backupId: s
     return `DO $kohakku_dr$
 DECLARE n bigint; h text;
 BEGIN
-  SELECT count(*), md5(string_agg(s.h, '' ORDER BY s.h)) INTO n, h FROM (SELECT md5(t::text) AS h FROM ${q} t) s;
+  SELECT x.rows, x.checksum INTO n, h FROM (${tableChecksumSql(q)}) x;
   IF n <> ${w.stats.rows} OR h IS DISTINCT FROM ${expected} THEN
     RAISE EXCEPTION 'kohakku-dr RestoreVerificationFailed: %', format('restored %s differs from backup %s: %s rows (backup has %s)%s; the transaction was rolled back',
       ${literal(w.name)}, ${literal(args.backupId)}, n, ${w.stats.rows}, CASE WHEN n = ${w.stats.rows} THEN ', checksum differs' ELSE '' END);
