@@ -5,10 +5,6 @@
 export const BACKUP_ID_PATTERN = /^\d{8}T\d{6}Z$/;
 export const BACKUP_ID_FORMAT = 'YYYYMMDDTHHMMSSZ';
 
-export function isBackupId(value: unknown): value is string {
-  return typeof value === 'string' && BACKUP_ID_PATTERN.test(value);
-}
-
 /** The backup id of an instant. */
 export function backupIdAt(time: Date): string {
   return time

@@ -14,8 +14,6 @@ export const ErrorType = {
   BackupCorrupt: 'BackupCorrupt',
   /** The restored staging copy does not match the manifest's row counts or checksums. */
   RestoreVerificationFailed: 'RestoreVerificationFailed',
-  /** A live database exists and the input did not say to replace it. */
-  LiveDataExists: 'LiveDataExists',
   /** A service stayed unhealthy after the configured restart. */
   ServiceUnhealthy: 'ServiceUnhealthy',
   /** The Monitor did not register every active container, even after a restart. */
@@ -47,7 +45,6 @@ export const NON_RETRYABLE_ERRORS: ErrorTypeName[] = [
   ErrorType.BackupNotFound,
   ErrorType.BackupCorrupt,
   ErrorType.RestoreVerificationFailed,
-  ErrorType.LiveDataExists,
   ErrorType.ToolUnavailable,
   ErrorType.VerificationFailed,
   ErrorType.SwapBlocked,

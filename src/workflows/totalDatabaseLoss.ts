@@ -18,7 +18,7 @@ import type { PostgresBackupSummary } from '../activities/postgresKit';
 import { POSTGRES_TARGETS, type PostgresTarget } from '../domain/targets';
 import type { RecoveryEnvelope, RecoveryPlan } from './definitions';
 import { backupIdField, recoveryCommonFields, secondsField } from './engine/input';
-import { runRecovery, type Phase, type RecoveryDefinition } from './engine/recovery';
+import { runRecovery, settleAll, type Phase, type RecoveryDefinition } from './engine/recovery';
 import { long, quick } from './options';
 import {
   monitorRegistersContainersPhase,
@@ -243,14 +243,6 @@ export function postgresRestorePhases<I, S extends PostgresRestoreState>(options
     swap,
     all: [...(options.resolve ? [resolve] : []), roles, verifyFiles, staging, blockers, swap],
   };
-}
-
-/** Runs side by side and waits for every one to end before failing: no branch outlives the phase. */
-export async function settleAll<T>(work: Promise<T>[]): Promise<T[]> {
-  const settled = await Promise.allSettled(work);
-  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-  if (failed) throw failed.reason;
-  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
 }
 
 /** The Postgres cleanup steps: staging copies, datallowconn, created roles. */

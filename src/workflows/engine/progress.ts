@@ -162,17 +162,16 @@ export class Procedure extends ProgressTracker {
   }
 }
 
-export function rootMessage(err: unknown): string {
+/** The error under the activity and child-workflow failures wrapping it. */
+function rootCause(err: unknown): unknown {
   let e: unknown = err;
   while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
-  return e instanceof Error ? e.message : String(e);
+  return e;
 }
 
-/** The ApplicationFailure type at the root of an error, if any. */
-export function rootType(err: unknown): string | undefined {
-  let e: unknown = err;
-  while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
-  return e instanceof ApplicationFailure ? (e.type ?? undefined) : undefined;
+export function rootMessage(err: unknown): string {
+  const e = rootCause(err);
+  return e instanceof Error ? e.message : String(e);
 }
 
 /**
@@ -180,8 +179,7 @@ export function rootType(err: unknown): string | undefined {
  * UI and the CLI show e.g. `BackupCorrupt: dump … is corrupt` rather than "activity failed".
  */
 export function surfaceFailure(err: unknown): unknown {
-  let e: unknown = err;
-  while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
+  const e = rootCause(err);
   if (e !== err && e instanceof ApplicationFailure) {
     return ApplicationFailure.create({
       type: e.type ?? undefined,

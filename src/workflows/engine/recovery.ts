@@ -266,9 +266,10 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
       }
       throw err;
     }
-    tracker.end(phase.name, t0, 'done', phase.describe?.(ctx));
+    const detail = phase.describe?.(ctx);
+    tracker.end(phase.name, t0, 'done', detail);
     if (phase.effect === 'live' && !phase.undoneByCleanupOnFailure) {
-      liveChanges.push(`${phase.name}${phase.describe ? ` (${phase.describe(ctx)})` : ''}`);
+      liveChanges.push(`${phase.name}${detail ? ` (${detail})` : ''}`);
     }
   };
 
@@ -276,13 +277,11 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
     for (const entry of entries) {
       if ('parallel' in entry) {
         // Every branch runs to its end before the next phase (or the cleanup) starts.
-        const settled = await Promise.allSettled(
+        await settleAll(
           entry.parallel.map(async (branch) => {
             for (const phase of branch) await runPhase(phase, ctx);
           }),
         );
-        const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-        if (failed) throw failed.reason;
       } else {
         await runPhase(entry, ctx);
       }
@@ -519,6 +518,17 @@ async function renderPlan<Schema extends z.ZodObject, S, D>(
     backupVerified: backup?.verified,
     steps,
   };
+}
+
+/**
+ * Runs side by side and waits for every one to end before failing with the first error: no
+ * branch outlives its phase, so the cleanup never runs beside work still in progress.
+ */
+export async function settleAll<T>(work: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(work);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
 }
 
 export function measure(
