@@ -363,3 +363,31 @@ test('a database switched to Asia/Tokyo after a UTC backup still verifies when t
     await q(`ALTER DATABASE "${DB}" SET timezone = 'UTC'`);
   }
 });
+
+test('restored rows whose parent is gone from the live database: refused (restore the parent too), nothing changed', async () => {
+  const skill = (
+    await q<{ id: string }>(`SELECT skill_id::text AS id FROM tasks_task_skills ORDER BY 1 LIMIT 1`)
+  )[0]!.id;
+  await q(`DELETE FROM tasks_task_skills WHERE skill_id = $1`, [skill]);
+  await q(`DELETE FROM tasks_skill WHERE id = $1`, [skill]);
+  const before = await fingerprints();
+  const shapeBefore = await shape();
+  const asideBefore = await asideSchemas();
+  const err = await failureOf(
+    pg.restorePostgresTables({
+      backupId,
+      target: 'controller',
+      tables: ['tasks_task_skills'],
+      recoveryId: 'shapes-parent-gone',
+      replace: ['public.tasks_task_skills'],
+    }),
+  );
+  expect(err.type).toBe(ErrorType.InvalidInput);
+  expect(err.message).toMatch(
+    /in public\.tasks_task_skills \(tasks_task_skills_skill_id_fkey → public\.tasks_skill\)/,
+  );
+  expect(err.message).toMatch(/add public\.tasks_skill to tables/);
+  expect(await fingerprints()).toEqual(before);
+  expect(await shape()).toEqual(shapeBefore);
+  expect(await asideSchemas()).toEqual(asideBefore);
+});

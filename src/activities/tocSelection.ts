@@ -163,7 +163,8 @@ export interface RestoreSelection {
 function foreignKeyStatement(entry: TocEntry): { statement: string; validate: boolean } {
   const statement = entry.sql
     .split('\n')
-    .filter((l) => !l.startsWith('--'))
+    // Comment lines, and psql meta-commands (pg_dump's closing `\unrestrict …` follows the last entry).
+    .filter((l) => !l.startsWith('--') && !l.startsWith('\\'))
     .join('\n')
     .trim();
   if (!/^ALTER TABLE [\s\S]* ADD CONSTRAINT [\s\S]* FOREIGN KEY [\s\S]*;$/.test(statement))
