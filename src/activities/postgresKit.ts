@@ -317,7 +317,7 @@ export async function tableStats(client: Client, options: TableStatsOptions = {}
  * verification, restores and the table-restore transaction all use this query.
  */
 export function tableChecksumSql(qualifiedTable: string): string {
-  return `SELECT pg_catalog.count(*) AS rows, pg_catalog.md5(pg_catalog.string_agg(h, '' ORDER BY h)) AS checksum
+  return `SELECT pg_catalog.count(*) AS rows, pg_catalog.md5(pg_catalog.string_agg(s.h, '' ORDER BY s.h)) AS checksum
     FROM (SELECT pg_catalog.md5(t::pg_catalog.text) AS h FROM ${qualifiedTable} t) s`;
 }
 
