@@ -17,58 +17,17 @@ import { temporal } from '@temporalio/proto';
 import { DIST } from './harness/kohakku';
 import type { Workflow } from '@temporalio/client';
 import { objectStoreLoss, redisLoss, tableRestore, totalDatabaseLoss } from '../src/workflows';
-import { progressQuery } from '../src/workflows/definitions';
+import { awaitApprovalRequest } from './harness/kohakku';
+import { stubActivities } from './harness/stubs';
 import { uniqueId, workflowSuite } from './harness/suite';
 
 const suite = workflowSuite();
 const DIR = path.join(__dirname, 'histories');
 const RECORD = process.env.RECORD_HISTORIES === '1';
 
-const BACKUP = {
-  id: '20261124T020000Z',
-  createdAt: '2026-11-24T02:00:00Z',
-  databases: [],
-  verified: true,
-  choice: 'newest verified backup',
-  skipped: [],
-};
-const ok = async () => undefined;
 const activities = {
-  resolvePostgresBackup: async () => BACKUP,
-  resolveBackupSet: async () => ({
-    id: BACKUP.id,
-    createdAt: BACKUP.createdAt,
-    verified: true,
-    choice: 'newest verified set',
-    skipped: [],
-  }),
-  lockBackup: ok,
-  unlockBackup: ok,
-  ensurePostgresGlobals: async () => ({
-    createdRoles: ['kohakku_app'],
-    existingRoles: [],
-    membershipsAdded: [],
-    skipped: [],
-    rolesWithoutPassword: ['kohakku_app'],
-  }),
-  preparePostgresRestore: async ({ target }: { target: string }) => ({
-    target,
-    database: target,
-    backupId: BACKUP.id,
-    localPath: '/x',
-    size: 1,
-    tocEntries: 1,
-  }),
-  restoreIntoStaging: async ({ target }: { target: string }) => ({
-    target,
-    database: `kohakku-${target}`,
-    staging: 's',
-    backupId: BACKUP.id,
-    tablesVerified: 3,
-    rowsVerified: 10,
-    resumed: false,
-  }),
-  checkSwapBlockers: async () => [],
+  ...stubActivities,
+  // Live databases exist, so the recorded runs ask for approval.
   liveDatabaseStates: async ({ targets }: { targets: string[] }) =>
     targets.map((t) => ({
       target: t,
@@ -77,69 +36,6 @@ const activities = {
       oid: 1,
       allowConnections: true,
     })),
-  swapInStaging: async ({ targets }: { targets: string[] }) =>
-    targets.map((t) => ({
-      target: t,
-      database: `kohakku-${t}`,
-      movedAsideTo: `kohakku-${t}__dr_replaced_x`,
-      resumed: false,
-    })),
-  waitForHealthy: async ({ service }: { service: string }) => ({
-    service,
-    healthy: true,
-    checks: 1,
-    waitedMs: 1,
-  }),
-  restartService: async ({ service }: { service: string }) => ({ service, command: ['true'] }),
-  waitForRegistrations: async () => ({
-    complete: true,
-    expected: 1,
-    registered: 1,
-    missing: [],
-    extra: [],
-    waitedMs: 1,
-  }),
-  cleanupPostgresRestore: async () => ({ droppedStaging: [], allowConnectionsRestored: [] }),
-  cleanupPostgresGlobals: async () => ({ droppedRoles: [], kept: [] }),
-  liveTables: async () => ['public.tasks_task'],
-  restorePostgresTables: async () => ({
-    database: 'kohakku-controller',
-    tables: [{ table: 'public.tasks_task', rows: 10, entries: 7 }],
-    movedAsideTo: 'kohakku_dr_replaced_x',
-    resumed: false,
-    dependentsRecreated: [],
-    referencingRowsMovedAside: [],
-  }),
-  redisStatus: async () => ({ up: false, detail: 'ECONNREFUSED' }),
-  waitForRedis: async () => ({ up: true, detail: 'PONG', keys: 5, waitedMs: 10 }),
-  checkRedisPersistence: async () => ({
-    dataDir: '/x',
-    files: [],
-    aof: 'ok',
-    rdb: 'ok',
-    detail: 'files check out',
-  }),
-  moveRedisFilesAside: async () => ({ movedTo: '/x/aside', moved: [] }),
-  redispatchPendingTasks: async () => ({ pending: 3, alreadyQueued: 0, pushed: 3, depth: 3 }),
-  planObjectRestore: async () => ({
-    bucket: 'kohakku',
-    bucketExists: true,
-    inBackup: 5,
-    skippedCompletedBriefs: 1,
-    alreadyPresent: 2,
-    toCopy: 2,
-    overwriteCount: 1,
-    wouldOverwrite: ['briefs/a.md'],
-  }),
-  restoreObjects: async () => ({
-    bucket: 'kohakku',
-    restoredAndVerified: 4,
-    copied: 2,
-    alreadyPresent: 2,
-    skippedCompletedBriefs: 1,
-    movedAside: 1,
-    asidePrefix: 'kohakku-dr-aside/x/',
-  }),
 };
 
 interface Scenario {
@@ -212,8 +108,7 @@ async function record(s: Scenario): Promise<void> {
       args: s.args,
     } as never);
     if (s.untilApproval) {
-      for (let i = 0; i < 200 && !(await handle.query(progressQuery)).awaitingApproval; i++)
-        await new Promise((r) => setTimeout(r, 50));
+      await awaitApprovalRequest(handle);
       await save(s.name, handle);
       await handle.terminate('recorded while waiting for approval');
       return;

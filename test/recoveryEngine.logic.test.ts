@@ -12,71 +12,26 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Activities } from '../src/activities';
 import { toolPaths } from '../src/stack/tools';
 import { totalDatabaseLoss } from '../src/workflows';
-import { approveSignal, progressQuery } from '../src/workflows/definitions';
+import { approveSignal } from '../src/workflows/definitions';
 import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
-import { failureType, testStack } from './harness/kohakku';
+import { awaitApprovalRequest, failureType, testStack } from './harness/kohakku';
+import { STUB_BACKUP, stubActivities } from './harness/stubs';
 import { uniqueId, workflowSuite } from './harness/suite';
 
 const suite = workflowSuite();
 const run = promisify(execFile);
 
-const BACKUP = { id: '20261124T020000Z', createdAt: '2026-11-24T02:00:00Z', databases: [], verified: true };
+const BACKUP = STUB_BACKUP;
 
-/** jest.fn stubs of every activity total database loss calls; each test overrides what it needs. */
+/** jest.fn over every stubbed activity, recording the order of calls; each test overrides what it needs. */
 function stubs(overrides: Partial<Record<keyof Activities, jest.Mock>> = {}) {
   const calls: string[] = [];
-  const base = {
-    resolvePostgresBackup: jest.fn(async () => BACKUP),
-    lockBackup: jest.fn(async () => undefined),
-    unlockBackup: jest.fn(async () => undefined),
-    ensurePostgresGlobals: jest.fn(async () => ({
-      createdRoles: [],
-      existingRoles: ['postgres'],
-      membershipsAdded: [],
-      skipped: [],
-      rolesWithoutPassword: [],
-    })),
-    preparePostgresRestore: jest.fn(async ({ target }: { target: string }) => ({
-      target,
-      database: target,
-      backupId: BACKUP.id,
-      localPath: '/x',
-      size: 1,
-      tocEntries: 1,
-    })),
-    restoreIntoStaging: jest.fn(async ({ target }: { target: string }) => ({
-      target,
-      database: `kohakku-${target}`,
-      staging: `kohakku-${target}__dr_staging_x`,
-      backupId: BACKUP.id,
-      tablesVerified: 1,
-      rowsVerified: 1,
-      resumed: false,
-    })),
-    checkSwapBlockers: jest.fn(async () => []),
-    liveDatabaseStates: jest.fn(async ({ targets }: { targets: string[] }) =>
-      targets.map((t) => ({ target: t, database: `kohakku-${t}`, exists: false })),
+  const base: Record<string, jest.Mock> = {
+    ...Object.fromEntries(
+      Object.entries(stubActivities as Record<string, (...args: never[]) => Promise<unknown>>).map(
+        ([name, fn]) => [name, jest.fn(fn)],
+      ),
     ),
-    swapInStaging: jest.fn(async ({ targets }: { targets: string[] }) =>
-      targets.map((t) => ({ target: t, database: `kohakku-${t}`, resumed: false })),
-    ),
-    waitForHealthy: jest.fn(async ({ service }: { service: string }) => ({
-      service,
-      healthy: true,
-      checks: 1,
-      waitedMs: 1,
-    })),
-    restartService: jest.fn(async ({ service }: { service: string }) => ({ service, command: ['true'] })),
-    waitForRegistrations: jest.fn(async () => ({
-      complete: true,
-      expected: 1,
-      registered: 1,
-      missing: [],
-      extra: [],
-      waitedMs: 1,
-    })),
-    cleanupPostgresRestore: jest.fn(async () => ({ droppedStaging: [], allowConnectionsRestored: [] })),
-    cleanupPostgresGlobals: jest.fn(async () => ({ droppedRoles: [], kept: [] })),
     ...overrides,
   };
   const activities = Object.fromEntries(
@@ -163,11 +118,7 @@ test('approval is asked right before the swap, for what is live at that moment, 
       workflowId: uniqueId('approval'),
       args: [{}],
     });
-    let progress = await handle.query(progressQuery);
-    for (let i = 0; i < 200 && !progress.awaitingApproval; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      progress = await handle.query(progressQuery);
-    }
+    const progress = await awaitApprovalRequest(handle);
     expect(progress.awaitingApproval).toEqual({
       step: 'swap databases in',
       replaces: ['live database kohakku-controller (moved aside, not dropped)'],
@@ -208,11 +159,7 @@ test('an approval sent before any step asks for one is ignored (and says so)', a
       args: [{}],
     });
     await handle.signal(approveSignal, { by: 'too-early' });
-    let progress = await handle.query(progressQuery);
-    for (let i = 0; i < 200 && !progress.awaitingApproval; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      progress = await handle.query(progressQuery);
-    }
+    const progress = await awaitApprovalRequest(handle);
     expect(progress.awaitingApproval?.step).toBe('swap databases in');
     expect(progress.warnings.join(' ')).toMatch(/approval by too-early arrived while no step was waiting/);
     await handle.cancel();

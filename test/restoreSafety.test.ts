@@ -9,6 +9,7 @@ import type { RecoveryPlan } from '../src/workflows/definitions';
 import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
 import { dumpKey } from '../src/activities/postgres';
 import {
+  awaitApprovalRequest,
   databases,
   failureType,
   freshKohakku,
@@ -125,7 +126,7 @@ test('without confirmation the recovery waits for approval, and a cancel leaves 
     workflowId: 'test-safety-approval-cancel',
     args: [{}],
   });
-  await waitForApprovalPrompt(handle);
+  await awaitApprovalRequest(handle);
   await handle.cancel();
   const err = await handle.result().catch((e: unknown) => e);
   expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
@@ -147,7 +148,7 @@ test('approved by signal, the recovery moves the live databases aside (not dropp
     workflowId: 'test-safety-approval-signal',
     args: [{ backupId }],
   });
-  await waitForApprovalPrompt(handle);
+  await awaitApprovalRequest(handle);
   await handle.signal('approve', { by: 'test', note: 'restore over changed data' });
   const result = (await handle.result()) as TotalDatabaseLossResult;
   expect(result.restored.every((r) => r.movedAsideTo?.includes('__dr_replaced_'))).toBe(true);
@@ -159,13 +160,3 @@ test('approved by signal, the recovery moves the live databases aside (not dropp
   expect(result.measurements.rtoSeconds).toBeGreaterThan(0);
   expect(result.measurements.rpoSeconds).toBeGreaterThan(0);
 });
-
-async function waitForApprovalPrompt(handle: { query: <T>(name: string) => Promise<T> }): Promise<void> {
-  const deadline = Date.now() + 30000;
-  for (;;) {
-    const p = await handle.query<{ waitingFor?: string }>('progress').catch(() => undefined);
-    if (p?.waitingFor?.startsWith('approval')) return;
-    if (Date.now() > deadline) throw new Error(`never asked for approval: ${JSON.stringify(p)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

@@ -4,7 +4,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { Client as TemporalClient, Connection, WorkflowFailedError } from '@temporalio/client';
+import {
+  Client as TemporalClient,
+  Connection,
+  WorkflowFailedError,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { Redis } from 'ioredis';
 import * as Minio from 'minio';
@@ -19,6 +24,7 @@ import {
   type ServiceOptions,
 } from '../../src/reference/supervisor';
 import { killRedis, readStack, type StackInfo } from '../../src/stack/stack';
+import { progressQuery, type Progress } from '../../src/workflows/definitions';
 import { STACK_DIR_ENV } from './globalSetup';
 
 export const DIST = path.resolve(__dirname, '../../dist');
@@ -209,6 +215,17 @@ export function failureType(err: unknown): string | undefined {
     e = e.cause;
   }
   return undefined;
+}
+
+/** Waits until a recovery asks for approval; returns its progress (step and what it replaces). */
+export async function awaitApprovalRequest(handle: WorkflowHandle): Promise<Progress> {
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    const progress = await handle.query(progressQuery).catch(() => undefined);
+    if (progress?.awaitingApproval) return progress;
+    if (Date.now() > deadline) throw new Error(`never asked for approval: ${JSON.stringify(progress)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 export async function health(port: number): Promise<number> {
