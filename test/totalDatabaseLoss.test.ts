@@ -107,7 +107,7 @@ test('back up, drop both databases, recover: data identical, services healthy, r
   expect(result.steps.every((s) => s.status === 'done' && typeof s.durationMs === 'number')).toBe(true);
   const progress = await handle.query<{ status: string; steps: { name: string }[] }>('progress');
   expect(progress.status).toBe('completed');
-  expect(progress.steps.map((s) => s.name)).toContain('restore databases');
+  expect(progress.steps.map((s) => s.name)).toContain('swap databases in');
 });
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs = 10000): Promise<void> {
