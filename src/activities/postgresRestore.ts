@@ -386,13 +386,15 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
   /**
    * Puts back every ALLOW_CONNECTIONS change a swap of this recovery recorded and did not
    * commit (a killed worker, an error); each record is cleared in the same transaction as its
-   * undo. Returns the databases whose setting was changed back.
+   * undo. `carriers` limits it to the records on these databases (a swap undoes only its own
+   * targets'). Returns the databases whose setting was changed back.
    */
-  async function undoRecordedChanges(c: Client, recoveryId: string): Promise<string[]> {
+  async function undoRecordedChanges(c: Client, recoveryId: string, carriers?: string[]): Promise<string[]> {
     const rows = await databaseRows(c);
     const byOid = new Map([...rows.values()].map((r) => [r.oid, r]));
     const restored: string[] = [];
     for (const row of rows.values()) {
+      if (carriers && !carriers.includes(row.datname)) continue;
       const ours = readOurComment(row.comment, recoveryId);
       if (!ours?.record || ours.record.allowConnections.length === 0) continue;
       await c.query('BEGIN');
@@ -436,7 +438,7 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
       await c.query(`SET lock_timeout = '5s'`);
       await c.query(`SET statement_timeout = '30s'`);
       // A killed earlier attempt may have left databases closed: its record says which.
-      await undoRecordedChanges(c, input.recoveryId);
+      await undoRecordedChanges(c, input.recoveryId, involved);
       const rows = await databaseRows(c);
       const swappedIn = (n: (typeof names)[number]) =>
         readOurComment(rows.get(n.live)?.comment, input.recoveryId)?.marker === done;
@@ -587,7 +589,7 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
       // Not swapped (error, timeout, cancellation): put ALLOW_CONNECTIONS back, from the record,
       // in a fresh session since this one may be broken.
       try {
-        await admin((fresh) => undoRecordedChanges(fresh, recoveryId));
+        await admin((fresh) => undoRecordedChanges(fresh, recoveryId, involved));
       } catch (undoErr) {
         const cause = failure instanceof Error ? failure.message : String(failure);
         // Retryable on purpose: the next attempt undoes it first (so does the cleanup).
