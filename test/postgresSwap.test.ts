@@ -8,6 +8,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { Client } from 'pg';
 import { createBackupStore } from '../src/activities/deps';
 import { createPostgresActivities } from '../src/activities/postgres';
@@ -394,4 +395,108 @@ test('a worker SIGKILLed mid-swap: the cleanup restores ALLOW_CONNECTIONS and dr
   expect(after).toEqual({ ...before, drDatabases: before.drDatabases.filter((d) => !d.includes('staging')) });
   expect(after.drDatabases.filter((d) => d.includes('__dr_staging_'))).toEqual([]);
   await expectHealthy(k.model.ports.controller);
+});
+
+/** A session on the maintenance database holding a lock on the live controller database (an uncommitted COMMENT). */
+async function lockController(applicationName: string): Promise<{ holder: Client; pid: number }> {
+  const holder = pgClient(k.stack, 'postgres');
+  await holder.connect();
+  await holder.query(`SET application_name = '${applicationName}'`);
+  const pid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  await holder.query('BEGIN');
+  await holder.query(`COMMENT ON DATABASE "${CONTROLLER}" IS 'held by the test'`);
+  return { holder, pid };
+}
+
+const controllerSwap = (recoveryId: string): Parameters<typeof pg.swapInStaging>[0] => ({
+  backupId: BACKUP_ID,
+  targets: ['controller'],
+  recoveryId,
+  replace: ['controller'],
+});
+
+test('a cancelled swap puts ALLOW_CONNECTIONS back before it ends', async () => {
+  const recoveryId = 'swap-cancelled';
+  await pg.restoreIntoStaging({ backupId: BACKUP_ID, target: 'controller', recoveryId });
+  const before = await liveSnapshot();
+  const { holder } = await lockController('swap-test-cancel');
+  const env = new MockActivityEnvironment();
+  const swap = failureOf(env.run(pg.swapInStaging, controllerSwap(recoveryId)));
+  const deadline = Date.now() + 20000;
+  while ((await catalog())[CONTROLLER]!.datallowconn && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 50));
+  expect((await catalog())[CONTROLLER]!.datallowconn).toBe(false); // mid-swap
+  env.cancel();
+  const err = await swap;
+  await holder.query('ROLLBACK');
+  await holder.end();
+  expect(err.name).toMatch(/Cancel/);
+  expect(await liveSnapshot()).toEqual(before);
+  expect((await catalog())[stagingName(CONTROLLER, recoveryId)]).toMatchObject({
+    datallowconn: true,
+    comment: expect.not.stringMatching(/allowConnections/),
+  });
+  await pg.cleanupPostgresRestore({ recoveryId, targets: BOTH });
+});
+
+test('a swap that cannot take its locks gives up after about a minute, heartbeating, names the session and undoes everything', async () => {
+  const recoveryId = 'swap-bounded';
+  await pg.restoreIntoStaging({ backupId: BACKUP_ID, target: 'controller', recoveryId });
+  const before = await liveSnapshot();
+  const { holder, pid } = await lockController('swap-test-lock-holder');
+  const env = new MockActivityEnvironment();
+  const beats: number[] = [];
+  env.on('heartbeat', () => beats.push(Date.now()));
+  const started = Date.now();
+  let err: Error;
+  try {
+    err = await failureOf(env.run(pg.swapInStaging, controllerSwap(recoveryId)));
+  } finally {
+    await holder.query('ROLLBACK');
+    await holder.end();
+  }
+  const elapsed = Date.now() - started;
+  expect(elapsed).toBeGreaterThan(55000);
+  expect(elapsed).toBeLessThan(90000);
+  expect(typeOf(err)).toBe('SwapBlocked');
+  expect(err.message).toContain(`pid ${pid} (user postgres, application "swap-test-lock-holder"`);
+  // Never 20 s (the heartbeat timeout) without a heartbeat.
+  const gaps = [started, ...beats, Date.now()]
+    .slice(1)
+    .map((t, i, all) => t - (i === 0 ? started : all[i - 1]!));
+  expect(Math.max(...gaps)).toBeLessThan(10000);
+  expect(await liveSnapshot()).toEqual(before);
+  expect((await catalog())[CONTROLLER]!.datallowconn).toBe(true);
+  expect(await pg.cleanupPostgresRestore({ recoveryId, targets: BOTH })).toEqual({
+    droppedStaging: [stagingName(CONTROLLER, recoveryId)],
+    allowConnectionsRestored: [],
+  });
+}, 120000);
+
+test('checkSwapBlockers names every blocker for a worker role that is not superuser', async () => {
+  const role = 'kohakku_dr_limited';
+  await sql(k.stack, 'postgres', `CREATE ROLE ${role} LOGIN`);
+  const superuser = pgClient(k.stack, CONTROLLER);
+  await superuser.connect();
+  try {
+    await superuser.query(`SET application_name = 'swap-test-superuser'`);
+    const pid = (await superuser.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const limited = createPostgresActivities({
+      config: loadConfig({ ...k.workerEnv, POSTGRES_USER: role }),
+      exec: createCommandRunner(),
+      store,
+    });
+    const err = await failureOf(
+      limited.checkSwapBlockers({ targets: ['controller'], recoveryId: 'swap-limited' }),
+    );
+    expect(typeOf(err)).toBe('SwapBlocked');
+    expect(err.message).toContain(`${role} lacks CREATEDB`);
+    expect(err.message).toContain(`${role} does not own database ${CONTROLLER} (owner postgres)`);
+    expect(err.message).toMatch(
+      new RegExp(`session pid ${pid} \\(user postgres, application "swap-test-superuser".*cannot be ended`),
+    );
+  } finally {
+    await superuser.end();
+    await sql(k.stack, 'postgres', `DROP ROLE ${role}`);
+  }
 });

@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import type { Client } from 'pg';
 import { ErrorType, fail } from '../domain/errors';
 import { POSTGRES_TARGETS, type PostgresTarget } from '../domain/targets';
-import { cancellationSignal, heartbeat, sleep, withHeartbeats } from './heartbeat';
+import { cancellationSignal, heartbeat, withHeartbeats } from './heartbeat';
 import {
   asideName,
   marker,
@@ -105,6 +105,22 @@ function readOurComment(
   } catch {
     return { marker: first };
   }
+}
+
+/** Waits `ms`, or rejects when cancelled; removes its abort listener either way (attempts are many). */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 const withRecord = (done: string, record: SwapRecord) => `${done}\n${JSON.stringify(record)}`;
@@ -232,14 +248,30 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
       : { target, database, exists: false };
   }
 
-  /** Sessions connected to these databases other than ours (autovacuum workers are ended by Postgres itself). */
+  /**
+   * Sessions connected to these databases other than ours. Processes without a role are left
+   * out: autovacuum workers, which the rename ends by itself (and which a role that is not
+   * superuser cannot even tell apart: it sees no backend_type on others' rows).
+   */
   async function sessionsIn(c: Client, databases: string[]): Promise<SessionRow[]> {
     const res = await c.query<SessionRow>(
       `SELECT pid, datname, usename, application_name, client_addr::text AS client_addr
          FROM pg_stat_activity
-        WHERE datname = ANY($1) AND pid <> pg_backend_pid() AND backend_type <> 'autovacuum worker'
+        WHERE datname = ANY($1) AND pid <> pg_backend_pid() AND usesysid IS NOT NULL
         ORDER BY pid`,
       [databases],
+    );
+    return res.rows;
+  }
+
+  /** Other sessions holding a lock on these databases (the renames need an exclusive one). */
+  async function lockHoldersOf(c: Client, oids: number[]): Promise<SessionRow[]> {
+    const res = await c.query<SessionRow>(
+      `SELECT DISTINCT a.pid, a.datname, a.usename, a.application_name, a.client_addr::text AS client_addr
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'object' AND l.classid = 'pg_database'::regclass AND l.objid = ANY($1::oid[])
+          AND l.granted AND l.pid <> pg_backend_pid()`,
+      [oids],
     );
     return res.rows;
   }
@@ -300,10 +332,9 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
       // need membership in their role or in pg_signal_backend.
       const sessions = await c.query<SessionRow & { terminable: boolean }>(
         `SELECT a.pid, a.datname, a.usename, a.application_name, a.client_addr::text AS client_addr,
-                (a.usesysid IS NOT NULL AND NOT coalesce(r.rolsuper, true)
-                 AND (pg_has_role(a.usesysid, 'USAGE') OR $2)) AS terminable
+                (NOT coalesce(r.rolsuper, true) AND (pg_has_role(a.usesysid, 'USAGE') OR $2)) AS terminable
            FROM pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid
-          WHERE a.datname = ANY($1) AND a.pid <> pg_backend_pid() AND a.backend_type <> 'autovacuum worker'
+          WHERE a.datname = ANY($1) AND a.pid <> pg_backend_pid() AND a.usesysid IS NOT NULL
           ORDER BY a.pid`,
         [databases, me.signal],
       );
@@ -355,13 +386,15 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
   /**
    * Puts back every ALLOW_CONNECTIONS change a swap of this recovery recorded and did not
    * commit (a killed worker, an error); each record is cleared in the same transaction as its
-   * undo. Returns the databases whose setting was changed back.
+   * undo. `carriers` limits it to the records on these databases (a swap undoes only its own
+   * targets'). Returns the databases whose setting was changed back.
    */
-  async function undoRecordedChanges(c: Client, recoveryId: string): Promise<string[]> {
+  async function undoRecordedChanges(c: Client, recoveryId: string, carriers?: string[]): Promise<string[]> {
     const rows = await databaseRows(c);
     const byOid = new Map([...rows.values()].map((r) => [r.oid, r]));
     const restored: string[] = [];
     for (const row of rows.values()) {
+      if (carriers && !carriers.includes(row.datname)) continue;
       const ours = readOurComment(row.comment, recoveryId);
       if (!ours?.record || ours.record.allowConnections.length === 0) continue;
       await c.query('BEGIN');
@@ -405,7 +438,7 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
       await c.query(`SET lock_timeout = '5s'`);
       await c.query(`SET statement_timeout = '30s'`);
       // A killed earlier attempt may have left databases closed: its record says which.
-      await undoRecordedChanges(c, input.recoveryId);
+      await undoRecordedChanges(c, input.recoveryId, involved);
       const rows = await databaseRows(c);
       const swappedIn = (n: (typeof names)[number]) =>
         readOurComment(rows.get(n.live)?.comment, input.recoveryId)?.marker === done;
@@ -498,7 +531,10 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
       // 3. End the sessions, rename all in one transaction; retry while sessions come back.
       const signal = cancellationSignal();
       const started = Date.now();
-      let seen: SessionRow[] = [];
+      // Sessions found after the first round of terminations came back: those are named on giving up.
+      const reconnecting = new Map<number, SessionRow>();
+      const lockHolders = new Map<number, SessionRow>();
+      const oids = [...rows.values()].filter((r) => involved.includes(r.datname)).map((r) => r.oid);
       let lastError = '';
       for (let attempt = 1; ; attempt++) {
         signal?.throwIfAborted();
@@ -508,7 +544,7 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
         if (problems.length > 0) throw swapBlocked(problems);
         const sessions = await sessionsIn(c, involved);
         if (sessions.length > 0) {
-          seen = sessions;
+          if (attempt > 1) for (const s of sessions) reconnecting.set(s.pid, s);
           await withHeartbeats(
             () => progress,
             () =>
@@ -529,16 +565,19 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
           const code = (err as { code?: string }).code;
           if (code !== OBJECT_IN_USE && code !== LOCK_NOT_AVAILABLE) throw err;
           lastError = (err as Error).message;
+          if (code === LOCK_NOT_AVAILABLE)
+            for (const s of await lockHoldersOf(c, oids)) lockHolders.set(s.pid, s);
           if (Date.now() - started > SESSIONS_DEADLINE_MS) {
-            const reconnecting = (await sessionsIn(c, involved)).concat(seen);
-            const unique = [...new Map(reconnecting.map((s) => [s.pid, s])).values()];
+            const list = (m: Map<number, SessionRow>) =>
+              [...m.values()].slice(0, 10).map(describeSession).join(', ');
             throw swapBlocked([
-              `after ${Math.round((Date.now() - started) / 1000)} s and ${attempt} attempts sessions kept coming back ` +
-                `(last error: ${lastError}): ${unique.length ? unique.map(describeSession).join(', ') : 'none seen at the last check'}; ` +
-                'stop the services that reconnect (or make them wait), then retry',
+              `gave up after ${Math.round((Date.now() - started) / 1000)} s and ${attempt} attempts (last error: ${lastError})` +
+                (reconnecting.size ? `; sessions kept coming back: ${list(reconnecting)}` : '') +
+                (lockHolders.size ? `; sessions holding a lock on the databases: ${list(lockHolders)}` : '') +
+                '; stop what reconnects or holds the locks (or make it wait), then retry',
             ]);
           }
-          await sleep(RETRY_PAUSE_MS, signal);
+          await pause(RETRY_PAUSE_MS, signal);
         }
       }
     } catch (err) {
@@ -550,7 +589,7 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
       // Not swapped (error, timeout, cancellation): put ALLOW_CONNECTIONS back, from the record,
       // in a fresh session since this one may be broken.
       try {
-        await admin((fresh) => undoRecordedChanges(fresh, recoveryId));
+        await admin((fresh) => undoRecordedChanges(fresh, recoveryId, involved));
       } catch (undoErr) {
         const cause = failure instanceof Error ? failure.message : String(failure);
         // Retryable on purpose: the next attempt undoes it first (so does the cleanup).
