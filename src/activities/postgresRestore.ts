@@ -37,6 +37,7 @@ export interface StagedRestore {
   backupId: string;
   tablesVerified: number;
   rowsVerified: number;
+  /** An earlier attempt of this recovery had started on this database (a worker died, say). */
   resumed: boolean;
 }
 
@@ -180,7 +181,8 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
   /**
    * Restores one target's dump into its staging database and verifies it against the manifest.
    * Idempotent: a verified staging copy of this recovery (or a live database this recovery
-   * already swapped in) is reported as resumed; a half-restored one is dropped and restored again.
+   * already swapped in) is kept; a half-restored one is dropped and restored again. Either way the
+   * result says `resumed`: an earlier attempt of this recovery had started on this database.
    */
   async function restoreIntoStaging(input: {
     backupId: string;
@@ -223,7 +225,7 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
       );
     }
     await admin((c) => c.query(`COMMENT ON DATABASE ${q(c, staging)} IS ${c.escapeLiteral(done)}`));
-    return result(false);
+    return result(state.staging !== undefined);
   }
 
   /** What is live now for each target (read-only): the engine compares it before and after a swap. */
