@@ -18,7 +18,7 @@ import { redisBackupKey } from '../src/activities/redisBackup';
 import { createPostgresActivities, dumpKey } from '../src/activities/postgres';
 import { applySchedules, NIGHTLY_SCHEDULE_ID } from '../src/client/schedules';
 import { loadConfig } from '../src/config';
-import type { nightlyBackup, redisBackup, verifyBackupSet } from '../src/workflows';
+import { nightlyBackup, postgresBackup, redisBackup, verifyBackupSet } from '../src/workflows';
 import {
   databases,
   failureType,
@@ -293,7 +293,7 @@ test('recovery picks the newest verified set by default, over a newer unverified
     await createBackupSetActivities({ store: store(), config: { retentionDays: 14 } }).listBackupSets()
   ).filter((s) => s.verification?.ok);
   await new Promise((r) => setTimeout(r, 1100)); // backup ids have one-second resolution
-  const unverified = await client.workflow.execute('postgresBackup', {
+  const unverified = await client.workflow.execute(postgresBackup, {
     taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
     workflowId: 'test-backups-unverified',
     args: [{}],
@@ -324,7 +324,7 @@ test('a Redis backup pulled over the network (redis-cli --rdb) when the worker i
   });
   try {
     const client = await temporalClient(k.stack);
-    const manifest = await client.workflow.execute<typeof redisBackup>('redisBackup', {
+    const manifest = await client.workflow.execute(redisBackup, {
       taskQueue: 'test-backups-network',
       workflowId: 'test-backups-network-redis',
       args: [{}],

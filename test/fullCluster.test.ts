@@ -7,7 +7,7 @@
 import { Redis } from 'ioredis';
 import { seededStatus } from '../src/reference/model';
 import { servicePid } from '../src/reference/supervisor';
-import type { fullCluster, nightlyBackup } from '../src/workflows';
+import { fullCluster, nightlyBackup } from '../src/workflows';
 import type { FullClusterResult } from '../src/workflows/fullCluster';
 import {
   deleteBucket,
@@ -69,7 +69,7 @@ jest.setTimeout(240000);
 test('full cluster loss: lost tasks re-dispatched exactly once, live tasks untouched, data identical to the backup', async () => {
   const client = await temporalClient(k.stack);
   const taskQueue = k.workerEnv.KOHAKKU_DR_TASK_QUEUE!;
-  const nightly = await client.workflow.execute<typeof nightlyBackup>('nightlyBackup', {
+  const nightly = await client.workflow.execute(nightlyBackup, {
     taskQueue,
     workflowId: 'test-cluster-nightly',
   });
@@ -85,7 +85,7 @@ test('full cluster loss: lost tasks re-dispatched exactly once, live tasks untou
   await killStackRedis({ deleteFiles: true });
   await deleteBucket(minioClient(k.stack), 'kohakku');
 
-  const result = (await client.workflow.execute<typeof fullCluster>('fullCluster', {
+  const result = (await client.workflow.execute(fullCluster, {
     taskQueue,
     workflowId: 'test-cluster-recovery',
     args: [{ checkInGraceSeconds: 6, startDeadlineSeconds: 30, registrationDeadlineSeconds: 10 }],
@@ -126,7 +126,7 @@ test('full cluster loss: lost tasks re-dispatched exactly once, live tasks untou
 
   // A second full recovery restores the backup again (the live databases moved aside), so the
   // same tasks are lost again — and still none is queued twice.
-  const again = (await client.workflow.execute<typeof fullCluster>('fullCluster', {
+  const again = (await client.workflow.execute(fullCluster, {
     taskQueue,
     workflowId: 'test-cluster-again',
     args: [{ checkInGraceSeconds: 1, startDeadlineSeconds: 30, confirm: true }],

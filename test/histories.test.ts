@@ -5,8 +5,9 @@
  * recovery in flight fails here; use `patched()` (see README, "Upgrading").
  *
  * Activities are STUBBED (jest.fn-style) to record the histories; replay runs no activity.
- * `RECORD_HISTORIES=1` re-records the files in test/histories/ (only when a versioned change was
- * made on purpose); otherwise the committed files are replayed.
+ * `RECORD_HISTORIES=1` records the scenarios that have no file yet (a new scenario or workflow);
+ * `RECORD_HISTORIES=all` records every one again (only after a versioned change made on purpose).
+ * Otherwise the committed files are replayed.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -16,14 +17,22 @@ import { promisify } from 'node:util';
 import { temporal } from '@temporalio/proto';
 import { DIST } from './harness/kohakku';
 import type { Workflow } from '@temporalio/client';
-import { objectStoreLoss, redisLoss, tableRestore, totalDatabaseLoss } from '../src/workflows';
+import {
+  fullCluster,
+  nightlyBackup,
+  objectStoreLoss,
+  redisLoss,
+  tableRestore,
+  totalDatabaseLoss,
+} from '../src/workflows';
 import { awaitApprovalRequest } from './harness/kohakku';
 import { stubActivities } from './harness/stubs';
-import { uniqueId, workflowSuite } from './harness/suite';
+import { workflowSuite } from './harness/suite';
 
 const suite = workflowSuite();
 const DIR = path.join(__dirname, 'histories');
-const RECORD = process.env.RECORD_HISTORIES === '1';
+/** `1` records the scenarios that have no file yet; `all` records every scenario again. */
+const RECORD = process.env.RECORD_HISTORIES;
 
 const activities = {
   ...stubActivities,
@@ -45,6 +54,8 @@ interface Scenario {
   /** Record the history while the run waits for approval (then cancel it). */
   untilApproval?: boolean;
   failWith?: Partial<typeof activities>;
+  /** Also save the histories of the child workflows (`<name>-<child>`). */
+  children?: boolean;
 }
 
 const SCENARIOS: Scenario[] = [
@@ -88,6 +99,20 @@ const SCENARIOS: Scenario[] = [
     untilApproval: true,
   },
   { name: 'objectStoreLoss-completed', workflow: objectStoreLoss, args: [{ confirm: true }] },
+  {
+    name: 'fullCluster-completed',
+    workflow: fullCluster,
+    args: [{ confirm: true, checkInGraceSeconds: 1 }],
+  },
+  {
+    name: 'fullCluster-waiting-for-approval',
+    workflow: fullCluster,
+    args: [{ checkInGraceSeconds: 1 }],
+    untilApproval: true,
+  },
+  // The scheduled backup: a run in flight during an upgrade must finish too. The children
+  // (postgres, redis, objects, verify) are saved as their own histories.
+  { name: 'nightlyBackup-completed', workflow: nightlyBackup, args: [], children: true },
 ];
 
 /** Saves a run's history as binary protobuf (temporal.api.history.v1.History). */
@@ -104,7 +129,9 @@ async function record(s: Scenario): Promise<void> {
   await worker.runUntil(async () => {
     const handle = await suite.env.client.workflow.start(s.workflow, {
       taskQueue: worker.options.taskQueue,
-      workflowId: uniqueId(s.name),
+      // The replayer names each run after its file, and the nightly backup derives its
+      // children's ids from its own: record under that name.
+      workflowId: s.name,
       args: s.args,
     } as never);
     if (s.untilApproval) {
@@ -115,11 +142,16 @@ async function record(s: Scenario): Promise<void> {
     }
     await handle.result().catch(() => undefined);
     await save(s.name, handle);
+    if (!s.children) return;
+    for (const child of ['postgres', 'redis', 'objects', 'verify'])
+      await save(`${s.name}-${child}`, suite.env.client.workflow.getHandle(`${handle.workflowId}/${child}`));
   });
 }
 
 (RECORD ? test : test.skip)('record the histories', async () => {
-  for (const s of SCENARIOS) await record(s);
+  const present = new Set(await fs.readdir(DIR));
+  for (const s of SCENARIOS)
+    if (RECORD === 'all' || !present.has(`${s.name}.history.pb`)) await record(s);
 });
 
 test('every recorded history replays against the current workflow code', async () => {

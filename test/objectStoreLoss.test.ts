@@ -3,7 +3,7 @@
  * briefs of completed tasks; then kill the worker half-way through a restore and check that the
  * resumed restore re-sends at most what was in flight.
  */
-import type { nightlyBackup, objectStoreLoss } from '../src/workflows';
+import { nightlyBackup, objectStoreLoss } from '../src/workflows';
 import type { ObjectStoreLossResult } from '../src/workflows/objectStoreLoss';
 import { seededStatus } from '../src/reference/model';
 import {
@@ -27,7 +27,7 @@ beforeAll(async () => {
   const worker = await startWorker(k.workerEnv);
   try {
     const client = await temporalClient(k.stack);
-    await client.workflow.execute<typeof nightlyBackup>('nightlyBackup', {
+    await client.workflow.execute(nightlyBackup, {
       taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
       workflowId: 'test-objects-nightly',
     });
@@ -68,7 +68,7 @@ test('bucket deleted → restored from the mirror, minus completed-task briefs, 
   const worker = await startWorker(k.workerEnv);
   try {
     const client = await temporalClient(k.stack);
-    const result = (await client.workflow.execute<typeof objectStoreLoss>('objectStoreLoss', {
+    const result = (await client.workflow.execute(objectStoreLoss, {
       taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
       workflowId: 'test-objects-restore',
       args: [{}],
@@ -86,7 +86,7 @@ test('a restore killed half-way resumes and re-sends at most the objects that we
   const total = expected().size;
   let worker = await startWorker(k.workerEnv);
   const client = await temporalClient(k.stack);
-  const handle = await client.workflow.start<typeof objectStoreLoss>('objectStoreLoss', {
+  const handle = await client.workflow.start(objectStoreLoss, {
     taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
     workflowId: 'test-objects-killed',
     args: [{}],

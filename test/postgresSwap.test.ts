@@ -5,7 +5,7 @@
  * SIGKILLed mid-swap never leaves a live database refusing connections; a retried swap after a
  * committed one changes nothing. Every check reads the live catalog and row fingerprints.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -27,10 +27,11 @@ import {
   freshKohakku,
   health,
   pgClient,
+  rollbackPreparedTransactions,
+  setPreparedTransactions,
   sql,
   stopKohakku,
   tableFingerprints,
-  testStack,
   type TestKohakku,
 } from './harness/kohakku';
 
@@ -44,23 +45,6 @@ let k: TestKohakku;
 let pg: ReturnType<typeof createPostgresActivities>;
 let store: BackupStore;
 let atBackup: Record<string, Record<string, string>>;
-
-/** max_prepared_transactions needs a restart; pg_ctl restart reuses the stack's start options. */
-async function setPreparedTransactions(value: number | 'default'): Promise<void> {
-  const stack = testStack();
-  await sql(
-    stack,
-    'postgres',
-    value === 'default'
-      ? 'ALTER SYSTEM RESET max_prepared_transactions'
-      : `ALTER SYSTEM SET max_prepared_transactions = ${value}`,
-  );
-  execFileSync(
-    path.join(stack.tools.pgBinDir, 'pg_ctl'),
-    ['restart', '-w', '-t', '60', '-m', 'fast', '-D', stack.postgres.dataDir, '-l', stack.postgres.log],
-    { stdio: 'pipe', ...(stack.postgres.runAs ?? {}) },
-  );
-}
 
 beforeAll(async () => {
   await setPreparedTransactions(10);
@@ -77,12 +61,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (k) await stopKohakku(k);
-  const left = await sql<{ gid: string; database: string }>(
-    testStack(),
-    'postgres',
-    'SELECT gid, database FROM pg_prepared_xacts',
-  );
-  for (const p of left) await sql(testStack(), p.database, `ROLLBACK PREPARED '${p.gid}'`);
+  await rollbackPreparedTransactions();
   await setPreparedTransactions('default');
 });
 

@@ -6,7 +6,7 @@
 import { existsSync, promises as fs, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import type { redisLoss } from '../src/workflows';
+import { redisLoss } from '../src/workflows';
 import type { RedisLossResult } from '../src/workflows/redisLoss';
 import {
   freshKohakku,
@@ -48,7 +48,7 @@ async function recover(
   input: Parameters<typeof redisLoss>[0] = {},
 ): Promise<RedisLossResult> {
   const client = await temporalClient(k.stack);
-  return (await client.workflow.execute<typeof redisLoss>('redisLoss', {
+  return (await client.workflow.execute(redisLoss, {
     taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
     workflowId,
     args: [{ registrationDeadlineSeconds: 3, startDeadlineSeconds: 10, ...input }],

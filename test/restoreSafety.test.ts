@@ -4,7 +4,7 @@
  */
 import { WorkflowFailedError } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
-import type { postgresBackup, totalDatabaseLoss } from '../src/workflows';
+import { postgresBackup, totalDatabaseLoss } from '../src/workflows';
 import type { RecoveryPlan } from '../src/workflows/definitions';
 import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
 import { dumpKey } from '../src/activities/postgres';
@@ -32,7 +32,7 @@ beforeAll(async () => {
   worker = await startWorker(k.workerEnv);
   const client = await temporalClient(k.stack);
   backupId = (
-    await client.workflow.execute<typeof postgresBackup>('postgresBackup', {
+    await client.workflow.execute(postgresBackup, {
       taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
       workflowId: 'test-safety-backup',
       args: [{}],
@@ -104,7 +104,7 @@ test('a missing backup fails with BackupNotFound; a malformed id with InvalidInp
 test('plan mode shows each step and the backup it would use, and changes nothing', async () => {
   const before = await liveState();
   const client = await temporalClient(k.stack);
-  const plan = (await client.workflow.execute<typeof totalDatabaseLoss>('totalDatabaseLoss', {
+  const plan = (await client.workflow.execute(totalDatabaseLoss, {
     taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
     workflowId: 'test-safety-plan',
     args: [{ plan: true }],
@@ -121,7 +121,7 @@ test('plan mode shows each step and the backup it would use, and changes nothing
 test('without confirmation the recovery waits for approval, and a cancel leaves live data untouched', async () => {
   const before = await liveState();
   const client = await temporalClient(k.stack);
-  const handle = await client.workflow.start<typeof totalDatabaseLoss>('totalDatabaseLoss', {
+  const handle = await client.workflow.start(totalDatabaseLoss, {
     taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
     workflowId: 'test-safety-approval-cancel',
     args: [{}],
@@ -143,7 +143,7 @@ test('approved by signal, the recovery moves the live databases aside (not dropp
     `UPDATE tasks_task SET title = 'changed after backup' WHERE id <= 10`,
   );
   const changed = await liveState();
-  const handle = await client.workflow.start<typeof totalDatabaseLoss>('totalDatabaseLoss', {
+  const handle = await client.workflow.start(totalDatabaseLoss, {
     taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
     workflowId: 'test-safety-approval-signal',
     args: [{ backupId }],

@@ -3,7 +3,7 @@
  * must come back with its rows, indexes, constraints (and the foreign key pointing at it),
  * trigger and sequence value, exactly as before.
  */
-import type { postgresBackup, tableRestore } from '../src/workflows';
+import { postgresBackup, tableRestore } from '../src/workflows';
 import type { RecoveryPlan } from '../src/workflows/definitions';
 import type { TableRestoreResult } from '../src/workflows/tableRestore';
 import {
@@ -26,7 +26,7 @@ beforeAll(async () => {
   worker = await startWorker(k.workerEnv);
   const client = await temporalClient(k.stack);
   backupId = (
-    await client.workflow.execute<typeof postgresBackup>('postgresBackup', {
+    await client.workflow.execute(postgresBackup, {
       taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
       workflowId: 'test-tables-backup',
       args: [{}],
@@ -74,7 +74,7 @@ async function tableShape() {
 
 async function run(workflowId: string, input: Parameters<typeof tableRestore>[0]) {
   const client = await temporalClient(k.stack);
-  return client.workflow.execute<typeof tableRestore>('tableRestore', {
+  return client.workflow.execute(tableRestore, {
     taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
     workflowId,
     args: [input],

@@ -4,7 +4,7 @@
  * what was there at backup time.
  */
 import { Redis } from 'ioredis';
-import type { postgresBackup } from '../src/workflows';
+import { postgresBackup, totalDatabaseLoss } from '../src/workflows';
 import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
 import {
   databases,
@@ -49,7 +49,7 @@ test('back up, drop both databases, recover: data identical, services healthy, r
     controller: await tableFingerprints(k.stack, 'kohakku-controller'),
     dispatcher: await tableFingerprints(k.stack, 'kohakku-dispatcher'),
   };
-  const manifest = await client.workflow.execute<typeof postgresBackup>('postgresBackup', {
+  const manifest = await client.workflow.execute(postgresBackup, {
     taskQueue,
     workflowId: 'test-tdl-backup',
     args: [{}],
@@ -66,7 +66,7 @@ test('back up, drop both databases, recover: data identical, services healthy, r
   expect(await databases(k.stack)).not.toContain('kohakku-controller');
   expect(await health(k.model.ports.controller)).toBe(503);
 
-  const handle = await client.workflow.start('totalDatabaseLoss', {
+  const handle = await client.workflow.start(totalDatabaseLoss, {
     taskQueue,
     workflowId: 'test-tdl-recovery',
     args: [{ reconnectDeadlineSeconds: 5, restartDeadlineSeconds: 30, registrationDeadlineSeconds: 5 }],

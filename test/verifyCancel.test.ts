@@ -6,7 +6,7 @@ import { CancelledFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
 import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
-import type { nightlyBackup, verifyBackupSet } from '../src/workflows';
+import { nightlyBackup, verifyBackupSet } from '../src/workflows';
 import {
   databases,
   freshKohakku,
@@ -35,13 +35,13 @@ afterAll(async () => {
 test('cancelling a verification mid-restore removes every scratch copy', async () => {
   const client = await temporalClient(k.stack);
   const taskQueue = k.workerEnv.KOHAKKU_DR_TASK_QUEUE!;
-  const nightly = await client.workflow.execute<typeof nightlyBackup>('nightlyBackup', {
+  const nightly = await client.workflow.execute(nightlyBackup, {
     taskQueue,
     workflowId: 'test-cancel-nightly',
   });
   const backupId = nightly.set.id;
 
-  const handle = await client.workflow.start<typeof verifyBackupSet>('verifyBackupSet', {
+  const handle = await client.workflow.start(verifyBackupSet, {
     taskQueue,
     workflowId: 'test-cancel-verify',
     args: [{ backupId }],

@@ -2,7 +2,7 @@
  * The worker is SIGKILLed while pg_restore runs. A new worker finishes the same workflow: the
  * data is identical to the backup and no staging database is left behind.
  */
-import type { postgresBackup, totalDatabaseLoss } from '../src/workflows';
+import { postgresBackup, totalDatabaseLoss } from '../src/workflows';
 import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
 import {
   databases,
@@ -33,7 +33,7 @@ test('SIGKILL of the worker during pg_restore: a new worker completes the recove
   let worker = await startWorker(k.workerEnv);
   const before = await tableFingerprints(k.stack, 'kohakku-controller');
   const beforeDispatcher = await tableFingerprints(k.stack, 'kohakku-dispatcher');
-  await client.workflow.execute<typeof postgresBackup>('postgresBackup', {
+  await client.workflow.execute(postgresBackup, {
     taskQueue,
     workflowId: 'test-crash-backup',
     args: [{}],
@@ -41,7 +41,7 @@ test('SIGKILL of the worker during pg_restore: a new worker completes the recove
   await dropDatabase(k.stack, 'kohakku-controller');
   await dropDatabase(k.stack, 'kohakku-dispatcher');
 
-  const handle = await client.workflow.start<typeof totalDatabaseLoss>('totalDatabaseLoss', {
+  const handle = await client.workflow.start(totalDatabaseLoss, {
     taskQueue,
     workflowId: 'test-crash-recovery',
     args: [{ reconnectDeadlineSeconds: 10 }],

@@ -22,7 +22,6 @@ export {
   type PostgresBackupSummary,
   type PostgresDeps,
   type PreparedRestore,
-  type RestoreResult,
   type TableStatsOptions,
 } from './postgresKit';
 

@@ -49,16 +49,6 @@ export interface PreparedRestore {
   tocEntries: number;
 }
 
-export interface RestoreResult {
-  target: PostgresTarget;
-  database: string;
-  backupId: string;
-  tablesVerified: number;
-  rowsVerified: number;
-  movedAsideTo?: string;
-  resumed: boolean;
-}
-
 export interface PostgresDeps {
   config: Config;
   exec: CommandRunner;

@@ -27,7 +27,6 @@ import {
   stagingName,
   type PostgresKit,
   type PreparedRestore,
-  type RestoreResult,
 } from './postgresKit';
 
 export interface StagedRestore {
@@ -674,34 +673,6 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
     return { droppedStaging: dropped, allowConnectionsRestored: restored };
   }
 
-  /**
-   * TRANSITIONAL: the old per-target restore + swap, kept only so the workflows not yet moved to
-   * the recovery engine still build. It runs the new phases for one target; remove it with them.
-   */
-  async function restorePostgresDatabase(input: {
-    backupId: string;
-    target: PostgresTarget;
-    recoveryId: string;
-    replaceExisting: boolean;
-  }): Promise<RestoreResult> {
-    const staged = await restoreIntoStaging(input);
-    const [swapped] = await swapInStaging({
-      backupId: input.backupId,
-      targets: [input.target],
-      recoveryId: input.recoveryId,
-      replace: input.replaceExisting ? [input.target] : [],
-    });
-    return {
-      target: input.target,
-      database: staged.database,
-      backupId: input.backupId,
-      tablesVerified: staged.tablesVerified,
-      rowsVerified: staged.rowsVerified,
-      movedAsideTo: swapped!.movedAsideTo,
-      resumed: staged.resumed || swapped!.resumed,
-    };
-  }
-
   return {
     preparePostgresRestore,
     restoreIntoStaging,
@@ -709,6 +680,5 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
     checkSwapBlockers,
     swapInStaging,
     cleanupPostgresRestore,
-    restorePostgresDatabase,
   };
 }

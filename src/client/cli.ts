@@ -9,7 +9,7 @@ import type { Workflow } from '@temporalio/client';
 import { loadConfig, optionsMarkdown } from '../config';
 import { listBackupSets, readPostgresManifest } from '../infra/catalog';
 import { createBackupStore } from '../infra/stores';
-import { readStack, stopStack } from '../stack/stack';
+import { readEnvFile, readStack, stopStack } from '../stack/stack';
 import {
   fullCluster,
   nightlyBackup,
@@ -326,12 +326,19 @@ async function run(): Promise<void> {
     .description('the worker settings (environment variables), their defaults and meaning, as Markdown')
     .action(() => console.log(optionsMarkdown()));
 
-  program
-    .command('stack')
-    .description('the embedded local stack')
+  const stack = program.command('stack').description('the embedded local stack');
+  stack
     .command('stop <dir>')
     .description('stop a stack kept by `drill --keep` and remove its folder')
     .action(async (dir: string) => stopStack(readStack(dir)));
+  stack
+    .command('env <dir>')
+    .description(
+      'print the sourceable settings of a stack kept by `drill --keep` (worker, kohakku-dr CLI, temporal CLI): `source <(kohakku-dr stack env DIR)`',
+    )
+    .action((dir: string) => {
+      process.stdout.write(readEnvFile(dir));
+    });
 
   await program.parseAsync(process.argv);
 }

@@ -18,7 +18,7 @@ import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
 import { servicePid, startReferenceService } from '../reference/supervisor';
 import { signalDaemon, startDaemon, tcpOpen } from '../infra/processes';
-import { killRedis, readStack, startStack, stopStack, type StackInfo } from '../stack/stack';
+import { killRedis, readStack, startStack, stopStack, writeEnvFile, type StackInfo } from '../stack/stack';
 import { fullCluster, nightlyBackup } from '../workflows';
 import type { FullClusterResult } from '../workflows/fullCluster';
 import type { NightlyBackupResult } from '../workflows/nightlyBackup';
@@ -67,6 +67,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
   process.once('SIGINT', stopOnSignal);
   process.once('SIGTERM', stopOnSignal);
   say(`   stack in ${stack.dir}; Temporal UI http://127.0.0.1:${stack.temporal.uiPort}`);
+  let envFileWritten: string | undefined;
   try {
     const model = await referenceModelOn(stack);
     say(`② seeding the reference Kohakku with ${options.tasks} tasks`);
@@ -79,7 +80,8 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
         agentIntervalSeconds: 2,
       });
     }
-    const env = workerEnvFor(stack, model);
+    const env: Record<string, string> = { ...workerEnvFor(stack, model), KOHAKKU_DR_TASK_QUEUE: 'kohakku-dr' };
+    if (options.keep) envFileWritten = await writeEnvFile(stack, env);
     const workerLog = path.join(stack.dir, 'worker.log');
     const worker = startDaemon('worker', process.execPath, [path.join(__dirname, '..', 'worker.js')], {
       log: workerLog,
@@ -174,6 +176,10 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
       say(
         `stack kept running in ${stack.dir} (Temporal UI http://127.0.0.1:${stack.temporal.uiPort}); stop it with: kohakku-dr stack stop ${stack.dir}`,
       );
+      if (envFileWritten)
+        say(
+          `settings for the worker, the kohakku-dr CLI and the temporal CLI: source ${envFileWritten} (or: kohakku-dr stack env ${stack.dir})`,
+        );
     } else {
       await stopStack(readStack(stack.dir));
     }

@@ -388,3 +388,39 @@ export function stackEnv(stack: StackInfo): Record<string, string> {
     KOHAKKU_DR_WORK_DIR: path.join(stack.dir, 'dr-work'),
   };
 }
+
+/** The sourceable settings file `drill --keep` leaves in a kept stack's folder (0600: it holds keys). */
+export function envFile(dir: string): string {
+  return path.join(dir, 'env');
+}
+
+const shellQuote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * Writes `<dir>/env`: every setting the kohakku-dr worker and CLI need for this stack, plus the
+ * `temporal` CLI's own (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE) and its binary on PATH, as
+ * `export` lines an operator sources for hand checks.
+ */
+export async function writeEnvFile(stack: StackInfo, env: Record<string, string>): Promise<string> {
+  const file = envFile(stack.dir);
+  const lines = [
+    `# kohakku-dr: settings for the stack in ${stack.dir} (worker, kohakku-dr CLI, temporal CLI).`,
+    `# source ${file}`,
+    ...Object.entries(env)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, v]) => `export ${k}=${shellQuote(v)}`),
+    `export PATH=${shellQuote(path.dirname(stack.tools.temporal))}:"$PATH"`,
+  ];
+  await fs.writeFile(file, lines.join('\n') + '\n', { mode: 0o600 });
+  return file;
+}
+
+/** The env file of a kept stack, or a clear error when the folder has none. */
+export function readEnvFile(dir: string): string {
+  const file = envFile(dir);
+  if (!existsSync(file))
+    throw Object.assign(new Error(`${file} does not exist: is ${dir} a stack kept by \`drill --keep\`?`), {
+      name: 'ConfigError',
+    });
+  return readFileSync(file, 'utf8');
+}

@@ -2,7 +2,7 @@
  * Test helpers on the run's shared stack: the reference Kohakku on it, a real worker process,
  * a Temporal client, and checks computed independently of the code under test.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import {
   Client as TemporalClient,
@@ -91,6 +91,38 @@ export async function tableFingerprints(stack: StackInfo, database: string): Pro
   } finally {
     await c.end();
   }
+}
+
+/**
+ * max_prepared_transactions (for tests that leave a prepared transaction in a live database)
+ * needs a restart; pg_ctl restart reuses the stack's start options. Set it back to 'default'
+ * in afterAll, after rolling back every prepared transaction.
+ */
+export async function setPreparedTransactions(value: number | 'default'): Promise<void> {
+  const stack = testStack();
+  await sql(
+    stack,
+    'postgres',
+    value === 'default'
+      ? 'ALTER SYSTEM RESET max_prepared_transactions'
+      : `ALTER SYSTEM SET max_prepared_transactions = ${value}`,
+  );
+  execFileSync(
+    path.join(stack.tools.pgBinDir, 'pg_ctl'),
+    ['restart', '-w', '-t', '60', '-m', 'fast', '-D', stack.postgres.dataDir, '-l', stack.postgres.log],
+    { stdio: 'pipe', ...(stack.postgres.runAs ?? {}) },
+  );
+}
+
+/** Rolls back every prepared transaction left on the stack's server. */
+export async function rollbackPreparedTransactions(): Promise<void> {
+  const stack = testStack();
+  const left = await sql<{ gid: string; database: string }>(
+    stack,
+    'postgres',
+    'SELECT gid, database FROM pg_prepared_xacts',
+  );
+  for (const p of left) await sql(stack, p.database, `ROLLBACK PREPARED '${p.gid.replace(/'/g, "''")}'`);
 }
 
 export interface TestKohakku {

@@ -119,4 +119,38 @@ export const stubActivities = {
     movedAside: 1,
     asidePrefix: 'kohakku-dr-aside/x/',
   }),
+  requeueLostTasks: async () => ({ inFlight: 4, checkedBack: 3, requeued: 1, requeuedIds: ['7'] }),
+  // The backup workflows (nightly: Postgres, Redis, objects, set manifest, verification, retention).
+  backupPostgres: async ({ backupId }: { backupId: string }) => ({
+    id: backupId,
+    createdAt: STUB_BACKUP.createdAt,
+    databases: [],
+  }),
+  backupRedis: async ({ backupId }: { backupId: string }) => ({
+    id: backupId,
+    createdAt: STUB_BACKUP.createdAt,
+    key: 'redis/x.rdb',
+    size: 1,
+    sha256: 'x',
+    keys: 5,
+  }),
+  mirrorObjects: async ({ backupId }: { backupId: string }) => ({
+    id: backupId,
+    createdAt: STUB_BACKUP.createdAt,
+    buckets: [],
+  }),
+  writeBackupSet: async ({ backupId }: { backupId: string }) => ({
+    id: backupId,
+    createdAt: STUB_BACKUP.createdAt,
+    parts: {},
+  }),
+  listBackupSets: async () => [{ id: STUB_BACKUP.id, createdAt: STUB_BACKUP.createdAt }],
+  verifyPostgresBackup: async () => ({ ok: true, problems: [] }),
+  verifyRedisBackup: async () => ({ ok: true, problems: [] }),
+  verifyObjectBackup: async () => ({ ok: true, problems: [] }),
+  recordVerification: ok,
+  cleanupPostgresVerification: ok,
+  cleanupRedisVerification: ok,
+  cleanupObjectVerification: ok,
+  pruneBackups: async () => ({ pruned: [], kept: [STUB_BACKUP.id], blobsRemoved: 0 }),
 };
