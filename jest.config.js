@@ -7,7 +7,9 @@ module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
-  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', diagnostics: { ignoreCodes: [151002] } }] },
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', diagnostics: { ignoreCodes: [151002] } }],
+  },
   globalSetup: '<rootDir>/test/harness/globalSetup.ts',
   globalTeardown: '<rootDir>/test/harness/globalTeardown.ts',
   maxWorkers: 1,

@@ -150,8 +150,7 @@ async function record(s: Scenario): Promise<void> {
 
 (RECORD ? test : test.skip)('record the histories', async () => {
   const present = new Set(await fs.readdir(DIR));
-  for (const s of SCENARIOS)
-    if (RECORD === 'all' || !present.has(`${s.name}.history.pb`)) await record(s);
+  for (const s of SCENARIOS) if (RECORD === 'all' || !present.has(`${s.name}.history.pb`)) await record(s);
 });
 
 test('every recorded history replays against the current workflow code', async () => {

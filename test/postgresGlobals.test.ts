@@ -370,12 +370,10 @@ test('a failed recovery drops exactly the roles it created; a non-superuser work
   const recoveryId = 'fresh-server-failing';
 
   // Before the roles exist a restore refuses, naming the role and the step that creates it.
-  const refused = await a
-    .restoreIntoStaging({ backupId: BACKUP, target: 'controller', recoveryId })
-    .then(
-      () => undefined,
-      (e: unknown) => e as { type?: string; message: string },
-    );
+  const refused = await a.restoreIntoStaging({ backupId: BACKUP, target: 'controller', recoveryId }).then(
+    () => undefined,
+    (e: unknown) => e as { type?: string; message: string },
+  );
   expect(refused?.type).toBe('InvalidInput');
   expect(refused?.message).toMatch(/"kohakku_app".*ensurePostgresGlobals/);
   expect(

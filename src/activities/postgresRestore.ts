@@ -21,13 +21,7 @@ import type { Client } from 'pg';
 import { ErrorType, fail } from '../domain/errors';
 import { POSTGRES_TARGETS, type PostgresTarget } from '../domain/targets';
 import { cancellationSignal, heartbeat, withHeartbeats } from './heartbeat';
-import {
-  asideName,
-  marker,
-  stagingName,
-  type PostgresKit,
-  type PreparedRestore,
-} from './postgresKit';
+import { asideName, marker, stagingName, type PostgresKit, type PreparedRestore } from './postgresKit';
 
 export interface StagedRestore {
   target: PostgresTarget;

@@ -80,7 +80,10 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
         agentIntervalSeconds: 2,
       });
     }
-    const env: Record<string, string> = { ...workerEnvFor(stack, model), KOHAKKU_DR_TASK_QUEUE: 'kohakku-dr' };
+    const env: Record<string, string> = {
+      ...workerEnvFor(stack, model),
+      KOHAKKU_DR_TASK_QUEUE: 'kohakku-dr',
+    };
     if (options.keep) envFileWritten = await writeEnvFile(stack, env);
     const workerLog = path.join(stack.dir, 'worker.log');
     const worker = startDaemon('worker', process.execPath, [path.join(__dirname, '..', 'worker.js')], {
