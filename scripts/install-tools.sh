@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every real tool kohakku-dr's stack, tests and drill need, idempotently:
-#  - Temporal CLI, MinIO and mc, built with `go install` into $KOHAKKU_DR_TOOLS/<name>-<version>/bin
+#  - Temporal CLI, MinIO, mc and VersityGW, built with `go install` into $KOHAKKU_DR_TOOLS/<name>-<version>/bin
 #  - PostgreSQL 15 server and client tools, redis-server/redis-cli/redis-check-aof from Debian, when missing
 #  - the npm dependencies (npm ci), when node_modules does not match package-lock.json
 # Prints nothing but progress; writes $KOHAKKU_DR_TOOLS/paths.env for the other scripts.
@@ -57,19 +57,22 @@ if ! command -v go >/dev/null; then
   log "go is required to build the Temporal CLI and MinIO (Debian: golang-go, or /usr/local/go/bin on PATH)"
   exit 1
 fi
-# The three builds are independent; run them side by side on a cold cache.
+# The builds are independent; run them side by side on a cold cache.
 go_tool temporal "$TEMPORAL_PKG" "$TEMPORAL_VERSION" >"$KOHAKKU_DR_TOOLS/.temporal.path" &
 p1=$!
 go_tool minio "$MINIO_PKG" "$MINIO_VERSION" >"$KOHAKKU_DR_TOOLS/.minio.path" &
 p2=$!
 go_tool mc "$MC_PKG" "$MC_VERSION" >"$KOHAKKU_DR_TOOLS/.mc.path" &
 p3=$!
-wait $p1 && wait $p2 && wait $p3
+go_tool versitygw "$VERSITYGW_PKG" "$VERSITYGW_VERSION" >"$KOHAKKU_DR_TOOLS/.versitygw.path" &
+p4=$!
+wait $p1 && wait $p2 && wait $p3 && wait $p4
 
 cat >"$KOHAKKU_DR_TOOLS/paths.env" <<ENV
 KOHAKKU_DR_TEMPORAL_BIN=$(cat "$KOHAKKU_DR_TOOLS/.temporal.path")
 KOHAKKU_DR_MINIO_BIN=$(cat "$KOHAKKU_DR_TOOLS/.minio.path")
 KOHAKKU_DR_MC_BIN=$(cat "$KOHAKKU_DR_TOOLS/.mc.path")
+KOHAKKU_DR_VERSITYGW_BIN=$(cat "$KOHAKKU_DR_TOOLS/.versitygw.path")
 KOHAKKU_DR_PG_BIN_DIR=$PG_BIN_DIR
 KOHAKKU_DR_REDIS_SERVER_BIN=$(command -v redis-server)
 KOHAKKU_DR_REDIS_CLI_BIN=$(command -v redis-cli)

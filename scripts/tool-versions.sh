@@ -8,4 +8,8 @@ MINIO_PKG=github.com/minio/minio
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 MC_PKG=github.com/minio/mc
 MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
+# VersityGW: a second, independent S3 server (posix backend) for the embedded stack's backup
+# store, so the product is proven on more than one S3 implementation.
+VERSITYGW_PKG=github.com/versity/versitygw/cmd/versitygw
+VERSITYGW_VERSION=v1.8.0
 KOHAKKU_DR_TOOLS="${KOHAKKU_DR_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/kohakku-dr/tools}"

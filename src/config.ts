@@ -60,6 +60,7 @@ export interface OptionSpec {
     | 'Redis'
     | 'Object store'
     | 'Backup store'
+    | 'Backup replica'
     | 'Schedules'
     | 'Services'
     | 'Kohakku model';
@@ -70,6 +71,8 @@ export interface OptionSpec {
   secret?: boolean;
   schema: z.ZodType<unknown>;
 }
+
+const BOOL = z.enum(['true', 'false']).transform((v) => v === 'true');
 
 const DEFAULT_WORK_DIR = path.join(os.tmpdir(), 'kohakku-dr-work');
 
@@ -286,13 +289,53 @@ export const OPTIONS = [
     default: '8',
     schema: z.coerce.number().int().min(1).max(64),
   },
-  // Backup store
+  // Backup store: off Kohakku's failure domain, on its own S3 server (or a directory)
   {
     env: 'BACKUP_STORE',
     group: 'Backup store',
-    description: '`s3`: bucket BACKUP_BUCKET on S3_ENDPOINT; `dir`: a local or mounted directory BACKUP_DIR.',
+    description:
+      '`s3`: bucket BACKUP_BUCKET on its own S3 server BACKUP_S3_ENDPOINT; `dir`: a local or mounted directory BACKUP_DIR.',
     default: 's3',
     schema: z.enum(['s3', 'dir']),
+  },
+  {
+    env: 'BACKUP_S3_ENDPOINT',
+    group: 'Backup store',
+    description:
+      "The backup store's S3 endpoint URL (https://… for TLS). Required when BACKUP_STORE=s3; the worker refuses one that resolves to Kohakku's S3 server (S3_ENDPOINT) unless BACKUP_STORE_ON_KOHAKKU_S3=true.",
+    optional: true,
+    schema: z.string().url(),
+  },
+  {
+    env: 'BACKUP_S3_ACCESS_KEY',
+    group: 'Backup store',
+    description: "The backup store's S3 access key (required with BACKUP_S3_ENDPOINT).",
+    optional: true,
+    secret: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'BACKUP_S3_SECRET_KEY',
+    group: 'Backup store',
+    description: "The backup store's S3 secret key (required with BACKUP_S3_ENDPOINT).",
+    optional: true,
+    secret: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'BACKUP_S3_REGION',
+    group: 'Backup store',
+    description: "The backup store's S3 region.",
+    default: 'us-east-1',
+    schema: nonEmpty,
+  },
+  {
+    env: 'BACKUP_S3_CA_FILE',
+    group: 'Backup store',
+    description:
+      "PEM file of the CA that signed the backup store's TLS certificate (a private CA); the system's CAs when unset.",
+    optional: true,
+    schema: nonEmpty,
   },
   {
     env: 'BACKUP_BUCKET',
@@ -305,6 +348,75 @@ export const OPTIONS = [
     env: 'BACKUP_DIR',
     group: 'Backup store',
     description: 'Directory for backups when BACKUP_STORE=dir (required then).',
+    optional: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'BACKUP_STORE_ON_KOHAKKU_S3',
+    group: 'Backup store',
+    description:
+      "UNSAFE, for small set-ups only: accept a backup store on the same S3 server as Kohakku's bucket, so that losing that server loses the backups too. With BACKUP_S3_ENDPOINT unset, S3_ENDPOINT and its credentials are used.",
+    default: 'false',
+    schema: BOOL,
+  },
+  // Backup replica: the second copy (3-2-1)
+  {
+    env: 'BACKUP_REPLICA',
+    group: 'Backup replica',
+    description:
+      '`none`; `s3`: bucket BACKUP_REPLICA_BUCKET on BACKUP_REPLICA_S3_ENDPOINT; `dir`: directory BACKUP_REPLICA_DIR. Each verified nightly set is copied there (only what it lacks), checked against the set manifest and pruned with the same retention.',
+    default: 'none',
+    schema: z.enum(['none', 's3', 'dir']),
+  },
+  {
+    env: 'BACKUP_REPLICA_S3_ENDPOINT',
+    group: 'Backup replica',
+    description:
+      "The replica's S3 endpoint URL (required when BACKUP_REPLICA=s3); never the primary's or Kohakku's server.",
+    optional: true,
+    schema: z.string().url(),
+  },
+  {
+    env: 'BACKUP_REPLICA_S3_ACCESS_KEY',
+    group: 'Backup replica',
+    description: "The replica's S3 access key.",
+    optional: true,
+    secret: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'BACKUP_REPLICA_S3_SECRET_KEY',
+    group: 'Backup replica',
+    description: "The replica's S3 secret key.",
+    optional: true,
+    secret: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'BACKUP_REPLICA_S3_REGION',
+    group: 'Backup replica',
+    description: "The replica's S3 region.",
+    default: 'us-east-1',
+    schema: nonEmpty,
+  },
+  {
+    env: 'BACKUP_REPLICA_S3_CA_FILE',
+    group: 'Backup replica',
+    description: "PEM file of the CA of the replica's TLS certificate; the system's CAs when unset.",
+    optional: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'BACKUP_REPLICA_BUCKET',
+    group: 'Backup replica',
+    description: 'Bucket for the replica when BACKUP_REPLICA=s3.',
+    default: 'kohakku-backups-replica',
+    schema: nonEmpty,
+  },
+  {
+    env: 'BACKUP_REPLICA_DIR',
+    group: 'Backup replica',
+    description: 'Directory for the replica when BACKUP_REPLICA=dir (required then).',
     optional: true,
     schema: nonEmpty,
   },
@@ -373,7 +485,7 @@ export const OPTIONS = [
     description:
       'Pause the schedule when a nightly backup fails, so a broken backup is noticed rather than repeated.',
     default: 'true',
-    schema: z.enum(['true', 'false']).transform((v) => v === 'true'),
+    schema: BOOL,
   },
   // Services
   {
@@ -411,7 +523,7 @@ export const OPTIONS = [
     group: 'Services',
     description: 'Unit, compose service or deployment name of each service.',
     default:
-      'controller=kohakku-controller,dispatcher=kohakku-dispatcher,monitor=kohakku-monitor,redis=kohakku-redis,temporal=kohakku-temporal',
+      'controller=kohakku-controller,dispatcher=kohakku-dispatcher,monitor=kohakku-monitor,redis=kohakku-redis,temporal=kohakku-temporal,objectstore=kohakku-objectstore',
     schema: serviceNameMap,
   },
   {
@@ -434,6 +546,14 @@ export const OPTIONS = [
     description:
       "Kohakku's own Temporal frontend (restarted by the full-cluster procedure), as tcp://host:port.",
     default: 'tcp://127.0.0.1:7233',
+    schema: healthTarget,
+  },
+  {
+    env: 'KOHAKKU_OBJECT_STORE_HEALTH',
+    group: 'Services',
+    description:
+      "Health check of the S3 server holding Kohakku's bucket (service `objectstore`); tcp://<S3_ENDPOINT's host:port> when unset.",
+    optional: true,
     schema: healthTarget,
   },
   {
@@ -520,6 +640,25 @@ export const OPTIONS = [
   },
 ] as const satisfies readonly OptionSpec[];
 
+/** An S3 server and the credentials for it (the minio client's options, plus where they came from). */
+export interface S3Connection {
+  endPoint: string;
+  port: number;
+  useSSL: boolean;
+  accessKey: string;
+  secretKey: string;
+  region: string;
+  /** PEM file of a private CA for its TLS certificate. */
+  caFile?: string;
+  /** The endpoint URL as configured, for messages (no credentials). */
+  url: string;
+}
+
+/** A backup store's place: a bucket on an S3 server, or a directory. */
+export type StoreConfig =
+  | { kind: 's3'; bucket: string; s3: S3Connection; setting: string }
+  | { kind: 'dir'; dir: string; setting: string };
+
 export interface Config {
   temporal: { address: string; namespace: string; taskQueue: string };
   postgres: {
@@ -544,18 +683,17 @@ export interface Config {
     cliBin: string;
     serverBin: string;
   };
-  s3: {
-    endPoint: string;
-    port: number;
-    useSSL: boolean;
-    accessKey: string;
-    secretKey: string;
-    region: string;
-  };
+  /** Kohakku's own object store (bucket KOHAKKU_BUCKET). */
+  s3: S3Connection;
   kohakkuBucket: string;
   backupPrefixes: string[];
   transferConcurrency: number;
-  backupStore: { kind: 's3'; bucket: string } | { kind: 'dir'; dir: string };
+  /** Where backups are written and, by default, read from. */
+  backupStore: StoreConfig;
+  /** The second copy, when configured. */
+  replicaStore?: StoreConfig;
+  /** BACKUP_STORE_ON_KOHAKKU_S3: the unsafe acceptance of a backup store on Kohakku's S3 server. */
+  backupStoreOnKohakkuS3: boolean;
   retentionDays: number;
   schedule: {
     cron: string;
@@ -619,6 +757,65 @@ function readOptions(env: Env): Record<string, unknown> {
   return values;
 }
 
+function s3Connection(
+  url: string,
+  accessKey: string,
+  secretKey: string,
+  region: string,
+  caFile?: string,
+): S3Connection {
+  const endpoint = new URL(url);
+  const useSSL = endpoint.protocol === 'https:';
+  return {
+    endPoint: endpoint.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: endpoint.port ? Number(endpoint.port) : useSSL ? 443 : 80,
+    useSSL,
+    accessKey,
+    secretKey,
+    region,
+    ...(caFile ? { caFile: path.resolve(caFile) } : {}),
+    url,
+  };
+}
+
+/** A backup store's (or the replica's) settings, BACKUP_S3_* or BACKUP_REPLICA_S3_*, checked together. */
+function storeConfig(
+  v: Record<string, unknown>,
+  o: {
+    kind: 's3' | 'dir';
+    kindSetting: string;
+    prefix: 'BACKUP_' | 'BACKUP_REPLICA_';
+    bucketSetting: string;
+    dirSetting: string;
+    fallback?: S3Connection;
+    missingEndpoint: string;
+  },
+): StoreConfig {
+  const opt = (k: string) => v[k] as string | undefined;
+  if (o.kind === 'dir') {
+    const dir = opt(o.dirSetting);
+    if (!dir) throw new ConfigError(o.dirSetting, `required when ${o.kindSetting}=dir`);
+    return { kind: 'dir', dir: path.resolve(dir), setting: o.dirSetting };
+  }
+  const endpointSetting = `${o.prefix}S3_ENDPOINT`;
+  const url = opt(endpointSetting);
+  const bucket = v[o.bucketSetting] as string;
+  if (!url) {
+    if (o.fallback) return { kind: 's3', bucket, s3: o.fallback, setting: 'S3_ENDPOINT' };
+    throw new ConfigError(endpointSetting, o.missingEndpoint);
+  }
+  const access = opt(`${o.prefix}S3_ACCESS_KEY`);
+  const secret = opt(`${o.prefix}S3_SECRET_KEY`);
+  if (!access) throw new ConfigError(`${o.prefix}S3_ACCESS_KEY`, `required with ${endpointSetting}`);
+  if (!secret) throw new ConfigError(`${o.prefix}S3_SECRET_KEY`, `required with ${endpointSetting}`);
+  return {
+    kind: 's3',
+    bucket,
+    s3: s3Connection(url, access, secret, v[`${o.prefix}S3_REGION`] as string, opt(`${o.prefix}S3_CA_FILE`)),
+    setting: endpointSetting,
+  };
+}
+
 /** Validates the whole environment once; throws ConfigError naming the first bad setting. */
 export function loadConfig(env: Env = process.env): Config {
   const v = readOptions(env);
@@ -626,12 +823,31 @@ export function loadConfig(env: Env = process.env): Config {
   const opt = (k: string) => v[k] as string | undefined;
   const num = (k: string) => v[k] as number;
 
-  const endpoint = new URL(str('S3_ENDPOINT'));
-  const useSSL = endpoint.protocol === 'https:';
-  const backupKind = str('BACKUP_STORE') as 's3' | 'dir';
-  if (backupKind === 'dir' && !opt('BACKUP_DIR')) {
-    throw new ConfigError('BACKUP_DIR', 'required when BACKUP_STORE=dir');
-  }
+  const s3 = s3Connection(str('S3_ENDPOINT'), str('S3_ACCESS_KEY'), str('S3_SECRET_KEY'), str('S3_REGION'));
+  const backupStoreOnKohakkuS3 = v['BACKUP_STORE_ON_KOHAKKU_S3'] as boolean;
+  const backupStore = storeConfig(v, {
+    kind: str('BACKUP_STORE') as 's3' | 'dir',
+    kindSetting: 'BACKUP_STORE',
+    prefix: 'BACKUP_',
+    bucketSetting: 'BACKUP_BUCKET',
+    dirSetting: 'BACKUP_DIR',
+    // Only with the explicit, unsafe setting does the backup store fall back to Kohakku's server.
+    fallback: backupStoreOnKohakkuS3 ? s3 : undefined,
+    missingEndpoint:
+      "required when BACKUP_STORE=s3: the backup store needs its own S3 server, apart from Kohakku's (S3_ENDPOINT); BACKUP_STORE_ON_KOHAKKU_S3=true accepts Kohakku's (unsafe)",
+  });
+  const replicaKind = str('BACKUP_REPLICA') as 'none' | 's3' | 'dir';
+  const replicaStore =
+    replicaKind === 'none'
+      ? undefined
+      : storeConfig(v, {
+          kind: replicaKind,
+          kindSetting: 'BACKUP_REPLICA',
+          prefix: 'BACKUP_REPLICA_',
+          bucketSetting: 'BACKUP_REPLICA_BUCKET',
+          dirSetting: 'BACKUP_REPLICA_DIR',
+          missingEndpoint: 'required when BACKUP_REPLICA=s3',
+        });
   const adapter = str('SERVICE_ADAPTER') as ServiceAdapterKind;
   const restartCommand = v['SERVICE_RESTART_COMMAND'] as string[] | undefined;
   if (adapter === 'command' && !restartCommand) {
@@ -643,6 +859,7 @@ export function loadConfig(env: Env = process.env): Config {
     monitor: 'kohakku-monitor',
     redis: 'kohakku-redis',
     temporal: 'kohakku-temporal',
+    objectstore: 'kohakku-objectstore',
     ...(v['KOHAKKU_SERVICE_NAMES'] as Partial<Record<KohakkuService, string>>),
   };
   const controllerDb = str('KOHAKKU_CONTROLLER_DB');
@@ -679,14 +896,7 @@ export function loadConfig(env: Env = process.env): Config {
       dataDir: opt('REDIS_DATA_DIR'),
       checkAofBin: str('REDIS_CHECK_AOF_BIN'),
     },
-    s3: {
-      endPoint: endpoint.hostname,
-      port: endpoint.port ? Number(endpoint.port) : useSSL ? 443 : 80,
-      useSSL,
-      accessKey: str('S3_ACCESS_KEY'),
-      secretKey: str('S3_SECRET_KEY'),
-      region: str('S3_REGION'),
-    },
+    s3,
     kohakkuBucket: str('KOHAKKU_BUCKET'),
     backupPrefixes: v['KOHAKKU_BACKUP_PREFIXES'] as string[],
     transferConcurrency: num('OBJECT_TRANSFER_CONCURRENCY'),
@@ -698,10 +908,9 @@ export function loadConfig(env: Env = process.env): Config {
       catchupWindow: str('BACKUP_SCHEDULE_CATCHUP_WINDOW'),
       pauseOnFailure: v['BACKUP_SCHEDULE_PAUSE_ON_FAILURE'] as boolean,
     },
-    backupStore:
-      backupKind === 's3'
-        ? { kind: 's3', bucket: str('BACKUP_BUCKET') }
-        : { kind: 'dir', dir: path.resolve(str('BACKUP_DIR')) },
+    backupStore,
+    replicaStore,
+    backupStoreOnKohakkuS3,
     workDir: path.resolve(str('KOHAKKU_DR_WORK_DIR')),
     services: {
       adapter,
@@ -715,6 +924,9 @@ export function loadConfig(env: Env = process.env): Config {
         monitor: str('KOHAKKU_MONITOR_HEALTH'),
         redis: `tcp://${str('REDIS_HOST')}:${num('REDIS_PORT')}`,
         temporal: str('KOHAKKU_TEMPORAL_HEALTH'),
+        objectstore:
+          opt('KOHAKKU_OBJECT_STORE_HEALTH') ??
+          `tcp://${s3.endPoint.includes(':') ? `[${s3.endPoint}]` : s3.endPoint}:${s3.port}`,
       },
     },
     model: {

@@ -1,14 +1,17 @@
 /**
  * The kohakku-dr worker: config → dependencies → activities → Worker.create.
- * A missing or invalid setting stops it with one line naming the setting (exit 2).
+ * A missing or invalid setting — or a backup store on Kohakku's own S3 server — stops it with
+ * one line naming the setting (exit 2).
  */
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { createDeps } from './activities/deps';
 import { ConfigError, loadConfig } from './config';
+import { checkFailureDomains } from './infra/failureDomains';
 
 async function run(): Promise<void> {
   const config = loadConfig();
+  await checkFailureDomains(config);
   const deps = createDeps(config);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   try {

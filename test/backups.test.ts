@@ -23,6 +23,7 @@ import {
   databases,
   failureType,
   freshKohakku,
+  backupS3Client,
   minioClient,
   startWorker,
   stopKohakku,
@@ -46,16 +47,16 @@ afterAll(async () => {
   if (k) await stopKohakku(k);
 });
 
-const store = () => s3BackupStore(minioClient(k.stack), BACKUPS, 'us-east-1');
+const store = () => s3BackupStore(backupS3Client(k.stack), BACKUPS, 'us-east-1');
 
 async function objectBytes(key: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const c of await minioClient(k.stack).getObject(BACKUPS, key)) chunks.push(c as Buffer);
+  for await (const c of await backupS3Client(k.stack).getObject(BACKUPS, key)) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
 }
 
 async function putBytes(key: string, body: Buffer): Promise<void> {
-  await minioClient(k.stack).putObject(BACKUPS, key, body, body.length);
+  await backupS3Client(k.stack).putObject(BACKUPS, key, body, body.length);
 }
 
 /** Nothing a verification creates may outlive it. */

@@ -1,21 +1,20 @@
 /**
  * Full cluster on the reference model with 10,000 tasks: Postgres dropped, Redis killed with
- * its files deleted, the bucket deleted, Controller, Dispatcher, Monitor and Kohakku's Temporal
+ * its files deleted, Kohakku's S3 server SIGKILLed with its data directory deleted, Controller, Dispatcher, Monitor and Kohakku's Temporal
  * killed — only the live agents keep running. After the recovery: every task whose agent is gone
  * is re-dispatched exactly once, no live task is touched, all other data equals the backup.
  */
 import { Redis } from 'ioredis';
 import { seededStatus } from '../src/reference/model';
 import { servicePid } from '../src/reference/supervisor';
+import { loseS3Server } from '../src/stack/stack';
 import { fullCluster, nightlyBackup } from '../src/workflows';
 import type { FullClusterResult } from '../src/workflows/fullCluster';
 import {
-  deleteBucket,
   dropDatabase,
   freshKohakku,
   health,
   killStackRedis,
-  minioClient,
   sql,
   startWorker,
   stopKohakku,
@@ -83,7 +82,7 @@ test('full cluster loss: lost tasks re-dispatched exactly once, live tasks untou
   await dropDatabase(k.stack, 'kohakku-controller');
   await dropDatabase(k.stack, 'kohakku-dispatcher');
   await killStackRedis({ deleteFiles: true });
-  await deleteBucket(minioClient(k.stack), 'kohakku');
+  await loseS3Server(k.stack.dir, 'minio'); // Kohakku's S3 server and its disk
 
   const result = (await client.workflow.execute(fullCluster, {
     taskQueue,
@@ -92,6 +91,7 @@ test('full cluster loss: lost tasks re-dispatched exactly once, live tasks untou
   })) as FullClusterResult;
 
   expect(result.backupId).toBe(nightly.set.id);
+  expect(result.objectStoreServer).toMatchObject({ restarted: true, healthy: true });
   expect(result.redis.recoveredFrom).toBe('its own AOF/RDB');
   expect(result.lostTasks).toEqual({ inFlight: 3000, checkedBack: 2000, requeued: 1000 });
 

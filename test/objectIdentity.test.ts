@@ -69,7 +69,11 @@ function activities() {
   return {
     config,
     store: createBackupStore(config),
-    objects: createObjectStoreActivities({ config, store: createBackupStore(config), s3: s3Client(config) }),
+    objects: createObjectStoreActivities({
+      config,
+      store: createBackupStore(config),
+      s3: s3Client(config.s3),
+    }),
   };
 }
 

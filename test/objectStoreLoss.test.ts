@@ -1,11 +1,15 @@
 /**
- * Object-store loss, for real: delete the bucket, restore it from the backup mirror minus the
- * briefs of completed tasks; then kill the worker half-way through a restore and check that the
- * resumed restore re-sends at most what was in flight.
+ * Object-store loss, for real: Kohakku's S3 server SIGKILLed and its data directory deleted →
+ * the recovery starts a fresh one through the service adapter and restores the bucket from the
+ * backup mirror (on the backup store's own server) minus the briefs of completed tasks, identical
+ * by key, size and sha256; then the bucket alone deleted and the worker killed half-way through
+ * the restore: the resumed restore re-sends at most what was in flight.
  */
 import { nightlyBackup, objectStoreLoss } from '../src/workflows';
 import type { ObjectStoreLossResult } from '../src/workflows/objectStoreLoss';
+import { hashObject } from '../src/infra/s3';
 import { seededStatus } from '../src/reference/model';
+import { loseS3Server } from '../src/stack/stack';
 import {
   deleteBucket,
   freshKohakku,
@@ -63,8 +67,17 @@ function expected(): Map<string, { size: number; etag: string }> {
   );
 }
 
-test('bucket deleted → restored from the mirror, minus completed-task briefs, sizes and ETags identical', async () => {
-  await deleteKohakkuBucket();
+/** sha256 of every object in the bucket, computed here from the bytes. */
+async function contentHashes(keys: Iterable<string>): Promise<Map<string, string>> {
+  const s3 = minioClient(k.stack);
+  const out = new Map<string, string>();
+  for (const key of keys) out.set(key, (await hashObject(s3, 'kohakku', key)).sha256);
+  return out;
+}
+
+test("Kohakku's S3 server lost with its disk → started again through the adapter, bucket restored minus completed-task briefs: keys, sizes, ETags and sha256 identical", async () => {
+  const hashesBefore = await contentHashes(expected().keys());
+  await loseS3Server(k.stack.dir, 'minio');
   const worker = await startWorker(k.workerEnv);
   try {
     const client = await temporalClient(k.stack);
@@ -73,12 +86,15 @@ test('bucket deleted → restored from the mirror, minus completed-task briefs, 
       workflowId: 'test-objects-restore',
       args: [{}],
     })) as ObjectStoreLossResult;
+    expect(result.server).toMatchObject({ service: 'objectstore', restarted: true, healthy: true });
     expect(result.restored.skippedCompletedBriefs).toBe(1000);
     expect(result.backupVerified).toBe(true);
+    expect(result.backup?.source).toBe('primary');
   } finally {
     await worker.stop();
   }
   expect(await listing()).toEqual(expected());
+  expect(await contentHashes(expected().keys())).toEqual(hashesBefore);
 });
 
 test('a restore killed half-way resumes and re-sends at most the objects that were in flight', async () => {

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { Client } from 'pg';
-import { createBackupStore } from '../src/activities/deps';
+import { createBackupStore } from '../src/infra/stores';
 import { createPostgresActivities } from '../src/activities/postgres';
 import { asideName, stagingName } from '../src/activities/postgresKit';
 import type { SwapResult } from '../src/activities/postgresRestore';
@@ -262,7 +262,7 @@ function swapInChild(input: { targets: PostgresTarget[]; recoveryId: string; rep
   const script = `
     const { loadConfig } = require(${JSON.stringify(path.join(DIST, 'config.js'))});
     const { createPostgresActivities } = require(${JSON.stringify(path.join(DIST, 'activities/postgres.js'))});
-    const { createBackupStore } = require(${JSON.stringify(path.join(DIST, 'activities/deps.js'))});
+    const { createBackupStore } = require(${JSON.stringify(path.join(DIST, 'infra/stores.js'))});
     const { createCommandRunner } = require(${JSON.stringify(path.join(DIST, 'infra/exec.js'))});
     const config = loadConfig(process.env);
     const pg = createPostgresActivities({ config, exec: createCommandRunner(), store: createBackupStore(config) });

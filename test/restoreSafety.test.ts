@@ -13,7 +13,7 @@ import {
   databases,
   failureType,
   freshKohakku,
-  minioClient,
+  backupS3Client,
   sql,
   startWorker,
   stopKohakku,
@@ -67,7 +67,7 @@ async function liveState() {
 }
 
 test('a corrupt dump fails with BackupCorrupt and leaves the live databases as they were', async () => {
-  const s3 = minioClient(k.stack);
+  const s3 = backupS3Client(k.stack);
   const key = dumpKey(backupId, 'kohakku-dispatcher');
   const chunks: Buffer[] = [];
   for await (const c of await s3.getObject('kohakku-backups', key)) chunks.push(c as Buffer);

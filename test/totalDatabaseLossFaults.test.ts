@@ -10,7 +10,7 @@
  *     completes verified.
  */
 import { WorkflowFailedError } from '@temporalio/client';
-import { createBackupStore } from '../src/activities/deps';
+import { createBackupStore } from '../src/infra/stores';
 import { loadConfig } from '../src/config';
 import { postgresManifestKey } from '../src/domain/layout';
 import type { PostgresManifest } from '../src/domain/manifests';

@@ -1,20 +1,10 @@
 /** Builds the activities' dependencies from validated configuration (the worker's only wiring). */
 import { Redis } from 'ioredis';
-import * as Minio from 'minio';
 import type { Config } from '../config';
-import { dirBackupStore, s3BackupStore, type BackupStore } from '../infra/backupStore';
 import { createCommandRunner } from '../infra/exec';
+import { s3Client } from '../infra/s3';
+import { createBackupStores } from '../infra/stores';
 import type { ActivityDeps } from './index';
-
-export function s3Client(config: Config): Minio.Client {
-  return new Minio.Client({ ...config.s3 });
-}
-
-export function createBackupStore(config: Config): BackupStore {
-  return config.backupStore.kind === 's3'
-    ? s3BackupStore(s3Client(config), config.backupStore.bucket, config.s3.region)
-    : dirBackupStore(config.backupStore.dir);
-}
 
 export function createDeps(config: Config): ActivityDeps & { close(): Promise<void> } {
   const redis = new Redis({
@@ -27,12 +17,14 @@ export function createDeps(config: Config): ActivityDeps & { close(): Promise<vo
     maxRetriesPerRequest: 2,
   });
   redis.on('error', () => undefined);
+  const stores = createBackupStores(config);
   return {
     config,
     exec: createCommandRunner(),
-    store: createBackupStore(config),
+    store: stores.primary,
+    stores,
     redis,
-    s3: s3Client(config),
+    s3: s3Client(config.s3),
     async close() {
       redis.disconnect();
     },

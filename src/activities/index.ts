@@ -1,30 +1,45 @@
 /**
  * createActivities(deps): plain async functions closed over the worker's clients. Workflows
  * see only their types; the worker registers the values.
+ *
+ * Two backup stores: every activity is built once per store, and a call goes to the store its
+ * input names (`from: 'replica'`; the primary otherwise). So a recovery reads its whole backup
+ * from the store it resolved it in, with no activity having to know there are two. Backups are
+ * always written to the primary (the backup workflows never name a store); the replica is
+ * written only by the replication activity. Resolving "which backup" without a `from` looks
+ * at both stores (backupSources).
  */
 import type { Redis } from 'ioredis';
 import type * as Minio from 'minio';
 import type { Config } from '../config';
-import { createBackupSetActivities } from './backupSets';
+import { ErrorType, fail } from '../domain/errors';
+import type { FromStore, StoreName } from '../domain/stores';
 import type { BackupStore } from '../infra/backupStore';
 import type { CommandRunner } from '../infra/exec';
+import type { BackupStores } from '../infra/stores';
+import { createBackupSetActivities } from './backupSets';
+import { resolveAcrossStores } from './backupSources';
 import { createObjectStoreActivities } from './objectStore';
 import { createPostgresActivities } from './postgres';
 import { createRedisBackupActivities } from './redisBackup';
 import { createRedisRecoveryActivities } from './redisRecovery';
 import { createRedisActivities } from './redis';
+import { createReplicaActivities } from './replica';
 import { createServiceActivities } from './services';
 
 export interface ActivityDeps {
   config: Config;
   exec: CommandRunner;
+  /** The store this set of activities reads and writes. */
   store: BackupStore;
+  /** Both stores (the replica when configured). */
+  stores: BackupStores;
   redis: Redis;
   /** Kohakku's object store (bucket KOHAKKU_BUCKET). */
   s3: Minio.Client;
 }
 
-export function createActivities(deps: ActivityDeps) {
+function activitiesOn(deps: ActivityDeps) {
   return {
     ...createPostgresActivities(deps),
     ...createServiceActivities(deps),
@@ -33,6 +48,57 @@ export function createActivities(deps: ActivityDeps) {
     ...createRedisRecoveryActivities(deps),
     ...createObjectStoreActivities(deps),
     ...createBackupSetActivities(deps),
+    ...createReplicaActivities(deps),
+  };
+}
+
+type OnOneStore = ReturnType<typeof activitiesOn>;
+
+/** Each activity, also taking `from` in its (object) input. */
+type Routed<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => infer R
+    ? A extends []
+      ? (input?: FromStore) => R
+      : A extends [infer I, ...infer Rest]
+        ? (input: I & FromStore, ...rest: Rest) => R
+        : T[K]
+    : T[K];
+};
+
+export function createActivities(deps: Omit<ActivityDeps, 'store' | 'stores'> & { stores: BackupStores }) {
+  const on: Partial<Record<StoreName, OnOneStore>> = {
+    primary: activitiesOn({ ...deps, store: deps.stores.primary }),
+    ...(deps.stores.replica ? { replica: activitiesOn({ ...deps, store: deps.stores.replica }) } : {}),
+  };
+  const pick = (from: unknown): OnOneStore => {
+    const name = (from ?? 'primary') as StoreName;
+    const chosen = on[name];
+    if (chosen) return chosen;
+    throw fail(
+      ErrorType.InvalidInput,
+      name === 'replica'
+        ? 'no replica store is configured (BACKUP_REPLICA=none): restore from the primary, or configure BACKUP_REPLICA on the worker'
+        : `unknown backup store "${String(from)}": expected primary or replica`,
+    );
+  };
+  const routed = {} as Record<string, (...args: unknown[]) => unknown>;
+  for (const name of Object.keys(on.primary!) as (keyof OnOneStore)[]) {
+    routed[name] = (...args: unknown[]) => {
+      const input = args[0] as FromStore | undefined;
+      const fn = pick(input && typeof input === 'object' ? input.from : undefined)[name] as (
+        ...a: unknown[]
+      ) => unknown;
+      return fn(...args);
+    };
+  }
+  const activities = routed as unknown as Routed<OnOneStore>;
+  // Without a `from`, "which backup" is the first store holding a verified copy.
+  return {
+    ...activities,
+    resolvePostgresBackup: (input: Parameters<OnOneStore['resolvePostgresBackup']>[0] & FromStore) =>
+      resolveAcrossStores(input.from, on, (a) => a.resolvePostgresBackup(input), deps.stores),
+    resolveBackupSet: (input: Parameters<OnOneStore['resolveBackupSet']>[0] & FromStore) =>
+      resolveAcrossStores(input.from, on, (a) => a.resolveBackupSet(input), deps.stores),
   };
 }
 

@@ -8,6 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import type { Config } from '../config';
+import type { StoreName } from '../domain/stores';
 import { BACKUP_ID_PATTERN as BACKUP_ID } from '../domain/backupIds';
 import { ErrorType, fail } from '../domain/errors';
 import { postgresManifestKey } from '../domain/layout';
@@ -38,6 +39,9 @@ export interface PostgresBackupSummary {
   choice?: string;
   /** When resolved for a restore: every newer backup passed over, with its reason. */
   skipped?: { id: string; reason: string }[];
+  /** When resolved for a restore: the store it is read from, and that store for people. */
+  source?: StoreName;
+  sourceLocation?: string;
 }
 
 export interface PreparedRestore {

@@ -7,8 +7,10 @@
 import { Command, InvalidArgumentError } from 'commander';
 import type { Workflow } from '@temporalio/client';
 import { loadConfig, optionsMarkdown } from '../config';
+import type { BackupSetManifest } from '../domain/manifests';
+import { STORE_NAMES, type StoreName } from '../domain/stores';
 import { listBackupSets, readPostgresManifest } from '../infra/catalog';
-import { createBackupStore } from '../infra/stores';
+import { createBackupStores } from '../infra/stores';
 import { readEnvFile, readStack, stopStack } from '../stack/stack';
 import {
   fullCluster,
@@ -27,6 +29,12 @@ import type { TotalDatabaseLossInput } from '../workflows/totalDatabaseLoss';
 import { runDrill } from './drill';
 import { applySchedules, listSchedules, NIGHTLY_SCHEDULE_ID } from './schedules';
 import { AlreadyRunning, connect, startUnique, temporalSettings, watch, WORKFLOW_IDS } from './temporal';
+
+const storeName = (v: string): StoreName => {
+  if (!(STORE_NAMES as readonly string[]).includes(v))
+    throw new InvalidArgumentError(`expected ${STORE_NAMES.join(' or ')}`);
+  return v as StoreName;
+};
 
 const seconds = (v: string) => {
   const n = Number(v);
@@ -96,7 +104,16 @@ async function run(): Promise<void> {
 
   const recover = program.command('recover').description('start a recovery workflow and watch it');
   const common = (c: Command, fromBackup = true) =>
-    (fromBackup ? c.option('--backup <id>', 'backup set id (default: the newest verified set)') : c)
+    (fromBackup
+      ? c
+          .option('--backup <id>', 'backup set id (default: the newest verified set)')
+          .option(
+            '--from <store>',
+            'primary or replica: the backup store to restore from (default: the first that has a verified copy)',
+            storeName,
+          )
+      : c
+    )
       .option(
         '--confirm',
         'approve replacing live data in advance (otherwise the workflow waits for `kohakku-dr approve`)',
@@ -109,8 +126,15 @@ async function run(): Promise<void> {
       )
       .option('--incident-at <time>', 'when the incident happened (ISO), for the RPO')
       .option('--no-wait', 'start and return the workflow id');
-  const commonInput = (opts: { backup?: string; confirm: boolean; plan: boolean; incidentAt?: string }) => ({
+  const commonInput = (opts: {
+    backup?: string;
+    from?: StoreName;
+    confirm: boolean;
+    plan: boolean;
+    incidentAt?: string;
+  }) => ({
     backupId: opts.backup,
+    ...(opts.from ? { from: opts.from } : {}),
     confirm: opts.confirm,
     plan: opts.plan,
     incidentAt: opts.incidentAt,
@@ -155,7 +179,14 @@ async function run(): Promise<void> {
       startAndWatch(
         redisLoss,
         WORKFLOW_IDS.redisRecovery,
-        [{ ...commonInput(opts), startDeadlineSeconds: opts.startDeadline }],
+        [
+          {
+            confirm: opts.confirm,
+            plan: opts.plan,
+            incidentAt: opts.incidentAt,
+            startDeadlineSeconds: opts.startDeadline,
+          },
+        ],
         opts.wait,
       ),
     );
@@ -229,12 +260,13 @@ async function run(): Promise<void> {
       'restore a backup set into scratch copies, check it against its manifest, record the verdict',
     )
     .option('--backup <id>', 'the set (default: the newest)')
+    .option('--from <store>', 'primary or replica: whose copy to verify (default primary)', storeName)
     .option('--no-wait', 'start and return the workflow id')
-    .action((opts: { backup?: string; wait: boolean }) =>
+    .action((opts: { backup?: string; from?: StoreName; wait: boolean }) =>
       startAndWatch(
         verifyBackupSet,
         WORKFLOW_IDS.verify,
-        [opts.backup ? { backupId: opts.backup } : {}],
+        [{ ...(opts.backup ? { backupId: opts.backup } : {}), ...(opts.from ? { from: opts.from } : {}) }],
         opts.wait,
       ),
     );
@@ -242,20 +274,49 @@ async function run(): Promise<void> {
   program
     .command('backups')
     .description(
-      'list backup sets and Postgres backups, newest first, with their verification (reads the worker configuration)',
+      'list backup sets, newest first, with where each exists (primary, replica) and its verification (reads the worker configuration)',
     )
     .action(async () => {
-      const store = createBackupStore(loadConfig());
-      for (const set of await listBackupSets(store)) {
-        const verdict = set.verification
-          ? set.verification.ok
-            ? 'verified'
-            : 'FAILED verification'
-          : 'not verified';
-        const pg = await readPostgresManifest(store, set.id);
-        console.log(
-          `${set.id}  ${verdict.padEnd(20)} ${(pg?.databases ?? []).map((d) => `${d.database}: ${d.size} B, ${d.tables.reduce((n, t) => n + t.rows, 0)} rows`).join('  ')}`,
+      const config = loadConfig();
+      const stores = createBackupStores(config);
+      const seen = new Map<string, Partial<Record<StoreName, BackupSetManifest>>>();
+      const sizes = new Map<string, string>();
+      for (const name of STORE_NAMES) {
+        const store = stores[name];
+        if (!store) continue;
+        try {
+          const sets = await listBackupSets(store);
+          console.log(`${name}: ${store.location} — ${sets.length} set(s)`);
+          for (const set of sets) {
+            seen.set(set.id, { ...seen.get(set.id), [name]: set });
+            if (!sizes.has(set.id)) {
+              const pg = await readPostgresManifest(store, set.id);
+              sizes.set(
+                set.id,
+                (pg?.databases ?? [])
+                  .map((d) => `${d.database}: ${d.size} B, ${d.tables.reduce((n, t) => n + t.rows, 0)} rows`)
+                  .join('  '),
+              );
+            }
+          }
+        } catch (err) {
+          console.log(`${name}: ${store.location} — UNREADABLE: ${(err as Error).message}`);
+        }
+      }
+      const verdict = (set: BackupSetManifest | undefined) =>
+        !set
+          ? '—'
+          : set.verification
+            ? set.verification.ok
+              ? 'verified'
+              : 'FAILED verification'
+            : 'not verified';
+      for (const id of [...seen.keys()].sort().reverse()) {
+        const where = seen.get(id)!;
+        const columns = STORE_NAMES.filter((n) => stores[n]).map(
+          (n) => `${n}: ${verdict(where[n])}${n === 'replica' && where[n]?.replica ? ' (copy checked)' : ''}`,
         );
+        console.log(`${id}  ${columns.map((c) => c.padEnd(30)).join(' ')} ${sizes.get(id) ?? ''}`);
       }
     });
 

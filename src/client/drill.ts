@@ -2,23 +2,31 @@
  * The disaster-recovery drill on an embedded local stack: start the stack and a reference
  * Kohakku (Controller, Dispatcher, Monitor, agents, its own Temporal), take the nightly backup,
  * then lose the whole cluster for real — both databases dropped, Redis killed and its files
- * deleted, the bucket deleted, every service killed; only the agents keep running — run the
+ * deleted, Kohakku's S3 server SIGKILLed with its data directory deleted, every service killed; only the agents keep running — run the
  * full-cluster workflow on a real worker, verify against the backup, print a report, tear down.
  */
 import { appendFileSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import * as Minio from 'minio';
 import { Client } from 'pg';
-import { s3BackupStore } from '../infra/backupStore';
-import { removeBucket } from '../infra/s3';
+import { loadConfig } from '../config';
+import { s3Client } from '../infra/s3';
+import { createBackupStore } from '../infra/stores';
 import { compareTables, tableStats, type PostgresManifest } from '../activities/postgres';
 import { containerName, seededStatus } from '../reference/model';
 import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
 import { servicePid, startReferenceService } from '../reference/supervisor';
 import { signalDaemon, startDaemon, tcpOpen } from '../infra/processes';
-import { killRedis, readStack, startStack, stopStack, writeEnvFile, type StackInfo } from '../stack/stack';
+import {
+  killRedis,
+  loseS3Server,
+  readStack,
+  startStack,
+  stopStack,
+  writeEnvFile,
+  type StackInfo,
+} from '../stack/stack';
 import { fullCluster, nightlyBackup } from '../workflows';
 import type { FullClusterResult } from '../workflows/fullCluster';
 import type { NightlyBackupResult } from '../workflows/nightlyBackup';
@@ -58,7 +66,9 @@ async function waitForWorker(log: string): Promise<void> {
 
 export async function runDrill(options: DrillOptions): Promise<DrillReport> {
   const t0 = Date.now();
-  say('① starting the embedded stack (PostgreSQL, Redis with AOF, MinIO, Temporal dev server for DR)');
+  say(
+    '① starting the embedded stack (PostgreSQL, Redis with AOF, MinIO for Kohakku, VersityGW for the backups, a replica directory, Temporal dev server for DR)',
+  );
   const stack = await startStack({ withTemporalUi: true, log: (l) => say(`   ${l}`) });
   const stopOnSignal = () => {
     say('interrupted: stopping the stack');
@@ -111,17 +121,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
         }),
         (l) => say(`   ${l}`),
       );
-      const store = s3BackupStore(
-        new Minio.Client({
-          endPoint: '127.0.0.1',
-          port: stack.minio.port,
-          useSSL: false,
-          accessKey: stack.minio.accessKey,
-          secretKey: stack.minio.secretKey,
-        }),
-        'kohakku-backups',
-        'us-east-1',
-      );
+      const store = createBackupStore(loadConfig(env));
       const manifest = (await store.getJson<PostgresManifest>(`postgres/${nightly.set.id}/manifest.json`))!;
       say(
         `   set ${nightly.set.id}: ${nightly.verification.ok ? 'verified restorable' : 'FAILED verification'}`,
@@ -141,15 +141,13 @@ export async function runDrill(options: DrillOptions): Promise<DrillReport> {
       say(`   DROP DATABASE "${model.postgres.controllerDb}", "${model.postgres.dispatcherDb}"`);
       await killRedis(stack.dir, { deleteFiles: true });
       say('   SIGKILL redis-server, its AOF and RDB deleted');
-      const s3 = new Minio.Client({
-        endPoint: '127.0.0.1',
-        port: stack.minio.port,
-        useSSL: false,
-        accessKey: stack.minio.accessKey,
-        secretKey: stack.minio.secretKey,
-      });
-      const objectsBefore = (await removeBucket(s3, model.s3.bucket)) ?? 0;
-      say(`   bucket ${model.s3.bucket} deleted (${objectsBefore} objects)`);
+      const s3 = s3Client(loadConfig(env).s3);
+      let objectsBefore = 0;
+      for await (const object of s3.listObjectsV2(model.s3.bucket, '', true)) if (object) objectsBefore++;
+      await loseS3Server(stack.dir, 'minio');
+      say(
+        `   SIGKILL Kohakku's S3 server (MinIO), its data directory deleted (bucket ${model.s3.bucket}: ${objectsBefore} objects); the backups live on their own S3 server (VersityGW) and in the replica directory`,
+      );
       const incidentAt = new Date().toISOString();
 
       say(`⑤ recovering: fullCluster workflow (agents' grace period ${options.grace} s)`);
@@ -262,6 +260,10 @@ async function verify(
   check(
     registered === live.length,
     `Redis: ${registered} containers registered (${live.length} live agents)`,
+  );
+  check(
+    result.objectStoreServer?.restarted === true && result.objectStoreServer.healthy,
+    "Kohakku's S3 server started again through the service adapter, answering",
   );
   check(
     result.objects.restoredAndVerified + result.objects.skippedCompletedBriefs === objectsBefore,

@@ -143,4 +143,6 @@ export interface BackupSetManifest {
   redis: { size: number; sha256: string; keys: number; method: string };
   objects: { objects: number; bytes: number; copied: number };
   verification?: Verification;
+  /** In a replica store: where the copy came from and what its check covered. */
+  replica?: { copiedFrom: string; copiedAt: string; checked: Record<string, number> };
 }

@@ -5,5 +5,13 @@
 export const POSTGRES_TARGETS = ['controller', 'dispatcher'] as const;
 export type PostgresTarget = (typeof POSTGRES_TARGETS)[number];
 
-export const SERVICE_NAMES = ['controller', 'dispatcher', 'monitor', 'redis', 'temporal'] as const;
+/** `objectstore` is the S3 server holding Kohakku's bucket (S3_ENDPOINT), started again after it was lost. */
+export const SERVICE_NAMES = [
+  'controller',
+  'dispatcher',
+  'monitor',
+  'redis',
+  'temporal',
+  'objectstore',
+] as const;
 export type KohakkuService = (typeof SERVICE_NAMES)[number];

@@ -1,5 +1,5 @@
 /**
- * Where backups live: a bucket on S3/MinIO (default) or a directory. Both hold the same keys,
+ * Where backups live: a bucket on an S3 server of their own (default) or a directory. Both hold the same keys,
  * e.g. `postgres/20261124T020000Z/kohakku-controller-20261124.dump`; a backup is complete only
  * once its manifest.json is written, last.
  */
@@ -38,9 +38,15 @@ function isNotFound(err: unknown): boolean {
   return code === 'NotFound' || code === 'NoSuchKey' || code === 'ENOENT' || code === 'NoSuchBucket';
 }
 
-export function s3BackupStore(client: Minio.Client, bucket: string, region: string): BackupStore {
+export function s3BackupStore(
+  client: Minio.Client,
+  bucket: string,
+  region: string,
+  /** The server's URL, for messages. */
+  endpoint?: string,
+): BackupStore {
   return {
-    location: `s3://${bucket}`,
+    location: endpoint ? `s3://${bucket} on ${endpoint}` : `s3://${bucket}`,
     async ensureReady() {
       if (!(await client.bucketExists(bucket))) await client.makeBucket(bucket, region);
     },

@@ -8,6 +8,7 @@ import { BACKUP_ID_FORMAT, BACKUP_ID_PATTERN, backupTime } from '../domain/backu
 import { ErrorType, fail } from '../domain/errors';
 import { BACKUP_PARTS, MANIFEST, postgresManifestKey, setManifestKey } from '../domain/layout';
 import type { BackupSetManifest, PostgresManifest } from '../domain/manifests';
+import type { StoreName } from '../domain/stores';
 import type { BackupStore } from './backupStore';
 
 export async function readSet(store: BackupStore, id: string): Promise<BackupSetManifest | undefined> {
@@ -91,6 +92,9 @@ export interface BackupChoice {
   verified: boolean;
   choice: string;
   skipped: { id: string; reason: string }[];
+  /** The store it is read from, once resolved across stores. */
+  source?: StoreName;
+  sourceLocation?: string;
 }
 
 export interface BackupRequest {

@@ -5,13 +5,28 @@
  * minio client library.
  */
 import { createHash, type Hash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import * as Minio from 'minio';
-import type { Config } from '../config';
+import type { S3Connection } from '../config';
 
-export function s3Client(config: Pick<Config, 's3'>): Minio.Client {
-  return new Minio.Client({ ...config.s3 });
+/** A client for one S3 server: Kohakku's (`config.s3`), the backup store's or the replica's. */
+export function s3Client(connection: S3Connection): Minio.Client {
+  const { endPoint, port, useSSL, accessKey, secretKey, region, caFile } = connection;
+  return new Minio.Client({
+    endPoint,
+    port,
+    useSSL,
+    accessKey,
+    secretKey,
+    region,
+    // A private CA (e.g. the embedded stack's): trusted for this client only.
+    ...(useSSL && caFile
+      ? { transportAgent: new https.Agent({ ca: readFileSync(caFile), keepAlive: true }) }
+      : {}),
+  });
 }
 
 /** Empties a bucket and removes it; returns how many objects it held, undefined when there was none. */

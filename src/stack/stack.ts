@@ -1,6 +1,8 @@
 /**
- * The embedded local stack: PostgreSQL (initdb + pg_ctl), redis-server with AOF on, MinIO and
- * the Temporal dev server, each on a free loopback port inside one temporary folder. Used by
+ * The embedded local stack: PostgreSQL (initdb + pg_ctl), redis-server with AOF on, MinIO for
+ * Kohakku's bucket, a second S3 server (VersityGW, its own process, port and data directory) for
+ * the backup store, a directory for the backup replica, and the Temporal dev server, each on a
+ * free loopback port inside one temporary folder. Used by
  * the test harness (one stack per test run) and by the drill. The machine's own PostgreSQL and
  * Redis are never touched.
  */
@@ -36,18 +38,124 @@ export interface StackInfo {
     runAs?: { uid: number; gid: number };
   };
   redis: { port: number; dir: string; args: string[]; pid: number; log: string };
-  minio: {
-    port: number;
-    consolePort: number;
-    dataDir: string;
-    accessKey: string;
-    secretKey: string;
-    pid: number;
-    log: string;
-  };
+  /** Kohakku's object store (bucket `kohakku`): MinIO. */
+  minio: S3Server;
+  /** The backup store, on a second, separate S3 server: VersityGW (its own process, port, data). */
+  backupS3: S3Server;
+  /** The backup replica: a directory. */
+  replicaDir: string;
   temporal: { port: number; uiPort: number; dbFile: string; pid: number; log: string; namespace: string };
   /** Other daemons started on this stack (reference Kohakku services); stopped with it. */
   extraPidsFile: string;
+}
+
+/** An S3 server of the stack: how it was started (so it can be started again) and where it keeps its data. */
+export interface S3Server {
+  kind: 'minio' | 'versitygw';
+  port: number;
+  dataDir: string;
+  accessKey: string;
+  secretKey: string;
+  pid: number;
+  log: string;
+  file: string;
+  args: string[];
+  /** The server's own variables (its root credentials); only the server gets them. */
+  env: Record<string, string>;
+  /** An HTTP GET that answers 200 once it serves. */
+  healthUrl: string;
+}
+
+function minioServer(
+  tools: ToolPaths,
+  dir: string,
+  port: number,
+  consolePort: number,
+): Omit<S3Server, 'pid'> {
+  const accessKey = 'kohakku-dr';
+  const secretKey = 'kohakku-dr-local-secret';
+  const dataDir = path.join(dir, 'data');
+  return {
+    kind: 'minio',
+    port,
+    dataDir,
+    accessKey,
+    secretKey,
+    log: path.join(dir, 'minio.log'),
+    file: tools.minio,
+    args: [
+      'server',
+      '--quiet',
+      '--address',
+      `127.0.0.1:${port}`,
+      '--console-address',
+      `127.0.0.1:${consolePort}`,
+      dataDir,
+    ],
+    env: {
+      MINIO_ROOT_USER: accessKey,
+      MINIO_ROOT_PASSWORD: secretKey,
+      MINIO_BROWSER: 'off',
+      MINIO_UPDATE: 'off',
+    },
+    healthUrl: `http://127.0.0.1:${port}/minio/health/live`,
+  };
+}
+
+function versitygwServer(tools: ToolPaths, dir: string, port: number): Omit<S3Server, 'pid'> {
+  const accessKey = 'kohakku-dr-backups';
+  const secretKey = 'kohakku-dr-backups-local-secret';
+  const dataDir = path.join(dir, 'data');
+  return {
+    kind: 'versitygw',
+    port,
+    dataDir,
+    accessKey,
+    secretKey,
+    log: path.join(dir, 'versitygw.log'),
+    file: tools.versitygw,
+    args: ['--port', `127.0.0.1:${port}`, '--quiet', '--health', '/health', 'posix', dataDir],
+    env: { ROOT_ACCESS_KEY: accessKey, ROOT_SECRET_KEY: secretKey },
+    healthUrl: `http://127.0.0.1:${port}/health`,
+  };
+}
+
+/** Starts (or starts again) one of the stack's S3 servers; its data directory is created when missing. */
+export async function startS3Server(server: Omit<S3Server, 'pid'>): Promise<Daemon> {
+  await fs.mkdir(server.dataDir, { recursive: true });
+  return startDaemon(server.kind, server.file, server.args, { log: server.log, env: server.env });
+}
+
+export async function waitForS3Server(server: Omit<S3Server, 'pid'>, timeoutMs = 60000): Promise<void> {
+  await waitUntil(
+    `${server.kind} on ${server.port}`,
+    async () => (await fetch(server.healthUrl, { signal: AbortSignal.timeout(2000) })).ok,
+    timeoutMs,
+    server.log,
+  );
+}
+
+/**
+ * A real object-store disaster, for the drill and the tests: SIGKILL one of the stack's S3
+ * servers (Kohakku's `minio`, or the backup store `backupS3`) and delete its data directory.
+ */
+export async function loseS3Server(stackDir: string, which: 'minio' | 'backupS3'): Promise<void> {
+  const server = readStack(stackDir)[which];
+  await stopDaemon(server.pid, 0, 'SIGKILL');
+  await fs.rm(server.dataDir, { recursive: true, force: true });
+}
+
+/** Starts a lost S3 server of the stack again (empty when its data was deleted) and records its pid. */
+export async function restartS3Server(stackDir: string, which: 'minio' | 'backupS3'): Promise<number> {
+  const stack = readStack(stackDir);
+  const server = stack[which];
+  await stopDaemon(server.pid, 10000);
+  const daemon = await startS3Server(server);
+  stack[which] = { ...server, pid: daemon.pid };
+  await fs.appendFile(stack.extraPidsFile, `${daemon.pid}\n`);
+  await fs.writeFile(stackFile(stackDir), JSON.stringify(stack, null, 2));
+  await waitForS3Server(server);
+  return daemon.pid;
 }
 
 export function stackFile(dir: string): string {
@@ -201,45 +309,18 @@ export async function startStack(
     partial.redis.pid = redis.pid;
     started.push(redis.pid);
     await save();
-    // MinIO
-    const minioDir = path.join(dir, 'minio');
-    await fs.mkdir(path.join(minioDir, 'data'), { recursive: true });
-    const minioPort = await freePort();
-    const consolePort = await freePort();
-    const accessKey = 'kohakku-dr';
-    const secretKey = 'kohakku-dr-local-secret';
-    const minio = startDaemon(
-      'minio',
-      tools.minio,
-      [
-        'server',
-        '--quiet',
-        '--address',
-        `127.0.0.1:${minioPort}`,
-        '--console-address',
-        `127.0.0.1:${consolePort}`,
-        path.join(minioDir, 'data'),
-      ],
-      {
-        log: path.join(minioDir, 'minio.log'),
-        env: {
-          MINIO_ROOT_USER: accessKey,
-          MINIO_ROOT_PASSWORD: secretKey,
-          MINIO_BROWSER: 'off',
-          MINIO_UPDATE: 'off',
-        },
-      },
-    );
-    started.push(minio.pid);
-    partial.minio = {
-      port: minioPort,
-      consolePort,
-      dataDir: path.join(minioDir, 'data'),
-      accessKey,
-      secretKey,
-      pid: minio.pid,
-      log: minio.log,
-    };
+    // Kohakku's object store (MinIO), and the backup store on a second S3 server (VersityGW)
+    const minio = minioServer(tools, path.join(dir, 'minio'), await freePort(), await freePort());
+    const minioDaemon = await startS3Server(minio);
+    started.push(minioDaemon.pid);
+    partial.minio = { ...minio, pid: minioDaemon.pid };
+    await save();
+    const backupS3 = versitygwServer(tools, path.join(dir, 'backup-s3'), await freePort());
+    const backupDaemon = await startS3Server(backupS3);
+    started.push(backupDaemon.pid);
+    partial.backupS3 = { ...backupS3, pid: backupDaemon.pid };
+    partial.replicaDir = path.join(dir, 'backup-replica');
+    await fs.mkdir(partial.replicaDir);
     await save();
     // Temporal dev server (SQLite on disk, so it survives its own restart)
     const temporalDir = path.join(dir, 'temporal');
@@ -277,7 +358,7 @@ export async function startStack(
     };
     await save();
 
-    say('waiting for postgres, redis, minio and temporal');
+    say('waiting for postgres, redis, minio, versitygw and temporal');
     await waitUntil(
       'postgres',
       async () => {
@@ -290,12 +371,8 @@ export async function startStack(
       partial.postgres.log,
     );
     await waitForRedis(redisPort, partial.redis.log);
-    await waitUntil(
-      'minio',
-      async () => (await fetch(`http://127.0.0.1:${minioPort}/minio/health/live`)).ok,
-      60000,
-      minio.log,
-    );
+    await waitForS3Server(minio);
+    await waitForS3Server(backupS3);
     await waitUntil('temporal', () => tcpOpen(temporalPort), 60000, temporal.log);
     // The frontend port opens before the namespace is usable; ask the server itself.
     await waitUntil(
@@ -329,9 +406,13 @@ export function extraPids(stack: StackInfo): number[] {
 
 /** Stops every process of the stack and removes its folder (unless keepDir). */
 export async function stopStack(stack: StackInfo, options: { keepDir?: boolean } = {}): Promise<void> {
-  const pids = [...extraPids(stack), stack.temporal?.pid, stack.minio?.pid, stack.redis?.pid].filter(
-    (p): p is number => !!p,
-  );
+  const pids = [
+    ...extraPids(stack),
+    stack.temporal?.pid,
+    stack.minio?.pid,
+    stack.backupS3?.pid,
+    stack.redis?.pid,
+  ].filter((p): p is number => !!p);
   // Redis may have been restarted by a test; its current pid is in its pidfile-less stack.json.
   await Promise.all(pids.map((pid) => stopDaemon(pid, 5000)));
   if (stack.postgres && existsSync(path.join(stack.postgres.dataDir, 'postmaster.pid'))) {
@@ -385,6 +466,12 @@ export function stackEnv(stack: StackInfo): Record<string, string> {
     S3_ENDPOINT: `http://127.0.0.1:${stack.minio.port}`,
     S3_ACCESS_KEY: stack.minio.accessKey,
     S3_SECRET_KEY: stack.minio.secretKey,
+    BACKUP_STORE: 's3',
+    BACKUP_S3_ENDPOINT: `http://127.0.0.1:${stack.backupS3.port}`,
+    BACKUP_S3_ACCESS_KEY: stack.backupS3.accessKey,
+    BACKUP_S3_SECRET_KEY: stack.backupS3.secretKey,
+    BACKUP_REPLICA: 'dir',
+    BACKUP_REPLICA_DIR: stack.replicaDir,
     KOHAKKU_DR_WORK_DIR: path.join(stack.dir, 'dr-work'),
   };
 }

@@ -7,6 +7,8 @@ export interface ToolPaths {
   temporal: string;
   minio: string;
   mc: string;
+  /** VersityGW, the second S3 server (the stack's backup store). */
+  versitygw: string;
   pgBinDir: string;
   redisServer: string;
   redisCli: string;
@@ -17,6 +19,7 @@ const VARS: Record<keyof ToolPaths, string> = {
   temporal: 'KOHAKKU_DR_TEMPORAL_BIN',
   minio: 'KOHAKKU_DR_MINIO_BIN',
   mc: 'KOHAKKU_DR_MC_BIN',
+  versitygw: 'KOHAKKU_DR_VERSITYGW_BIN',
   pgBinDir: 'KOHAKKU_DR_PG_BIN_DIR',
   redisServer: 'KOHAKKU_DR_REDIS_SERVER_BIN',
   redisCli: 'KOHAKKU_DR_REDIS_CLI_BIN',

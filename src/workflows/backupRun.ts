@@ -5,6 +5,7 @@
 import { workflowInfo } from '@temporalio/workflow';
 import { z } from 'zod';
 import { BACKUP_ID_FORMAT, BACKUP_ID_PATTERN, backupIdAt } from '../domain/backupIds';
+import { STORE_NAMES } from '../domain/stores';
 import { POSTGRES_TARGETS } from '../domain/targets';
 
 /** A backup id is the run's start time (UTC, to the second): a retried activity writes the same backup. */
@@ -27,6 +28,8 @@ export const postgresBackupInput = z.strictObject({
 export const verifyBackupSetInput = z.strictObject({
   /** The set to verify; the newest set by default. */
   backupId: backupId.optional(),
+  /** The store whose copy is verified (primary by default). */
+  from: z.enum(STORE_NAMES).optional(),
 });
 
 export const noInput = z.strictObject({});

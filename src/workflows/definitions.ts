@@ -4,6 +4,7 @@
  * never by strings typed in several places.
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { StoreName } from '../domain/stores';
 
 export type StepStatus = 'pending' | 'running' | 'done' | 'failed' | 'skipped';
 
@@ -59,6 +60,10 @@ export interface BackupChoice {
   /** Why this backup: e.g. "newest verified set; skipped 1 newer". */
   choice?: string;
   skipped?: { id: string; reason: string }[];
+  /** The store it is read from (primary when absent: runs from before the replica). */
+  source?: StoreName;
+  /** That store, for people: `s3://kohakku-backups on https://…` or a directory. */
+  sourceLocation?: string;
 }
 
 export interface RecoveryPlan {

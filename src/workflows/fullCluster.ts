@@ -2,7 +2,8 @@
  * Full cluster — the runbook, in order:
  *   1. Postgres first (source of truth)                } side by side: Redis does not need
  *   2. Redis (its AOF, or fresh)                       } Postgres to start
- *   3. the object store from the backup (needs Postgres: completed-task briefs are skipped)
+ *   3. the object store from the backup (needs Postgres: completed-task briefs are skipped); its
+ *      S3 server, if it was lost with its disk, is started again (empty) beside steps 1 and 2
  *   4. start Controller, Dispatcher, Kohakku's Temporal — in that order, each gated on health;
  *      then the Monitor re-registers the containers Postgres says are active
  *   5. running agents time out or check back: a durable wait for the check-in grace period
@@ -18,9 +19,14 @@ import type { StagedRestore } from '../activities/postgresRestore';
 import type { ObjectRestoreReport } from '../activities/objectStore';
 import { POSTGRES_TARGETS, type KohakkuService } from '../domain/targets';
 import type { RecoveryEnvelope, RecoveryPlan } from './definitions';
-import { backupIdField, recoveryCommonFields, secondsField } from './engine/input';
+import { backupIdField, fromField, recoveryCommonFields, secondsField } from './engine/input';
 import { runRecovery, type Phase, type RecoveryDefinition } from './engine/recovery';
-import { resolveSetPhase, restoreObjectsPhase, type ObjectRestoreState } from './objectStoreLoss';
+import {
+  objectStoreServerPhase,
+  resolveSetPhase,
+  restoreObjectsPhase,
+  type ObjectRestoreState,
+} from './objectStoreLoss';
 import { long } from './options';
 import {
   bringRedisBackPhases,
@@ -39,6 +45,8 @@ export const fullClusterInput = z.strictObject({
   ...recoveryCommonFields,
   /** Backup set id, or "latest" (the newest verified set; the result says which and why). */
   backupId: backupIdField.optional(),
+  /** Which backup store to read it from; by default the first that has a verified copy (the result says which). */
+  from: fromField.optional(),
   /** How long running agents get to check back before their tasks are re-dispatched (300). */
   checkInGraceSeconds: secondsField.optional(),
   /** Per service: how long it gets to come up after being started (120). */
@@ -61,6 +69,8 @@ export interface FullClusterDetails {
   postgres: (StagedRestore & { movedAsideTo?: string })[];
   redis: RedisBack;
   objects: ObjectRestoreReport;
+  /** Kohakku's S3 server: answering, or started again through the adapter (absent before 0.3). */
+  objectStoreServer?: ServiceReport;
   services: ServiceReport[];
   lostTasks: { inFlight: number; checkedBack: number; requeued: number };
   redispatch: RedispatchReport;
@@ -115,8 +125,14 @@ export const fullClusterDefinition: RecoveryDefinition<typeof fullClusterInput, 
     resolve,
     pg.roles,
     pg.verifyFiles,
-    // 1 + 2: Postgres into staging and Redis side by side.
-    { parallel: [[pg.staging], [restartRedis, startRedisEmpty]] },
+    // 1 + 2: Postgres into staging and Redis side by side; Kohakku's S3 server comes back meanwhile.
+    {
+      parallel: [
+        [pg.staging],
+        [restartRedis, startRedisEmpty],
+        [objectStoreServerPhase("kohakku's s3 server back")],
+      ],
+    },
     pg.blockers,
     pg.swap,
     // 3: needs Postgres (which briefs belong to completed tasks).
@@ -171,6 +187,7 @@ export const fullClusterDefinition: RecoveryDefinition<typeof fullClusterInput, 
     })),
     redis: state.redis!,
     objects: state.objects!,
+    objectStoreServer: state.objectStoreServer,
     services: state.services,
     lostTasks: state.lost!,
     redispatch: state.redispatch!,

@@ -1,14 +1,16 @@
 /**
  * The nightly backup (started by the Temporal Schedule): Postgres, Redis and the object store
- * backed up side by side under one backup id, one manifest for the set, then verify it, then
- * prune sets past retention. A failure fails the run, so a paused-on-failure schedule shows it.
+ * backed up side by side under one backup id, one manifest for the set, then verify it, copy it
+ * to the replica store (when there is one) and check the copy, then prune sets past retention in
+ * both stores. A failure fails the run, so a paused-on-failure schedule shows it.
  */
-import { executeChild, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { executeChild, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PruneReport } from '../activities/backupSets';
+import type { ReplicaReport } from '../activities/replica';
 import type { BackupSetManifest } from '../domain/manifests';
 import { objectStoreBackup } from './objectStoreBackup';
-import { quick } from './options';
+import { long, quick } from './options';
 import { postgresBackup } from './postgresBackup';
 import { backupIdOfThisRun, noInput } from './backupRun';
 import { parseInput } from './engine/input';
@@ -17,18 +19,25 @@ import { redisBackup } from './redisBackup';
 import { verifyBackupSet, type VerifyBackupSetResult } from './verifyBackupSet';
 
 const { writeBackupSet, pruneBackups } = proxyActivities<Activities>(quick);
+const { replicateBackupSet } = proxyActivities<Activities>(long);
 
 export interface NightlyBackupResult {
   set: BackupSetManifest;
   verification: VerifyBackupSetResult;
   retention: PruneReport;
+  /** The copy in the replica store (absent in runs from before 0.3; `skipped` when none is configured). */
+  replica?: ReplicaReport;
+  /** Retention in the replica store, when there is one. */
+  replicaRetention?: PruneReport;
 }
 
 const STEPS = [
   'back up postgres, redis and objects',
   'write set manifest',
   'verify',
+  'copy to the replica',
   'prune past retention',
+  'prune the replica',
 ] as const;
 
 export async function nightlyBackup(rawInput?: Record<string, never>): Promise<NightlyBackupResult> {
@@ -54,12 +63,40 @@ export async function nightlyBackup(rawInput?: Record<string, never>): Promise<N
       () => executeChild(verifyBackupSet, { workflowId: child('verify'), args: [{ backupId }] }),
       (v) => (v.ok ? 'verified' : 'FAILED'),
     );
+    // 0.3: the verified set is copied off to the replica store (3-2-1), which retention prunes too.
+    let replica: ReplicaReport | undefined;
+    if (patched('replica-copy')) {
+      replica = await procedure.step(
+        'copy to the replica',
+        'copying the verified set to the replica store and checking the copy',
+        () => replicateBackupSet({ backupId }),
+        (r) =>
+          r.skipped ??
+          `${r.copied} copied (${r.bytesCopied} B; ${r.blobsCopied} new blobs, ${r.blobsAlreadyPresent} already there), ${r.alreadyPresent} in all already there; checked ${r.checked.dumps} dumps, ${r.checked.rdb} RDB, ${r.checked.blobsHashed} blobs by hash, ${r.checked.blobsSized} by size`,
+      );
+    } else procedure.skip('copy to the replica', 'this run started before kohakku-dr 0.3');
     const retention = await procedure.step(
       'prune past retention',
       'pruning backup sets past retention',
       () => pruneBackups({ asOf: new Date(Date.now()).toISOString() }),
       (r) => `pruned ${r.pruned.length}, kept ${r.kept.length}, ${r.blobsRemoved} unreferenced blobs removed`,
     );
-    return { set, verification, retention };
+    let replicaRetention: PruneReport | undefined;
+    if (replica && !replica.skipped) {
+      replicaRetention = await procedure.step(
+        'prune the replica',
+        'pruning backup sets past retention in the replica store',
+        () => pruneBackups({ asOf: new Date(Date.now()).toISOString(), from: 'replica' }),
+        (r) =>
+          `pruned ${r.pruned.length}, kept ${r.kept.length}, ${r.blobsRemoved} unreferenced blobs removed`,
+      );
+    } else procedure.skip('prune the replica', replica?.skipped ?? 'no copy was made');
+    return {
+      set,
+      verification,
+      retention,
+      ...(replica ? { replica } : {}),
+      ...(replicaRetention ? { replicaRetention } : {}),
+    };
   });
 }

@@ -1,5 +1,6 @@
 /**
  * Object-store loss — the runbook, in order:
+ *   0. Kohakku's S3 server answers — or, lost with its disk, is started again (empty)
  *   1. restore bucket `kohakku` from the backup mirror
  *   2. briefs of completed tasks are not needed (Postgres says which): skipped
  *   3. skills come back with everything else from the mirror
@@ -11,9 +12,11 @@ import { z } from 'zod';
 import type { Activities } from '../activities';
 import type { ObjectRestorePlan, ObjectRestoreReport } from '../activities/objectStore';
 import type { BackupChoice, RecoveryEnvelope, RecoveryPlan } from './definitions';
-import { backupIdField, recoveryCommonFields } from './engine/input';
+import type { StoreName } from '../domain/stores';
+import { backupIdField, fromField, recoveryCommonFields, secondsField } from './engine/input';
 import { runRecovery, type Phase, type RecoveryDefinition } from './engine/recovery';
 import { long, quick } from './options';
+import { reconnectOrRestart, type ServiceReport } from './services';
 
 const { resolveBackupSet, planObjectRestore } = proxyActivities<Activities>(quick);
 const { restoreObjects } = proxyActivities<Activities>(long);
@@ -22,16 +25,24 @@ export const objectStoreLossInput = z.strictObject({
   ...recoveryCommonFields,
   /** Backup set id, or "latest" (the newest verified set; the result says which and why). */
   backupId: backupIdField.optional(),
+  /** Which backup store to read it from; by default the first that has a verified copy (the result says which). */
+  from: fromField.optional(),
+  /** How long Kohakku's S3 server gets to come back after being started through the service adapter (120). */
+  startDeadlineSeconds: secondsField.optional(),
 });
 export type ObjectStoreLossInput = z.input<typeof objectStoreLossInput>;
 
 export interface ObjectRestoreState {
+  /** Kohakku's S3 server: answering, or started again (empty) through the service adapter. */
+  objectStoreServer?: ServiceReport;
   set?: BackupChoice;
   objectPlan?: ObjectRestorePlan;
   objects?: ObjectRestoreReport;
 }
 
 export interface ObjectStoreLossDetails {
+  /** Kohakku's S3 server: whether it had to be started again (absent in runs from before 0.3). */
+  server?: ServiceReport;
   backupId: string;
   backupVerified: boolean;
   plan: ObjectRestorePlan;
@@ -39,16 +50,49 @@ export interface ObjectStoreLossDetails {
 }
 export type ObjectStoreLossResult = RecoveryEnvelope & ObjectStoreLossDetails;
 
-export function resolveSetPhase<I extends { backupId?: string }, S extends ObjectRestoreState>(): Phase<
-  I,
-  S
-> {
+/**
+ * Kohakku's S3 server itself may be what was lost (process gone, disk gone): when it does not
+ * answer within a few seconds it is started through the service adapter — empty, its data comes
+ * back from the mirror next — and must answer within the deadline (ServiceUnhealthy otherwise).
+ */
+export function objectStoreServerPhase<
+  I extends { startDeadlineSeconds?: number },
+  S extends ObjectRestoreState,
+>(name: string): Phase<I, S> {
+  return {
+    name,
+    effect: 'live',
+    patch: 'object-store-server',
+    waitingFor: ({ input }) =>
+      `Kohakku's S3 server answering (started through the service adapter if it does not within 5 s; then up to ${input.startDeadlineSeconds ?? 120} s)`,
+    async run(ctx) {
+      ctx.state.objectStoreServer = await reconnectOrRestart(
+        'objectstore',
+        5,
+        ctx.input.startDeadlineSeconds ?? 120,
+      );
+    },
+    describe: ({ state }) =>
+      state.objectStoreServer!.restarted
+        ? 'it did not answer: started again through the service adapter (empty until the restore)'
+        : 'answering',
+    plan: () => ({
+      action: "check that Kohakku's S3 server answers; start it through the service adapter if it does not",
+      touches: ['objectstore'],
+    }),
+  };
+}
+
+export function resolveSetPhase<
+  I extends { backupId?: string; from?: StoreName },
+  S extends ObjectRestoreState,
+>(): Phase<I, S> {
   return {
     name: 'resolve backup set',
     effect: 'read',
     waitingFor: ({ input }) => `finding backup set "${input.backupId ?? 'latest'}"`,
     async run(ctx) {
-      ctx.state.set = await resolveBackupSet({ backupId: ctx.input.backupId });
+      ctx.state.set = await resolveBackupSet({ backupId: ctx.input.backupId, from: ctx.input.from });
     },
     describe: ({ state }) =>
       `${state.set!.id} (${state.set!.verified ? 'verified' : 'NOT verified'})${state.set!.choice ? `: ${state.set!.choice}` : ''}`,
@@ -63,7 +107,7 @@ export function restoreObjectsPhase<I, S extends ObjectRestoreState>(name: strin
     effect: 'live',
     waitingFor: () => 'copying objects from the backup mirror',
     async destroys({ state }) {
-      const plan = await planObjectRestore({ backupId: state.set!.id });
+      const plan = await planObjectRestore({ backupId: state.set!.id, from: state.set!.source });
       state.objectPlan = plan;
       return plan.overwriteCount > 0
         ? [
@@ -79,6 +123,7 @@ export function restoreObjectsPhase<I, S extends ObjectRestoreState>(name: strin
         backupId: ctx.state.set!.id,
         recoveryId: ctx.recoveryId,
         maxOverwrites: approved.length ? Number(approved[0]) : 0,
+        from: ctx.state.set!.source,
       });
     },
     describe: ({ state }) =>
@@ -103,13 +148,17 @@ export const objectStoreLossDefinition: RecoveryDefinition<
   locks: () => ['objects'],
   initialState: () => ({}),
   phases: [
+    objectStoreServerPhase("kohakku's s3 server back"),
     resolveSetPhase(),
     {
       name: 'compare bucket with backup',
       effect: 'read',
       waitingFor: () => 'listing the bucket and the backup index',
       async run(ctx) {
-        ctx.state.objectPlan = await planObjectRestore({ backupId: ctx.state.set!.id });
+        ctx.state.objectPlan = await planObjectRestore({
+          backupId: ctx.state.set!.id,
+          from: ctx.state.set!.source,
+        });
       },
       describe: ({ state }) =>
         `${state.objectPlan!.toCopy} to copy, ${state.objectPlan!.alreadyPresent} already there, ${state.objectPlan!.skippedCompletedBriefs} completed-task briefs skipped, ${state.objectPlan!.overwriteCount} differ`,
@@ -120,6 +169,7 @@ export const objectStoreLossDefinition: RecoveryDefinition<
   cleanup: [],
   backup: (state) => state.set,
   result: ({ state }) => ({
+    server: state.objectStoreServer,
     backupId: state.set!.id,
     backupVerified: state.set!.verified,
     plan: state.objectPlan!,

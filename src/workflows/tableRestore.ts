@@ -12,7 +12,7 @@ import type { Activities } from '../activities';
 import type { PostgresBackupSummary } from '../activities/postgresKit';
 import { POSTGRES_TARGETS } from '../domain/targets';
 import type { RecoveryEnvelope, RecoveryPlan } from './definitions';
-import { backupIdField, recoveryCommonFields } from './engine/input';
+import { backupIdField, fromField, recoveryCommonFields } from './engine/input';
 import { runRecovery, type RecoveryDefinition } from './engine/recovery';
 import { long, quick } from './options';
 
@@ -27,6 +27,8 @@ export const tableRestoreInput = z.strictObject({
   ...recoveryCommonFields,
   /** Backup id or "latest" (the newest verified backup; the result says which and why). */
   backupId: backupIdField.optional(),
+  /** Which backup store to read it from; by default the first that has a verified copy (the result says which). */
+  from: fromField.optional(),
   target: z.enum(POSTGRES_TARGETS),
   /** "tasks_task" or "schema.table". */
   tables: z.array(tableName).min(1),
@@ -70,6 +72,7 @@ export const tableRestoreDefinition: RecoveryDefinition<
         ctx.state.backup = await resolvePostgresBackup({
           backupId: ctx.input.backupId,
           targets: [ctx.input.target],
+          from: ctx.input.from,
         });
       },
       describe: ({ state }) =>
@@ -85,6 +88,7 @@ export const tableRestoreDefinition: RecoveryDefinition<
           backupId: ctx.state.backup!.id,
           target: ctx.input.target,
           recoveryId: ctx.recoveryId,
+          from: ctx.state.backup!.source,
         });
       },
       plan: ({ input }) => ({
@@ -112,6 +116,7 @@ export const tableRestoreDefinition: RecoveryDefinition<
           recoveryId: ctx.recoveryId,
           replace: approved,
           referencingRows: ctx.input.referencingRows ?? 'refuse',
+          from: ctx.state.backup!.source,
         });
       },
       describe: ({ state }) =>

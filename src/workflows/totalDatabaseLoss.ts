@@ -17,7 +17,8 @@ import type { LiveDatabaseState, StagedRestore, SwapResult } from '../activities
 import type { PostgresBackupSummary } from '../activities/postgresKit';
 import { POSTGRES_TARGETS, type PostgresTarget } from '../domain/targets';
 import type { RecoveryEnvelope, RecoveryPlan } from './definitions';
-import { backupIdField, recoveryCommonFields, secondsField } from './engine/input';
+import type { StoreName } from '../domain/stores';
+import { backupIdField, fromField, recoveryCommonFields, secondsField } from './engine/input';
 import { runRecovery, settleAll, type Phase, type RecoveryDefinition } from './engine/recovery';
 import { long, quick } from './options';
 import {
@@ -41,6 +42,8 @@ export const totalDatabaseLossInput = z.strictObject({
   ...recoveryCommonFields,
   /** A backup id or "latest" (the newest verified backup; the result says which and why). */
   backupId: backupIdField.optional(),
+  /** Which backup store to read it from; by default the first that has a verified copy (the result says which). */
+  from: fromField.optional(),
   /** Which databases were lost; both by default. */
   targets: z
     .array(z.enum(POSTGRES_TARGETS))
@@ -91,6 +94,7 @@ export type TotalDatabaseLossResult = RecoveryEnvelope & TotalDatabaseLossDetail
 export function postgresRestorePhases<I, S extends PostgresRestoreState>(options: {
   targets: (input: I) => PostgresTarget[];
   backupId?: (input: I) => string | undefined;
+  from?: (input: I) => StoreName | undefined;
   /** Full cluster resolves the set itself. */
   resolve: boolean;
 }) {
@@ -103,6 +107,7 @@ export function postgresRestorePhases<I, S extends PostgresRestoreState>(options
       ctx.state.backup = await resolvePostgresBackup({
         backupId: options.backupId?.(ctx.input),
         targets: names(ctx),
+        from: options.from?.(ctx.input),
       });
     },
     describe: ({ state }) =>
@@ -118,6 +123,7 @@ export function postgresRestorePhases<I, S extends PostgresRestoreState>(options
       ctx.state.globals = await ensurePostgresGlobals({
         backupId: ctx.state.backup!.id,
         recoveryId: ctx.recoveryId,
+        from: ctx.state.backup!.source,
       });
     },
     describe: ({ state }) =>
@@ -137,7 +143,12 @@ export function postgresRestorePhases<I, S extends PostgresRestoreState>(options
     async run(ctx) {
       await settleAll(
         names(ctx).map((target) =>
-          preparePostgresRestore({ backupId: ctx.state.backup!.id, target, recoveryId: ctx.recoveryId }),
+          preparePostgresRestore({
+            backupId: ctx.state.backup!.id,
+            target,
+            recoveryId: ctx.recoveryId,
+            from: ctx.state.backup!.source,
+          }),
         ),
       );
     },
@@ -153,7 +164,12 @@ export function postgresRestorePhases<I, S extends PostgresRestoreState>(options
     async run(ctx) {
       ctx.state.staged = await settleAll(
         names(ctx).map((target) =>
-          restoreIntoStaging({ backupId: ctx.state.backup!.id, target, recoveryId: ctx.recoveryId }),
+          restoreIntoStaging({
+            backupId: ctx.state.backup!.id,
+            target,
+            recoveryId: ctx.recoveryId,
+            from: ctx.state.backup!.source,
+          }),
         ),
       );
     },
@@ -223,6 +239,7 @@ export function postgresRestorePhases<I, S extends PostgresRestoreState>(options
         targets: names(ctx),
         recoveryId: ctx.recoveryId,
         replace: approved as PostgresTarget[],
+        from: ctx.state.backup!.source,
       });
     },
     describe: ({ state }) =>
@@ -263,6 +280,7 @@ export function postgresCleanup<I, S extends PostgresRestoreState>(targets: (inp
           recoveryId: ctx.recoveryId,
           backupId: ctx.state.backup.id,
           outcome,
+          from: ctx.state.backup.source,
         });
         return r.droppedRoles.length ? `dropped roles ${r.droppedRoles.join(', ')}` : undefined;
       },
@@ -276,6 +294,7 @@ const targetsOf = (input: z.infer<typeof totalDatabaseLossInput>): PostgresTarge
 const pg = postgresRestorePhases<z.infer<typeof totalDatabaseLossInput>, State>({
   targets: targetsOf,
   backupId: (input) => input.backupId,
+  from: (input) => input.from,
   resolve: true,
 });
 

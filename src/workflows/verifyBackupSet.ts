@@ -6,6 +6,7 @@
 import { ActivityCancellationType, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Verification } from '../domain/manifests';
+import type { StoreName } from '../domain/stores';
 import { ErrorType, fail } from '../domain/errors';
 import { long, quick } from './options';
 import { verifyBackupSetInput } from './backupRun';
@@ -29,6 +30,8 @@ const {
 export interface VerifyBackupSetInput {
   /** The set to verify; the newest set by default. */
   backupId?: string;
+  /** The store holding the copy to verify (primary by default); the verdict is recorded there. */
+  from?: StoreName;
 }
 
 export interface VerifyBackupSetResult extends Verification {
@@ -53,7 +56,7 @@ export async function verifyBackupSet(rawInput?: VerifyBackupSetInput): Promise<
         'choose set',
         'finding the backup set',
         async () => {
-          const sets = await listBackupSets();
+          const sets = await listBackupSets({ from: input.from });
           const id = input.backupId ?? sets[0]?.id;
           if (!id || !sets.some((s) => s.id === id)) {
             throw fail(
@@ -70,9 +73,9 @@ export async function verifyBackupSet(rawInput?: VerifyBackupSetInput): Promise<
         'restoring into scratch databases, a scratch Redis and a scratch bucket',
         () =>
           Promise.all([
-            verifyPostgresBackup({ backupId, verifyId }),
-            verifyRedisBackup({ backupId, verifyId }),
-            verifyObjectBackup({ backupId, verifyId }),
+            verifyPostgresBackup({ backupId, verifyId, from: input.from }),
+            verifyRedisBackup({ backupId, verifyId, from: input.from }),
+            verifyObjectBackup({ backupId, verifyId, from: input.from }),
           ]),
         ([pg, redis, objects]) =>
           `postgres ${pg.ok ? 'ok' : 'FAILED'}, redis ${redis.ok ? 'ok' : 'FAILED'}, objects ${objects.ok ? 'ok' : 'FAILED'}`,
@@ -85,7 +88,7 @@ export async function verifyBackupSet(rawInput?: VerifyBackupSetInput): Promise<
         verifyId,
       };
       await procedure.step('record verdict', 'writing the verdict on the set manifest', () =>
-        recordVerification({ backupId, verification }),
+        recordVerification({ backupId, verification, from: input.from }),
       );
       if (!verification.ok) {
         throw fail(

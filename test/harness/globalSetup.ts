@@ -12,7 +12,13 @@ import { extraPids, startStack, type StackInfo } from '../../src/stack/stack';
 export const STACK_DIR_ENV = 'KOHAKKU_DR_TEST_STACK';
 
 function killNow(stack: StackInfo): void {
-  for (const pid of [...extraPids(stack), stack.temporal.pid, stack.minio.pid, stack.redis.pid])
+  for (const pid of [
+    ...extraPids(stack),
+    stack.temporal.pid,
+    stack.minio.pid,
+    stack.backupS3.pid,
+    stack.redis.pid,
+  ])
     signalDaemon(pid, 'SIGKILL');
   try {
     execFileSync(

@@ -3,6 +3,7 @@
  * a Temporal client, and checks computed independently of the code under test.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import {
   Client as TemporalClient,
@@ -147,8 +148,11 @@ export async function freshKohakku(
   await redis.connect();
   await redis.flushall();
   redis.disconnect();
-  const s3 = minioClient(stack);
-  for (const bucket of await s3.listBuckets()) await deleteBucket(s3, bucket.name);
+  // Every bucket on Kohakku's S3 server and on the backup store's, and the replica directory.
+  for (const s3 of [minioClient(stack), backupS3Client(stack)])
+    for (const bucket of await s3.listBuckets()) await deleteBucket(s3, bucket.name);
+  await fs.rm(stack.replicaDir, { recursive: true, force: true });
+  await fs.mkdir(stack.replicaDir, { recursive: true });
   await seedReferenceKohakku(model, seed);
   for (const service of ['controller', 'dispatcher', 'monitor', 'agents', 'temporal'] as const) {
     const options = services[service];
@@ -164,6 +168,7 @@ export async function stopKohakku(k: TestKohakku): Promise<void> {
   await stopReferenceServices(k.model.stateDir);
 }
 
+/** A client of Kohakku's S3 server (MinIO, bucket `kohakku`). */
 export function minioClient(stack: StackInfo): Minio.Client {
   return new Minio.Client({
     endPoint: '127.0.0.1',
@@ -171,6 +176,17 @@ export function minioClient(stack: StackInfo): Minio.Client {
     useSSL: false,
     accessKey: stack.minio.accessKey,
     secretKey: stack.minio.secretKey,
+  });
+}
+
+/** A client of the backup store's own S3 server (VersityGW, bucket `kohakku-backups`). */
+export function backupS3Client(stack: StackInfo): Minio.Client {
+  return new Minio.Client({
+    endPoint: '127.0.0.1',
+    port: stack.backupS3.port,
+    useSSL: false,
+    accessKey: stack.backupS3.accessKey,
+    secretKey: stack.backupS3.secretKey,
   });
 }
 

@@ -7,11 +7,15 @@
 import { z } from 'zod';
 import { BACKUP_ID_FORMAT, BACKUP_ID_PATTERN } from '../../domain/backupIds';
 import { ErrorType, fail } from '../../domain/errors';
+import { STORE_NAMES } from '../../domain/stores';
 
 /** `latest` or a backup id. */
 export const backupIdField = z.string().refine((v) => v === 'latest' || BACKUP_ID_PATTERN.test(v), {
   message: `expected "latest" or a backup id (${BACKUP_ID_FORMAT}; kohakku-dr backups lists them)`,
 });
+
+/** Which backup store to restore from; by default the first (primary, then replica) that has a verified copy. */
+export const fromField = z.enum(STORE_NAMES);
 
 /** Whole seconds, 1 s to a day. */
 export const secondsField = z.number().int().min(1).max(86400);

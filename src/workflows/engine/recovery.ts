@@ -23,6 +23,7 @@ import {
   ParentClosePolicy,
   condition,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   startChild,
@@ -83,6 +84,11 @@ export interface PhaseContext<I, S> {
 export interface Phase<I, S> {
   readonly name: string;
   readonly effect: Effect;
+  /**
+   * A phase added after recoveries were already in flight: the `patched()` id it runs under. A
+   * run that started before (replaying an older history) skips it, so its history still replays.
+   */
+  readonly patch?: string;
   /** What the phase waits for, in words (progress `waitingFor`). */
   waitingFor(ctx: PhaseContext<I, S>): string;
   /** A reason to skip the phase this time, or undefined to run it. */
@@ -201,12 +207,17 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
 
   // Locks held by this run.
   const lockHandles: ChildWorkflowHandle<typeof targetLock>[] = [];
-  let lockedBackup: string | undefined;
+  let lockedBackup: BackupChoice | undefined;
   const renewBackupLease = async () => {
     const backup = state ? definition.backup(state) : undefined;
     if (!backup) return;
-    await lockBackup({ backupId: backup.id, holder: recoveryId, leaseSeconds: BACKUP_LEASE_SECONDS });
-    lockedBackup = backup.id;
+    await lockBackup({
+      backupId: backup.id,
+      holder: recoveryId,
+      leaseSeconds: BACKUP_LEASE_SECONDS,
+      from: backup.source,
+    });
+    lockedBackup = backup;
   };
 
   // What live data has seen, for a truthful failure message.
@@ -214,6 +225,10 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
   let liveStatement: string | undefined;
 
   const runPhase = async (phase: Phase<I, S>, ctx: PhaseContext<I, S>): Promise<void> => {
+    if (phase.patch && !patched(phase.patch)) {
+      tracker.skip(phase.name, 'added by a later kohakku-dr; this run started before it');
+      return;
+    }
     const skip = phase.skip?.(ctx);
     if (skip) {
       tracker.skip(phase.name, skip);
@@ -428,7 +443,7 @@ async function cleanUp<I, S, D, Schema extends z.ZodObject>(
   tracker: ProgressTracker,
   outcome: 'completed' | 'failed',
   lockHandles: ChildWorkflowHandle<typeof targetLock>[],
-  lockedBackup: string | undefined,
+  lockedBackup: BackupChoice | undefined,
   recoveryId: string,
   started: boolean,
 ): Promise<void> {
@@ -448,9 +463,9 @@ async function cleanUp<I, S, D, Schema extends z.ZodObject>(
   // Independent of the steps above: the backup's lease and the target locks.
   if (lockedBackup) {
     try {
-      await unlockBackup({ backupId: lockedBackup, holder: recoveryId });
+      await unlockBackup({ backupId: lockedBackup.id, holder: recoveryId, from: lockedBackup.source });
     } catch (err) {
-      failed.push(`releasing backup ${lockedBackup}: ${rootMessage(err)} (its lease expires by itself)`);
+      failed.push(`releasing backup ${lockedBackup.id}: ${rootMessage(err)} (its lease expires by itself)`);
     }
   }
   for (const handle of lockHandles) {

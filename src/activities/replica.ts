@@ -1,0 +1,203 @@
+/**
+ * The second copy (3-2-1): a verified backup set copied from the primary store to the replica,
+ * incrementally — a key the replica already holds with the same size is not copied again; the
+ * mirror's blobs are content-addressed (`sha256-<hex>-<size>`), so same key and size is the same
+ * content — and then checked against the set's own manifests (every dump's and the RDB's sha256,
+ * every blob copied now hashed back from the replica). The replica's set manifest is written
+ * last, so a half-copied set is never taken for a complete one; a retry after a crash copies only
+ * what is still missing.
+ */
+import type { Readable } from 'node:stream';
+import { ErrorType, fail } from '../domain/errors';
+import {
+  MANIFEST,
+  objectIndexKey,
+  objectProgressPrefix,
+  postgresManifestKey,
+  redisManifestKey,
+  setManifestKey,
+} from '../domain/layout';
+import type {
+  BackupSetManifest,
+  ObjectIndexEntry,
+  PostgresManifest,
+  RedisBackupManifest,
+} from '../domain/manifests';
+import type { BackupStore, StoredObject } from '../infra/backupStore';
+import { digesting, mapLimit, unlessStreamFails, type ContentDigest } from '../infra/s3';
+import type { BackupStores } from '../infra/stores';
+import { withHeartbeats } from './heartbeat';
+
+export interface ReplicaReport {
+  backupId: string;
+  /** Why nothing was copied (no replica configured), when so. */
+  skipped?: string;
+  replica?: string;
+  /** Keys copied now, and the bytes. */
+  copied: number;
+  bytesCopied: number;
+  /** Keys the replica already had (blobs of earlier sets, or an earlier attempt's copies). */
+  alreadyPresent: number;
+  /** Of those, the mirror's blobs: copied now, and already there from earlier sets. */
+  blobsCopied: number;
+  blobsAlreadyPresent: number;
+  /** What the check against the manifests covered. */
+  checked: { dumps: number; rdb: number; blobsHashed: number; blobsSized: number };
+}
+
+/** The replica's record of where its copy came from, beside the set's own fields. */
+export interface ReplicaRecord {
+  copiedFrom: string;
+  copiedAt: string;
+  checked: ReplicaReport['checked'];
+}
+
+const blobSha256 = (key: string) => /^objects\/blobs\/sha256-([0-9a-f]{64})-\d+$/.exec(key)?.[1];
+
+async function drain(stream: Readable): Promise<ContentDigest> {
+  const digest = digesting(stream);
+  digest.resume();
+  await new Promise<void>((resolve, reject) => {
+    digest.once('end', resolve);
+    digest.once('error', reject);
+  });
+  return digest.digest();
+}
+
+export function createReplicaActivities({
+  stores,
+  config,
+}: {
+  stores: BackupStores;
+  config: { transferConcurrency: number };
+}) {
+  /** Copies one key unless the replica has it at that size; returns whether it copied. */
+  async function copyKey(from: BackupStore, to: BackupStore, object: StoredObject): Promise<boolean> {
+    const present = await to.stat(object.key);
+    if (present && present.size === object.size) return false;
+    const source = await from.getStream(object.key);
+    const digest = digesting(source);
+    await unlessStreamFails(digest, to.putStream(object.key, digest, object.size));
+    const sent = digest.digest();
+    if (sent.bytes !== object.size)
+      throw new Error(
+        `${object.key}: read ${sent.bytes} bytes from ${from.location}, expected ${object.size}`,
+      );
+    return true;
+  }
+
+  /**
+   * Copies a verified set to the replica and checks the copy. Returns `skipped` when no replica
+   * is configured. Idempotent: a second call copies nothing and checks again.
+   */
+  async function replicateBackupSet(input: { backupId: string }): Promise<ReplicaReport> {
+    const report: ReplicaReport = {
+      backupId: input.backupId,
+      copied: 0,
+      bytesCopied: 0,
+      alreadyPresent: 0,
+      blobsCopied: 0,
+      blobsAlreadyPresent: 0,
+      checked: { dumps: 0, rdb: 0, blobsHashed: 0, blobsSized: 0 },
+    };
+    const { primary, replica } = stores;
+    if (!replica) return { ...report, skipped: 'no replica store is configured (BACKUP_REPLICA=none)' };
+    report.replica = replica.location;
+    const set = await primary.getJson<BackupSetManifest>(setManifestKey(input.backupId));
+    if (!set)
+      throw fail(ErrorType.BackupNotFound, `backup set ${input.backupId} not found in ${primary.location}`);
+    if (!set.verification?.ok)
+      throw fail(
+        ErrorType.VerificationFailed,
+        `backup set ${input.backupId} is not verified: only verified sets are copied to the replica`,
+      );
+    const pg = await primary.getJson<PostgresManifest>(postgresManifestKey(input.backupId));
+    const redis = await primary.getJson<RedisBackupManifest>(redisManifestKey(input.backupId));
+    const index = await primary.getJson<ObjectIndexEntry[]>(objectIndexKey(input.backupId));
+    if (!pg || !redis || !index)
+      throw fail(
+        ErrorType.BackupCorrupt,
+        `backup set ${input.backupId} in ${primary.location} lacks a part manifest`,
+      );
+
+    await replica.ensureReady();
+    // The set's own files (manifests last within each part), then the blobs its index names.
+    const own: StoredObject[] = [];
+    for (const part of ['postgres', 'redis', 'objects']) {
+      const files = (await primary.list(`${part}/${input.backupId}/`)).filter(
+        (o) => !o.key.startsWith(objectProgressPrefix(input.backupId)),
+      );
+      own.push(
+        ...files.filter((o) => !o.key.endsWith(`/${MANIFEST}`)),
+        ...files.filter((o) => o.key.endsWith(`/${MANIFEST}`)),
+      );
+    }
+    const blobs = [...new Map(index.map((e) => [e.blob, { key: e.blob, size: e.size }])).values()];
+    const copiedBlobs = new Set<string>();
+    const progress = () => ({ phase: 'copying to the replica', ...report, of: own.length + blobs.length });
+    await withHeartbeats(progress, async () => {
+      await mapLimit(blobs, config.transferConcurrency, async (blob) => {
+        if (await copyKey(primary, replica, blob)) {
+          copiedBlobs.add(blob.key);
+          report.copied++;
+          report.blobsCopied++;
+          report.bytesCopied += blob.size;
+        } else {
+          report.alreadyPresent++;
+          report.blobsAlreadyPresent++;
+        }
+      });
+      for (const object of own) {
+        if (await copyKey(primary, replica, object)) {
+          report.copied++;
+          report.bytesCopied += object.size;
+        } else report.alreadyPresent++;
+      }
+
+      // The check, read back from the replica against the manifests.
+      const mismatch: string[] = [];
+      const bad: string[] = [];
+      const expect = async (key: string, size: number, sha256: string | undefined) => {
+        const got = await drain(await replica.getStream(key));
+        if (got.bytes !== size || (sha256 && got.sha256 !== sha256)) bad.push(key);
+        if (got.bytes !== size || (sha256 && got.sha256 !== sha256))
+          mismatch.push(
+            `${key}: ${got.bytes} B sha256 ${got.sha256.slice(0, 12)}…, manifest ${size} B ${sha256?.slice(0, 12) ?? ''}…`,
+          );
+      };
+      for (const d of pg.databases) {
+        await expect(d.key, d.size, d.sha256);
+        report.checked.dumps++;
+      }
+      await expect(redis.key, redis.size, redis.sha256);
+      report.checked.rdb++;
+      await mapLimit(blobs, config.transferConcurrency, async (blob) => {
+        if (copiedBlobs.has(blob.key)) {
+          await expect(blob.key, blob.size, blobSha256(blob.key));
+          report.checked.blobsHashed++;
+        } else {
+          // Checked by hash when it was copied; its size shows it is still the same file.
+          const stat = await replica.stat(blob.key);
+          if (stat?.size !== blob.size) bad.push(blob.key);
+          if (stat?.size !== blob.size) mismatch.push(`${blob.key}: ${stat ? `${stat.size} B` : 'missing'}`);
+          report.checked.blobsSized++;
+        }
+      });
+      // The bad copies go, so that the retry this error causes copies them again.
+      await replica.removeKeys(bad);
+      if (mismatch.length)
+        throw new Error(
+          `the replica copy of ${input.backupId} in ${replica.location} differs from its manifest: ${mismatch.slice(0, 3).join('; ')}${mismatch.length > 3 ? ` (+${mismatch.length - 3})` : ''}`,
+        );
+    });
+    const record: ReplicaRecord = {
+      copiedFrom: primary.location,
+      copiedAt: new Date().toISOString(),
+      checked: report.checked,
+    };
+    await replica.putJson(setManifestKey(input.backupId), { ...set, replica: record });
+    return report;
+  }
+
+  return { replicateBackupSet };
+}
