@@ -113,6 +113,27 @@ const SCENARIOS: Scenario[] = [
   // The scheduled backup: a run in flight during an upgrade must finish too. The children
   // (postgres, redis, objects, verify) are saved as their own histories.
   { name: 'nightlyBackup-completed', workflow: nightlyBackup, args: [], children: true },
+  // 0.3 (patches replica-copy, object-store-server): the copy to the replica and the pruning of
+  // it; Kohakku's S3 server checked (and started again when lost) before the object restore.
+  { name: 'nightlyBackup-0.3-completed', workflow: nightlyBackup, args: [], children: true },
+  { name: 'objectStoreLoss-0.3-completed', workflow: objectStoreLoss, args: [{ confirm: true }] },
+  {
+    name: 'objectStoreLoss-0.3-waiting-for-approval',
+    workflow: objectStoreLoss,
+    args: [{}],
+    untilApproval: true,
+  },
+  {
+    name: 'fullCluster-0.3-waiting-for-approval',
+    workflow: fullCluster,
+    args: [{ checkInGraceSeconds: 1 }],
+    untilApproval: true,
+  },
+  {
+    name: 'fullCluster-0.3-completed',
+    workflow: fullCluster,
+    args: [{ confirm: true, checkInGraceSeconds: 1 }],
+  },
 ];
 
 /** Saves a run's history as binary protobuf (temporal.api.history.v1.History). */

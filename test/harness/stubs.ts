@@ -12,6 +12,9 @@ export const STUB_BACKUP = {
   skipped: [],
 };
 const ok = async () => undefined;
+/** The id of the last set `writeBackupSet` wrote (the nightly backup's own). */
+let lastSetWritten: string | undefined;
+
 export const stubActivities = {
   resolvePostgresBackup: async () => STUB_BACKUP,
   resolveBackupSet: async () => ({
@@ -140,11 +143,12 @@ export const stubActivities = {
     buckets: [],
   }),
   writeBackupSet: async ({ backupId }: { backupId: string }) => ({
-    id: backupId,
+    id: (lastSetWritten = backupId),
     createdAt: STUB_BACKUP.createdAt,
     parts: {},
   }),
-  listBackupSets: async () => [{ id: STUB_BACKUP.id, createdAt: STUB_BACKUP.createdAt }],
+  // The set the nightly backup just wrote is there for its verification to find.
+  listBackupSets: async () => [{ id: lastSetWritten ?? STUB_BACKUP.id, createdAt: STUB_BACKUP.createdAt }],
   verifyPostgresBackup: async () => ({ ok: true, problems: [] }),
   verifyRedisBackup: async () => ({ ok: true, problems: [] }),
   verifyObjectBackup: async () => ({ ok: true, problems: [] }),
@@ -153,4 +157,14 @@ export const stubActivities = {
   cleanupRedisVerification: ok,
   cleanupObjectVerification: ok,
   pruneBackups: async () => ({ pruned: [], kept: [STUB_BACKUP.id], blobsRemoved: 0 }),
+  replicateBackupSet: async ({ backupId }: { backupId: string }) => ({
+    backupId,
+    replica: '/replica',
+    copied: 4,
+    bytesCopied: 100,
+    alreadyPresent: 0,
+    blobsCopied: 1,
+    blobsAlreadyPresent: 0,
+    checked: { dumps: 2, rdb: 1, blobsHashed: 1, blobsSized: 0 },
+  }),
 };

@@ -52,7 +52,7 @@ import { parseInput } from './input';
 import { ProgressTracker, rootMessage, surfaceFailure } from './progress';
 
 /** Workflow-code generation, recorded in each run's memo (see README, "Upgrading"). */
-export const WORKFLOW_GENERATION = 2;
+export const WORKFLOW_GENERATION = 3;
 
 /** What a recovery can hold a lock on. */
 export type LockTarget = 'postgres' | 'redis' | 'objects';
