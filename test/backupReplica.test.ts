@@ -14,8 +14,10 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { ReplicaReport } from '../src/activities/replica';
+import { loadConfig } from '../src/config';
 import { sha256File } from '../src/infra/hashing';
 import { hashObject } from '../src/infra/s3';
+import { createBackupStore } from '../src/infra/stores';
 import { seededStatus } from '../src/reference/model';
 import { loseS3Server, restartS3Server } from '../src/stack/stack';
 import { nightlyBackup, objectStoreLoss, totalDatabaseLoss } from '../src/workflows';
@@ -124,7 +126,7 @@ test('the nightly backup copies the verified set to the replica: every file iden
     await fs.readFile(path.join(k.stack.replicaDir, `sets/${first.set.id}/manifest.json`), 'utf8'),
   );
   expect(set.verification.ok).toBe(true);
-  expect(set.replica.copiedFrom).toContain(`on http://127.0.0.1:${k.stack.backupS3.port}`);
+  expect(set.replica.copiedFrom).toContain(`on https://127.0.0.1:${k.stack.backupS3.port}`);
   expect(first.replicaRetention?.kept.map((x) => x.id)).toEqual([first.set.id]);
 
   const { stdout } = await promisify(execFile)(
@@ -135,12 +137,20 @@ test('the nightly backup copies the verified set to the replica: every file iden
     },
   );
   expect(stdout).toContain(
-    `primary: s3://${BACKUPS} on http://127.0.0.1:${k.stack.backupS3.port} — 1 set(s)`,
+    `primary: s3://${BACKUPS} on https://127.0.0.1:${k.stack.backupS3.port} — 1 set(s)`,
   );
   expect(stdout).toContain(`replica: ${k.stack.replicaDir} — 1 set(s)`);
   expect(stdout).toMatch(
     new RegExp(`${first.set.id}\\s+primary: verified\\s+replica: verified \\(copy checked\\)`),
   );
+});
+
+test("the backup store speaks TLS with the stack's private CA: trusted through BACKUP_S3_CA_FILE, refused without it", async () => {
+  const { BACKUP_S3_CA_FILE, ...withoutCa } = k.workerEnv;
+  expect(BACKUP_S3_CA_FILE).toBe(k.stack.backupS3.caFile);
+  expect(k.workerEnv.BACKUP_S3_ENDPOINT).toMatch(/^https:/);
+  expect((await createBackupStore(loadConfig(k.workerEnv)).list('sets/')).length).toBeGreaterThan(0);
+  await expect(createBackupStore(loadConfig(withoutCa)).list('sets/')).rejects.toThrow(/certificate/);
 });
 
 test('a second nightly copies only what the replica lacks: the new set, one new blob', async () => {

@@ -1,13 +1,15 @@
 /**
  * The embedded local stack: PostgreSQL (initdb + pg_ctl), redis-server with AOF on, MinIO for
- * Kohakku's bucket, a second S3 server (VersityGW, its own process, port and data directory) for
- * the backup store, a directory for the backup replica, and the Temporal dev server, each on a
+ * Kohakku's bucket, a second S3 server (VersityGW, its own process, port and data directory,
+ * speaking TLS with a certificate from a CA generated for the stack) for the backup store, a directory for the backup replica, and the Temporal dev server, each on a
  * free loopback port inside one temporary folder. Used by
  * the test harness (one stack per test run) and by the drill. The machine's own PostgreSQL and
  * Redis are never touched.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
@@ -21,6 +23,7 @@ import {
   waitUntil,
   type Daemon,
 } from '../infra/processes';
+import { makeStackTls, type StackTls } from './tls';
 import { toolPaths, type ToolPaths } from './tools';
 
 const STACK_PREFIX = 'kohakku-dr-stack-';
@@ -62,8 +65,10 @@ export interface S3Server {
   args: string[];
   /** The server's own variables (its root credentials); only the server gets them. */
   env: Record<string, string>;
-  /** An HTTP GET that answers 200 once it serves. */
+  /** An HTTP(S) GET that answers 200 once it serves. */
   healthUrl: string;
+  /** For a server speaking TLS: the CA that signed its certificate (the stack's own). */
+  caFile?: string;
 }
 
 function minioServer(
@@ -102,7 +107,7 @@ function minioServer(
   };
 }
 
-function versitygwServer(tools: ToolPaths, dir: string, port: number): Omit<S3Server, 'pid'> {
+function versitygwServer(tools: ToolPaths, dir: string, port: number, tls: StackTls): Omit<S3Server, 'pid'> {
   const accessKey = 'kohakku-dr-backups';
   const secretKey = 'kohakku-dr-backups-local-secret';
   const dataDir = path.join(dir, 'data');
@@ -114,10 +119,36 @@ function versitygwServer(tools: ToolPaths, dir: string, port: number): Omit<S3Se
     secretKey,
     log: path.join(dir, 'versitygw.log'),
     file: tools.versitygw,
-    args: ['--port', `127.0.0.1:${port}`, '--quiet', '--health', '/health', 'posix', dataDir],
+    args: [
+      '--port',
+      `127.0.0.1:${port}`,
+      '--cert',
+      tls.certFile,
+      '--key',
+      tls.keyFile,
+      '--quiet',
+      '--health',
+      '/health',
+      'posix',
+      dataDir,
+    ],
     env: { ROOT_ACCESS_KEY: accessKey, ROOT_SECRET_KEY: secretKey },
-    healthUrl: `http://127.0.0.1:${port}/health`,
+    healthUrl: `https://127.0.0.1:${port}/health`,
+    caFile: tls.caFile,
   };
+}
+
+/** The status of a GET, trusting `caFile` for https (fetch cannot be given a CA). */
+function httpStatus(url: string, caFile?: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const get = url.startsWith('https:') ? https.get : http.get;
+    const req = get(url, { ...(caFile ? { ca: readFileSync(caFile) } : {}), timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout: ${url}`)));
+    req.on('error', reject);
+  });
 }
 
 /** Starts (or starts again) one of the stack's S3 servers; its data directory is created when missing. */
@@ -129,7 +160,7 @@ export async function startS3Server(server: Omit<S3Server, 'pid'>): Promise<Daem
 export async function waitForS3Server(server: Omit<S3Server, 'pid'>, timeoutMs = 60000): Promise<void> {
   await waitUntil(
     `${server.kind} on ${server.port}`,
-    async () => (await fetch(server.healthUrl, { signal: AbortSignal.timeout(2000) })).ok,
+    async () => (await httpStatus(server.healthUrl, server.caFile)) === 200,
     timeoutMs,
     server.log,
   );
@@ -315,7 +346,12 @@ export async function startStack(
     started.push(minioDaemon.pid);
     partial.minio = { ...minio, pid: minioDaemon.pid };
     await save();
-    const backupS3 = versitygwServer(tools, path.join(dir, 'backup-s3'), await freePort());
+    const backupS3 = versitygwServer(
+      tools,
+      path.join(dir, 'backup-s3'),
+      await freePort(),
+      await makeStackTls(path.join(dir, 'tls')),
+    );
     const backupDaemon = await startS3Server(backupS3);
     started.push(backupDaemon.pid);
     partial.backupS3 = { ...backupS3, pid: backupDaemon.pid };
@@ -467,7 +503,8 @@ export function stackEnv(stack: StackInfo): Record<string, string> {
     S3_ACCESS_KEY: stack.minio.accessKey,
     S3_SECRET_KEY: stack.minio.secretKey,
     BACKUP_STORE: 's3',
-    BACKUP_S3_ENDPOINT: `http://127.0.0.1:${stack.backupS3.port}`,
+    BACKUP_S3_ENDPOINT: `https://127.0.0.1:${stack.backupS3.port}`,
+    BACKUP_S3_CA_FILE: stack.backupS3.caFile!,
     BACKUP_S3_ACCESS_KEY: stack.backupS3.accessKey,
     BACKUP_S3_SECRET_KEY: stack.backupS3.secretKey,
     BACKUP_REPLICA: 'dir',

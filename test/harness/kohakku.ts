@@ -15,7 +15,7 @@ import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { Redis } from 'ioredis';
 import * as Minio from 'minio';
 import { Client } from 'pg';
-import { removeBucket } from '../../src/infra/s3';
+import { removeBucket, s3Client } from '../../src/infra/s3';
 import type { ReferenceModel } from '../../src/reference/model';
 import { referenceModelOn, workerEnvFor } from '../../src/reference/onStack';
 import { seedReferenceKohakku, type SeedOptions } from '../../src/reference/seed';
@@ -181,12 +181,15 @@ export function minioClient(stack: StackInfo): Minio.Client {
 
 /** A client of the backup store's own S3 server (VersityGW, bucket `kohakku-backups`). */
 export function backupS3Client(stack: StackInfo): Minio.Client {
-  return new Minio.Client({
+  return s3Client({
     endPoint: '127.0.0.1',
     port: stack.backupS3.port,
-    useSSL: false,
+    useSSL: true,
     accessKey: stack.backupS3.accessKey,
     secretKey: stack.backupS3.secretKey,
+    region: 'us-east-1',
+    caFile: stack.backupS3.caFile,
+    url: `https://127.0.0.1:${stack.backupS3.port}`,
   });
 }
 
