@@ -27,6 +27,7 @@ import {
   freshKohakku,
   health,
   pgClient,
+  leavePreparedTransaction,
   rollbackPreparedTransactions,
   setPreparedTransactions,
   sql,
@@ -163,14 +164,7 @@ test('a target failing verification leaves every live database as it was, and cl
 test('a prepared transaction blocks the swap within seconds and is named; once rolled back both targets swap at once', async () => {
   const recoveryId = 'swap-prepared';
   for (const target of BOTH) await pg.restoreIntoStaging({ backupId: BACKUP_ID, target, recoveryId });
-  const prepared = pgClient(k.stack, CONTROLLER);
-  await prepared.connect();
-  await prepared.query('BEGIN');
-  await prepared.query(
-    `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('2pc', 'skills/2pc', now())`,
-  );
-  await prepared.query(`PREPARE TRANSACTION '${GID}'`);
-  await prepared.end();
+  await leavePreparedTransaction(CONTROLLER, GID);
   const before = await liveSnapshot();
   const stagingOids = await catalog();
 

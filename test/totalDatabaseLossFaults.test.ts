@@ -22,7 +22,7 @@ import {
   failureType,
   freshKohakku,
   health,
-  pgClient,
+  leavePreparedTransaction,
   rollbackPreparedTransactions,
   setPreparedTransactions,
   sql,
@@ -151,14 +151,7 @@ test('the dispatcher failing verification after the controller verified: both li
 });
 
 test('a prepared transaction in the live controller: refused within seconds, naming it, nothing changed; after ROLLBACK PREPARED the recovery completes verified', async () => {
-  const prepared = pgClient(k.stack, CONTROLLER);
-  await prepared.connect();
-  await prepared.query('BEGIN');
-  await prepared.query(
-    `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('2pc', 'skills/2pc', now())`,
-  );
-  await prepared.query(`PREPARE TRANSACTION '${GID}'`);
-  await prepared.end();
+  await leavePreparedTransaction(CONTROLLER, GID);
   const before = await live();
 
   const blocked = await recover('test-tdlfaults-prepared');

@@ -115,6 +115,21 @@ export async function setPreparedTransactions(value: number | 'default'): Promis
   );
 }
 
+/**
+ * Leaves a prepared transaction (a row inserted into tasks_skill) in `database`, holding its
+ * locks until someone runs ROLLBACK PREPARED '<gid>': a blocker a swap must detect.
+ */
+export async function leavePreparedTransaction(database: string, gid: string): Promise<void> {
+  const prepared = pgClient(testStack(), database);
+  await prepared.connect();
+  await prepared.query('BEGIN');
+  await prepared.query(
+    `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('2pc', 'skills/2pc', now())`,
+  );
+  await prepared.query(`PREPARE TRANSACTION '${gid.replace(/'/g, "''")}'`);
+  await prepared.end();
+}
+
 /** Rolls back every prepared transaction left on the stack's server. */
 export async function rollbackPreparedTransactions(): Promise<void> {
   const stack = testStack();
