@@ -61,6 +61,7 @@ export interface OptionSpec {
     | 'Object store'
     | 'Backup store'
     | 'Backup replica'
+    | 'Point-in-time recovery'
     | 'Schedules'
     | 'Services'
     | 'Kohakku model';
@@ -439,6 +440,84 @@ export const OPTIONS = [
       .int()
       .refine((d) => d >= 7 && d <= 30, 'retention must be between 7 and 30 days (the runbook’s range)'),
   },
+  // Point-in-time recovery: pgBackRest's continuous WAL archive and base backups
+  {
+    env: 'PITR',
+    group: 'Point-in-time recovery',
+    description:
+      '`off`, or `pgbackrest`: continuous WAL archiving and base backups with pgBackRest into the backup store (`kohakku-dr pitr setup` configures the server), and the pointInTimeRecovery workflow.',
+    default: 'off',
+    schema: z.enum(['off', 'pgbackrest']),
+  },
+  {
+    env: 'PG_DATA_DIR',
+    group: 'Point-in-time recovery',
+    description:
+      "PostgreSQL's data directory as the worker sees it (required with PITR=pgbackrest: the worker runs on the database host, or with the directory mounted). A point-in-time recovery moves it aside, never deletes it.",
+    optional: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'POSTGRES_SOCKET_DIR',
+    group: 'Point-in-time recovery',
+    description:
+      "Directory of PostgreSQL's unix socket, for pgBackRest's local connection; pgBackRest's default when unset.",
+    optional: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'PITR_PGBACKREST_BIN',
+    group: 'Point-in-time recovery',
+    description: 'pgbackrest (Debian package pgbackrest, 2.45 or later).',
+    default: 'pgbackrest',
+    schema: nonEmpty,
+  },
+  {
+    env: 'PITR_PGBACKREST_CONFIG',
+    group: 'Point-in-time recovery',
+    description:
+      "pgBackRest's configuration file, generated from these settings by `kohakku-dr pitr setup` (mode 0600, owned by the data directory's owner: it holds the backup store's key). archive_command names it.",
+    default: '/etc/pgbackrest/kohakku-dr.conf',
+    schema: nonEmpty,
+  },
+  {
+    env: 'PITR_STANZA',
+    group: 'Point-in-time recovery',
+    description: 'The stanza: the PostgreSQL cluster holding both Kohakku databases.',
+    default: 'kohakku',
+    schema: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, - and _ only'),
+  },
+  {
+    env: 'PITR_REPO_PATH',
+    group: 'Point-in-time recovery',
+    description:
+      "The repository's path in the backup store: a prefix of BACKUP_BUCKET, or a directory under BACKUP_DIR.",
+    default: '/pgbackrest',
+    schema: z.string().regex(/^\/[A-Za-z0-9_./-]*$/, 'an absolute path such as /pgbackrest'),
+  },
+  {
+    env: 'PITR_WORK_DIR',
+    group: 'Point-in-time recovery',
+    description:
+      "pgBackRest's log, lock and spool (asynchronous archiving) directories, on the database host.",
+    default: '/var/lib/pgbackrest/kohakku-dr',
+    schema: nonEmpty,
+  },
+  {
+    env: 'PITR_PROCESS_MAX',
+    group: 'Point-in-time recovery',
+    description: 'Parallel processes for backup, restore and asynchronous archiving.',
+    default: '2',
+    schema: z.coerce.number().int().min(1).max(32),
+  },
+  {
+    env: 'PITR_ARCHIVE_TIMEOUT_SECONDS',
+    group: 'Point-in-time recovery',
+    description:
+      'archive_timeout: a WAL segment is archived at least this often while writes go on, so at most about this much is lost (the RPO). 5 s keeps the RPO within 10 s.',
+    default: '5',
+    schema: z.coerce.number().int().min(1).max(60),
+  },
   // Schedules
   {
     env: 'BACKUP_SCHEDULE_CRON',
@@ -492,7 +571,7 @@ export const OPTIONS = [
     env: 'SERVICE_ADAPTER',
     group: 'Services',
     description:
-      'How a Kohakku service is restarted: `command` (SERVICE_RESTART_COMMAND), `compose` (docker compose restart), `systemd` (systemctl restart), `kubectl` (kubectl rollout restart deployment).',
+      'How a Kohakku service is restarted (or stopped and started): `command` (SERVICE_RESTART_COMMAND), `compose` (docker compose restart|stop|start), `systemd` (systemctl restart|stop|start), `kubectl` (kubectl rollout restart, or scale to 0/1 replicas).',
     default: 'systemd',
     schema: z.enum(SERVICE_ADAPTERS),
   },
@@ -500,7 +579,7 @@ export const OPTIONS = [
     env: 'SERVICE_RESTART_COMMAND',
     group: 'Services',
     description:
-      'For SERVICE_ADAPTER=command: a JSON argument array; `{service}` is replaced by the service name. Run without a shell.',
+      'For SERVICE_ADAPTER=command: a JSON argument array; `{service}` is replaced by the service name and `{action}` by restart, stop or start (stop and start: point-in-time recovery). Run without a shell.',
     optional: true,
     schema: commandTemplate,
   },
@@ -523,7 +602,7 @@ export const OPTIONS = [
     group: 'Services',
     description: 'Unit, compose service or deployment name of each service.',
     default:
-      'controller=kohakku-controller,dispatcher=kohakku-dispatcher,monitor=kohakku-monitor,redis=kohakku-redis,temporal=kohakku-temporal,objectstore=kohakku-objectstore',
+      'controller=kohakku-controller,dispatcher=kohakku-dispatcher,monitor=kohakku-monitor,redis=kohakku-redis,temporal=kohakku-temporal,objectstore=kohakku-objectstore,postgres=postgresql',
     schema: serviceNameMap,
   },
   {
@@ -659,6 +738,18 @@ export type StoreConfig =
   | { kind: 's3'; bucket: string; s3: S3Connection; setting: string }
   | { kind: 'dir'; dir: string; setting: string };
 
+export interface PitrConfig {
+  dataDir: string;
+  socketDir?: string;
+  bin: string;
+  configFile: string;
+  stanza: string;
+  repoPath: string;
+  workDir: string;
+  processMax: number;
+  archiveTimeoutSeconds: number;
+}
+
 export interface Config {
   temporal: { address: string; namespace: string; taskQueue: string };
   postgres: {
@@ -711,6 +802,8 @@ export interface Config {
     names: Record<KohakkuService, string>;
     health: Record<KohakkuService, string>;
   };
+  /** Point-in-time recovery (pgBackRest), when PITR=pgbackrest. */
+  pitr?: PitrConfig;
   model: {
     activeContainersSql: string;
     redisContainersKey: string;
@@ -848,6 +941,22 @@ export function loadConfig(env: Env = process.env): Config {
           dirSetting: 'BACKUP_REPLICA_DIR',
           missingEndpoint: 'required when BACKUP_REPLICA=s3',
         });
+  let pitr: PitrConfig | undefined;
+  if (str('PITR') === 'pgbackrest') {
+    const dataDir = opt('PG_DATA_DIR');
+    if (!dataDir) throw new ConfigError('PG_DATA_DIR', 'required when PITR=pgbackrest');
+    pitr = {
+      dataDir: path.resolve(dataDir),
+      socketDir: opt('POSTGRES_SOCKET_DIR'),
+      bin: str('PITR_PGBACKREST_BIN'),
+      configFile: path.resolve(str('PITR_PGBACKREST_CONFIG')),
+      stanza: str('PITR_STANZA'),
+      repoPath: str('PITR_REPO_PATH'),
+      workDir: path.resolve(str('PITR_WORK_DIR')),
+      processMax: num('PITR_PROCESS_MAX'),
+      archiveTimeoutSeconds: num('PITR_ARCHIVE_TIMEOUT_SECONDS'),
+    };
+  }
   const adapter = str('SERVICE_ADAPTER') as ServiceAdapterKind;
   const restartCommand = v['SERVICE_RESTART_COMMAND'] as string[] | undefined;
   if (adapter === 'command' && !restartCommand) {
@@ -860,6 +969,7 @@ export function loadConfig(env: Env = process.env): Config {
     redis: 'kohakku-redis',
     temporal: 'kohakku-temporal',
     objectstore: 'kohakku-objectstore',
+    postgres: 'postgresql',
     ...(v['KOHAKKU_SERVICE_NAMES'] as Partial<Record<KohakkuService, string>>),
   };
   const controllerDb = str('KOHAKKU_CONTROLLER_DB');
@@ -924,11 +1034,13 @@ export function loadConfig(env: Env = process.env): Config {
         monitor: str('KOHAKKU_MONITOR_HEALTH'),
         redis: `tcp://${str('REDIS_HOST')}:${num('REDIS_PORT')}`,
         temporal: str('KOHAKKU_TEMPORAL_HEALTH'),
+        postgres: `tcp://${str('POSTGRES_HOST')}:${num('POSTGRES_PORT')}`,
         objectstore:
           opt('KOHAKKU_OBJECT_STORE_HEALTH') ??
           `tcp://${s3.endPoint.includes(':') ? `[${s3.endPoint}]` : s3.endPoint}:${s3.port}`,
       },
     },
+    ...(pitr ? { pitr } : {}),
     model: {
       activeContainersSql: str('KOHAKKU_ACTIVE_CONTAINERS_SQL'),
       redisContainersKey: str('KOHAKKU_REDIS_CONTAINERS_KEY'),

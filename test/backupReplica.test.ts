@@ -126,7 +126,7 @@ test('the nightly backup copies the verified set to the replica: every file iden
     await fs.readFile(path.join(k.stack.replicaDir, `sets/${first.set.id}/manifest.json`), 'utf8'),
   );
   expect(set.verification.ok).toBe(true);
-  expect(set.replica.copiedFrom).toContain(`on https://127.0.0.1:${k.stack.backupS3.port}`);
+  expect(set.replica.copiedFrom).toContain(`on https://localhost:${k.stack.backupS3.port}`);
   expect(first.replicaRetention?.kept.map((x) => x.id)).toEqual([first.set.id]);
 
   const { stdout } = await promisify(execFile)(
@@ -137,7 +137,7 @@ test('the nightly backup copies the verified set to the replica: every file iden
     },
   );
   expect(stdout).toContain(
-    `primary: s3://${BACKUPS} on https://127.0.0.1:${k.stack.backupS3.port} — 1 set(s)`,
+    `primary: s3://${BACKUPS} on https://localhost:${k.stack.backupS3.port} — 1 set(s)`,
   );
   expect(stdout).toContain(`replica: ${k.stack.replicaDir} — 1 set(s)`);
   expect(stdout).toMatch(
@@ -191,9 +191,7 @@ test('the primary backup store lost with its server and disk: database and objec
   expect(db.backupId).toBe(second.set.id);
   expect(db.backup).toMatchObject({ source: 'replica', sourceLocation: k.stack.replicaDir, verified: true });
   expect(db.backup!.choice).toMatch(/from the replica store/);
-  expect(db.backup!.choice).toMatch(
-    new RegExp(`primary .*127\\.0\\.0\\.1:${k.stack.backupS3.port}.* UNREACHABLE`),
-  );
+  expect(db.backup!.choice).toMatch(new RegExp(`primary .*localhost:${k.stack.backupS3.port}.* UNREACHABLE`));
   expect(await tableFingerprints(k.stack, CONTROLLER)).toEqual(atSecondBackup[CONTROLLER]);
   expect(await tableFingerprints(k.stack, DISPATCHER)).toEqual(atSecondBackup[DISPATCHER]);
   expect(await health(k.model.ports.controller)).toBe(200);

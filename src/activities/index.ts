@@ -20,6 +20,7 @@ import type { BackupStores } from '../infra/stores';
 import { createBackupSetActivities } from './backupSets';
 import { resolveAcrossStores } from './backupSources';
 import { createObjectStoreActivities } from './objectStore';
+import { createPitrActivities } from './pitr';
 import { createPostgresActivities } from './postgres';
 import { createRedisBackupActivities } from './redisBackup';
 import { createRedisRecoveryActivities } from './redisRecovery';
@@ -49,6 +50,7 @@ function activitiesOn(deps: ActivityDeps) {
     ...createObjectStoreActivities(deps),
     ...createBackupSetActivities(deps),
     ...createReplicaActivities(deps),
+    ...createPitrActivities(deps),
   };
 }
 

@@ -1,9 +1,11 @@
 /**
  * Kohakku's services: health checks (HTTP 2xx or a TCP connect, each with a deadline) and
- * restarts through the configured adapter. Every adapter is an argument array run by execa.
+ * restarts, stops and starts through the configured adapter. Every adapter is an argument array
+ * run by execa.
  */
 import * as net from 'node:net';
 import type { Config, KohakkuService } from '../config';
+import { ErrorType, fail } from '../domain/errors';
 import type { CommandRunner } from '../infra/exec';
 import { cancellationSignal, heartbeat, sleep } from './heartbeat';
 
@@ -15,24 +17,41 @@ export interface HealthReport {
   lastError?: string;
 }
 
-/** The command that restarts `service` under each adapter. */
-export function restartCommand(config: Config['services'], service: KohakkuService): string[] {
+/** What the adapter can do to a service: restart it (every recovery), or stop and start it (point-in-time recovery). */
+export type ServiceAction = 'restart' | 'stop' | 'start';
+
+/** The command that restarts, stops or starts `service` under each adapter. */
+export function serviceCommand(
+  config: Config['services'],
+  service: KohakkuService,
+  action: ServiceAction = 'restart',
+): string[] {
   const name = config.names[service];
   switch (config.adapter) {
-    case 'command':
-      return config.restartCommand!.map((part) => part.replaceAll('{service}', name));
+    case 'command': {
+      const template = config.restartCommand!;
+      if (action !== 'restart' && !template.some((part) => part.includes('{action}')))
+        throw fail(
+          ErrorType.InvalidInput,
+          `SERVICE_RESTART_COMMAND has no {action} placeholder, so ${service} cannot be ${action === 'stop' ? 'stopped' : 'started'} (point-in-time recovery needs both): add "{action}" where the command takes restart, stop or start`,
+        );
+      return template.map((part) => part.replaceAll('{service}', name).replaceAll('{action}', action));
+    }
     case 'compose':
-      return [
-        'docker',
-        'compose',
-        ...(config.composeFile ? ['-f', config.composeFile] : []),
-        'restart',
-        name,
-      ];
+      return ['docker', 'compose', ...(config.composeFile ? ['-f', config.composeFile] : []), action, name];
     case 'systemd':
-      return ['systemctl', 'restart', name];
+      return ['systemctl', action, name];
     case 'kubectl':
-      return ['kubectl', '--namespace', config.kubeNamespace, 'rollout', 'restart', `deployment/${name}`];
+      return action === 'restart'
+        ? ['kubectl', '--namespace', config.kubeNamespace, 'rollout', 'restart', `deployment/${name}`]
+        : [
+            'kubectl',
+            '--namespace',
+            config.kubeNamespace,
+            'scale',
+            `deployment/${name}`,
+            `--replicas=${action === 'stop' ? 0 : 1}`,
+          ];
   }
 }
 
@@ -81,13 +100,15 @@ export function createServiceActivities({ config, exec }: { config: Config; exec
     }
   }
 
-  async function restartService(input: {
-    service: KohakkuService;
-  }): Promise<{ service: KohakkuService; command: string[] }> {
-    const [file, ...args] = restartCommand(config.services, input.service);
+  async function runServiceCommand(service: KohakkuService, action: ServiceAction) {
+    const [file, ...args] = serviceCommand(config.services, service, action);
     await exec(file!, args, { signal: cancellationSignal() });
-    return { service: input.service, command: [file!, ...args] };
+    return { service, action, command: [file!, ...args] };
   }
 
-  return { waitForHealthy, restartService };
+  const restartService = (input: { service: KohakkuService }) => runServiceCommand(input.service, 'restart');
+  const stopService = (input: { service: KohakkuService }) => runServiceCommand(input.service, 'stop');
+  const startService = (input: { service: KohakkuService }) => runServiceCommand(input.service, 'start');
+
+  return { waitForHealthy, restartService, stopService, startService };
 }

@@ -36,6 +36,8 @@ export const ErrorType = {
   NewerReferencingRows: 'NewerReferencingRows',
   /** Another recovery holds this target (its workflow id is in the message). */
   AlreadyRunning: 'AlreadyRunning',
+  /** A point-in-time target outside the recoverable window (earliest base backup … newest WAL). */
+  TargetOutsideWindow: 'TargetOutsideWindow',
 } as const;
 export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -51,6 +53,7 @@ export const NON_RETRYABLE_ERRORS: ErrorTypeName[] = [
   ErrorType.LiveDataChanged,
   ErrorType.NewerReferencingRows,
   ErrorType.AlreadyRunning,
+  ErrorType.TargetOutsideWindow,
 ];
 
 export function fail(type: ErrorTypeName, message: string, details?: unknown): ApplicationFailure {

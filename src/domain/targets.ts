@@ -5,7 +5,10 @@
 export const POSTGRES_TARGETS = ['controller', 'dispatcher'] as const;
 export type PostgresTarget = (typeof POSTGRES_TARGETS)[number];
 
-/** `objectstore` is the S3 server holding Kohakku's bucket (S3_ENDPOINT), started again after it was lost. */
+/**
+ * `objectstore` is the S3 server holding Kohakku's bucket (S3_ENDPOINT), started again after it
+ * was lost; `postgres` the PostgreSQL server itself, stopped and started by point-in-time recovery.
+ */
 export const SERVICE_NAMES = [
   'controller',
   'dispatcher',
@@ -13,5 +16,6 @@ export const SERVICE_NAMES = [
   'redis',
   'temporal',
   'objectstore',
+  'postgres',
 ] as const;
 export type KohakkuService = (typeof SERVICE_NAMES)[number];

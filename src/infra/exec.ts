@@ -17,6 +17,16 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Called with each stderr line as it arrives (pg_restore -v progress, say). */
   onStderrLine?: (line: string) => void;
+  /** Called with each stdout line as it arrives (pgbackrest's console log, say). */
+  onStdoutLine?: (line: string) => void;
+  /**
+   * Only `env` (no inherited environment): for tools that read settings from it (pgbackrest takes
+   * every PGBACKREST_* variable as an option) or must not see the worker's secrets.
+   */
+  isolatedEnv?: boolean;
+  /** Run as this user (the worker is root; the data directory's owner must own what is written). */
+  uid?: number;
+  gid?: number;
 }
 
 export interface RunResult {
@@ -52,22 +62,26 @@ export function createCommandRunner(): CommandRunner {
     const { execa } = await execaModule!;
     const child = execa(file, [...args], {
       env: options.env,
-      extendEnv: true,
+      extendEnv: !options.isolatedEnv,
       cwd: options.cwd,
+      ...(options.uid !== undefined ? { uid: options.uid, gid: options.gid } : {}),
       cancelSignal: options.signal,
       reject: false,
       stdin: 'ignore',
       stripFinalNewline: true,
     });
-    if (options.onStderrLine) {
+    const byLine = (stream: NodeJS.ReadableStream | null | undefined, onLine?: (line: string) => void) => {
+      if (!stream || !onLine) return;
       let pending = '';
-      child.stderr?.on('data', (chunk: Buffer) => {
+      stream.on('data', (chunk: Buffer) => {
         pending += chunk.toString('utf8');
         const lines = pending.split('\n');
         pending = lines.pop() ?? '';
-        for (const line of lines) options.onStderrLine!(line);
+        for (const line of lines) onLine(line);
       });
-    }
+    };
+    byLine(child.stderr, options.onStderrLine);
+    byLine(child.stdout, options.onStdoutLine);
     const result = await child;
     const stderr = String(result.stderr ?? '');
     if (result.failed) {

@@ -47,7 +47,7 @@ export function workerEnvFor(stack: StackInfo, model: ReferenceModel): Record<st
       process.execPath,
       referenceScript('servicectl'),
       model.stateDir,
-      'restart',
+      '{action}',
       '{service}',
     ]),
     KOHAKKU_CONTROLLER_HEALTH: `http://127.0.0.1:${model.ports.controller}/healthz`,

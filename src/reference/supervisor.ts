@@ -119,6 +119,28 @@ export async function restartReferenceService(stateDir: string, name: ReferenceS
   return next.pid;
 }
 
+/** Stops one service (its record stays, so it can be started again). */
+export async function stopReferenceService(stateDir: string, name: ReferenceService): Promise<void> {
+  const file = recordFile({ stateDir }, name);
+  if (!existsSync(file)) throw new Error(`no reference service ${name} was started in ${stateDir}`);
+  const record = JSON.parse(readFileSync(file, 'utf8')) as ServiceRecord;
+  await stopDaemon(record.pid, 5000);
+}
+
+/** Starts a stopped service with its recorded spec (a no-op when it runs). Does not wait for health. */
+export async function startStoppedReferenceService(
+  stateDir: string,
+  name: ReferenceService,
+): Promise<number> {
+  const file = recordFile({ stateDir }, name);
+  if (!existsSync(file)) throw new Error(`no reference service ${name} was started in ${stateDir}`);
+  const record = JSON.parse(readFileSync(file, 'utf8')) as ServiceRecord;
+  if (isAlive(record.pid)) return record.pid;
+  const next = launch(record);
+  await fs.writeFile(file, JSON.stringify(next, null, 2));
+  return next.pid;
+}
+
 export async function stopReferenceServices(stateDir: string): Promise<void> {
   await Promise.all(
     REFERENCE_SERVICES.map(async (name) => {

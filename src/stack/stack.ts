@@ -39,6 +39,8 @@ export interface StackInfo {
     user: string;
     log: string;
     runAs?: { uid: number; gid: number };
+    /** The server's options (pg_ctl -o), so it can be started again as it was. */
+    startOptions: string;
   };
   redis: { port: number; dir: string; args: string[]; pid: number; log: string };
   /** Kohakku's object store (bucket `kohakku`): MinIO. */
@@ -189,6 +191,48 @@ export async function restartS3Server(stackDir: string, which: 'minio' | 'backup
   return daemon.pid;
 }
 
+/**
+ * pg_ctl start, stop or restart of the stack's PostgreSQL, as its user and with its options (the
+ * reference Kohakku's service adapter for `postgres`; a restored data directory has no
+ * postmaster.opts, so start names them). Waits until it is done.
+ */
+export function controlPostgres(
+  stack: Pick<StackInfo, 'tools' | 'postgres'>,
+  action: 'start' | 'stop' | 'restart',
+  options: { wait?: boolean } = {},
+): void {
+  const { dataDir, log, startOptions, runAs } = stack.postgres;
+  // A start after a point-in-time restore replays WAL first, for as long as it takes: the
+  // adapter's start returns at once (wait: false) and the recovery watches the promotion.
+  const wait = options.wait ?? true;
+  // Idempotent, as systemctl is: stopping a stopped server or starting a running one is done.
+  if (action !== 'restart') {
+    let running: boolean;
+    try {
+      execFileSync(path.join(stack.tools.pgBinDir, 'pg_ctl'), ['status', '-D', dataDir], {
+        stdio: 'pipe',
+        ...(runAs ? { uid: runAs.uid, gid: runAs.gid } : {}),
+      });
+      running = true;
+    } catch {
+      running = false;
+    }
+    if (running === (action === 'start')) return;
+  }
+  execFileSync(
+    path.join(stack.tools.pgBinDir, 'pg_ctl'),
+    [
+      action,
+      ...(wait ? ['-w', '-t', action === 'stop' ? '60' : '600'] : ['-W']),
+      '-D',
+      dataDir,
+      ...(action === 'stop' ? ['-m', 'fast'] : ['-l', log, '-o', startOptions]),
+      ...(action === 'restart' ? ['-m', 'fast'] : []),
+    ],
+    { stdio: 'pipe', ...(runAs ? { uid: runAs.uid, gid: runAs.gid } : {}) },
+  );
+}
+
 export function stackFile(dir: string): string {
   return path.join(dir, 'stack.json');
 }
@@ -290,6 +334,7 @@ export async function startStack(
       user: 'postgres',
       log: path.join(pgDir, 'postgres.log'),
       runAs,
+      startOptions: `-p ${pgPort} -k ${pgDir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`,
     };
     await save();
     say(`postgres: initdb (port ${pgPort})`);
@@ -309,22 +354,7 @@ export async function startStack(
       ],
       { ...asPg, stdio: 'pipe' },
     );
-    execFileSync(
-      path.join(tools.pgBinDir, 'pg_ctl'),
-      [
-        'start',
-        '-w',
-        '-t',
-        '60',
-        '-D',
-        partial.postgres.dataDir,
-        '-l',
-        partial.postgres.log,
-        '-o',
-        `-p ${pgPort} -k ${pgDir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`,
-      ],
-      { ...asPg, stdio: 'pipe' },
-    );
+    controlPostgres(partial as StackInfo, 'start');
     // Redis, AOF on
     const redisDir = path.join(dir, 'redis');
     await fs.mkdir(redisDir);
@@ -503,12 +533,20 @@ export function stackEnv(stack: StackInfo): Record<string, string> {
     S3_ACCESS_KEY: stack.minio.accessKey,
     S3_SECRET_KEY: stack.minio.secretKey,
     BACKUP_STORE: 's3',
-    BACKUP_S3_ENDPOINT: `https://127.0.0.1:${stack.backupS3.port}`,
+    // localhost, not 127.0.0.1: pgBackRest checks the certificate against a host name only.
+    BACKUP_S3_ENDPOINT: `https://localhost:${stack.backupS3.port}`,
     BACKUP_S3_CA_FILE: stack.backupS3.caFile!,
     BACKUP_S3_ACCESS_KEY: stack.backupS3.accessKey,
     BACKUP_S3_SECRET_KEY: stack.backupS3.secretKey,
     BACKUP_REPLICA: 'dir',
     BACKUP_REPLICA_DIR: stack.replicaDir,
+    // Point-in-time recovery with pgBackRest, its repository in the backup bucket; archiving is
+    // switched on by `kohakku-dr pitr setup` (the pitrSetup workflow), as on a real host.
+    PITR: 'pgbackrest',
+    PG_DATA_DIR: stack.postgres.dataDir,
+    POSTGRES_SOCKET_DIR: stack.postgres.socketDir,
+    PITR_PGBACKREST_CONFIG: path.join(stack.dir, 'pgbackrest', 'kohakku-dr.conf'),
+    PITR_WORK_DIR: path.join(stack.dir, 'pgbackrest', 'work'),
     KOHAKKU_DR_WORK_DIR: path.join(stack.dir, 'dr-work'),
   };
 }

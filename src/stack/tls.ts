@@ -16,7 +16,8 @@ export interface StackTls {
 }
 
 export async function makeStackTls(dir: string): Promise<StackTls> {
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  // The CA certificate is public (pgbackrest, as the database's user, reads it); the keys are not.
+  await fs.mkdir(dir, { recursive: true, mode: 0o755 });
   const f = (name: string) => path.join(dir, name);
   const openssl = (args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
   openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', f('ca-key.pem')]);
@@ -58,5 +59,7 @@ export async function makeStackTls(dir: string): Promise<StackTls> {
     '-out',
     f('server.pem'),
   ]);
+  await fs.chmod(f('ca.pem'), 0o644);
+  for (const key of ['ca-key.pem', 'server-key.pem']) await fs.chmod(f(key), 0o600);
   return { caFile: f('ca.pem'), certFile: f('server.pem'), keyFile: f('server-key.pem') };
 }

@@ -11,9 +11,7 @@
  *      every pending task the fresh queue lost
  * and a cleanup phase that always runs.
  */
-import { proxyActivities, sleep } from '@temporalio/workflow';
 import { z } from 'zod';
-import type { Activities } from '../activities';
 import type { RedispatchReport } from '../activities/redisRecovery';
 import type { StagedRestore } from '../activities/postgresRestore';
 import type { ObjectRestoreReport } from '../activities/objectStore';
@@ -27,10 +25,12 @@ import {
   restoreObjectsPhase,
   type ObjectRestoreState,
 } from './objectStoreLoss';
-import { long } from './options';
 import {
   bringRedisBackPhases,
+  checkInGracePhase,
   monitorRegistersContainersPhase,
+  redispatchLostTasksPhase,
+  type LostTasks,
   reconnectOrRestart,
   type RedisBack,
   type RedisState,
@@ -38,8 +38,6 @@ import {
   type ServiceReport,
 } from './services';
 import { postgresCleanup, postgresRestorePhases, type PostgresRestoreState } from './totalDatabaseLoss';
-
-const { requeueLostTasks, redispatchPendingTasks } = proxyActivities<Activities>(long);
 
 export const fullClusterInput = z.strictObject({
   ...recoveryCommonFields,
@@ -59,7 +57,7 @@ type Input = z.infer<typeof fullClusterInput>;
 interface State extends PostgresRestoreState, RedisState, ObjectRestoreState {
   services: ServiceReport[];
   registrations?: Registrations;
-  lost?: { inFlight: number; checkedBack: number; requeued: number };
+  lost?: LostTasks;
   redispatch?: RedispatchReport;
 }
 
@@ -149,32 +147,9 @@ export const fullClusterDefinition: RecoveryDefinition<typeof fullClusterInput, 
       }),
     }),
     // 5: a durable timer: a worker or server restart during the wait does not shorten or restart it.
-    {
-      name: "agents' check-in grace period",
-      effect: 'read',
-      runsInPlan: false,
-      waitingFor: ({ input }) => `${input.checkInGraceSeconds ?? 300} s for running agents to check back`,
-      run: ({ input }) => sleep((input.checkInGraceSeconds ?? 300) * 1000),
-      plan: ({ input }) => ({ action: `wait ${input.checkInGraceSeconds ?? 300} s`, touches: [] }),
-    },
+    checkInGracePhase(),
     // 6
-    {
-      name: 're-dispatch lost tasks',
-      effect: 'live',
-      waitingFor: () => 'putting tasks whose agents did not check back, and pending tasks, on the queue',
-      async run(ctx) {
-        const lost = await requeueLostTasks();
-        ctx.state.lost = { inFlight: lost.inFlight, checkedBack: lost.checkedBack, requeued: lost.requeued };
-        ctx.state.redispatch = await redispatchPendingTasks({ recoveryId: ctx.recoveryId });
-      },
-      describe: ({ state }) =>
-        `${state.lost!.requeued} lost task(s) requeued, ${state.lost!.checkedBack} agents checked back; ${state.redispatch!.pushed} pushed, depth ${state.redispatch!.depth}`,
-      plan: () => ({
-        action:
-          'in-flight tasks whose agents did not check back → pending, queued once; pending tasks queued once',
-        touches: ['postgres tasks', 'redis queue'],
-      }),
-    },
+    redispatchLostTasksPhase('re-dispatch lost tasks'),
   ],
   cleanup: postgresCleanup(targets),
   backup: (state) => state.set,

@@ -4,15 +4,15 @@
  * Redis is restarted to load its AOF/RDB, or — its files damaged — started empty with the
  * files moved aside (a destructive step: approved against what is on disk at that moment).
  */
-import { proxyActivities } from '@temporalio/workflow';
+import { proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { RegistrationReport } from '../activities/redis';
-import type { RedisStatus } from '../activities/redisRecovery';
+import type { RedisStatus, RedispatchReport } from '../activities/redisRecovery';
 import type { HealthReport } from '../activities/services';
 import { ErrorType, fail } from '../domain/errors';
 import type { KohakkuService } from '../domain/targets';
 import type { Phase } from './engine/recovery';
-import { quick, waitUpTo } from './options';
+import { long, quick, waitUpTo } from './options';
 
 const { restartService, redisStatus, checkRedisPersistence, moveRedisFilesAside } =
   proxyActivities<Activities>(quick);
@@ -189,4 +189,46 @@ export function bringRedisBackPhases<I, S extends RedisState>(options: {
     }),
   };
   return [restart, startEmpty];
+}
+
+export interface LostTasks {
+  inFlight: number;
+  checkedBack: number;
+  requeued: number;
+}
+
+/** Running agents time out or check back: a durable timer of `checkInGraceSeconds` (300 by default). */
+export function checkInGracePhase<I extends { checkInGraceSeconds?: number }, S>(): Phase<I, S> {
+  return {
+    name: "agents' check-in grace period",
+    effect: 'read',
+    runsInPlan: false,
+    waitingFor: ({ input }) => `${input.checkInGraceSeconds ?? 300} s for running agents to check back`,
+    run: ({ input }) => sleep((input.checkInGraceSeconds ?? 300) * 1000),
+    plan: ({ input }) => ({ action: `wait ${input.checkInGraceSeconds ?? 300} s`, touches: [] }),
+  };
+}
+
+/** In-flight tasks whose agents did not check back → pending, and every pending task queued once. */
+export function redispatchLostTasksPhase<I, S extends { lost?: LostTasks; redispatch?: RedispatchReport }>(
+  name: string,
+): Phase<I, S> {
+  const { requeueLostTasks, redispatchPendingTasks } = proxyActivities<Activities>(long);
+  return {
+    name,
+    effect: 'live',
+    waitingFor: () => 'putting tasks whose agents did not check back, and pending tasks, on the queue',
+    async run(ctx) {
+      const lost = await requeueLostTasks();
+      ctx.state.lost = { inFlight: lost.inFlight, checkedBack: lost.checkedBack, requeued: lost.requeued };
+      ctx.state.redispatch = await redispatchPendingTasks({ recoveryId: ctx.recoveryId });
+    },
+    describe: ({ state }) =>
+      `${state.lost!.requeued} lost task(s) requeued, ${state.lost!.checkedBack} agents checked back; ${state.redispatch!.pushed} pushed, depth ${state.redispatch!.depth}`,
+    plan: () => ({
+      action:
+        'in-flight tasks whose agents did not check back → pending, queued once; pending tasks queued once',
+      touches: ['postgres tasks', 'redis queue'],
+    }),
+  };
 }

@@ -118,6 +118,7 @@ export function postgresRestorePhases<I, S extends PostgresRestoreState>(options
     name: 'recreate missing roles',
     effect: 'live',
     undoneByCleanupOnFailure: true,
+    changed: ({ state }) => state.globals!.createdRoles.length > 0,
     waitingFor: () => 'creating the roles the backup needs that this server lacks',
     async run(ctx) {
       ctx.state.globals = await ensurePostgresGlobals({

@@ -2,7 +2,7 @@
  * Test helpers on the run's shared stack: the reference Kohakku on it, a real worker process,
  * a Temporal client, and checks computed independently of the code under test.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import {
@@ -24,7 +24,7 @@ import {
   stopReferenceServices,
   type ServiceOptions,
 } from '../../src/reference/supervisor';
-import { killRedis, readStack, type StackInfo } from '../../src/stack/stack';
+import { controlPostgres, killRedis, readStack, type StackInfo } from '../../src/stack/stack';
 import { progressQuery, type Progress } from '../../src/workflows/definitions';
 import { STACK_DIR_ENV } from './globalSetup';
 
@@ -96,7 +96,7 @@ export async function tableFingerprints(stack: StackInfo, database: string): Pro
 
 /**
  * max_prepared_transactions (for tests that leave a prepared transaction in a live database)
- * needs a restart; pg_ctl restart reuses the stack's start options. Set it back to 'default'
+ * needs a restart (pg_ctl restart with the stack's start options). Set it back to 'default'
  * in afterAll, after rolling back every prepared transaction.
  */
 export async function setPreparedTransactions(value: number | 'default'): Promise<void> {
@@ -108,11 +108,7 @@ export async function setPreparedTransactions(value: number | 'default'): Promis
       ? 'ALTER SYSTEM RESET max_prepared_transactions'
       : `ALTER SYSTEM SET max_prepared_transactions = ${value}`,
   );
-  execFileSync(
-    path.join(stack.tools.pgBinDir, 'pg_ctl'),
-    ['restart', '-w', '-t', '60', '-m', 'fast', '-D', stack.postgres.dataDir, '-l', stack.postgres.log],
-    { stdio: 'pipe', ...(stack.postgres.runAs ?? {}) },
-  );
+  controlPostgres(stack, 'restart');
 }
 
 /**

@@ -119,6 +119,8 @@ export interface Phase<I, S> {
       };
   /** A live phase whose change the cleanup takes back when the recovery fails (roles it created). */
   undoneByCleanupOnFailure?: boolean;
+  /** For a live phase that may turn out to change nothing (every role existed): whether it changed something. */
+  changed?(ctx: PhaseContext<I, S>): boolean;
 }
 
 /** Phases that run side by side: each inner list in order, the lists concurrently. */
@@ -222,6 +224,8 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
 
   // What live data has seen, for a truthful failure message.
   const liveChanges: string[] = [];
+  /** Live changes the cleanup takes back when the recovery fails. */
+  const undoable: string[] = [];
   let liveStatement: string | undefined;
 
   const runPhase = async (phase: Phase<I, S>, ctx: PhaseContext<I, S>): Promise<void> => {
@@ -283,8 +287,10 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
     }
     const detail = phase.describe?.(ctx);
     tracker.end(phase.name, t0, 'done', detail);
-    if (phase.effect === 'live' && !phase.undoneByCleanupOnFailure) {
-      liveChanges.push(`${phase.name}${detail ? ` (${detail})` : ''}`);
+    if (phase.effect === 'live' && phase.changed?.(ctx) !== false) {
+      (phase.undoneByCleanupOnFailure ? undoable : liveChanges).push(
+        `${phase.name}${detail ? ` (${detail})` : ''}`,
+      );
     }
   };
 
@@ -339,13 +345,14 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
     await runEntries(definition.phases, ctxFor(false));
   } catch (err) {
     const failure = surfaceFailure(err);
-    const statement = describeLiveData(
+    let statement = describeLiveData(
       liveChanges,
+      undoable,
       liveStatement,
       input !== undefined && state !== undefined,
     );
     tracker.finish('cleaning-up', `${(failure as Error).message} — ${statement}`);
-    await CancellationScope.nonCancellable(() =>
+    const cleanupReport = await CancellationScope.nonCancellable(() =>
       cleanUp(
         definition,
         ctxFor(false),
@@ -357,6 +364,8 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
         state !== undefined,
       ),
     );
+    // What the cleanup did is part of the truth about live data once something live had changed.
+    if (undoable.length || liveChanges.length || liveStatement) statement += ` — cleanup: ${cleanupReport}`;
     tracker.finish('failed', `${(failure as Error).message} — ${statement}`);
     if (isCancellation(err)) throw err;
     if (failure instanceof ApplicationFailure) {
@@ -428,11 +437,19 @@ async function statementAfterFailure<I, S>(
   return `live data may have been changed by "${phase.name}"`;
 }
 
-function describeLiveData(liveChanges: string[], failedPhase: string | undefined, started: boolean): string {
+function describeLiveData(
+  liveChanges: string[],
+  undoable: string[],
+  failedPhase: string | undefined,
+  started: boolean,
+): string {
   if (!started) return 'live data untouched: the input was refused before anything ran';
-  const earlier = liveChanges.length
-    ? `live data was changed by earlier steps: ${liveChanges.join('; ')}`
-    : '';
+  const earlier = [
+    ...(liveChanges.length ? [`live data was changed by earlier steps: ${liveChanges.join('; ')}`] : []),
+    ...(undoable.length
+      ? [`live data was changed by ${undoable.join('; ')}, which the cleanup takes back`]
+      : []),
+  ].join('; ');
   if (failedPhase) return earlier ? `${earlier}; then ${failedPhase}` : failedPhase;
   return earlier || 'live data untouched: no step that changes live data had started';
 }
@@ -446,7 +463,7 @@ async function cleanUp<I, S, D, Schema extends z.ZodObject>(
   lockedBackup: BackupChoice | undefined,
   recoveryId: string,
   started: boolean,
-): Promise<void> {
+): Promise<string> {
   const t0 = tracker.start(CLEANUP_STEP, 'cleaning up: ' + definition.cleanup.map((c) => c.what).join(', '));
   const done: string[] = [];
   const failed: string[] = [];
@@ -477,12 +494,9 @@ async function cleanUp<I, S, D, Schema extends z.ZodObject>(
     }
   }
   for (const f of failed) tracker.warn(`cleanup: ${f}`);
-  tracker.end(
-    CLEANUP_STEP,
-    t0,
-    failed.length ? 'failed' : 'done',
-    [...done, ...failed.map((f) => `FAILED ${f}`)].join('; ') || 'nothing left behind',
-  );
+  const report = [...done, ...failed.map((f) => `FAILED ${f}`)].join('; ') || 'nothing left behind';
+  tracker.end(CLEANUP_STEP, t0, failed.length ? 'failed' : 'done', report);
+  return report;
 }
 
 async function renderPlan<Schema extends z.ZodObject, S, D>(

@@ -1,0 +1,124 @@
+/**
+ * Point-in-time recovery's upkeep, each a short procedure the CLI starts (and the Schedules, for
+ * base backups):
+ *   - `pitrSetup`: pgBackRest's configuration, continuous archiving (archive_command,
+ *     archive_timeout, commit timestamps), PostgreSQL restarted through the service adapter when
+ *     a setting needs it, the stanza created and checked — idempotent, run it again any time;
+ *   - `pitrBackup`: a full, differential or incremental base backup, then the recoverable window;
+ *   - `markRestorePoint`: a named restore point (`kohakku-dr mark "before deploy 42"`).
+ */
+import { proxyActivities } from '@temporalio/workflow';
+import { z } from 'zod';
+import type { Activities } from '../activities';
+import type { PitrWindow } from '../activities/pitr';
+import { PITR_BACKUP_TYPES, type PitrBackupType, type RestorePointRecord } from '../domain/pitr';
+import { parseInput } from './engine/input';
+import { Procedure } from './engine/progress';
+import { long, quick, waitUpTo } from './options';
+
+const {
+  configureArchiving,
+  restartService,
+  pitrWindow,
+  markRestorePoint: mark,
+} = proxyActivities<Activities>(quick);
+const { createStanza, pgbackrestBackup } = proxyActivities<Activities>(long);
+const { waitForHealthy } = proxyActivities<Activities>(waitUpTo(120));
+
+export interface PitrSetupResult {
+  configFile: string;
+  settingsChanged: string[];
+  restarted: boolean;
+  stanza: string;
+  checked: string;
+}
+
+export async function pitrSetup(rawInput?: Record<string, never>): Promise<PitrSetupResult> {
+  const procedure = new Procedure('Point-in-time recovery setup', [
+    'configure archiving',
+    'restart postgres if needed',
+    'create and check the stanza',
+  ]);
+  parseInput(z.strictObject({}), rawInput, 'pitrSetup');
+  return procedure.run(async () => {
+    const configured = await procedure.step(
+      'configure archiving',
+      "writing pgBackRest's configuration and PostgreSQL's archive settings",
+      () => configureArchiving(),
+      (c) =>
+        `${c.configFile}${c.configChanged ? ' written' : ' unchanged'}; ${c.settingsChanged.length ? `set ${c.settingsChanged.join(', ')}` : 'settings already in place'}`,
+    );
+    let restarted = false;
+    if (configured.restartNeeded) {
+      await procedure.step(
+        'restart postgres if needed',
+        'restarting PostgreSQL through the service adapter (archive_mode and commit timestamps need it)',
+        async () => {
+          await restartService({ service: 'postgres' });
+          const health = await waitForHealthy({ service: 'postgres', deadlineSeconds: 120 });
+          if (!health.healthy)
+            throw new Error(`PostgreSQL did not come back after the restart: ${health.lastError}`);
+          restarted = true;
+        },
+        () => 'restarted',
+      );
+    } else procedure.skip('restart postgres if needed', 'no setting needs a restart');
+    const stanza = await procedure.step(
+      'create and check the stanza',
+      'pgbackrest stanza-create, then check (a WAL segment must reach the repository)',
+      () => createStanza(),
+      (s) => `stanza ${s.stanza}: ${s.checked}`,
+    );
+    return {
+      configFile: configured.configFile,
+      settingsChanged: configured.settingsChanged,
+      restarted,
+      stanza: stanza.stanza,
+      checked: stanza.checked,
+    };
+  });
+}
+
+export const pitrBackupInput = z.strictObject({
+  /** full (default), diff (since the last full) or incr (since the last backup). */
+  type: z.enum(PITR_BACKUP_TYPES).optional(),
+});
+
+export interface PitrBackupResult {
+  backup: Awaited<ReturnType<Activities['pgbackrestBackup']>>;
+  window: PitrWindow;
+}
+
+export async function pitrBackup(rawInput?: { type?: PitrBackupType }): Promise<PitrBackupResult> {
+  const procedure = new Procedure('Base backup', ['pgbackrest backup', 'recoverable window']);
+  const input = parseInput(pitrBackupInput, rawInput, 'pitrBackup');
+  const type = input.type ?? 'full';
+  return procedure.run(async () => {
+    const backup = await procedure.step(
+      'pgbackrest backup',
+      `a ${type} base backup with pgBackRest`,
+      () => pgbackrestBackup({ type }),
+      (b) => `${b.label}: ${b.size} B (${b.repoSize} B in the repository), ${b.start} … ${b.stop}`,
+    );
+    const window = await procedure.step(
+      'recoverable window',
+      'reading the recoverable window',
+      () => pitrWindow(),
+      (w) => `${w.earliest} … ${w.latest}, ${w.backups.length} base backup(s)`,
+    );
+    return { backup, window };
+  });
+}
+
+export async function markRestorePoint(rawInput?: { name: string }): Promise<RestorePointRecord> {
+  const procedure = new Procedure('Restore point', ['mark']);
+  const input = parseInput(z.strictObject({ name: z.string().min(1).max(60) }), rawInput, 'markRestorePoint');
+  return procedure.run(() =>
+    procedure.step(
+      'mark',
+      `pg_create_restore_point('${input.name}')`,
+      () => mark({ name: input.name }),
+      (p) => `${p.name} at ${p.at} (LSN ${p.lsn})`,
+    ),
+  );
+}

@@ -1,0 +1,286 @@
+/**
+ * Point-in-time recovery — both databases back to one instant T, then the rest of the platform
+ * as after a total database loss:
+ *   1. resolve the target (an instant, a named restore point, or the end of the archive): it must
+ *      lie in the recoverable window and every WAL segment it needs must be in the repository —
+ *      checked before anything is touched
+ *   2. stop Controller, Dispatcher and PostgreSQL through the service adapter (approved first)
+ *   3. move the data directory aside — never deleted
+ *   4. `pgbackrest restore` of the base backup before T, with T as the recovery target
+ *   5. start PostgreSQL; it replays WAL up to T and is promoted
+ *   6. verify: both databases connect, their tables are there, nothing committed after T
+ *   7. Controller and Dispatcher reconnect, the Monitor rebuilds Redis from Postgres, the agents'
+ *      grace period, lost tasks re-dispatched
+ * and a cleanup that, when the recovery failed after step 2, puts the original data directory
+ * back and starts PostgreSQL and the services again: production as it was found.
+ */
+import { proxyActivities } from '@temporalio/workflow';
+import { z } from 'zod';
+import type { Activities } from '../activities';
+import type { PitrPlan } from '../activities/pitr';
+import type { RedispatchReport } from '../activities/redisRecovery';
+import type { RecoveryEnvelope, RecoveryPlan } from './definitions';
+import { instantField, recoveryCommonFields, secondsField } from './engine/input';
+import { runRecovery, type Phase, type RecoveryDefinition } from './engine/recovery';
+import { long, quick, waitUpTo } from './options';
+import {
+  checkInGracePhase,
+  monitorRegistersContainersPhase,
+  reconnectOrRestart,
+  redispatchLostTasksPhase,
+  type LostTasks,
+  type Registrations,
+  type ServiceReport,
+} from './services';
+
+const {
+  planPointInTimeRecovery,
+  stopService,
+  startService,
+  moveDataDirectoryAside,
+  putOriginalDataDirectoryBack,
+  verifyRecoveredPoint,
+} = proxyActivities<Activities>(quick);
+const { restoreToTarget } = proxyActivities<Activities>(long);
+
+export const pointInTimeRecoveryInput = z
+  .strictObject({
+    ...recoveryCommonFields,
+    /** An ISO instant with its zone, or "latest" (the end of the archived WAL). */
+    target: z.union([z.literal('latest'), instantField]).optional(),
+    /** A named restore point (`kohakku-dr mark`), instead of `target`. */
+    restorePoint: z.string().min(1).max(60).optional(),
+    /** How long PostgreSQL gets to replay WAL up to the target and be promoted (1800). */
+    replayDeadlineSeconds: secondsField.optional(),
+    /** How long a started service gets to become healthy (120). */
+    startDeadlineSeconds: secondsField.optional(),
+    /** How long running agents get to check back before their tasks are re-dispatched (300). */
+    checkInGraceSeconds: secondsField.optional(),
+    registrationDeadlineSeconds: secondsField.optional(),
+  })
+  .refine((i) => (i.target === undefined) !== (i.restorePoint === undefined), {
+    message: 'give exactly one of target (an ISO instant, or "latest") and restorePoint',
+    path: ['target'],
+  });
+export type PointInTimeRecoveryInput = z.input<typeof pointInTimeRecoveryInput>;
+type Input = z.infer<typeof pointInTimeRecoveryInput>;
+
+interface State {
+  plan?: PitrPlan;
+  /** Set once a step changed the running platform (services stopped): the cleanup undoes from here. */
+  stopped?: boolean;
+  moved?: { asideDir: string };
+  restored?: { resumed: boolean; seconds: number };
+  promoted?: { waitedMs: number; timeline: number };
+  verified?: Awaited<ReturnType<Activities['verifyRecoveredPoint']>>;
+  services: ServiceReport[];
+  registrations?: Registrations;
+  lost?: LostTasks;
+  redispatch?: RedispatchReport;
+}
+
+export interface PointInTimeRecoveryDetails {
+  target: string;
+  targetTime: string;
+  baseBackup: PitrPlan['backup'];
+  wal: { from: string; to: string };
+  /** The data directory as it was before: moved here, never deleted. */
+  movedAsideTo: string;
+  restoreSeconds: number;
+  timeline: number;
+  lastCommit?: string;
+  databases: { database: string; tables: number }[];
+  services: ServiceReport[];
+  registrations: Registrations;
+  lostTasks: LostTasks;
+  redispatch: RedispatchReport;
+}
+export type PointInTimeRecoveryResult = RecoveryEnvelope & PointInTimeRecoveryDetails;
+
+const STOPPED: ('controller' | 'dispatcher' | 'postgres')[] = ['controller', 'dispatcher', 'postgres'];
+
+const phases: Phase<Input, State>[] = [
+  {
+    name: 'resolve target',
+    effect: 'read',
+    waitingFor: ({ input }) =>
+      `checking ${input.restorePoint ? `restore point "${input.restorePoint}"` : (input.target ?? 'latest')} against the recoverable window and the WAL archive`,
+    async run(ctx) {
+      ctx.state.plan = await planPointInTimeRecovery({
+        target: ctx.input.target,
+        restorePoint: ctx.input.restorePoint,
+        recoveryId: ctx.recoveryId,
+      });
+    },
+    describe: ({ state }) =>
+      `${state.plan!.target}: base backup ${state.plan!.backup.label} (${state.plan!.backup.type}, ended ${state.plan!.backup.stop}), WAL ${state.plan!.walFrom} … ${state.plan!.walTo}`,
+    plan: () => ({ action: 'check the target against the window and the WAL archive', touches: [] }),
+  },
+  {
+    name: 'stop services and postgres',
+    effect: 'live',
+    undoneByCleanupOnFailure: true,
+    waitingFor: () => 'Controller, Dispatcher and PostgreSQL stopping (service adapter)',
+    async destroys({ state }) {
+      const plan = state.plan!;
+      return [
+        {
+          id: 'cluster',
+          description: `the PostgreSQL cluster in ${plan.dataDir} as it is now (both Kohakku databases): moved aside to ${plan.asideDir}, never deleted; Controller, Dispatcher and PostgreSQL are stopped meanwhile`,
+        },
+      ];
+    },
+    async run(ctx) {
+      ctx.state.stopped = true;
+      for (const service of STOPPED) await stopService({ service });
+    },
+    describe: () => STOPPED.join(', ') + ' stopped',
+    plan: ({ state }) => ({
+      action: `stop ${STOPPED.join(', ')} through the service adapter`,
+      touches: [...STOPPED, state.plan ? state.plan.dataDir : 'the data directory'],
+    }),
+  },
+  {
+    name: 'move data directory aside',
+    effect: 'live',
+    undoneByCleanupOnFailure: true,
+    waitingFor: ({ state }) => `moving ${state.plan!.dataDir} aside`,
+    async run(ctx) {
+      ctx.state.moved = await moveDataDirectoryAside({ recoveryId: ctx.recoveryId });
+    },
+    describe: ({ state }) => `to ${state.moved!.asideDir}`,
+    plan: ({ state }) => ({
+      action: `rename the data directory to ${state.plan?.asideDir ?? '<data>.kohakku-dr-aside-<tag>'} (kept), leave an empty one`,
+      touches: [state.plan?.dataDir ?? 'the data directory'],
+    }),
+  },
+  {
+    name: 'pgbackrest restore',
+    effect: 'live',
+    undoneByCleanupOnFailure: true,
+    waitingFor: ({ state }) =>
+      `restoring base backup ${state.plan!.backup.label} with ${state.plan!.target} as the recovery target`,
+    async run(ctx) {
+      ctx.state.restored = await restoreToTarget({
+        recoveryId: ctx.recoveryId,
+        restoreArgs: ctx.state.plan!.restoreArgs,
+      });
+    },
+    describe: ({ state }) =>
+      `${state.restored!.seconds} s${state.restored!.resumed ? ' (resumed with --delta)' : ''}`,
+    plan: ({ state }) => ({
+      action: `pgbackrest restore ${state.plan?.restoreArgs.join(' ') ?? ''} into the empty data directory`,
+      touches: [state.plan?.dataDir ?? 'the data directory'],
+    }),
+  },
+  {
+    name: 'start postgres and replay to the target',
+    effect: 'live',
+    undoneByCleanupOnFailure: true,
+    waitingFor: ({ input }) =>
+      `PostgreSQL replaying WAL to the target and promoted (up to ${input.replayDeadlineSeconds ?? 1800} s)`,
+    async run(ctx) {
+      const deadline = ctx.input.replayDeadlineSeconds ?? 1800;
+      await startService({ service: 'postgres' });
+      const { waitForPromotion } = proxyActivities<Activities>(waitUpTo(deadline));
+      ctx.state.promoted = await waitForPromotion({ deadlineSeconds: deadline });
+    },
+    describe: ({ state }) =>
+      `promoted on timeline ${state.promoted!.timeline} after ${(state.promoted!.waitedMs / 1000).toFixed(1)} s`,
+    plan: () => ({
+      action: 'start PostgreSQL; wait until it reached the target and was promoted',
+      touches: ['postgres'],
+    }),
+  },
+  {
+    name: 'verify the recovered point',
+    effect: 'read',
+    runsInPlan: false,
+    waitingFor: () => 'both databases connect, their tables are there, nothing committed after the target',
+    async run(ctx) {
+      ctx.state.verified = await verifyRecoveredPoint({ targetTime: ctx.state.plan!.targetTime });
+    },
+    describe: ({ state }) =>
+      `${state.verified!.databases.map((d) => `${d.database}: ${d.tables} tables`).join(', ')}; last commit ${state.verified!.lastCommit ?? 'unknown'}`,
+    plan: () => ({ action: 'check both databases and the last commit time', touches: [] }),
+  },
+  {
+    name: 'controller and dispatcher reconnect',
+    effect: 'live',
+    waitingFor: () => 'Controller and Dispatcher started again and healthy',
+    async run(ctx) {
+      for (const service of ['controller', 'dispatcher'] as const)
+        ctx.state.services.push(await reconnectOrRestart(service, 2, ctx.input.startDeadlineSeconds ?? 120));
+    },
+    describe: ({ state }) =>
+      state.services.map((s) => `${s.service} ${s.restarted ? 'started' : 'up'}`).join(', '),
+    plan: () => ({
+      action: 'start Controller and Dispatcher; wait until healthy',
+      touches: ['controller', 'dispatcher'],
+    }),
+  },
+  monitorRegistersContainersPhase({
+    name: 'monitor rebuilds redis',
+    deadlines: (input: Input) => ({
+      registrationSeconds: input.registrationDeadlineSeconds ?? 60,
+      restartSeconds: input.startDeadlineSeconds ?? 120,
+    }),
+  }),
+  checkInGracePhase(),
+  redispatchLostTasksPhase('re-dispatch lost tasks'),
+];
+
+export const pointInTimeRecoveryDefinition: RecoveryDefinition<
+  typeof pointInTimeRecoveryInput,
+  State,
+  PointInTimeRecoveryDetails
+> = {
+  procedure: 'point-in-time-recovery',
+  title: 'Point-in-time recovery',
+  input: pointInTimeRecoveryInput,
+  locks: () => ['postgres', 'redis'],
+  initialState: () => ({ services: [] }),
+  phases,
+  cleanup: [
+    {
+      what: 'if the recovery failed: put the original data directory back, start PostgreSQL and the services again',
+      async run(ctx, outcome) {
+        if (outcome === 'completed' || !ctx.state.stopped) return;
+        await stopService({ service: 'postgres' });
+        const back = await putOriginalDataDirectoryBack({ recoveryId: ctx.recoveryId });
+        await startService({ service: 'postgres' });
+        const { waitForHealthy } = proxyActivities<Activities>(waitUpTo(300));
+        const pg = await waitForHealthy({ service: 'postgres', deadlineSeconds: 300 });
+        if (!pg.healthy)
+          throw new Error(`PostgreSQL did not come back on the original data directory: ${pg.lastError}`);
+        for (const service of ['controller', 'dispatcher'] as const)
+          await reconnectOrRestart(service, 2, 120);
+        return back.restored
+          ? `original data directory back (the restored one kept as ${back.failedCopy}); PostgreSQL, Controller and Dispatcher running`
+          : 'nothing had been moved; PostgreSQL, Controller and Dispatcher running';
+      },
+    },
+  ],
+  backup: () => undefined,
+  result: ({ state }) => ({
+    target: state.plan!.target,
+    targetTime: state.plan!.targetTime,
+    baseBackup: state.plan!.backup,
+    wal: { from: state.plan!.walFrom, to: state.plan!.walTo },
+    movedAsideTo: state.moved!.asideDir,
+    restoreSeconds: state.restored!.seconds,
+    timeline: state.promoted!.timeline,
+    lastCommit: state.verified!.lastCommit,
+    databases: state.verified!.databases,
+    services: state.services,
+    registrations: state.registrations!,
+    lostTasks: state.lost!,
+    redispatch: state.redispatch!,
+  }),
+};
+
+export async function pointInTimeRecovery(
+  input?: PointInTimeRecoveryInput,
+): Promise<PointInTimeRecoveryResult | RecoveryPlan> {
+  return runRecovery(pointInTimeRecoveryDefinition, input);
+}

@@ -1,0 +1,280 @@
+/**
+ * Point-in-time recovery, for real: the stack's PostgreSQL archiving through pgBackRest into the
+ * backup bucket on the TLS backup server (VersityGW), set up by the pitrSetup workflow; a full
+ * base backup; writes go on; a "bad deploy" deletes tasks and drops a dispatcher table. Then:
+ *   - recovery to an instant T before the bad deploy: every row committed before T there, the
+ *     deleted rows and the dropped table back, nothing committed after T, the old data directory
+ *     moved aside intact, the services healthy;
+ *   - to a named restore point, and to `latest` (the end of the archive);
+ *   - a target outside the recoverable window, and a WAL segment missing from the repository:
+ *     refused with a typed error before anything is touched (same server process, same data
+ *     directory, nothing moved aside).
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { WorkflowFailedError } from '@temporalio/client';
+import { controlPostgres } from '../src/stack/stack';
+import { markRestorePoint, pitrBackup, pitrSetup, pointInTimeRecovery } from '../src/workflows';
+import type {
+  PointInTimeRecoveryInput,
+  PointInTimeRecoveryResult,
+} from '../src/workflows/pointInTimeRecovery';
+import {
+  failureType,
+  freshKohakku,
+  health,
+  sql,
+  startWorker,
+  stopKohakku,
+  temporalClient,
+  testStack,
+  type TestKohakku,
+  type WorkerProcess,
+} from './harness/kohakku';
+
+const CONTROLLER = 'kohakku-controller';
+const DISPATCHER = 'kohakku-dispatcher';
+
+let k: TestKohakku;
+let worker: WorkerProcess;
+
+beforeAll(async () => {
+  k = await freshKohakku('pitr', { tasks: 2000, briefs: 5 }, { agents: false });
+  worker = await startWorker(k.workerEnv);
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  if (k) await stopKohakku(k);
+  // Later test files run without archiving.
+  const stack = testStack();
+  for (const name of ['archive_mode', 'archive_command', 'archive_timeout', 'track_commit_timestamp'])
+    await sql(stack, 'postgres', `ALTER SYSTEM RESET ${name}`).catch(() => undefined);
+  controlPostgres(stack, 'restart');
+});
+
+const run = async <W extends typeof pitrSetup | typeof pitrBackup | typeof markRestorePoint>(
+  workflow: W,
+  workflowId: string,
+  args: Parameters<W>,
+) => {
+  const client = await temporalClient(k.stack);
+  return (await client.workflow.execute(workflow, {
+    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
+    workflowId,
+    args,
+  } as never)) as Awaited<ReturnType<W>>;
+};
+
+async function recover(workflowId: string, input: PointInTimeRecoveryInput) {
+  const client = await temporalClient(k.stack);
+  return client.workflow
+    .execute(pointInTimeRecovery, {
+      taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
+      workflowId,
+      args: [
+        {
+          confirm: true,
+          checkInGraceSeconds: 1,
+          startDeadlineSeconds: 60,
+          registrationDeadlineSeconds: 10,
+          replayDeadlineSeconds: 300,
+          ...input,
+        },
+      ],
+    })
+    .then(
+      (r) => ({ result: r as PointInTimeRecoveryResult, error: undefined }),
+      (error: unknown) => ({ result: undefined, error }),
+    );
+}
+
+const serverNow = async () =>
+  (await sql<{ t: Date }>(k.stack, 'postgres', 'SELECT clock_timestamp() AS t'))[0]!.t.toISOString();
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until everything written so far is in the repository (a segment switch, archived). */
+async function archived(): Promise<void> {
+  const [{ wal }] = await sql<{ wal: string }>(
+    k.stack,
+    'postgres',
+    'SELECT pg_walfile_name(pg_switch_wal()) AS wal',
+  );
+  const deadline = Date.now() + 60000;
+  for (;;) {
+    const [{ last }] = await sql<{ last: string | null }>(
+      k.stack,
+      'postgres',
+      'SELECT last_archived_wal AS last FROM pg_stat_archiver',
+    );
+    if (last && last.slice(8) >= wal!.slice(8)) return;
+    if (Date.now() > deadline) throw new Error(`WAL ${wal} was not archived within a minute`);
+    await pause(300);
+  }
+}
+
+async function skills(): Promise<string[]> {
+  return (
+    await sql<{ name: string }>(
+      k.stack,
+      CONTROLLER,
+      `SELECT name FROM tasks_skill WHERE name LIKE 'pitr-%' ORDER BY name`,
+    )
+  ).map((r) => r.name);
+}
+
+/** The postmaster's pid: a recovery that touched nothing leaves the same server process running. */
+const serverPid = async () =>
+  (await fs.readFile(path.join(k.stack.postgres.dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0];
+const asideDirs = async () =>
+  (await fs.readdir(path.dirname(k.stack.postgres.dataDir))).filter((f) => f.includes('.kohakku-dr-'));
+
+let T: string;
+let tasksAtT: number;
+
+test('pitr setup switches archiving on (PostgreSQL restarted through the adapter), idempotently; a full base backup opens the window', async () => {
+  const setup = await run(pitrSetup, 'test-pitr-setup', []);
+  expect(setup.settingsChanged).toEqual(
+    expect.arrayContaining(['archive_mode', 'archive_command', 'archive_timeout', 'track_commit_timestamp']),
+  );
+  expect(setup.restarted).toBe(true);
+  expect(setup.checked).toMatch(/successfully archived/);
+  const config = await fs.stat(k.workerEnv.PITR_PGBACKREST_CONFIG!);
+  expect(config.mode & 0o777).toBe(0o600);
+  const again = await run(pitrSetup, 'test-pitr-setup-again', []);
+  expect(again).toMatchObject({ settingsChanged: [], restarted: false });
+
+  const backup = await run(pitrBackup, 'test-pitr-full', [{ type: 'full' }]);
+  expect(backup.backup).toMatchObject({ type: 'full' });
+  expect(backup.window.backups.map((b) => b.label)).toEqual([backup.backup.label]);
+  expect(Date.parse(backup.window.earliest!)).toBeLessThanOrEqual(Date.parse(backup.window.latest!));
+});
+
+test('to an instant before a bad deploy: rows committed before T back, the deleted rows and the dropped table too, nothing after T; the old data directory aside', async () => {
+  await sql(
+    k.stack,
+    CONTROLLER,
+    `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('pitr-1-before', 'skills/a', now())`,
+  );
+  await sql(k.stack, DISPATCHER, `INSERT INTO dispatcher_agent VALUES ('pitr-agent', 'host-p', now())`);
+  await pause(1200);
+  T = await serverNow();
+  tasksAtT = Number(
+    (await sql<{ n: string }>(k.stack, CONTROLLER, 'SELECT count(*) AS n FROM tasks_task'))[0]!.n,
+  );
+  await pause(1200);
+  // The bad deploy.
+  await sql(
+    k.stack,
+    CONTROLLER,
+    `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('pitr-2-after', 'skills/b', now())`,
+  );
+  await sql(k.stack, CONTROLLER, `DELETE FROM tasks_task WHERE id <= 100`);
+  await sql(k.stack, DISPATCHER, `DROP TABLE dispatcher_dispatch`);
+  await archived();
+  const pidBefore = await serverPid();
+
+  const { result, error } = await recover('test-pitr-instant', { target: T });
+  expect(error).toBeUndefined();
+  expect(result!.targetTime).toBe(T);
+  expect(Date.parse(result!.lastCommit!)).toBeLessThanOrEqual(Date.parse(T));
+  expect(await skills()).toEqual(['pitr-1-before']);
+  expect(
+    Number((await sql<{ n: string }>(k.stack, CONTROLLER, 'SELECT count(*) AS n FROM tasks_task'))[0]!.n),
+  ).toBe(tasksAtT);
+  expect(await sql(k.stack, CONTROLLER, 'SELECT id FROM tasks_task WHERE id = 1')).toHaveLength(1);
+  expect(
+    await sql(k.stack, DISPATCHER, `SELECT to_regclass('dispatcher_dispatch') IS NOT NULL AS back`),
+  ).toEqual([{ back: true }]);
+  expect(
+    await sql(k.stack, DISPATCHER, `SELECT container FROM dispatcher_agent WHERE container = 'pitr-agent'`),
+  ).toHaveLength(1);
+  expect(await serverPid()).not.toBe(pidBefore);
+  // The data directory as it was is aside, whole.
+  expect(existsSync(path.join(result!.movedAsideTo, 'PG_VERSION'))).toBe(true);
+  expect(existsSync(path.join(result!.movedAsideTo, 'global', 'pg_control'))).toBe(true);
+  for (const service of ['controller', 'dispatcher'] as const)
+    expect(await health(k.model.ports[service])).toBe(200);
+  expect(result!.registrations.complete).toBe(true);
+  expect(result!.steps.find((s) => s.name === 'cleanup')?.status).toBe('done');
+});
+
+test('to a named restore point, and to latest', async () => {
+  await sql(
+    k.stack,
+    CONTROLLER,
+    `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('pitr-3-before-mark', 'skills/c', now())`,
+  );
+  const point = await run(markRestorePoint, 'test-pitr-mark', [{ name: 'before deploy 43' }]);
+  expect(point.name).toBe('before deploy 43');
+  await sql(
+    k.stack,
+    CONTROLLER,
+    `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('pitr-4-after-mark', 'skills/d', now())`,
+  );
+  await archived();
+
+  const named = await recover('test-pitr-named', { restorePoint: 'before deploy 43' });
+  expect(named.error).toBeUndefined();
+  expect(named.result!.target).toContain('before deploy 43');
+  expect(await skills()).toEqual(['pitr-1-before', 'pitr-3-before-mark']);
+
+  await sql(
+    k.stack,
+    CONTROLLER,
+    `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('pitr-5-last', 'skills/e', now())`,
+  );
+  await archived();
+  const latest = await recover('test-pitr-latest', { target: 'latest' });
+  expect(latest.error).toBeUndefined();
+  expect(await skills()).toEqual(['pitr-1-before', 'pitr-3-before-mark', 'pitr-5-last']);
+});
+
+test('a target outside the window and a WAL segment missing from the repository: refused before anything is touched', async () => {
+  const pidBefore = await serverPid();
+  const asideBefore = await asideDirs();
+  const skillsBefore = await skills();
+
+  const outside = await recover('test-pitr-outside', { target: '2001-01-01T00:00:00Z' });
+  expect(outside.error).toBeInstanceOf(WorkflowFailedError);
+  expect(failureType(outside.error)).toBe('TargetOutsideWindow');
+  expect((outside.error as WorkflowFailedError).cause?.message).toMatch(
+    /outside the recoverable window .* live data untouched/,
+  );
+
+  // A segment the recovery to T would need, removed from the repository (kept, to put back).
+  const archiveRoot = path.join(
+    k.stack.backupS3.dataDir,
+    'kohakku-backups',
+    'pgbackrest',
+    'archive',
+    'kohakku',
+  );
+  const segments: string[] = [];
+  const walk = async (dir: string) => {
+    for (const e of await fs.readdir(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (/^[0-9A-F]{24}-[0-9a-f]{40}/.test(e.name)) segments.push(p);
+    }
+  };
+  await walk(archiveRoot);
+  segments.sort((a, b) => path.basename(a).localeCompare(path.basename(b)));
+  const victim = segments[segments.length - 2]!;
+  const kept = `${k.stack.dir}/${path.basename(victim)}`;
+  await fs.rename(victim, kept);
+  try {
+    const missing = await recover('test-pitr-missing-wal', { target: 'latest' });
+    expect(failureType(missing.error)).toBe('BackupCorrupt');
+    expect((missing.error as WorkflowFailedError).cause?.message).toContain(
+      `WAL segment ${path.basename(victim).slice(0, 24)} is missing`,
+    );
+  } finally {
+    await fs.rename(kept, victim);
+  }
+  expect(await serverPid()).toBe(pidBefore);
+  expect(await asideDirs()).toEqual(asideBefore);
+  expect(await skills()).toEqual(skillsBefore);
+  for (const service of ['controller', 'dispatcher'] as const)
+    expect(await health(k.model.ports[service])).toBe(200);
+});
