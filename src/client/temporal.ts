@@ -41,6 +41,11 @@ export const WORKFLOW_IDS = {
   redisRecovery: 'kohakku-dr-recover-redis',
   objectsRecovery: 'kohakku-dr-recover-objects',
   clusterRecovery: 'kohakku-dr-recover-cluster',
+  /** Point-in-time recovery rewinds the whole PostgreSQL cluster: it shares the Postgres id. */
+  pitrRecovery: 'kohakku-dr-recover-postgres',
+  pitrSetup: 'kohakku-dr-pitr-setup',
+  pitrBackup: 'kohakku-dr-pitr-backup',
+  mark: 'kohakku-dr-mark',
   postgresBackup: 'kohakku-dr-backup-postgres',
   verify: 'kohakku-dr-verify',
 } as const;

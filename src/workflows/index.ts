@@ -11,5 +11,5 @@ export { tableRestore } from './tableRestore';
 export { targetLock } from './targetLock';
 export { totalDatabaseLoss } from './totalDatabaseLoss';
 export { verifyBackupSet } from './verifyBackupSet';
-export { markRestorePoint, pitrBackup, pitrSetup } from './pitr';
+export { markRestorePoint, pitrBackup, pitrSetup, pitrStatus } from './pitr';
 export { pointInTimeRecovery } from './pointInTimeRecovery';

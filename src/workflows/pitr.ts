@@ -122,3 +122,9 @@ export async function markRestorePoint(rawInput?: { name: string }): Promise<Res
     ),
   );
 }
+
+/** The recoverable window, base backups and restore points as pgBackRest sees them now (for `kohakku-dr backups`). */
+export async function pitrStatus(rawInput?: Record<string, never>): Promise<PitrWindow> {
+  parseInput(z.strictObject({}), rawInput, 'pitrStatus');
+  return pitrWindow();
+}
