@@ -530,6 +530,27 @@ export const OPTIONS = [
       .regex(/^\S+( \S+){4}$/, 'expected five cron fields, e.g. "0 2 * * *"'),
   },
   {
+    env: 'PITR_FULL_BACKUP_CRON',
+    group: 'Schedules',
+    description:
+      'With PITR=pgbackrest: when a full base backup runs (weekly by default), in BACKUP_SCHEDULE_TIMEZONE.',
+    default: '30 1 * * 0',
+    schema: z
+      .string()
+      .trim()
+      .regex(/^\S+( \S+){4}$/, 'expected five cron fields, e.g. "30 1 * * 0"'),
+  },
+  {
+    env: 'PITR_DIFF_BACKUP_CRON',
+    group: 'Schedules',
+    description: 'With PITR=pgbackrest: when a differential base backup runs (the other days by default).',
+    default: '30 1 * * 1-6',
+    schema: z
+      .string()
+      .trim()
+      .regex(/^\S+( \S+){4}$/, 'expected five cron fields, e.g. "30 1 * * 1-6"'),
+  },
+  {
     env: 'BACKUP_SCHEDULE_TIMEZONE',
     group: 'Schedules',
     description: 'IANA time zone of BACKUP_SCHEDULE_CRON.',
@@ -792,6 +813,8 @@ export interface Config {
     overlap: 'skip' | 'buffer_one' | 'buffer_all' | 'cancel_other' | 'terminate_other' | 'allow_all';
     catchupWindow: string;
     pauseOnFailure: boolean;
+    pitrFullCron: string;
+    pitrDiffCron: string;
   };
   workDir: string;
   services: {
@@ -1017,6 +1040,8 @@ export function loadConfig(env: Env = process.env): Config {
       overlap: str('BACKUP_SCHEDULE_OVERLAP') as Config['schedule']['overlap'],
       catchupWindow: str('BACKUP_SCHEDULE_CATCHUP_WINDOW'),
       pauseOnFailure: v['BACKUP_SCHEDULE_PAUSE_ON_FAILURE'] as boolean,
+      pitrFullCron: str('PITR_FULL_BACKUP_CRON'),
+      pitrDiffCron: str('PITR_DIFF_BACKUP_CRON'),
     },
     backupStore,
     replicaStore,

@@ -8,7 +8,9 @@
  *   - to a named restore point, and to `latest` (the end of the archive);
  *   - a target outside the recoverable window, and a WAL segment missing from the repository:
  *     refused with a typed error before anything is touched (same server process, same data
- *     directory, nothing moved aside).
+ *     directory, nothing moved aside);
+ *   - a restore that fails half-way: the original data directory is put back and PostgreSQL and
+ *     the services started again — the data exactly as before — and the error says so.
  */
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -26,6 +28,7 @@ import {
   sql,
   startWorker,
   stopKohakku,
+  tableFingerprints,
   temporalClient,
   testStack,
   type TestKohakku,
@@ -277,4 +280,48 @@ test('a target outside the window and a WAL segment missing from the repository:
   expect(await skills()).toEqual(skillsBefore);
   for (const service of ['controller', 'dispatcher'] as const)
     expect(await health(k.model.ports[service])).toBe(200);
+});
+
+test('a restore that fails half-way (a base backup file gone from the repository): the original data directory back, PostgreSQL and the services running, data exactly as before, and the error says so', async () => {
+  const before = {
+    controller: await tableFingerprints(k.stack, CONTROLLER),
+    dispatcher: await tableFingerprints(k.stack, DISPATCHER),
+  };
+  const backupRoot = path.join(
+    k.stack.backupS3.dataDir,
+    'kohakku-backups',
+    'pgbackrest',
+    'backup',
+    'kohakku',
+  );
+  const label = (await fs.readdir(backupRoot))
+    .filter((d) => /^\d{8}-\d{6}F$/.test(d))
+    .sort()
+    .pop()!;
+  // The restore stops at the first file it cannot find: take PG_VERSION of the base backup away.
+  const victim = (await fs.readdir(path.join(backupRoot, label, 'pg_data'))).find((f) =>
+    f.startsWith('PG_VERSION'),
+  )!;
+  const victimPath = path.join(backupRoot, label, 'pg_data', victim);
+  const kept = path.join(k.stack.dir, `kept-${victim}`);
+  await fs.rename(victimPath, kept);
+  let failed: Awaited<ReturnType<typeof recover>>;
+  try {
+    failed = await recover('test-pitr-restore-fails', { target: 'latest' });
+  } finally {
+    await fs.rename(kept, victimPath);
+  }
+  expect(failureType(failed.error)).toBe('BackupCorrupt');
+  const message = (failed.error as WorkflowFailedError).cause?.message ?? '';
+  expect(message).toMatch(/missing file/);
+  expect(message).toMatch(/which the cleanup takes back/);
+  expect(message).toMatch(/cleanup: original data directory back/);
+  // Production as it was found: the same data, served, the services healthy.
+  expect(await tableFingerprints(k.stack, CONTROLLER)).toEqual(before.controller);
+  expect(await tableFingerprints(k.stack, DISPATCHER)).toEqual(before.dispatcher);
+  expect(existsSync(path.join(k.stack.postgres.dataDir, 'PG_VERSION'))).toBe(true);
+  for (const service of ['controller', 'dispatcher'] as const)
+    expect(await health(k.model.ports[service])).toBe(200);
+  // The half-restored directory is kept for a look, named as such.
+  expect((await asideDirs()).some((d) => d.includes('.kohakku-dr-failed-'))).toBe(true);
 });

@@ -28,6 +28,7 @@ import { isAlive } from '../infra/processes';
 import {
   archiveCommand,
   pgbackrest,
+  typedPgbackrestFailure,
   walToReplay,
   writePgbackrestConfig,
   type StanzaInfo,
@@ -430,7 +431,9 @@ export function createPitrActivities({
             },
           },
         ),
-    );
+    ).catch((err: unknown) => {
+      throw typedPgbackrestFailure(err, 'pgbackrest restore');
+    });
     await writeRecord(pitr, {
       ...record,
       restoreStartedAt: record.restoreStartedAt ?? new Date(started).toISOString(),

@@ -32,7 +32,7 @@ import {
 import { approveSignal, progressQuery } from '../workflows/definitions';
 import type { TotalDatabaseLossInput } from '../workflows/totalDatabaseLoss';
 import { runDrill } from './drill';
-import { applySchedules, listSchedules, NIGHTLY_SCHEDULE_ID } from './schedules';
+import { applyAllSchedules, listSchedules, NIGHTLY_SCHEDULE_ID } from './schedules';
 import { AlreadyRunning, connect, startUnique, temporalSettings, watch, WORKFLOW_IDS } from './temporal';
 
 const storeName = (v: string): StoreName => {
@@ -424,9 +424,10 @@ async function run(): Promise<void> {
     .description('create or update the schedule from configuration (BACKUP_SCHEDULE_*)')
     .action(async () => {
       const config = loadConfig();
-      const outcome = await withClient((client) => applySchedules(client, config));
+      const outcomes = await withClient((client) => applyAllSchedules(client, config));
+      for (const { id, outcome } of outcomes) console.log(`${outcome} schedule ${id}`);
       console.log(
-        `${outcome} schedule ${NIGHTLY_SCHEDULE_ID}: "${config.schedule.cron}" ${config.schedule.timezone}`,
+        `nightly backup "${config.schedule.cron}"${config.pitr ? `, base backups full "${config.schedule.pitrFullCron}" diff "${config.schedule.pitrDiffCron}"` : ''} (${config.schedule.timezone})`,
       );
     });
   schedules

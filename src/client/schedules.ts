@@ -12,6 +12,11 @@ import {
 import type { Config } from '../config';
 
 export const NIGHTLY_SCHEDULE_ID = 'kohakku-dr-nightly-backup';
+/** With PITR=pgbackrest: the base backups the WAL archive replays from. */
+export const PITR_SCHEDULE_IDS = {
+  full: 'kohakku-dr-pitr-full-backup',
+  diff: 'kohakku-dr-pitr-diff-backup',
+} as const;
 
 export function nightlyScheduleOptions(config: Pick<Config, 'schedule' | 'temporal'>): ScheduleOptions {
   const s = config.schedule;
@@ -34,12 +39,49 @@ export function nightlyScheduleOptions(config: Pick<Config, 'schedule' | 'tempor
   };
 }
 
-/** Creates the schedule, or updates it in place to match configuration; says which. */
+/** The base-backup schedules (full weekly, differential daily by default), with the nightly's policies. */
+export function pitrScheduleOptions(config: Pick<Config, 'schedule' | 'temporal'>): ScheduleOptions[] {
+  const s = config.schedule;
+  return (['full', 'diff'] as const).map((type) => ({
+    scheduleId: PITR_SCHEDULE_IDS[type],
+    spec: { cronExpressions: [type === 'full' ? s.pitrFullCron : s.pitrDiffCron], timezone: s.timezone },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'pitrBackup',
+      workflowId: PITR_SCHEDULE_IDS[type],
+      taskQueue: config.temporal.taskQueue,
+      args: [{ type }],
+    },
+    policies: {
+      overlap: s.overlap.toUpperCase() as ScheduleOverlapPolicy,
+      catchupWindow: s.catchupWindow,
+      pauseOnFailure: s.pauseOnFailure,
+    },
+    state: { note: 'managed by kohakku-dr: `kohakku-dr schedules apply` rewrites it from configuration' },
+  }));
+}
+
+/** The nightly schedule, and the base-backup ones when PITR is on: created or updated, each. */
+export async function applyAllSchedules(
+  client: Client,
+  config: Pick<Config, 'schedule' | 'temporal' | 'pitr'>,
+): Promise<{ id: string; outcome: 'created' | 'updated' }[]> {
+  const all = [nightlyScheduleOptions(config), ...(config.pitr ? pitrScheduleOptions(config) : [])];
+  const out: { id: string; outcome: 'created' | 'updated' }[] = [];
+  for (const options of all)
+    out.push({ id: options.scheduleId, outcome: await applySchedule(client, options) });
+  return out;
+}
+
+/** Creates the nightly schedule, or updates it in place to match configuration; says which. */
 export async function applySchedules(
   client: Client,
   config: Pick<Config, 'schedule' | 'temporal'>,
 ): Promise<'created' | 'updated'> {
-  const options = nightlyScheduleOptions(config);
+  return applySchedule(client, nightlyScheduleOptions(config));
+}
+
+async function applySchedule(client: Client, options: ScheduleOptions): Promise<'created' | 'updated'> {
   try {
     await client.schedule.create(options);
     return 'created';

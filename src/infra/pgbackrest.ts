@@ -12,7 +12,8 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, type Config, type PitrConfig } from '../config';
-import type { CommandRunner, RunOptions } from './exec';
+import { ErrorType, fail } from '../domain/errors';
+import { CommandFailed, type CommandRunner, type RunOptions } from './exec';
 
 type Section = 'global' | 'stanza';
 
@@ -268,4 +269,34 @@ export function walToReplay(
     if (!names.has(name)) missing.push(name);
   }
   return { to: segmentName(newest, last), missing };
+}
+
+/**
+ * pgBackRest's exit code is its error code (src/common/error.yaml). Those that say the
+ * repository's content is wrong — a checksum, a missing or invalid file, a backup or archive
+ * that does not match the cluster — cannot heal by retrying: typed BackupCorrupt.
+ */
+const REPOSITORY_CONTENT_ERRORS: Record<number, string> = {
+  26: 'checksum mismatch',
+  28: 'invalid file',
+  29: 'format error',
+  44: 'archive does not match the cluster',
+  51: 'backup does not match the cluster',
+  55: 'missing file',
+};
+
+export function typedPgbackrestFailure(err: unknown, what: string): unknown {
+  if (!(err instanceof CommandFailed) || err.exitCode === undefined) return err;
+  const kind = REPOSITORY_CONTENT_ERRORS[err.exitCode];
+  if (kind)
+    return fail(
+      ErrorType.BackupCorrupt,
+      `${what}: the pgBackRest repository is damaged (${kind}, pgBackRest error ${err.exitCode}): ${err.stderr.trim().split('\n').slice(-2).join(' | ')}`,
+    );
+  if (err.exitCode === 38)
+    return fail(
+      ErrorType.SwapBlocked,
+      `${what}: PostgreSQL is running on the data directory (pgBackRest error 38)`,
+    );
+  return err;
 }
