@@ -11,16 +11,21 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { ApplicationFailure } from '@temporalio/common';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { temporal } from '@temporalio/proto';
 import { DIST } from './harness/kohakku';
 import type { Workflow } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import {
   fullCluster,
+  markRestorePoint,
   nightlyBackup,
   objectStoreLoss,
+  pitrBackup,
+  pitrSetup,
+  pitrStatus,
+  pointInTimeRecovery,
   redisLoss,
   tableRestore,
   totalDatabaseLoss,
@@ -133,6 +138,35 @@ const SCENARIOS: Scenario[] = [
     name: 'fullCluster-0.3-completed',
     workflow: fullCluster,
     args: [{ confirm: true, checkInGraceSeconds: 1 }],
+  },
+  // 0.3: point-in-time recovery and its upkeep.
+  { name: 'pitrSetup-completed', workflow: pitrSetup, args: [] },
+  { name: 'pitrBackup-completed', workflow: pitrBackup, args: [{ type: 'full' }] },
+  { name: 'markRestorePoint-completed', workflow: markRestorePoint, args: [{ name: 'before deploy 42' }] },
+  { name: 'pitrStatus-completed', workflow: pitrStatus, args: [] },
+  {
+    name: 'pointInTimeRecovery-completed',
+    workflow: pointInTimeRecovery,
+    args: [{ target: '2026-11-25T01:30:00Z', confirm: true, checkInGraceSeconds: 1 }],
+  },
+  {
+    name: 'pointInTimeRecovery-waiting-for-approval',
+    workflow: pointInTimeRecovery,
+    args: [{ target: '2026-11-25T01:30:00Z', checkInGraceSeconds: 1 }],
+    untilApproval: true,
+  },
+  {
+    name: 'pointInTimeRecovery-failed-restore',
+    workflow: pointInTimeRecovery,
+    args: [{ target: '2026-11-25T01:30:00Z', confirm: true, checkInGraceSeconds: 1 }],
+    failWith: {
+      restoreToTarget: async () => {
+        throw ApplicationFailure.nonRetryable(
+          'the pgBackRest repository is damaged (missing file)',
+          'BackupCorrupt',
+        );
+      },
+    },
   },
 ];
 
