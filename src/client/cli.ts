@@ -101,11 +101,23 @@ async function run(): Promise<void> {
       10,
     )
     .option('--keep', 'leave the stack running afterwards (Temporal UI to look at)', false)
-    .action(async (opts: { tasks: number; keep: boolean; grace: number }) => {
-      const report = await runDrill(opts);
-      console.log(['', '══ drill report ══', ...report.lines].join('\n'));
-      if (!report.ok) process.exitCode = 1;
-    });
+    .option(
+      '--scenario <name>',
+      'full-cluster (the whole cluster lost) or pitr (a bad deploy undone by point-in-time recovery)',
+      (v: string) => {
+        if (v !== 'full-cluster' && v !== 'pitr')
+          throw new InvalidArgumentError('expected full-cluster or pitr');
+        return v;
+      },
+      'full-cluster',
+    )
+    .action(
+      async (opts: { tasks: number; keep: boolean; grace: number; scenario: 'full-cluster' | 'pitr' }) => {
+        const report = await runDrill(opts);
+        console.log(['', '══ drill report ══', ...report.lines].join('\n'));
+        if (!report.ok) process.exitCode = 1;
+      },
+    );
 
   const recover = program.command('recover').description('start a recovery workflow and watch it');
   const common = (c: Command, fromBackup = true) =>

@@ -1,192 +1,104 @@
 /**
- * The disaster-recovery drill on an embedded local stack: start the stack and a reference
+ * The disaster-recovery drill's default scenario, full cluster, and the choice of scenario
+ * (`--scenario pitr`: drillPitr.ts). The drill on an embedded local stack: start the stack and a reference
  * Kohakku (Controller, Dispatcher, Monitor, agents, its own Temporal), take the nightly backup,
  * then lose the whole cluster for real — both databases dropped, Redis killed and its files
  * deleted, Kohakku's S3 server SIGKILLed with its data directory deleted, every service killed; only the agents keep running — run the
  * full-cluster workflow on a real worker, verify against the backup, print a report, tear down.
  */
-import { appendFileSync, readFileSync } from 'node:fs';
-import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import { Client } from 'pg';
 import { loadConfig } from '../config';
 import { s3Client } from '../infra/s3';
 import { createBackupStore } from '../infra/stores';
 import { compareTables, tableStats, type PostgresManifest } from '../activities/postgres';
 import { containerName, seededStatus } from '../reference/model';
-import { referenceModelOn, workerEnvFor } from '../reference/onStack';
-import { seedReferenceKohakku } from '../reference/seed';
-import { servicePid, startReferenceService } from '../reference/supervisor';
-import { signalDaemon, startDaemon, tcpOpen } from '../infra/processes';
-import {
-  killRedis,
-  loseS3Server,
-  readStack,
-  startStack,
-  stopStack,
-  writeEnvFile,
-  type StackInfo,
-} from '../stack/stack';
+import type { referenceModelOn } from '../reference/onStack';
+import { servicePid } from '../reference/supervisor';
+import { signalDaemon, tcpOpen } from '../infra/processes';
+import { killRedis, loseS3Server, readStack, type StackInfo } from '../stack/stack';
 import { fullCluster, nightlyBackup } from '../workflows';
 import type { FullClusterResult } from '../workflows/fullCluster';
 import type { NightlyBackupResult } from '../workflows/nightlyBackup';
-import { connect, watch } from './temporal';
+import { pitrScenario } from './drillPitr';
+import { watch } from './temporal';
 
-export interface DrillOptions {
-  tasks: number;
-  keep: boolean;
-  /** Seconds the running agents get to check back before their tasks are re-dispatched. */
-  grace: number;
-}
+import {
+  say,
+  withDb,
+  withDrillPlatform,
+  type DrillOptions,
+  type DrillPlatform,
+  type DrillReport,
+} from './drillPlatform';
 
-export interface DrillReport {
-  ok: boolean;
-  lines: string[];
-}
-
-const say = (line: string) => console.log(line);
-
-async function withDb<T>(stack: StackInfo, database: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({ host: '127.0.0.1', port: stack.postgres.port, user: 'postgres', database });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
-async function waitForWorker(log: string): Promise<void> {
-  const deadline = Date.now() + 60000;
-  while (!readFileSync(log, 'utf8').includes('worker polling')) {
-    if (Date.now() > deadline) throw new Error(`the worker did not start; see ${log}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+export type { DrillOptions, DrillReport };
 
 export async function runDrill(options: DrillOptions): Promise<DrillReport> {
-  const t0 = Date.now();
-  say(
-    '① starting the embedded stack (PostgreSQL, Redis with AOF, MinIO for Kohakku, VersityGW for the backups, a replica directory, Temporal dev server for DR)',
-  );
-  const stack = await startStack({ withTemporalUi: true, log: (l) => say(`   ${l}`) });
-  const stopOnSignal = () => {
-    say('interrupted: stopping the stack');
-    void stopStack(readStack(stack.dir)).finally(() => process.exit(130));
-  };
-  process.once('SIGINT', stopOnSignal);
-  process.once('SIGTERM', stopOnSignal);
-  say(`   stack in ${stack.dir}; Temporal UI http://127.0.0.1:${stack.temporal.uiPort}`);
-  let envFileWritten: string | undefined;
-  try {
-    const model = await referenceModelOn(stack);
-    say(`② seeding the reference Kohakku with ${options.tasks} tasks`);
-    const seed = await seedReferenceKohakku(model, { tasks: options.tasks });
-    say(`   ${JSON.stringify(seed.byStatus)}; ${seed.briefs} briefs, ${seed.skills} skills`);
-    for (const service of ['controller', 'dispatcher', 'monitor', 'agents', 'temporal'] as const) {
-      await startReferenceService(model, service, {
-        pidsFile: stack.extraPidsFile,
-        monitorIntervalSeconds: 5,
-        agentIntervalSeconds: 2,
-      });
-    }
-    const env: Record<string, string> = {
-      ...workerEnvFor(stack, model),
-      KOHAKKU_DR_TASK_QUEUE: 'kohakku-dr',
-    };
-    if (options.keep) envFileWritten = await writeEnvFile(stack, env);
-    const workerLog = path.join(stack.dir, 'worker.log');
-    const worker = startDaemon('worker', process.execPath, [path.join(__dirname, '..', 'worker.js')], {
-      log: workerLog,
-      env,
-    });
-    appendFileSync(stack.extraPidsFile, `${worker.pid}\n`);
-    await waitForWorker(workerLog);
-    say(
-      `   Controller, Dispatcher, Monitor, agents, Kohakku's Temporal and the kohakku-dr worker run (worker log ${workerLog})`,
-    );
+  return withDrillPlatform(options, options.scenario === 'pitr' ? pitrScenario : fullClusterScenario);
+}
 
-    const { client, close } = await connect({
-      address: env.TEMPORAL_ADDRESS!,
-      namespace: 'default',
+/** The default scenario: the whole cluster lost, recovered with the full-cluster workflow. */
+async function fullClusterScenario({
+  stack,
+  model,
+  env,
+  client,
+  options,
+  t0,
+}: DrillPlatform): Promise<DrillReport> {
+  say('③ nightly backup, as the schedule runs it: Postgres, Redis, objects → one set → verify → prune');
+  const nightly = await watch<NightlyBackupResult>(
+    await client.workflow.start(nightlyBackup, {
       taskQueue: 'kohakku-dr',
-    });
-    try {
-      say('③ nightly backup, as the schedule runs it: Postgres, Redis, objects → one set → verify → prune');
-      const nightly = await watch<NightlyBackupResult>(
-        await client.workflow.start(nightlyBackup, {
-          taskQueue: 'kohakku-dr',
-          workflowId: 'drill-nightly-backup',
-          args: [],
-        }),
-        (l) => say(`   ${l}`),
-      );
-      const store = createBackupStore(loadConfig(env));
-      const manifest = (await store.getJson<PostgresManifest>(`postgres/${nightly.set.id}/manifest.json`))!;
-      say(
-        `   set ${nightly.set.id}: ${nightly.verification.ok ? 'verified restorable' : 'FAILED verification'}`,
-      );
+      workflowId: 'drill-nightly-backup',
+      args: [],
+    }),
+    (l) => say(`   ${l}`),
+  );
+  const store = createBackupStore(loadConfig(env));
+  const manifest = (await store.getJson<PostgresManifest>(`postgres/${nightly.set.id}/manifest.json`))!;
+  say(`   set ${nightly.set.id}: ${nightly.verification.ok ? 'verified restorable' : 'FAILED verification'}`);
 
-      say('④ the disaster: the whole cluster');
-      for (const service of ['controller', 'dispatcher', 'monitor', 'temporal'] as const) {
-        const pid = servicePid(model.stateDir, service);
-        if (pid) signalDaemon(pid, 'SIGKILL');
-      }
-      say("   SIGKILL: Controller, Dispatcher, Monitor, Kohakku's Temporal (the agents keep running)");
-      for (const db of [model.postgres.controllerDb, model.postgres.dispatcherDb]) {
-        await withDb(stack, 'postgres', (c) =>
-          c.query(`DROP DATABASE ${c.escapeIdentifier(db)} WITH (FORCE)`),
-        );
-      }
-      say(`   DROP DATABASE "${model.postgres.controllerDb}", "${model.postgres.dispatcherDb}"`);
-      await killRedis(stack.dir, { deleteFiles: true });
-      say('   SIGKILL redis-server, its AOF and RDB deleted');
-      const s3 = s3Client(loadConfig(env).s3);
-      let objectsBefore = 0;
-      for await (const object of s3.listObjectsV2(model.s3.bucket, '', true)) if (object) objectsBefore++;
-      await loseS3Server(stack.dir, 'minio');
-      say(
-        `   SIGKILL Kohakku's S3 server (MinIO), its data directory deleted (bucket ${model.s3.bucket}: ${objectsBefore} objects); the backups live on their own S3 server (VersityGW) and in the replica directory`,
-      );
-      const incidentAt = new Date().toISOString();
-
-      say(`⑤ recovering: fullCluster workflow (agents' grace period ${options.grace} s)`);
-      const result = await watch<FullClusterResult>(
-        await client.workflow.start(fullCluster, {
-          taskQueue: 'kohakku-dr',
-          workflowId: 'kohakku-dr-recover-cluster',
-          args: [
-            {
-              checkInGraceSeconds: options.grace,
-              startDeadlineSeconds: 60,
-              registrationDeadlineSeconds: 20,
-              incidentAt,
-            },
-          ],
-        }),
-        (l) => say(`   ${l}`),
-      );
-
-      say('⑥ verifying against the backup');
-      return await verify(stack, model, manifest, nightly, result, objectsBefore, t0);
-    } finally {
-      await close();
-    }
-  } finally {
-    if (options.keep) {
-      say(
-        `stack kept running in ${stack.dir} (Temporal UI http://127.0.0.1:${stack.temporal.uiPort}); stop it with: kohakku-dr stack stop ${stack.dir}`,
-      );
-      if (envFileWritten)
-        say(
-          `settings for the worker, the kohakku-dr CLI and the temporal CLI: source ${envFileWritten} (or: kohakku-dr stack env ${stack.dir})`,
-        );
-    } else {
-      await stopStack(readStack(stack.dir));
-    }
-    process.removeListener('SIGINT', stopOnSignal);
-    process.removeListener('SIGTERM', stopOnSignal);
+  say('④ the disaster: the whole cluster');
+  for (const service of ['controller', 'dispatcher', 'monitor', 'temporal'] as const) {
+    const pid = servicePid(model.stateDir, service);
+    if (pid) signalDaemon(pid, 'SIGKILL');
   }
+  say("   SIGKILL: Controller, Dispatcher, Monitor, Kohakku's Temporal (the agents keep running)");
+  for (const db of [model.postgres.controllerDb, model.postgres.dispatcherDb]) {
+    await withDb(stack, 'postgres', (c) => c.query(`DROP DATABASE ${c.escapeIdentifier(db)} WITH (FORCE)`));
+  }
+  say(`   DROP DATABASE "${model.postgres.controllerDb}", "${model.postgres.dispatcherDb}"`);
+  await killRedis(stack.dir, { deleteFiles: true });
+  say('   SIGKILL redis-server, its AOF and RDB deleted');
+  const s3 = s3Client(loadConfig(env).s3);
+  let objectsBefore = 0;
+  for await (const object of s3.listObjectsV2(model.s3.bucket, '', true)) if (object) objectsBefore++;
+  await loseS3Server(stack.dir, 'minio');
+  say(
+    `   SIGKILL Kohakku's S3 server (MinIO), its data directory deleted (bucket ${model.s3.bucket}: ${objectsBefore} objects); the backups live on their own S3 server (VersityGW) and in the replica directory`,
+  );
+  const incidentAt = new Date().toISOString();
+
+  say(`⑤ recovering: fullCluster workflow (agents' grace period ${options.grace} s)`);
+  const result = await watch<FullClusterResult>(
+    await client.workflow.start(fullCluster, {
+      taskQueue: 'kohakku-dr',
+      workflowId: 'kohakku-dr-recover-cluster',
+      args: [
+        {
+          checkInGraceSeconds: options.grace,
+          startDeadlineSeconds: 60,
+          registrationDeadlineSeconds: 20,
+          incidentAt,
+        },
+      ],
+    }),
+    (l) => say(`   ${l}`),
+  );
+
+  say('⑥ verifying against the backup');
+  return await verify(stack, model, manifest, nightly, result, objectsBefore, t0);
 }
 
 async function verify(

@@ -1,0 +1,137 @@
+/**
+ * What every drill scenario runs on: the embedded stack, the reference Kohakku seeded and
+ * running (Controller, Dispatcher, Monitor, agents, its own Temporal) and a kohakku-dr worker,
+ * started before the scenario and torn down after it (or kept, with its env file, for --keep).
+ */
+import { appendFileSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Client } from 'pg';
+import { startDaemon } from '../infra/processes';
+import { referenceModelOn, workerEnvFor } from '../reference/onStack';
+import { seedReferenceKohakku } from '../reference/seed';
+import { startReferenceService } from '../reference/supervisor';
+import { readStack, startStack, stopStack, writeEnvFile, type StackInfo } from '../stack/stack';
+import { connect } from './temporal';
+
+export interface DrillOptions {
+  tasks: number;
+  keep: boolean;
+  /** `full-cluster` (default) or `pitr`. */
+  scenario?: 'full-cluster' | 'pitr';
+  /** Seconds the running agents get to check back before their tasks are re-dispatched. */
+  grace: number;
+}
+
+export interface DrillReport {
+  ok: boolean;
+  lines: string[];
+}
+
+export const say = (line: string) => console.log(line);
+
+export async function withDb<T>(
+  stack: StackInfo,
+  database: string,
+  fn: (c: Client) => Promise<T>,
+): Promise<T> {
+  const c = new Client({ host: '127.0.0.1', port: stack.postgres.port, user: 'postgres', database });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+async function waitForWorker(log: string): Promise<void> {
+  const deadline = Date.now() + 60000;
+  while (!readFileSync(log, 'utf8').includes('worker polling')) {
+    if (Date.now() > deadline) throw new Error(`the worker did not start; see ${log}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** What a drill scenario runs on: the stack, the reference Kohakku and a kohakku-dr worker. */
+export interface DrillPlatform {
+  stack: StackInfo;
+  model: Awaited<ReturnType<typeof referenceModelOn>>;
+  env: Record<string, string>;
+  client: Awaited<ReturnType<typeof connect>>['client'];
+  options: DrillOptions;
+  t0: number;
+}
+
+/**
+ * Starts the embedded stack, seeds the reference Kohakku, starts its services and a worker, runs
+ * `scenario` on them, and tears everything down (or keeps it, with its env file, for `--keep`).
+ */
+export async function withDrillPlatform(
+  options: DrillOptions,
+  scenario: (platform: DrillPlatform) => Promise<DrillReport>,
+): Promise<DrillReport> {
+  const t0 = Date.now();
+  say(
+    '① starting the embedded stack (PostgreSQL, Redis with AOF, MinIO for Kohakku, VersityGW for the backups, a replica directory, Temporal dev server for DR)',
+  );
+  const stack = await startStack({ withTemporalUi: true, log: (l) => say(`   ${l}`) });
+  const stopOnSignal = () => {
+    say('interrupted: stopping the stack');
+    void stopStack(readStack(stack.dir)).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stopOnSignal);
+  process.once('SIGTERM', stopOnSignal);
+  say(`   stack in ${stack.dir}; Temporal UI http://127.0.0.1:${stack.temporal.uiPort}`);
+  let envFileWritten: string | undefined;
+  try {
+    const model = await referenceModelOn(stack);
+    say(`② seeding the reference Kohakku with ${options.tasks} tasks`);
+    const seed = await seedReferenceKohakku(model, { tasks: options.tasks });
+    say(`   ${JSON.stringify(seed.byStatus)}; ${seed.briefs} briefs, ${seed.skills} skills`);
+    for (const service of ['controller', 'dispatcher', 'monitor', 'agents', 'temporal'] as const) {
+      await startReferenceService(model, service, {
+        pidsFile: stack.extraPidsFile,
+        monitorIntervalSeconds: 5,
+        agentIntervalSeconds: 2,
+      });
+    }
+    const env: Record<string, string> = {
+      ...workerEnvFor(stack, model),
+      KOHAKKU_DR_TASK_QUEUE: 'kohakku-dr',
+    };
+    if (options.keep) envFileWritten = await writeEnvFile(stack, env);
+    const workerLog = path.join(stack.dir, 'worker.log');
+    const worker = startDaemon('worker', process.execPath, [path.join(__dirname, '..', 'worker.js')], {
+      log: workerLog,
+      env,
+    });
+    appendFileSync(stack.extraPidsFile, `${worker.pid}\n`);
+    await waitForWorker(workerLog);
+    say(
+      `   Controller, Dispatcher, Monitor, agents, Kohakku's Temporal and the kohakku-dr worker run (worker log ${workerLog})`,
+    );
+    const { client, close } = await connect({
+      address: env.TEMPORAL_ADDRESS!,
+      namespace: 'default',
+      taskQueue: 'kohakku-dr',
+    });
+    try {
+      return await scenario({ stack, model, env, client, options, t0 });
+    } finally {
+      await close();
+    }
+  } finally {
+    if (options.keep) {
+      say(
+        `stack kept running in ${stack.dir} (Temporal UI http://127.0.0.1:${stack.temporal.uiPort}); stop it with: kohakku-dr stack stop ${stack.dir}`,
+      );
+      if (envFileWritten)
+        say(
+          `settings for the worker, the kohakku-dr CLI and the temporal CLI: source ${envFileWritten} (or: kohakku-dr stack env ${stack.dir})`,
+        );
+    } else {
+      await stopStack(readStack(stack.dir));
+    }
+    process.removeListener('SIGINT', stopOnSignal);
+    process.removeListener('SIGTERM', stopOnSignal);
+  }
+}
