@@ -5,6 +5,7 @@
  *   - recovery to an instant T before the bad deploy: every row committed before T there, the
  *     deleted rows and the dropped table back, nothing committed after T, the old data directory
  *     moved aside intact, the services healthy;
+ *   - the worker SIGKILLed during `pgbackrest restore`: a new worker completes to the same instant;
  *   - to a named restore point, and to `latest` (the end of the archive);
  *   - a target outside the recoverable window, and a WAL segment missing from the repository:
  *     refused with a typed error before anything is touched (same server process, same data
@@ -15,6 +16,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
+import { processesMatching } from '../src/infra/processes';
 import { controlPostgres } from '../src/stack/stack';
 import { markRestorePoint, pitrBackup, pitrSetup, pointInTimeRecovery } from '../src/workflows';
 import type {
@@ -202,6 +204,43 @@ test('to an instant before a bad deploy: rows committed before T back, the delet
   expect(result!.steps.find((s) => s.name === 'cleanup')?.status).toBe('done');
 });
 
+test('the worker SIGKILLed during pgbackrest restore: a new worker ends the orphaned restore, resumes it (--delta) and completes to the same instant', async () => {
+  const client = await temporalClient(k.stack);
+  const handle = await client.workflow.start(pointInTimeRecovery, {
+    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
+    workflowId: 'test-pitr-killed',
+    args: [
+      {
+        target: T,
+        confirm: true,
+        checkInGraceSeconds: 1,
+        startDeadlineSeconds: 60,
+        registrationDeadlineSeconds: 10,
+      },
+    ],
+  });
+  const config = k.workerEnv.PITR_PGBACKREST_CONFIG!;
+  const deadline = Date.now() + 120000;
+  while ((await processesMatching([`--config=${config}`, 'restore'])).length === 0) {
+    if (Date.now() > deadline) throw new Error(`pgbackrest restore never started: ${worker.output()}`);
+    await pause(20);
+  }
+  await worker.kill();
+  worker = await startWorker(k.workerEnv);
+  const result = (await handle.result()) as PointInTimeRecoveryResult;
+  expect(result.steps.find((s) => s.name === 'pgbackrest restore')?.detail).toMatch(/resumed with --delta/);
+  expect(await skills()).toEqual(['pitr-1-before']);
+  expect(
+    Number((await sql<{ n: string }>(k.stack, CONTROLLER, 'SELECT count(*) AS n FROM tasks_task'))[0]!.n),
+  ).toBe(tasksAtT);
+  expect(
+    await sql(k.stack, DISPATCHER, `SELECT to_regclass('dispatcher_dispatch') IS NOT NULL AS back`),
+  ).toEqual([{ back: true }]);
+  expect(await processesMatching([`--config=${config}`, 'restore'])).toEqual([]);
+  for (const service of ['controller', 'dispatcher'] as const)
+    expect(await health(k.model.ports[service])).toBe(200);
+});
+
 test('to a named restore point, and to latest', async () => {
   await sql(
     k.stack,
@@ -234,6 +273,14 @@ test('to a named restore point, and to latest', async () => {
 });
 
 test('a target outside the window and a WAL segment missing from the repository: refused before anything is touched', async () => {
+  for (let i = 0; i < 2; i++) {
+    await sql(
+      k.stack,
+      CONTROLLER,
+      `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('pitr-x-${i}', 'skills/x', now())`,
+    );
+    await archived();
+  }
   const pidBefore = await serverPid();
   const asideBefore = await asideDirs();
   const skillsBefore = await skills();
@@ -245,7 +292,8 @@ test('a target outside the window and a WAL segment missing from the repository:
     /outside the recoverable window .* live data untouched/,
   );
 
-  // A segment the recovery to T would need, removed from the repository (kept, to put back).
+  // A segment the recovery would need, removed from the repository (kept, to put back): the first
+  // one of the newest timeline, which has at least two (not the newest: its end is the archive's).
   const archiveRoot = path.join(
     k.stack.backupS3.dataDir,
     'kohakku-backups',
@@ -263,7 +311,10 @@ test('a target outside the window and a WAL segment missing from the repository:
   };
   await walk(archiveRoot);
   segments.sort((a, b) => path.basename(a).localeCompare(path.basename(b)));
-  const victim = segments[segments.length - 2]!;
+  const newestTimeline = path.basename(segments[segments.length - 1]!).slice(0, 8);
+  const onNewest = segments.filter((f) => path.basename(f).startsWith(newestTimeline));
+  expect(onNewest.length).toBeGreaterThanOrEqual(2);
+  const victim = onNewest[0]!;
   const kept = `${k.stack.dir}/${path.basename(victim)}`;
   await fs.rename(victim, kept);
   try {

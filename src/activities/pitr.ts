@@ -24,7 +24,7 @@ import type { BackupStore } from '../infra/backupStore';
 import { withDatabase } from '../infra/database';
 import type { CommandRunner } from '../infra/exec';
 import { shortTag } from '../infra/hashing';
-import { isAlive } from '../infra/processes';
+import { isAlive, processesMatching, stopDaemon } from '../infra/processes';
 import {
   archiveCommand,
   pgbackrest,
@@ -412,6 +412,12 @@ export function createPitrActivities({
     if (!record?.movedAt) throw new Error('the data directory was not moved aside yet');
     if (record.restoredAt) return { resumed: true, seconds: 0 };
     const resumed = !!record.restoreStartedAt;
+    if (resumed) {
+      // A worker SIGKILLed mid-restore leaves its pgbackrest running: end it before restoring
+      // again, so two restores never write the same directory.
+      const orphans = await processesMatching([pitr.bin, `--config=${pitr.configFile}`, 'restore']);
+      for (const pid of orphans) await stopDaemon(pid, 10000);
+    }
     await writeRecord(pitr, {
       ...record,
       restoreStartedAt: record.restoreStartedAt ?? new Date().toISOString(),

@@ -114,3 +114,19 @@ export function tcpOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
     socket.once('error', () => resolve(false));
   });
 }
+
+/**
+ * Processes on this host whose command line contains every one of `parts` (read from /proc):
+ * the children a SIGKILLed worker left running, such as a `pgbackrest restore`.
+ */
+export async function processesMatching(parts: string[]): Promise<number[]> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const found: number[] = [];
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const args = cmdline.split('\0');
+    if (cmdline && parts.every((p) => args.some((a) => a.includes(p)))) found.push(Number(entry));
+  }
+  return found;
+}
