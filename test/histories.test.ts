@@ -121,6 +121,8 @@ const SCENARIOS: Scenario[] = [
   // 0.3 (patches replica-copy, object-store-server): the copy to the replica and the pruning of
   // it; Kohakku's S3 server checked (and started again when lost) before the object restore.
   { name: 'nightlyBackup-0.3-completed', workflow: nightlyBackup, args: [], children: true },
+  // 0.3, patch pitr-window-verify: the nightly also proves the recovery window.
+  { name: 'nightlyBackup-window-completed', workflow: nightlyBackup, args: [], children: true },
   { name: 'objectStoreLoss-0.3-completed', workflow: objectStoreLoss, args: [{ confirm: true }] },
   {
     name: 'objectStoreLoss-0.3-waiting-for-approval',

@@ -1,7 +1,7 @@
 /**
  * Point-in-time recovery, for real: the stack's PostgreSQL archiving through pgBackRest into the
  * backup bucket on the TLS backup server (VersityGW), set up by the pitrSetup workflow; a full
- * base backup; writes go on; a "bad deploy" deletes tasks and drops a dispatcher table. Then:
+ * base backup, proven by the nightly's scratch recovery of the window; writes go on; a "bad deploy" deletes tasks and drops a dispatcher table. Then:
  *   - recovery to an instant T before the bad deploy: every row committed before T there, the
  *     deleted rows and the dropped table back, nothing committed after T, the old data directory
  *     moved aside intact, the services healthy;
@@ -18,7 +18,15 @@ import * as path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { processesMatching } from '../src/infra/processes';
 import { controlPostgres } from '../src/stack/stack';
-import { markRestorePoint, pitrBackup, pitrSetup, pointInTimeRecovery } from '../src/workflows';
+import { loadConfig } from '../src/config';
+import { createBackupStore } from '../src/infra/stores';
+import {
+  markRestorePoint,
+  nightlyBackup,
+  pitrBackup,
+  pitrSetup,
+  pointInTimeRecovery,
+} from '../src/workflows';
 import type {
   PointInTimeRecoveryInput,
   PointInTimeRecoveryResult,
@@ -153,6 +161,33 @@ test('pitr setup switches archiving on (PostgreSQL restarted through the adapter
   expect(backup.backup).toMatchObject({ type: 'full' });
   expect(backup.window.backups.map((b) => b.label)).toEqual([backup.backup.label]);
   expect(Date.parse(backup.window.earliest!)).toBeLessThanOrEqual(Date.parse(backup.window.latest!));
+});
+
+test('the nightly backup proves the recovery window: the newest base backup plus the archived WAL restored into a scratch server, checked, removed', async () => {
+  await sql(
+    k.stack,
+    CONTROLLER,
+    `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('pitr-0-window', 'skills/w', now())`,
+  );
+  const [{ committed }] = await sql<{ committed: Date }>(k.stack, CONTROLLER, `SELECT now() AS committed`);
+  await archived();
+  const client = await temporalClient(k.stack);
+  const nightly = await client.workflow.execute(nightlyBackup, {
+    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
+    workflowId: 'test-pitr-nightly',
+  });
+  const window = nightly.recoveryWindow!;
+  expect(window).toMatchObject({ ok: true, problems: [] });
+  expect(window.skipped).toBeUndefined();
+  // The scratch recovery replayed up to (at least) the commit archived above.
+  expect(Date.parse(window.reachedLastCommit!)).toBeGreaterThanOrEqual(committed!.getTime() - 1000);
+  const workDir = k.workerEnv.PITR_WORK_DIR!;
+  expect((await fs.readdir(workDir)).filter((d) => d.startsWith('verify-'))).toEqual([]);
+  const recorded = await createBackupStore(loadConfig(k.workerEnv)).getJson<{ ok: boolean }>(
+    'pitr/verification.json',
+  );
+  expect(recorded).toMatchObject({ ok: true, baseBackup: window.baseBackup });
+  await sql(k.stack, CONTROLLER, `DELETE FROM tasks_skill WHERE name = 'pitr-0-window'`);
 });
 
 test('to an instant before a bad deploy: rows committed before T back, the deleted rows and the dropped table too, nothing after T; the old data directory aside', async () => {

@@ -3,6 +3,8 @@
  * (PostgreSQL can stop at a named point but cannot list them), and what a target may be.
  */
 export const PITR_RESTORE_POINTS_KEY = 'pitr/restore-points.json';
+/** The last verification of the recovery window (the nightly's scratch recovery). */
+export const PITR_VERIFICATION_KEY = 'pitr/verification.json';
 
 /** A named restore point made by `kohakku-dr mark`. */
 export interface RestorePointRecord {

@@ -7,6 +7,7 @@
 import { executeChild, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PruneReport } from '../activities/backupSets';
+import type { PitrVerification } from '../activities/pitr';
 import type { ReplicaReport } from '../activities/replica';
 import type { BackupSetManifest } from '../domain/manifests';
 import { objectStoreBackup } from './objectStoreBackup';
@@ -19,7 +20,7 @@ import { redisBackup } from './redisBackup';
 import { verifyBackupSet, type VerifyBackupSetResult } from './verifyBackupSet';
 
 const { writeBackupSet, pruneBackups } = proxyActivities<Activities>(quick);
-const { replicateBackupSet } = proxyActivities<Activities>(long);
+const { replicateBackupSet, verifyRecoveryWindow } = proxyActivities<Activities>(long);
 
 export interface NightlyBackupResult {
   set: BackupSetManifest;
@@ -29,12 +30,15 @@ export interface NightlyBackupResult {
   replica?: ReplicaReport;
   /** Retention in the replica store, when there is one. */
   replicaRetention?: PruneReport;
+  /** With PITR: the scratch recovery of the newest base backup and the WAL archive. */
+  recoveryWindow?: PitrVerification;
 }
 
 const STEPS = [
   'back up postgres, redis and objects',
   'write set manifest',
   'verify',
+  'verify the recovery window',
   'copy to the replica',
   'prune past retention',
   'prune the replica',
@@ -63,6 +67,18 @@ export async function nightlyBackup(rawInput?: Record<string, never>): Promise<N
       () => executeChild(verifyBackupSet, { workflowId: child('verify'), args: [{ backupId }] }),
       (v) => (v.ok ? 'verified' : 'FAILED'),
     );
+    // 0.3: with PITR, the newest base backup and the WAL archive are proven restorable too.
+    let recoveryWindow: PitrVerification | undefined;
+    if (patched('pitr-window-verify')) {
+      recoveryWindow = await procedure.step(
+        'verify the recovery window',
+        'restoring the newest base backup and the archived WAL into a scratch server',
+        () => verifyRecoveryWindow({ verifyId: `${workflowInfo().workflowId}/${workflowInfo().runId}` }),
+        (v) =>
+          v.skipped ??
+          `base backup ${v.baseBackup} + WAL replayed to ${v.reachedLastCommit ?? 'the end'} in ${v.seconds} s`,
+      );
+    } else procedure.skip('verify the recovery window', 'this run started before kohakku-dr 0.3');
     // 0.3: the verified set is copied off to the replica store (3-2-1), which retention prunes too.
     let replica: ReplicaReport | undefined;
     if (patched('replica-copy')) {
@@ -95,6 +111,7 @@ export async function nightlyBackup(rawInput?: Record<string, never>): Promise<N
       set,
       verification,
       retention,
+      ...(recoveryWindow ? { recoveryWindow } : {}),
       ...(replica ? { replica } : {}),
       ...(replicaRetention ? { replicaRetention } : {}),
     };

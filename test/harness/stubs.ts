@@ -210,6 +210,14 @@ export const stubActivities = {
     lastCommit: '2026-11-25T01:29:59.000Z',
     databases: [{ database: 'kohakku-controller', tables: 3 }],
   }),
+  verifyRecoveryWindow: async () => ({
+    ok: true,
+    problems: [],
+    verifiedAt: STUB_BACKUP.createdAt,
+    baseBackup: '20261125-010203F',
+    reachedLastCommit: STUB_BACKUP.createdAt,
+    seconds: 3,
+  }),
   putOriginalDataDirectoryBack: async () => ({ restored: true, failedCopy: '/x.kohakku-dr-failed-x' }),
   replicateBackupSet: async ({ backupId }: { backupId: string }) => ({
     backupId,
