@@ -1,0 +1,316 @@
+/**
+ * The point-in-time recovery's own steps: plan a target (inside the window, its WAL all in the
+ * repository — before anything is touched), move the stopped data directory aside, restore into
+ * the empty one (ending a SIGKILLed worker's orphaned restore, then --delta), wait for the
+ * promotion, verify the recovered point, and put the original back when the recovery fails.
+ */
+import { promises as fs } from 'node:fs';
+import { ErrorType, fail } from '../domain/errors';
+import { withDatabase } from '../infra/database';
+import { shortTag } from '../infra/hashing';
+import { processesMatching, stopDaemon } from '../infra/processes';
+import { typedPgbackrestFailure, walToReplay } from '../infra/pgbackrest';
+import { cancellationSignal, heartbeat, sleep, withHeartbeats } from './heartbeat';
+import { iso, type PitrKit } from './pitrKit';
+
+export interface PitrPlan {
+  /** What the recovery stops at, in words and as pgBackRest options. */
+  target: string;
+  targetTime: string;
+  restoreArgs: string[];
+  backup: { label: string; type: string; stop: string };
+  walFrom: string;
+  walTo: string;
+  dataDir: string;
+  asideDir: string;
+  window: { earliest: string; latest: string };
+}
+
+export function createPitrRestoreActivities(kit: PitrKit) {
+  const {
+    config,
+    pitrConfig,
+    tool,
+    asideOf,
+    recordFile,
+    readRecord,
+    writeRecord,
+    pitrWindow,
+    runningPostmaster,
+  } = kit;
+  /**
+   * What a recovery to `target` would use, checked before anything is touched: the target lies
+   * in the window (TargetOutsideWindow otherwise), the base backup it starts from, and every WAL
+   * segment from that backup to the newest is in the repository (BackupCorrupt naming the first
+   * missing one otherwise).
+   */
+  async function planPointInTimeRecovery(input: {
+    target?: string;
+    restorePoint?: string;
+    recoveryId: string;
+  }): Promise<PitrPlan> {
+    const pitr = pitrConfig();
+    const window = await pitrWindow();
+    if (!window.earliest || !window.latest)
+      throw fail(
+        ErrorType.BackupNotFound,
+        `no base backup in the pgBackRest repository (stanza ${pitr.stanza}): run \`kohakku-dr pitr backup --type full\` first`,
+      );
+    let targetTime: string;
+    let target: string;
+    let restoreArgs: string[];
+    if (input.restorePoint !== undefined) {
+      const point = window.restorePoints.find((p) => p.name === input.restorePoint);
+      if (!point)
+        throw fail(
+          ErrorType.BackupNotFound,
+          `no restore point "${input.restorePoint}" (known: ${window.restorePoints.map((p) => p.name).join(', ') || 'none'}; \`kohakku-dr mark NAME\` makes one)`,
+        );
+      targetTime = point.at;
+      target = `restore point "${point.name}" (${point.at}, LSN ${point.lsn})`;
+      restoreArgs = ['--type=name', `--target=${point.name}`];
+    } else if (input.target === 'latest' || input.target === undefined) {
+      targetTime = window.latest;
+      target = `the end of the archived WAL (about ${window.latest})`;
+      restoreArgs = ['--type=default'];
+    } else {
+      targetTime = new Date(input.target).toISOString();
+      target = `the instant ${targetTime}`;
+      restoreArgs = ['--type=time', `--target=${targetTime.replace('T', ' ').replace('Z', '+00')}`];
+    }
+    const t = Date.parse(targetTime);
+    if (t < Date.parse(window.earliest) || t > Date.parse(window.latest))
+      throw fail(
+        ErrorType.TargetOutsideWindow,
+        `${target} is outside the recoverable window ${window.earliest} … ${window.latest}: choose an instant inside it (kohakku-dr backups shows it)`,
+      );
+    const info = await tool().info();
+    const backups = info.backup.filter((b) => !b.error && b.timestamp.stop * 1000 <= t);
+    const chosen = backups[backups.length - 1];
+    if (!chosen) throw fail(ErrorType.TargetOutsideWindow, `no base backup ended before ${targetTime}`);
+    const files = await tool().archiveFiles();
+    const { to: walTo, missing } = walToReplay(
+      files,
+      await tool().newestHistory(files),
+      chosen.archive.start,
+    );
+    if (missing.length)
+      throw fail(
+        ErrorType.BackupCorrupt,
+        `WAL segment ${missing[0]} is missing from the pgBackRest repository (${missing.length} missing between ${chosen.archive.start} and ${walTo}): the recovery could not replay past it. Nothing was changed`,
+      );
+    restoreArgs.push(`--set=${chosen.label}`);
+    if (input.restorePoint !== undefined || input.target !== 'latest')
+      restoreArgs.push('--target-action=promote');
+    return {
+      target,
+      targetTime,
+      restoreArgs,
+      backup: { label: chosen.label, type: chosen.type, stop: iso(chosen.timestamp.stop) },
+      walFrom: chosen.archive.start,
+      walTo,
+      dataDir: pitr.dataDir,
+      asideDir: asideOf(pitr, input.recoveryId),
+      window: { earliest: window.earliest, latest: window.latest },
+    };
+  }
+
+  /** Moves the (stopped) data directory aside and leaves an empty one with its owner and mode. Idempotent. */
+  async function moveDataDirectoryAside(input: {
+    recoveryId: string;
+  }): Promise<{ asideDir: string; resumed: boolean }> {
+    const pitr = pitrConfig();
+    const asideDir = asideOf(pitr, input.recoveryId);
+    const record = await readRecord(pitr, input.recoveryId);
+    if (record?.movedAt) return { asideDir, resumed: true };
+    const deadline = Date.now() + 60000;
+    for (;;) {
+      const pid = await runningPostmaster(pitr.dataDir);
+      if (!pid) break;
+      if (Date.now() > deadline)
+        throw fail(
+          ErrorType.SwapBlocked,
+          `PostgreSQL (pid ${pid}) still runs on ${pitr.dataDir} a minute after it was stopped: nothing was moved`,
+        );
+      heartbeat({ waitingFor: `PostgreSQL pid ${pid} to exit` });
+      await sleep(1000, cancellationSignal());
+    }
+    const movedBefore =
+      record &&
+      (await fs.stat(asideDir).then(
+        () => true,
+        () => false,
+      ));
+    const st = await fs.stat(movedBefore ? asideDir : pitr.dataDir);
+    await writeRecord(pitr, { recoveryId: input.recoveryId, dataDir: pitr.dataDir, asideDir });
+    // A retry after a crash between the rename and the mkdir finds the directory aside already.
+    if (!movedBefore) await fs.rename(pitr.dataDir, asideDir);
+    await fs.mkdir(pitr.dataDir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+    await fs.chown(pitr.dataDir, st.uid, st.gid);
+    await writeRecord(pitr, {
+      recoveryId: input.recoveryId,
+      dataDir: pitr.dataDir,
+      asideDir,
+      movedAt: new Date().toISOString(),
+    });
+    return { asideDir, resumed: false };
+  }
+
+  /** `pgbackrest restore` of the plan's backup and target into the empty data directory (--delta on a retry). */
+  async function restoreToTarget(input: {
+    recoveryId: string;
+    restoreArgs: string[];
+  }): Promise<{ resumed: boolean; seconds: number }> {
+    const pitr = pitrConfig();
+    const record = await readRecord(pitr, input.recoveryId);
+    if (!record?.movedAt) throw new Error('the data directory was not moved aside yet');
+    if (record.restoredAt) return { resumed: true, seconds: 0 };
+    const resumed = !!record.restoreStartedAt;
+    if (resumed) {
+      // A worker SIGKILLed mid-restore leaves its pgbackrest running: end it before restoring
+      // again, so two restores never write the same directory.
+      const orphans = await processesMatching([pitr.bin, `--config=${pitr.configFile}`, 'restore']);
+      for (const pid of orphans) await stopDaemon(pid, 10000);
+    }
+    await writeRecord(pitr, {
+      ...record,
+      restoreStartedAt: record.restoreStartedAt ?? new Date().toISOString(),
+    });
+    const started = Date.now();
+    let progress = 'starting';
+    await withHeartbeats(
+      () => ({ restore: input.restoreArgs.join(' '), progress }),
+      () =>
+        tool().run(
+          [...input.restoreArgs, ...(resumed ? ['--delta'] : []), '--log-level-console=detail', 'restore'],
+          {
+            signal: cancellationSignal(),
+            onStdoutLine: (line) => {
+              const m = /\((\d+(?:\.\d+)?)%\)/.exec(line);
+              if (m) progress = `${m[1]}%`;
+            },
+          },
+        ),
+    ).catch((err: unknown) => {
+      throw typedPgbackrestFailure(err, 'pgbackrest restore');
+    });
+    await writeRecord(pitr, {
+      ...record,
+      restoreStartedAt: record.restoreStartedAt ?? new Date(started).toISOString(),
+      restoredAt: new Date().toISOString(),
+    });
+    return { resumed, seconds: Math.round((Date.now() - started) / 100) / 10 };
+  }
+
+  /** Waits until PostgreSQL accepts connections and has left recovery (reached the target and was promoted). */
+  async function waitForPromotion(input: {
+    deadlineSeconds: number;
+  }): Promise<{ waitedMs: number; timeline: number }> {
+    const started = Date.now();
+    let last = 'not tried yet';
+    for (;;) {
+      try {
+        const r = await withDatabase(
+          config,
+          config.postgres.maintenanceDb,
+          async (c) =>
+            (
+              await c.query<{ recovering: boolean; timeline: number }>(
+                `SELECT pg_is_in_recovery() AS recovering, (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline`,
+              )
+            ).rows[0]!,
+        );
+        if (!r.recovering) return { waitedMs: Date.now() - started, timeline: r.timeline };
+        last = 'still replaying WAL';
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      heartbeat({ waitingFor: 'promotion', last });
+      if (Date.now() - started > input.deadlineSeconds * 1000)
+        throw fail(
+          ErrorType.ServiceUnhealthy,
+          `PostgreSQL did not finish recovery within ${input.deadlineSeconds} s (${last}); see its log`,
+        );
+      await sleep(1000, cancellationSignal());
+    }
+  }
+
+  /**
+   * The recovered point: both databases connect, their tables are there, and the last committed
+   * transaction is not after the target (commit timestamps are on since `pitr setup`).
+   */
+  async function verifyRecoveredPoint(input: { targetTime: string }): Promise<{
+    lastCommit?: string;
+    databases: { database: string; tables: number }[];
+  }> {
+    const databases: { database: string; tables: number }[] = [];
+    for (const database of Object.values(config.postgres.databases)) {
+      const tables = await withDatabase(config, database, async (c) =>
+        Number(
+          (
+            await c.query<{ n: string }>(
+              `SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema')`,
+            )
+          ).rows[0]!.n,
+        ),
+      ).catch((err: Error) => {
+        throw fail(
+          ErrorType.RestoreVerificationFailed,
+          `database ${database} after the recovery: ${err.message}`,
+        );
+      });
+      if (tables === 0)
+        throw fail(
+          ErrorType.RestoreVerificationFailed,
+          `database ${database} has no tables after the recovery`,
+        );
+      databases.push({ database, tables });
+    }
+    const lastCommit = await withDatabase(config, config.postgres.maintenanceDb, async (c) => {
+      const r = await c.query<{ at: Date | null }>('SELECT (pg_last_committed_xact()).timestamp AS at');
+      return r.rows[0]?.at?.toISOString();
+    });
+    if (lastCommit && Date.parse(lastCommit) > Date.parse(input.targetTime) + 1000)
+      throw fail(
+        ErrorType.RestoreVerificationFailed,
+        `the last committed transaction (${lastCommit}) is after the target ${input.targetTime}`,
+      );
+    return { lastCommit, databases };
+  }
+
+  /**
+   * After a failed recovery: the restored directory goes aside as `<data>.kohakku-dr-failed-<tag>`
+   * and the original comes back (PostgreSQL must be stopped). Idempotent; a no-op when nothing
+   * was moved.
+   */
+  async function putOriginalDataDirectoryBack(input: {
+    recoveryId: string;
+  }): Promise<{ restored: boolean; failedCopy?: string }> {
+    const pitr = pitrConfig();
+    const record = await readRecord(pitr, input.recoveryId);
+    const exists = (p: string) =>
+      fs.stat(p).then(
+        () => true,
+        () => false,
+      );
+    if (!record || !(await exists(record.asideDir))) return { restored: false };
+    const pid = await runningPostmaster(pitr.dataDir);
+    if (pid) throw new Error(`PostgreSQL (pid ${pid}) runs on the restored directory: stop it first`);
+    const failedCopy = `${pitr.dataDir}.kohakku-dr-failed-${shortTag(input.recoveryId)}`;
+    if (await exists(pitr.dataDir)) await fs.rename(pitr.dataDir, failedCopy);
+    await fs.rename(record.asideDir, pitr.dataDir);
+    await fs.rm(recordFile(pitr, input.recoveryId), { force: true });
+    return { restored: true, failedCopy };
+  }
+
+  return {
+    planPointInTimeRecovery,
+    moveDataDirectoryAside,
+    restoreToTarget,
+    waitForPromotion,
+    verifyRecoveredPoint,
+    putOriginalDataDirectoryBack,
+  };
+}
