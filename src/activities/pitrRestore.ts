@@ -9,7 +9,7 @@ import { ErrorType, fail } from '../domain/errors';
 import { withDatabase } from '../infra/database';
 import { shortTag } from '../infra/hashing';
 import { processesMatching, stopDaemon } from '../infra/processes';
-import { typedPgbackrestFailure, walToReplay } from '../infra/pgbackrest';
+import { lsnSegment, typedPgbackrestFailure, walPosition, walToReplay } from '../infra/pgbackrest';
 import { cancellationSignal, heartbeat, sleep, withHeartbeats } from './heartbeat';
 import { iso, type PitrKit } from './pitrKit';
 
@@ -79,7 +79,18 @@ export function createPitrRestoreActivities(kit: PitrKit) {
       restoreArgs = ['--type=time', `--target=${targetTime.replace('T', ' ').replace('Z', '+00')}`];
     }
     const t = Date.parse(targetTime);
-    if (t < Date.parse(window.earliest) || t > Date.parse(window.latest))
+    // A restore point is in the window when its WAL is archived (the newest archived segment is
+    // complete); an instant, when it lies between the oldest backup's end and the newest WAL's
+    // arrival, which the repository knows to the second only (rounded down: never promises more).
+    const pointArchived =
+      input.restorePoint !== undefined &&
+      window.wal.max !== undefined &&
+      lsnSegment(window.restorePoints.find((p) => p.name === input.restorePoint)!.lsn) <=
+        walPosition(window.wal.max)!.segment;
+    const inWindow =
+      t >= Date.parse(window.earliest) &&
+      (input.restorePoint !== undefined ? pointArchived : t <= Date.parse(window.latest));
+    if (!inWindow)
       throw fail(
         ErrorType.TargetOutsideWindow,
         `${target} is outside the recoverable window ${window.earliest} … ${window.latest}: choose an instant inside it (kohakku-dr backups shows it)`,
