@@ -11,6 +11,7 @@ import type { Config, PitrConfig } from '../config';
 import { ErrorType, fail } from '../domain/errors';
 import { PITR_RESTORE_POINTS_KEY, type RestorePointRecord } from '../domain/pitr';
 import type { BackupStore } from '../infra/backupStore';
+import { withDatabase } from '../infra/database';
 import type { CommandRunner } from '../infra/exec';
 import { shortTag } from '../infra/hashing';
 import { isAlive } from '../infra/processes';
@@ -39,6 +40,28 @@ export interface PitrRecord {
 
 export const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
 export type PitrKit = ReturnType<typeof pitrKit>;
+
+/** How many user tables `database` has on the server `config` points at (a recovered cluster's check). */
+export function userTableCount(config: Config, database: string): Promise<number> {
+  return withDatabase(config, database, async (c) =>
+    Number(
+      (
+        await c.query<{ n: string }>(
+          `SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema')`,
+        )
+      ).rows[0]!.n,
+    ),
+  );
+}
+
+/** The commit time of the last transaction the server committed or replayed (commit timestamps are on). */
+export function lastCommitTime(config: Config): Promise<string | undefined> {
+  return withDatabase(config, config.postgres.maintenanceDb, async (c) =>
+    (
+      await c.query<{ at: Date | null }>('SELECT (pg_last_committed_xact()).timestamp AS at')
+    ).rows[0]?.at?.toISOString(),
+  );
+}
 
 export function pitrKit({
   config,

@@ -11,7 +11,7 @@ import { shortTag } from '../infra/hashing';
 import { processesMatching, stopDaemon } from '../infra/processes';
 import { lsnSegment, typedPgbackrestFailure, walPosition, walToReplay } from '../infra/pgbackrest';
 import { cancellationSignal, heartbeat, sleep, withHeartbeats } from './heartbeat';
-import { iso, type PitrKit } from './pitrKit';
+import { iso, lastCommitTime, userTableCount, type PitrKit } from './pitrKit';
 
 export interface PitrPlan {
   /** What the recovery stops at, in words and as pgBackRest options. */
@@ -258,15 +258,7 @@ export function createPitrRestoreActivities(kit: PitrKit) {
   }> {
     const databases: { database: string; tables: number }[] = [];
     for (const database of Object.values(config.postgres.databases)) {
-      const tables = await withDatabase(config, database, async (c) =>
-        Number(
-          (
-            await c.query<{ n: string }>(
-              `SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema')`,
-            )
-          ).rows[0]!.n,
-        ),
-      ).catch((err: Error) => {
+      const tables = await userTableCount(config, database).catch((err: Error) => {
         throw fail(
           ErrorType.RestoreVerificationFailed,
           `database ${database} after the recovery: ${err.message}`,
@@ -279,10 +271,7 @@ export function createPitrRestoreActivities(kit: PitrKit) {
         );
       databases.push({ database, tables });
     }
-    const lastCommit = await withDatabase(config, config.postgres.maintenanceDb, async (c) => {
-      const r = await c.query<{ at: Date | null }>('SELECT (pg_last_committed_xact()).timestamp AS at');
-      return r.rows[0]?.at?.toISOString();
-    });
+    const lastCommit = await lastCommitTime(config);
     if (lastCommit && Date.parse(lastCommit) > Date.parse(input.targetTime) + 1000)
       throw fail(
         ErrorType.RestoreVerificationFailed,

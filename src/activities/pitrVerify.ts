@@ -12,7 +12,7 @@ import { shortTag } from '../infra/hashing';
 import { freePort } from '../infra/processes';
 import { typedPgbackrestFailure } from '../infra/pgbackrest';
 import { cancellationSignal, sleep, withHeartbeats } from './heartbeat';
-import { type PitrKit } from './pitrKit';
+import { lastCommitTime, userTableCount, type PitrKit } from './pitrKit';
 
 export interface PitrVerification {
   skipped?: string;
@@ -121,25 +121,13 @@ export function createPitrVerifyActivities(kit: PitrKit) {
         },
       );
       for (const database of Object.values(config.postgres.databases)) {
-        const tables = await withDatabase(scratchConfig, database, async (c) =>
-          Number(
-            (
-              await c.query<{ n: string }>(
-                `SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema')`,
-              )
-            ).rows[0]!.n,
-          ),
-        ).catch((err: Error) => {
+        const tables = await userTableCount(scratchConfig, database).catch((err: Error) => {
           problems.push(`${database}: ${err.message}`);
           return -1;
         });
         if (tables === 0) problems.push(`${database}: no tables`);
       }
-      lastCommit = await withDatabase(scratchConfig, config.postgres.maintenanceDb, async (c) =>
-        (
-          await c.query<{ at: Date | null }>('SELECT (pg_last_committed_xact()).timestamp AS at')
-        ).rows[0]?.at?.toISOString(),
-      ).catch(() => undefined);
+      lastCommit = await lastCommitTime(scratchConfig).catch(() => undefined);
     } finally {
       await removeScratch(scratch, pgCtl, asOwner);
     }
