@@ -6,6 +6,7 @@
  *     deleted rows and the dropped table back, nothing committed after T, the old data directory
  *     moved aside intact, the services healthy;
  *   - the worker SIGKILLed during `pgbackrest restore`: a new worker completes to the same instant;
+ *   - with objects: the versioned bucket rewound to T with the databases (versions kept);
  *   - to a named restore point, and to `latest` (the end of the archive);
  *   - a target outside the recoverable window, and a WAL segment missing from the repository:
  *     refused with a typed error before anything is touched (same server process, same data
@@ -17,6 +18,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { processesMatching } from '../src/infra/processes';
+import { hashObject } from '../src/infra/s3';
 import { controlPostgres } from '../src/stack/stack';
 import { loadConfig } from '../src/config';
 import { createBackupStore } from '../src/infra/stores';
@@ -35,6 +37,7 @@ import {
   failureType,
   freshKohakku,
   health,
+  minioClient,
   sql,
   startWorker,
   stopKohakku,
@@ -52,7 +55,8 @@ let k: TestKohakku;
 let worker: WorkerProcess;
 
 beforeAll(async () => {
-  k = await freshKohakku('pitr', { tasks: 2000, briefs: 5 }, { agents: false });
+  // Versioning on Kohakku's bucket, so objects can be rewound with the databases.
+  k = await freshKohakku('pitr', { tasks: 2000, briefs: 5, versioning: true }, { agents: false });
   worker = await startWorker(k.workerEnv);
 });
 
@@ -274,6 +278,45 @@ test('the worker SIGKILLed during pgbackrest restore: a new worker ends the orph
   expect(await processesMatching([`--config=${config}`, 'restore'])).toEqual([]);
   for (const service of ['controller', 'dispatcher'] as const)
     expect(await health(k.model.ports[service])).toBe(200);
+});
+
+test('with objects: both databases and the versioned bucket back to T — changed and deleted objects as they were, one created later hidden, every version kept', async () => {
+  const s3 = minioClient(k.stack);
+  const content = async (key: string) => (await hashObject(s3, 'kohakku', key)).sha256;
+  const before = { one: await content('briefs/task-1.md'), two: await content('briefs/task-2.md') };
+  await pause(1200);
+  const T2 = await serverNow();
+  await pause(1200);
+  await s3.putObject('kohakku', 'briefs/task-1.md', Buffer.from('overwritten after T2'));
+  await s3.removeObject('kohakku', 'briefs/task-2.md');
+  await s3.putObject('kohakku', 'briefs/created-after.md', Buffer.from('new after T2'));
+  await sql(
+    k.stack,
+    CONTROLLER,
+    `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('pitr-objects-after', 'skills/o', now())`,
+  );
+  await archived();
+
+  const { result, error } = await recover('test-pitr-objects', { target: T2, objects: true });
+  expect(error).toBeUndefined();
+  expect(result!.objects).toMatchObject({ versioned: true, rewound: 2, hidden: 1 });
+  expect(await content('briefs/task-1.md')).toBe(before.one);
+  expect(await content('briefs/task-2.md')).toBe(before.two);
+  await expect(s3.statObject('kohakku', 'briefs/created-after.md')).rejects.toMatchObject({
+    code: 'NotFound',
+  });
+  // Nothing deleted: the later versions are all there, under the new ones.
+  const versions: { name: string; isDeleteMarker: boolean }[] = [];
+  for await (const v of s3.listObjects('kohakku', 'briefs/', true, { IncludeVersion: true }))
+    versions.push(v as never);
+  expect(
+    versions
+      .filter((v) => v.name === 'briefs/created-after.md')
+      .map((v) => v.isDeleteMarker)
+      .sort(),
+  ).toEqual([false, true]);
+  expect(versions.filter((v) => v.name === 'briefs/task-1.md').length).toBe(3); // seeded, overwritten, given back
+  expect(await skills()).toEqual(['pitr-1-before']);
 });
 
 test('to a named restore point, and to latest', async () => {

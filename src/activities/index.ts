@@ -19,6 +19,7 @@ import type { CommandRunner } from '../infra/exec';
 import type { BackupStores } from '../infra/stores';
 import { createBackupSetActivities } from './backupSets';
 import { resolveAcrossStores } from './backupSources';
+import { createObjectRewindActivities } from './objectRewind';
 import { createObjectStoreActivities } from './objectStore';
 import { createPitrActivities } from './pitr';
 import { createPostgresActivities } from './postgres';
@@ -48,6 +49,7 @@ function activitiesOn(deps: ActivityDeps) {
     ...createRedisBackupActivities(deps),
     ...createRedisRecoveryActivities(deps),
     ...createObjectStoreActivities(deps),
+    ...createObjectRewindActivities(deps),
     ...createBackupSetActivities(deps),
     ...createReplicaActivities(deps),
     ...createPitrActivities(deps),

@@ -5,6 +5,7 @@
  * promotion, verify the recovered point, and put the original back when the recovery fails.
  */
 import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { ErrorType, fail } from '../domain/errors';
 import { withDatabase } from '../infra/database';
 import { shortTag } from '../infra/hashing';
@@ -239,6 +240,19 @@ export function createPitrRestoreActivities(kit: PitrKit) {
         last = (err as Error).message;
       }
       heartbeat({ waitingFor: 'promotion', last });
+      // A startup process that gave up ends the server: say so at once, not at the deadline.
+      // (postmaster.pid gone: a server that shut down removes it; its pid may not be ours to see.)
+      if (
+        Date.now() - started > 10000 &&
+        !(await fs.stat(path.join(pitrConfig().dataDir, 'postmaster.pid')).then(
+          () => true,
+          () => false,
+        ))
+      )
+        throw fail(
+          ErrorType.ServiceUnhealthy,
+          `PostgreSQL stopped during recovery (${last}); see its log. When it says "recovery ended before configured recovery target was reached", no transaction after the target was archived on the timeline it followed: recover to latest instead`,
+        );
       if (Date.now() - started > input.deadlineSeconds * 1000)
         throw fail(
           ErrorType.ServiceUnhealthy,

@@ -263,6 +263,11 @@ async function run(): Promise<void> {
     .option('--to <time>', 'the instant, ISO 8601 with its zone (e.g. 2026-11-25T03:12:00Z), or "latest"')
     .option('--restore-point <name>', 'a restore point made by `kohakku-dr mark`, instead of --to')
     .option(
+      '--objects',
+      "also rewind Kohakku's bucket (briefs/, skills/) to its versions at the target (needs versioning on the bucket)",
+      false,
+    )
+    .option(
       '--confirm',
       'approve stopping the services and moving the data directory aside in advance',
       false,
@@ -287,6 +292,7 @@ async function run(): Promise<void> {
         [
           {
             ...(opts.restorePoint ? { restorePoint: opts.restorePoint } : { target: opts.to ?? 'latest' }),
+            ...(opts.objects ? { objects: true } : {}),
             confirm: opts.confirm,
             plan: opts.plan,
             incidentAt: opts.incidentAt,

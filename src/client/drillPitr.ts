@@ -2,13 +2,15 @@
  * The drill's point-in-time scenario (`bash scripts/drill --scenario pitr`): continuous
  * archiving set up the product's way (pitrSetup) and a full base backup; a writer keeps
  * committing to both databases; at an instant T a "bad deploy" deletes tasks and drops a
- * dispatcher table while the writer goes on; then the pointInTimeRecovery workflow rewinds
- * both databases to T. Checked against what the writer saw committed: every row acknowledged
+ * dispatcher table, rewrites and deletes objects and uploads a new one while the writer goes on;
+ * then the pointInTimeRecovery workflow rewinds both databases and the versioned bucket to T. Checked against what the writer saw committed: every row acknowledged
  * before T is there, none started after T is, the deleted tasks and the dropped table are back,
  * the services are healthy and Redis registrations rebuilt. It prints the measured RPO (T
  * against the last write that survived) and the RTO.
  */
 import { Client } from 'pg';
+import { loadConfig } from '../config';
+import { hashObject, s3Client } from '../infra/s3';
 import type { StackInfo } from '../stack/stack';
 import { markRestorePoint, pitrBackup, pitrSetup, pointInTimeRecovery } from '../workflows';
 import type { PointInTimeRecoveryResult } from '../workflows/pointInTimeRecovery';
@@ -66,7 +68,7 @@ function startWriter(stack: StackInfo, databases: { controller: string; dispatch
   };
 }
 
-export async function pitrScenario({ stack, model, client, t0 }: DrillPlatform): Promise<DrillReport> {
+export async function pitrScenario({ stack, model, env, client, t0 }: DrillPlatform): Promise<DrillReport> {
   const db = model.postgres;
   const run = <T>(handle: Promise<{ result(): Promise<T> }>) =>
     handle.then((h) => watch<T>(h as never, (l) => say(`   ${l}`)));
@@ -108,8 +110,17 @@ export async function pitrScenario({ stack, model, client, t0 }: DrillPlatform):
   );
   await withDb(stack, db.controllerDb, (c) => c.query(`DELETE FROM tasks_task WHERE status = 'completed'`));
   await withDb(stack, db.dispatcherDb, (c) => c.query('DROP TABLE dispatcher_dispatch'));
+  // …and it rewrites a skill, deletes a brief, uploads a file that was not there at T.
+  const s3 = s3Client(loadConfig(env).s3);
+  const bucket = model.s3.bucket;
+  const objectsAtT = new Map<string, string>();
+  for (const key of ['skills/skill-1.tar', 'briefs/task-1.md'])
+    objectsAtT.set(key, (await hashObject(s3, bucket, key)).sha256);
+  await s3.putObject(bucket, 'skills/skill-1.tar', Buffer.from('a broken skill from the bad deploy'));
+  await s3.removeObject(bucket, 'briefs/task-1.md');
+  await s3.putObject(bucket, 'skills/bad-deploy.tar', Buffer.from('uploaded by the bad deploy'));
   say(
-    `   T = ${T.toISOString()}: DELETE FROM tasks_task WHERE status = 'completed' (${completedBefore} rows); DROP TABLE dispatcher_dispatch`,
+    `   T = ${T.toISOString()}: DELETE FROM tasks_task WHERE status = 'completed' (${completedBefore} rows); DROP TABLE dispatcher_dispatch; skills/skill-1.tar rewritten, briefs/task-1.md deleted, skills/bad-deploy.tar uploaded`,
   );
   await new Promise((r) => setTimeout(r, 2000));
   await writer.stop();
@@ -133,7 +144,7 @@ export async function pitrScenario({ stack, model, client, t0 }: DrillPlatform):
     client.workflow.start(pointInTimeRecovery, {
       taskQueue: 'kohakku-dr',
       workflowId: 'kohakku-dr-recover-postgres',
-      args: [{ target: T.toISOString(), confirm: true, checkInGraceSeconds: 10, incidentAt }],
+      args: [{ target: T.toISOString(), objects: true, confirm: true, checkInGraceSeconds: 10, incidentAt }],
     }),
   )) as PointInTimeRecoveryResult;
 
@@ -180,6 +191,17 @@ export async function pitrScenario({ stack, model, client, t0 }: DrillPlatform):
         .rows[0]!.back,
   );
   check(dropped, 'the dropped table dispatcher_dispatch is back');
+  let objectsAsAtT = true;
+  for (const [key, sha] of objectsAtT)
+    objectsAsAtT &&= (await hashObject(s3, bucket, key).catch(() => undefined))?.sha256 === sha;
+  const badUploadHidden = await s3.statObject(bucket, 'skills/bad-deploy.tar').then(
+    () => false,
+    () => true,
+  );
+  check(
+    objectsAsAtT && badUploadHidden,
+    `objects as at T: the rewritten skill and the deleted brief back by content, the later upload hidden (${result.objects?.rewound ?? 0} rewound, ${result.objects?.hidden ?? 0} hidden, every version kept)`,
+  );
   check(
     result.registrations.complete,
     `Redis: ${result.registrations.registered}/${result.registrations.expected} containers registered by the Monitor`,
@@ -202,7 +224,6 @@ export async function pitrScenario({ stack, model, client, t0 }: DrillPlatform):
     `base backup ${result.baseBackup.label}, WAL ${result.wal.from} … ${result.wal.to}, old data directory kept in ${result.movedAsideTo}`,
     `RTO (recovery start to verified-healthy, with a 10 s agents' grace period): ${result.measurements.rtoSeconds} s`,
     `RPO (T ${T.toISOString()} vs the last write that survived, ${lastSurvivor ? new Date(lastSurvivor.at).toISOString() : 'none'}): ${lastSurvivor ? ((tMs - lastSurvivor.at) / 1000).toFixed(3) : '?'} s`,
-    'objects as of T: not part of this scenario yet (the bucket is not rewound)',
     `drill total: ${((Date.now() - t0) / 1000).toFixed(1)} s — ${ok ? 'PASSED' : 'FAILED'}`,
   );
   return { ok, lines };

@@ -85,7 +85,11 @@ export async function withDrillPlatform(
   try {
     const model = await referenceModelOn(stack);
     say(`② seeding the reference Kohakku with ${options.tasks} tasks`);
-    const seed = await seedReferenceKohakku(model, { tasks: options.tasks });
+    // The point-in-time scenario rewinds the bucket too: it needs versioning on.
+    const seed = await seedReferenceKohakku(model, {
+      tasks: options.tasks,
+      versioning: options.scenario === 'pitr',
+    });
     say(`   ${JSON.stringify(seed.byStatus)}; ${seed.briefs} briefs, ${seed.skills} skills`);
     for (const service of ['controller', 'dispatcher', 'monitor', 'agents', 'temporal'] as const) {
       await startReferenceService(model, service, {

@@ -29,9 +29,29 @@ export function s3Client(connection: S3Connection): Minio.Client {
   });
 }
 
-/** Empties a bucket and removes it; returns how many objects it held, undefined when there was none. */
+/** Empties a bucket (every version, when versioned) and removes it; returns how many objects it held, undefined when there was none. */
 export async function removeBucket(s3: Minio.Client, name: string): Promise<number | undefined> {
   if (!(await s3.bucketExists(name))) return undefined;
+  // A versioned bucket is empty only once every version and delete marker is gone.
+  const versioning = await s3.getBucketVersioning(name).catch(() => undefined);
+  if (versioning?.Status === 'Enabled' || versioning?.Status === 'Suspended') {
+    const versions: { name: string; versionId: string }[] = [];
+    let current = 0;
+    for await (const o of s3.listObjects(name, '', true, { IncludeVersion: true })) {
+      const v = o as unknown as {
+        name: string;
+        versionId: string;
+        isLatest: boolean;
+        isDeleteMarker: boolean;
+      };
+      if (!v.name) continue;
+      versions.push({ name: v.name, versionId: v.versionId });
+      if (v.isLatest && !v.isDeleteMarker) current++;
+    }
+    for (let i = 0; i < versions.length; i += 1000) await s3.removeObjects(name, versions.slice(i, i + 1000));
+    await s3.removeBucket(name);
+    return current;
+  }
   const keys: string[] = [];
   for await (const o of s3.listObjectsV2(name, '', true)) keys.push((o as { name: string }).name);
   for (let i = 0; i < keys.length; i += 1000) await s3.removeObjects(name, keys.slice(i, i + 1000));

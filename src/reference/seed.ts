@@ -16,6 +16,8 @@ export interface SeedOptions {
   /** Briefs uploaded to the bucket (the first N tasks'); objects are small, counts are what matter. */
   briefs?: number;
   skills?: number;
+  /** Versioning on the bucket (S3 PutBucketVersioning), so it can be rewound to an instant. */
+  versioning?: boolean;
 }
 
 export interface SeedSummary {
@@ -165,6 +167,7 @@ export async function seedReferenceKohakku(
     secretKey: model.s3.secretKey,
   });
   if (!(await s3.bucketExists(model.s3.bucket))) await s3.makeBucket(model.s3.bucket, 'us-east-1');
+  if (options.versioning) await s3.setBucketVersioning(model.s3.bucket, { Status: 'Enabled' });
   const uploads: (() => Promise<unknown>)[] = [];
   for (let id = 1; id <= briefs; id++) {
     const body = Buffer.from(`# Brief for task ${id}\n\nDo the thing numbered ${id}.\n`);

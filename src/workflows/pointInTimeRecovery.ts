@@ -17,6 +17,7 @@
 import { proxyActivities } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { Activities } from '../activities';
+import type { ObjectRewindReport } from '../activities/objectRewind';
 import type { PitrPlan } from '../activities/pitr';
 import type { RedispatchReport } from '../activities/redisRecovery';
 import type { RecoveryEnvelope, RecoveryPlan } from './definitions';
@@ -41,7 +42,7 @@ const {
   putOriginalDataDirectoryBack,
   verifyRecoveredPoint,
 } = proxyActivities<Activities>(quick);
-const { restoreToTarget } = proxyActivities<Activities>(long);
+const { restoreToTarget, rewindObjects } = proxyActivities<Activities>(long);
 
 export const pointInTimeRecoveryInput = z
   .strictObject({
@@ -50,6 +51,8 @@ export const pointInTimeRecoveryInput = z
     target: z.union([z.literal('latest'), instantField]).optional(),
     /** A named restore point (`kohakku-dr mark`), instead of `target`. */
     restorePoint: z.string().min(1).max(60).optional(),
+    /** Also rewind Kohakku's bucket (briefs/, skills/) to its versions at the target; needs versioning on. */
+    objects: z.boolean().optional(),
     /** How long PostgreSQL gets to replay WAL up to the target and be promoted (1800). */
     replayDeadlineSeconds: secondsField.optional(),
     /** How long a started service gets to become healthy (120). */
@@ -73,6 +76,7 @@ interface State {
   restored?: { resumed: boolean; seconds: number };
   promoted?: { waitedMs: number; timeline: number };
   verified?: Awaited<ReturnType<Activities['verifyRecoveredPoint']>>;
+  objects?: ObjectRewindReport;
   services: ServiceReport[];
   registrations?: Registrations;
   lost?: LostTasks;
@@ -90,6 +94,8 @@ export interface PointInTimeRecoveryDetails {
   timeline: number;
   lastCommit?: string;
   databases: { database: string; tables: number }[];
+  /** The bucket as at the target, when asked (`objects: true`). */
+  objects?: ObjectRewindReport;
   services: ServiceReport[];
   registrations: Registrations;
   lostTasks: LostTasks;
@@ -205,6 +211,36 @@ const phases: Phase<Input, State>[] = [
     plan: () => ({ action: 'check both databases and the last commit time', touches: [] }),
   },
   {
+    name: 'rewind objects to the target',
+    effect: 'live',
+    skip: ({ input }) =>
+      input.objects ? undefined : 'objects not asked for (objects: true rewinds the bucket too)',
+    waitingFor: ({ state }) =>
+      `each key under the backed-up prefixes back to its version at ${state.plan!.targetTime}`,
+    async destroys({ state }) {
+      const dry = await rewindObjects({ at: state.plan!.targetTime, dryRun: true });
+      return dry.rewound + dry.hidden > 0
+        ? [
+            {
+              id: 'objects',
+              description: `${dry.rewound} object(s) in ${dry.bucket} given back their version at the target and ${dry.hidden} created after it hidden by delete markers (every later version kept; e.g. ${dry.examples.join(', ')})`,
+            },
+          ]
+        : [];
+    },
+    async run(ctx) {
+      ctx.state.objects = await rewindObjects({ at: ctx.state.plan!.targetTime });
+    },
+    describe: ({ state }) =>
+      state.objects!.versioned
+        ? `${state.objects!.rewound} rewound, ${state.objects!.hidden} hidden by delete markers, ${state.objects!.unchanged} unchanged (every later version kept)`
+        : `NOT rewound: ${state.objects!.bucket} has no versioning; restore the nearest object backup set before the target with the object-store-loss recovery`,
+    plan: ({ state }) => ({
+      action: `give each key under the backed-up prefixes its version at ${state.plan?.targetTime ?? 'the target'}; hide keys created later (versions kept)`,
+      touches: ['Kohakku bucket'],
+    }),
+  },
+  {
     name: 'controller and dispatcher reconnect',
     effect: 'live',
     waitingFor: () => 'Controller and Dispatcher started again and healthy',
@@ -238,7 +274,7 @@ export const pointInTimeRecoveryDefinition: RecoveryDefinition<
   procedure: 'point-in-time-recovery',
   title: 'Point-in-time recovery',
   input: pointInTimeRecoveryInput,
-  locks: () => ['postgres', 'redis'],
+  locks: (input) => (input.objects ? ['postgres', 'redis', 'objects'] : ['postgres', 'redis']),
   initialState: () => ({ services: [] }),
   phases,
   cleanup: [
@@ -272,6 +308,7 @@ export const pointInTimeRecoveryDefinition: RecoveryDefinition<
     timeline: state.promoted!.timeline,
     lastCommit: state.verified!.lastCommit,
     databases: state.verified!.databases,
+    ...(state.objects ? { objects: state.objects } : {}),
     services: state.services,
     registrations: state.registrations!,
     lostTasks: state.lost!,
