@@ -20,6 +20,16 @@ export type FromSource<C> = C & { source: StoreName; sourceLocation: string };
 
 const why = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
+/** The refusal of a `from` naming a store this worker does not have. */
+export function storeNotConfigured(from: unknown) {
+  return fail(
+    ErrorType.InvalidInput,
+    from === 'replica'
+      ? 'no replica store is configured (BACKUP_REPLICA=none): restore from the primary, or configure BACKUP_REPLICA on the worker'
+      : `unknown backup store "${String(from)}": expected primary or replica`,
+  );
+}
+
 export async function resolveAcrossStores<A, C extends Choice>(
   from: StoreName | undefined,
   on: Partial<Record<StoreName, A>>,
@@ -34,13 +44,7 @@ export async function resolveAcrossStores<A, C extends Choice>(
   });
   if (from) {
     const activities = on[from];
-    if (!activities)
-      throw fail(
-        ErrorType.InvalidInput,
-        from === 'replica'
-          ? 'no replica store is configured (BACKUP_REPLICA=none): restore from the primary'
-          : `unknown backup store "${String(from)}": expected primary or replica`,
-      );
+    if (!activities) throw storeNotConfigured(from);
     return located(await resolve(activities), from, 'as requested');
   }
   const passedOver: string[] = [];

@@ -12,13 +12,12 @@
 import type { Redis } from 'ioredis';
 import type * as Minio from 'minio';
 import type { Config } from '../config';
-import { ErrorType, fail } from '../domain/errors';
 import type { FromStore, StoreName } from '../domain/stores';
 import type { BackupStore } from '../infra/backupStore';
 import type { CommandRunner } from '../infra/exec';
 import type { BackupStores } from '../infra/stores';
 import { createBackupSetActivities } from './backupSets';
-import { resolveAcrossStores } from './backupSources';
+import { resolveAcrossStores, storeNotConfigured } from './backupSources';
 import { createObjectRewindActivities } from './objectRewind';
 import { createObjectStoreActivities } from './objectStore';
 import { createPitrActivities } from './pitr';
@@ -78,12 +77,7 @@ export function createActivities(deps: Omit<ActivityDeps, 'store' | 'stores'> & 
     const name = (from ?? 'primary') as StoreName;
     const chosen = on[name];
     if (chosen) return chosen;
-    throw fail(
-      ErrorType.InvalidInput,
-      name === 'replica'
-        ? 'no replica store is configured (BACKUP_REPLICA=none): restore from the primary, or configure BACKUP_REPLICA on the worker'
-        : `unknown backup store "${String(from)}": expected primary or replica`,
-    );
+    throw storeNotConfigured(from);
   };
   const routed = {} as Record<string, (...args: unknown[]) => unknown>;
   for (const name of Object.keys(on.primary!) as (keyof OnOneStore)[]) {

@@ -7,7 +7,6 @@
  * last, so a half-copied set is never taken for a complete one; a retry after a crash copies only
  * what is still missing.
  */
-import type { Readable } from 'node:stream';
 import { ErrorType, fail } from '../domain/errors';
 import {
   MANIFEST,
@@ -24,7 +23,7 @@ import type {
   RedisBackupManifest,
 } from '../domain/manifests';
 import type { BackupStore, StoredObject } from '../infra/backupStore';
-import { digesting, mapLimit, unlessStreamFails, type ContentDigest } from '../infra/s3';
+import { digesting, hashStream, mapLimit, unlessStreamFails } from '../infra/s3';
 import type { BackupStores } from '../infra/stores';
 import { withHeartbeats } from './heartbeat';
 
@@ -53,16 +52,6 @@ export interface ReplicaRecord {
 }
 
 const blobSha256 = (key: string) => /^objects\/blobs\/sha256-([0-9a-f]{64})-\d+$/.exec(key)?.[1];
-
-async function drain(stream: Readable): Promise<ContentDigest> {
-  const digest = digesting(stream);
-  digest.resume();
-  await new Promise<void>((resolve, reject) => {
-    digest.once('end', resolve);
-    digest.once('error', reject);
-  });
-  return digest.digest();
-}
 
 export function createReplicaActivities({
   stores,
@@ -158,7 +147,7 @@ export function createReplicaActivities({
       const mismatch: string[] = [];
       const bad: string[] = [];
       const expect = async (key: string, size: number, sha256: string | undefined) => {
-        const got = await drain(await replica.getStream(key));
+        const got = await hashStream(await replica.getStream(key));
         if (got.bytes !== size || (sha256 && got.sha256 !== sha256)) bad.push(key);
         if (got.bytes !== size || (sha256 && got.sha256 !== sha256))
           mismatch.push(

@@ -163,7 +163,12 @@ export function responseETag(stream: Readable): string | undefined {
 
 /** Downloads an object and hashes it: its content's identity, whatever its ETag. */
 export async function hashObject(s3: Minio.Client, bucket: string, key: string): Promise<ContentDigest> {
-  const digest = digesting(await s3.getObject(bucket, key));
+  return hashStream(await s3.getObject(bucket, key));
+}
+
+/** Reads a stream to its end and hashes it (a backup store's file read back, say). */
+export async function hashStream(source: Readable): Promise<ContentDigest> {
+  const digest = digesting(source);
   digest.resume();
   await new Promise<void>((resolve, reject) => {
     digest.once('end', resolve);
