@@ -15,7 +15,7 @@ import { withDatabase } from '../infra/database';
 import type { CommandRunner } from '../infra/exec';
 import { shortTag } from '../infra/hashing';
 import { isAlive } from '../infra/processes';
-import { pgbackrest, type StanzaInfo } from '../infra/pgbackrest';
+import { pgbackrest, type ArchiveFile, type StanzaInfo } from '../infra/pgbackrest';
 
 export interface PitrWindow {
   stanza: string;
@@ -119,15 +119,24 @@ export function pitrKit({
     };
   }
 
-  /** The recoverable window: earliest and latest instant, the base backups, the named points. */
-  async function pitrWindow(): Promise<PitrWindow> {
+  /** The window, with what it was read from (pgBackRest's info, the archive's files), for a plan that needs both. */
+  async function readWindow(): Promise<{ window: PitrWindow; info: StanzaInfo; files: ArchiveFile[] }> {
     const pg = tool();
     const info = await pg.info();
     const files = await pg.archiveFiles();
     const latestWal = files
       .filter((f) => /^[0-9A-F]{24}-/.test(f.name))
       .reduce((m, f) => Math.max(m, f.time), 0);
-    return { ...windowOf(info, latestWal || undefined), restorePoints: await readRestorePoints() };
+    return {
+      window: { ...windowOf(info, latestWal || undefined), restorePoints: await readRestorePoints() },
+      info,
+      files,
+    };
+  }
+
+  /** The recoverable window: earliest and latest instant, the base backups, the named points. */
+  async function pitrWindow(): Promise<PitrWindow> {
+    return (await readWindow()).window;
   }
 
   /** PostgreSQL's postmaster pid, when one runs on the data directory. */
@@ -149,6 +158,7 @@ export function pitrKit({
     writeRecord,
     readRestorePoints,
     pitrWindow,
+    readWindow,
     runningPostmaster,
   };
 }

@@ -36,7 +36,7 @@ export function createPitrRestoreActivities(kit: PitrKit) {
     recordFile,
     readRecord,
     writeRecord,
-    pitrWindow,
+    readWindow,
     runningPostmaster,
   } = kit;
   /**
@@ -51,7 +51,7 @@ export function createPitrRestoreActivities(kit: PitrKit) {
     recoveryId: string;
   }): Promise<PitrPlan> {
     const pitr = pitrConfig();
-    const window = await pitrWindow();
+    const { window, info, files } = await readWindow();
     if (!window.earliest || !window.latest)
       throw fail(
         ErrorType.BackupNotFound,
@@ -60,8 +60,11 @@ export function createPitrRestoreActivities(kit: PitrKit) {
     let targetTime: string;
     let target: string;
     let restoreArgs: string[];
+    const point =
+      input.restorePoint !== undefined
+        ? window.restorePoints.find((p) => p.name === input.restorePoint)
+        : undefined;
     if (input.restorePoint !== undefined) {
-      const point = window.restorePoints.find((p) => p.name === input.restorePoint);
       if (!point)
         throw fail(
           ErrorType.BackupNotFound,
@@ -84,10 +87,9 @@ export function createPitrRestoreActivities(kit: PitrKit) {
     // complete); an instant, when it lies between the oldest backup's end and the newest WAL's
     // arrival, which the repository knows to the second only (rounded down: never promises more).
     const pointArchived =
-      input.restorePoint !== undefined &&
+      point !== undefined &&
       window.wal.max !== undefined &&
-      lsnSegment(window.restorePoints.find((p) => p.name === input.restorePoint)!.lsn) <=
-        walPosition(window.wal.max)!.segment;
+      lsnSegment(point.lsn) <= walPosition(window.wal.max)!.segment;
     const inWindow =
       t >= Date.parse(window.earliest) &&
       (input.restorePoint !== undefined ? pointArchived : t <= Date.parse(window.latest));
@@ -96,11 +98,9 @@ export function createPitrRestoreActivities(kit: PitrKit) {
         ErrorType.TargetOutsideWindow,
         `${target} is outside the recoverable window ${window.earliest} … ${window.latest}: choose an instant inside it (kohakku-dr backups shows it)`,
       );
-    const info = await tool().info();
     const backups = info.backup.filter((b) => !b.error && b.timestamp.stop * 1000 <= t);
     const chosen = backups[backups.length - 1];
     if (!chosen) throw fail(ErrorType.TargetOutsideWindow, `no base backup ended before ${targetTime}`);
-    const files = await tool().archiveFiles();
     const { to: walTo, missing } = walToReplay(
       files,
       await tool().newestHistory(files),
