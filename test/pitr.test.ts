@@ -17,6 +17,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
+import { switchAndAwaitArchive } from '../src/infra/database';
 import { processesMatching } from '../src/infra/processes';
 import { hashObject } from '../src/infra/s3';
 import { controlPostgres } from '../src/stack/stack';
@@ -38,6 +39,7 @@ import {
   freshKohakku,
   health,
   minioClient,
+  pgClient,
   sql,
   startWorker,
   stopKohakku,
@@ -112,21 +114,12 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until everything written so far is in the repository (a segment switch, archived). */
 async function archived(): Promise<void> {
-  const [{ wal }] = await sql<{ wal: string }>(
-    k.stack,
-    'postgres',
-    'SELECT pg_walfile_name(pg_switch_wal()) AS wal',
-  );
-  const deadline = Date.now() + 60000;
-  for (;;) {
-    const [{ last }] = await sql<{ last: string | null }>(
-      k.stack,
-      'postgres',
-      'SELECT last_archived_wal AS last FROM pg_stat_archiver',
-    );
-    if (last && last.slice(8) >= wal!.slice(8)) return;
-    if (Date.now() > deadline) throw new Error(`WAL ${wal} was not archived within a minute`);
-    await pause(300);
+  const c = pgClient(k.stack, 'postgres');
+  await c.connect();
+  try {
+    await switchAndAwaitArchive(c);
+  } finally {
+    await c.end();
   }
 }
 

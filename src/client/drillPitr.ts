@@ -10,6 +10,7 @@
  */
 import { Client } from 'pg';
 import { loadConfig } from '../config';
+import { switchAndAwaitArchive } from '../infra/database';
 import { hashObject, s3Client } from '../infra/s3';
 import type { StackInfo } from '../stack/stack';
 import { markRestorePoint, pitrBackup, pitrSetup, pointInTimeRecovery } from '../workflows';
@@ -126,18 +127,7 @@ export async function pitrScenario({ stack, model, env, client, t0 }: DrillPlatf
   await writer.stop();
   const incidentAt = new Date().toISOString();
   say(`   the writer stops after ${writer.writes.length} writes; waiting until the WAL is archived`);
-  await withDb(stack, 'postgres', async (c) => {
-    const { wal } = (await c.query<{ wal: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS wal'))
-      .rows[0]!;
-    for (const until = Date.now() + 60000; Date.now() < until;) {
-      const last = (
-        await c.query<{ last: string | null }>('SELECT last_archived_wal AS last FROM pg_stat_archiver')
-      ).rows[0]!.last;
-      if (last && last.slice(8) >= wal.slice(8)) return;
-      await new Promise((r) => setTimeout(r, 300));
-    }
-    throw new Error(`WAL ${wal} was not archived within a minute`);
-  });
+  await withDb(stack, 'postgres', (c) => switchAndAwaitArchive(c));
 
   say(`⑤ recovering: pointInTimeRecovery to ${T.toISOString()}`);
   const result = (await run(

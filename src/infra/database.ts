@@ -29,3 +29,20 @@ export function withControllerDb<T>(config: Config, fn: (client: Client) => Prom
 export async function queryController<R extends QueryResultRow>(config: Config, sql: string): Promise<R[]> {
   return withControllerDb(config, async (c) => (await c.query<R>(sql)).rows);
 }
+
+/**
+ * Switches to a new WAL segment and waits until PostgreSQL reports it archived: everything
+ * committed before the call is then in the archive (pg_stat_archiver, same timeline or later).
+ */
+export async function switchAndAwaitArchive(client: Client, timeoutMs = 60000): Promise<string> {
+  const { wal } = (await client.query<{ wal: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS wal'))
+    .rows[0]!;
+  for (const until = Date.now() + timeoutMs; Date.now() < until;) {
+    const { last } = (
+      await client.query<{ last: string | null }>('SELECT last_archived_wal AS last FROM pg_stat_archiver')
+    ).rows[0]!;
+    if (last && last.slice(8) >= wal.slice(8)) return wal;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`WAL ${wal} was not archived within ${Math.round(timeoutMs / 1000)} s`);
+}
