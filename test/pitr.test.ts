@@ -5,14 +5,18 @@
  *   - recovery to an instant T before the bad deploy: every row committed before T there, the
  *     deleted rows and the dropped table back, nothing committed after T, the old data directory
  *     moved aside intact, the services healthy;
- *   - the worker SIGKILLed during `pgbackrest restore`: a new worker completes to the same instant;
- *   - with objects: the versioned bucket rewound to T with the databases (versions kept);
+ *   - the worker SIGKILLed during `pgbackrest restore`, and during WAL replay: a new worker
+ *     completes to the same instant;
+ *   - with objects: the versioned bucket rewound to T with the databases (versions kept); without
+ *     versioning, the nearest object backup set before T restored (keys created since left);
  *   - to a named restore point, and to `latest` (the end of the archive);
  *   - a target outside the recoverable window, and a WAL segment missing from the repository:
  *     refused with a typed error before anything is touched (same server process, same data
  *     directory, nothing moved aside);
  *   - a restore that fails half-way: the original data directory is put back and PostgreSQL and
- *     the services started again — the data exactly as before — and the error says so.
+ *     the services started again — the data exactly as before — and the error says so;
+ *   - retention by pgBackRest's expire, chosen by kohakku-dr: the newest verified point's base
+ *     backup and WAL kept whatever their age; `latest` prefers the verified base backup.
  */
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -23,6 +27,9 @@ import { hashObject } from '../src/infra/s3';
 import { controlPostgres } from '../src/stack/stack';
 import { loadConfig } from '../src/config';
 import { createBackupStore } from '../src/infra/stores';
+import { createPitrActivities } from '../src/activities/pitr';
+import { createCommandRunner } from '../src/infra/exec';
+import { walPosition } from '../src/infra/pgbackrest';
 import {
   markRestorePoint,
   nightlyBackup,
@@ -312,6 +319,44 @@ test('with objects: both databases and the versioned bucket back to T — change
   expect(await skills()).toEqual(['pitr-1-before']);
 });
 
+test('objects without versioning: the nearest object backup set before T comes back with the databases, keys created since are left, and the result says so', async () => {
+  const s3 = minioClient(k.stack);
+  const content = async (key: string) => (await hashObject(s3, 'kohakku', key)).sha256;
+  // The nightly above wrote a backup set (objects included) before T4.
+  await s3.setBucketVersioning('kohakku', { Status: 'Suspended' });
+  try {
+    const atSet = await content('skills/skill-1.tar');
+    await pause(1200);
+    const T4 = await serverNow();
+    await pause(1200);
+    await s3.putObject('kohakku', 'skills/skill-1.tar', Buffer.from('overwritten after T4'));
+    await s3.putObject('kohakku', 'skills/created-after-T4.tar', Buffer.from('new after T4'));
+    await archived();
+
+    const { result, error } = await recover('test-pitr-objects-unversioned', { target: T4, objects: true });
+    expect(error).toBeUndefined();
+    expect(result!.objects).toBeUndefined();
+    expect(result!.objectSet).toMatchObject({
+      verified: true,
+      note: expect.stringMatching(/keeps no versions: .*nearest before the target; keys created after it are left in place/),
+    });
+    expect(Date.parse(result!.objectSet!.createdAt)).toBeLessThanOrEqual(Date.parse(T4));
+    expect(result!.objectSet!.restored.movedAside).toBeGreaterThanOrEqual(1);
+    expect(result!.steps.find((st) => st.name === 'objects as of the target')?.detail).toMatch(
+      /NO VERSIONING on the bucket: objects from backup set/,
+    );
+    expect(await content('skills/skill-1.tar')).toBe(atSet);
+    // Left in place (nothing deleted); the overwritten content kept aside.
+    expect(await content('skills/created-after-T4.tar')).toBeDefined();
+    const aside = `${result!.objectSet!.restored.asidePrefix}skills/skill-1.tar`;
+    const chunks: Buffer[] = [];
+    for await (const chunk of await s3.getObject('kohakku', aside)) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks).toString()).toBe('overwritten after T4');
+  } finally {
+    await s3.setBucketVersioning('kohakku', { Status: 'Enabled' });
+  }
+});
+
 test('to a named restore point, and to latest', async () => {
   await sql(
     k.stack,
@@ -404,6 +449,64 @@ test('a target outside the window and a WAL segment missing from the repository:
     expect(await health(k.model.ports[service])).toBe(200);
 });
 
+test('the worker SIGKILLed during WAL replay: a new worker waits out the replay and completes to the same instant', async () => {
+  // WAL enough that the replay lasts a while: a million rows, committed before the target.
+  await sql(k.stack, CONTROLLER, `CREATE TABLE pitr_bulk (id int PRIMARY KEY, pad text)`);
+  await sql(
+    k.stack,
+    CONTROLLER,
+    `INSERT INTO pitr_bulk SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 1000000) g`,
+  );
+  await sql(
+    k.stack,
+    CONTROLLER,
+    `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('pitr-6-before-replay', 'skills/r', now())`,
+  );
+  await pause(1200);
+  const T3 = await serverNow();
+  await pause(1200);
+  await sql(
+    k.stack,
+    CONTROLLER,
+    `INSERT INTO tasks_skill (name, object_key, created_at) VALUES ('pitr-7-after-replay', 'skills/s', now())`,
+  );
+  await archived();
+  const expected = [...(await skills()).filter((n) => n !== 'pitr-7-after-replay')];
+
+  const client = await temporalClient(k.stack);
+  const handle = await client.workflow.start(pointInTimeRecovery, {
+    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
+    workflowId: 'test-pitr-killed-replaying',
+    args: [
+      {
+        target: T3,
+        confirm: true,
+        checkInGraceSeconds: 1,
+        startDeadlineSeconds: 60,
+        registrationDeadlineSeconds: 10,
+        replayDeadlineSeconds: 600,
+      },
+    ],
+  });
+  // PostgreSQL's startup process is replaying (its title names the segment): the worker dies then.
+  const deadline = Date.now() + 180000;
+  while ((await processesMatching(['startup recovering'])).length === 0) {
+    if (Date.now() > deadline) throw new Error(`WAL replay never seen: ${worker.output()}`);
+    await pause(20);
+  }
+  await worker.kill();
+  worker = await startWorker(k.workerEnv);
+  const result = (await handle.result()) as PointInTimeRecoveryResult;
+  expect(result.targetTime).toBe(T3);
+  expect(Date.parse(result.lastCommit!)).toBeLessThanOrEqual(Date.parse(T3));
+  expect(await skills()).toEqual(expected);
+  expect(await sql(k.stack, CONTROLLER, 'SELECT count(*)::int AS n FROM pitr_bulk')).toEqual([{ n: 1000000 }]);
+  for (const service of ['controller', 'dispatcher'] as const)
+    expect(await health(k.model.ports[service])).toBe(200);
+  // Later recoveries would replay it all again: it goes (its WAL stays in the archive).
+  await sql(k.stack, CONTROLLER, 'DROP TABLE pitr_bulk');
+});
+
 test('a restore that fails half-way (a base backup file gone from the repository): the original data directory back, PostgreSQL and the services running, data exactly as before, and the error says so', async () => {
   const before = {
     controller: await tableFingerprints(k.stack, CONTROLLER),
@@ -446,4 +549,52 @@ test('a restore that fails half-way (a base backup file gone from the repository
     expect(await health(k.model.ports[service])).toBe(200);
   // The half-restored directory is kept for a look, named as such.
   expect((await asideDirs()).some((d) => d.includes('.kohakku-dr-failed-'))).toBe(true);
+});
+
+test('retention expires base backups past BACKUP_RETENTION_DAYS with pgBackRest, never the newest verified recovery point: its base backup and its WAL stay until a newer point is verified', async () => {
+  // Real activities on the worker's settings (no workflow: `asOf` is moved 40 days on).
+  const config = loadConfig(k.workerEnv);
+  const pitr = createPitrActivities({ config, exec: createCommandRunner(), store: createBackupStore(config) });
+  const verifiedFirst = (await pitr.pitrWindow()).backups;
+  expect(verifiedFirst).toHaveLength(1);
+  expect(verifiedFirst[0]!.verdict).toMatchObject({ ok: true });
+  const first = verifiedFirst[0]!.label;
+  // Two more full backups, neither verified; within retention nothing goes.
+  const second = await run(pitrBackup, 'test-pitr-full-2', [{ type: 'full' }]);
+  expect(second.retention).toMatchObject({ expire: [], newestVerified: first });
+  const third = await run(pitrBackup, 'test-pitr-full-3', [{ type: 'full' }]);
+  const labels = async () => (await pitr.pitrWindow()).backups.map((b) => b.label);
+  expect(await labels()).toEqual([first, second.backup.label, third.backup.label]);
+
+  // latest prefers the verified base backup, and names the newer ones it passed over.
+  const plan = await pitr.planPointInTimeRecovery({ target: 'latest', recoveryId: 'test-pitr-plan-latest' });
+  expect(plan.backup.label).toBe(first);
+  expect(plan.choice).toMatch(/newest verified base backup; newer passed over: .*not verified yet/);
+
+  const in40Days = new Date(Date.now() + 40 * 86400_000).toISOString();
+  const expiry = await pitr.expireBaseBackups({ asOf: in40Days, retentionDays: 7 });
+  expect(expiry.expire).toEqual([second.backup.label]);
+  expect(expiry.kept).toEqual(
+    expect.arrayContaining([
+      { full: first, reason: expect.stringMatching(/newest verified recovery point/) },
+      { full: third.backup.label, reason: 'newest full backup' },
+    ]),
+  );
+  expect(await labels()).toEqual([first, third.backup.label]);
+  // The verified point's WAL is all there still: an instant right after it plans without a gap.
+  const fromFirst = await pitr.planPointInTimeRecovery({ target: T, recoveryId: 'test-pitr-plan-T' });
+  expect(fromFirst.backup.label).toBe(first);
+
+  // Once the newest base backup is verified, the first chain and the WAL only it needed go.
+  const verdict = await pitr.verifyRecoveryWindow({ verifyId: 'test-pitr-verify-third' });
+  expect(verdict).toMatchObject({ ok: true, baseBackup: third.backup.label });
+  const again = await pitr.expireBaseBackups({ asOf: in40Days, retentionDays: 7 });
+  expect(again).toMatchObject({ expire: [first], newestVerified: third.backup.label });
+  expect(await labels()).toEqual([third.backup.label]);
+  const window = await pitr.pitrWindow();
+  expect(walPosition(window.wal.min!)!.segment).toBeGreaterThan(walPosition(fromFirst.walFrom)!.segment);
+  const outside = await pitr
+    .planPointInTimeRecovery({ target: T, recoveryId: 'test-pitr-plan-T-again' })
+    .catch((err: unknown) => err);
+  expect(failureType(outside)).toBe('TargetOutsideWindow');
 });

@@ -228,10 +228,11 @@ export function createBackupSetActivities({
 
   /**
    * The set to restore from: a named one, or the newest set whose verification passed, with
-   * every newer id it passed over and why (a fallback to an unverified set says so in `choice`).
+   * every newer id it passed over and why (a fallback to an unverified set says so in `choice`);
+   * with `before`, the newest complete by then.
    */
-  async function resolveBackupSet(input: { backupId?: string }): Promise<BackupChoice> {
-    return chooseBackup(await readCatalog(store), { backupId: input.backupId });
+  async function resolveBackupSet(input: { backupId?: string; before?: string }): Promise<BackupChoice> {
+    return chooseBackup(await readCatalog(store), { backupId: input.backupId, before: input.before });
   }
 
   return {

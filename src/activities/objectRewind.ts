@@ -7,7 +7,7 @@
  * keys are decided: memory grows with the versions under one prefix (issue 9's bounded-memory
  * work should page this by key marker). A retry changes nothing more: a key whose current version already
  * has T's content (same ETag) is left alone. Without versioning nothing is rewound, and the
- * report says so.
+ * report says so (the recovery then restores the nearest object backup set before T instead).
  */
 import * as Minio from 'minio';
 import type { Config } from '../config';
@@ -113,5 +113,16 @@ export function createObjectRewindActivities({ config, s3 }: { config: Config; s
     return report;
   }
 
-  return { rewindObjects };
+  /** Whether Kohakku's bucket keeps versions (what decides how point-in-time recovery brings objects back). */
+  async function bucketVersioning(): Promise<{ bucket: string; exists: boolean; versioned: boolean }> {
+    const bucket = config.kohakkuBucket;
+    const exists = await s3.bucketExists(bucket);
+    return {
+      bucket,
+      exists,
+      versioned: exists && (await s3.getBucketVersioning(bucket))?.Status === 'Enabled',
+    };
+  }
+
+  return { rewindObjects, bucketVersioning };
 }

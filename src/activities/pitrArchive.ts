@@ -101,10 +101,22 @@ export function createPitrArchiveActivities(kit: PitrKit) {
     repoSize: number;
     start: string;
     stop: string;
+    /** The configuration file was out of date with the settings and was written again first. */
+    configRefreshed?: boolean;
   }> {
     if (!(PITR_BACKUP_TYPES as readonly string[]).includes(input.type))
       throw fail(ErrorType.InvalidInput, `backup type must be full, diff or incr, got ${String(input.type)}`);
+    const pitr = pitrConfig();
     const pg = tool();
+    // The configuration follows the settings: one written by an older kohakku-dr (or edited by
+    // hand) is written again before pgBackRest's own expire runs at the end of the backup.
+    const owner = await fs.stat(pitr.configFile).catch(() => {
+      throw fail(
+        ErrorType.InvalidInput,
+        `no pgBackRest configuration at ${pitr.configFile}: run \`kohakku-dr pitr setup\` first`,
+      );
+    });
+    const configRefreshed = await writePgbackrestConfig(config, pitr, owner);
     let progress = 'starting';
     await withHeartbeats(
       () => ({ backup: input.type, progress }),
@@ -127,6 +139,7 @@ export function createPitrArchiveActivities(kit: PitrKit) {
       repoSize: newest.info.repository.size,
       start: iso(newest.timestamp.start),
       stop: iso(newest.timestamp.stop),
+      ...(configRefreshed ? { configRefreshed } : {}),
     };
   }
 

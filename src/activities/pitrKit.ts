@@ -9,7 +9,13 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Config, PitrConfig } from '../config';
 import { ErrorType, fail } from '../domain/errors';
-import { PITR_RESTORE_POINTS_KEY, type RestorePointRecord } from '../domain/pitr';
+import {
+  PITR_RESTORE_POINTS_KEY,
+  PITR_VERDICTS_KEY,
+  type BaseBackupVerdict,
+  type BaseBackupVerdicts,
+  type RestorePointRecord,
+} from '../domain/pitr';
 import type { BackupStore } from '../infra/backupStore';
 import { withDatabase } from '../infra/database';
 import type { CommandRunner } from '../infra/exec';
@@ -23,7 +29,16 @@ export interface PitrWindow {
   earliest?: string;
   /** The latest: when the newest WAL segment reached the repository. */
   latest?: string;
-  backups: { label: string; type: string; start: string; stop: string; size: number; repoSize: number }[];
+  backups: {
+    label: string;
+    type: string;
+    start: string;
+    stop: string;
+    size: number;
+    repoSize: number;
+    /** Its last verification (the nightly's scratch recovery), when it had one. */
+    verdict?: BaseBackupVerdict;
+  }[];
   wal: { min?: string; max?: string };
   restorePoints: RestorePointRecord[];
   status: string;
@@ -94,7 +109,25 @@ export function pitrKit({
     return (await store.getJson<RestorePointRecord[]>(PITR_RESTORE_POINTS_KEY)) ?? [];
   }
 
-  function windowOf(info: StanzaInfo, latestWal: number | undefined): Omit<PitrWindow, 'restorePoints'> {
+  /** Each base backup's last verdict, by label. */
+  async function readVerdicts(): Promise<BaseBackupVerdicts> {
+    return (await store.getJson<BaseBackupVerdicts>(PITR_VERDICTS_KEY)) ?? {};
+  }
+
+  /** Records `label`'s verdict; drops the verdicts of labels no longer in the repository (`keep`). */
+  async function writeVerdicts(change: { set?: [string, BaseBackupVerdict]; keep?: Set<string> }) {
+    const verdicts = await readVerdicts();
+    if (change.set) verdicts[change.set[0]] = change.set[1];
+    if (change.keep) for (const label of Object.keys(verdicts)) if (!change.keep.has(label)) delete verdicts[label];
+    await store.ensureReady();
+    await store.putJson(PITR_VERDICTS_KEY, verdicts);
+  }
+
+  function windowOf(
+    info: StanzaInfo,
+    latestWal: number | undefined,
+    verdicts: BaseBackupVerdicts,
+  ): Omit<PitrWindow, 'restorePoints'> {
     const backups = info.backup.filter((b) => !b.error);
     return {
       stanza: info.name,
@@ -110,6 +143,7 @@ export function pitrKit({
         stop: iso(b.timestamp.stop),
         size: b.info.size,
         repoSize: b.info.repository.size,
+        ...(verdicts[b.label] ? { verdict: verdicts[b.label] } : {}),
       })),
       wal: {
         min: info.archive[0]?.min ?? undefined,
@@ -120,17 +154,27 @@ export function pitrKit({
   }
 
   /** The window, with what it was read from (pgBackRest's info, the archive's files), for a plan that needs both. */
-  async function readWindow(): Promise<{ window: PitrWindow; info: StanzaInfo; files: ArchiveFile[] }> {
+  async function readWindow(): Promise<{
+    window: PitrWindow;
+    info: StanzaInfo;
+    files: ArchiveFile[];
+    verdicts: BaseBackupVerdicts;
+  }> {
     const pg = tool();
     const info = await pg.info();
     const files = await pg.archiveFiles();
     const latestWal = files
       .filter((f) => /^[0-9A-F]{24}-/.test(f.name))
       .reduce((m, f) => Math.max(m, f.time), 0);
+    const verdicts = await readVerdicts();
     return {
-      window: { ...windowOf(info, latestWal || undefined), restorePoints: await readRestorePoints() },
+      window: {
+        ...windowOf(info, latestWal || undefined, verdicts),
+        restorePoints: await readRestorePoints(),
+      },
       info,
       files,
+      verdicts,
     };
   }
 
@@ -157,6 +201,8 @@ export function pitrKit({
     readRecord,
     writeRecord,
     readRestorePoints,
+    readVerdicts,
+    writeVerdicts,
     pitrWindow,
     readWindow,
     runningPostmaster,

@@ -7,6 +7,12 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { ErrorType, fail } from '../domain/errors';
+import {
+  PITR_LEASE_SECONDS,
+  PITR_LEASES_PREFIX,
+  type BaseBackupLease,
+  type BaseBackupVerdict,
+} from '../domain/pitr';
 import { withDatabase } from '../infra/database';
 import { shortTag } from '../infra/hashing';
 import { processesMatching, stopDaemon } from '../infra/processes';
@@ -19,7 +25,9 @@ export interface PitrPlan {
   target: string;
   targetTime: string;
   restoreArgs: string[];
-  backup: { label: string; type: string; stop: string };
+  backup: { label: string; type: string; stop: string; verification?: string };
+  /** Why this base backup (verified ones are preferred; newer ones passed over are named). */
+  choice?: string;
   walFrom: string;
   walTo: string;
   dataDir: string;
@@ -27,9 +35,58 @@ export interface PitrPlan {
   window: { earliest: string; latest: string };
 }
 
+const verificationOf = (v: BaseBackupVerdict | undefined) =>
+  !v
+    ? 'not verified yet'
+    : v.ok
+      ? `verified ${v.verifiedAt}`
+      : `FAILED verification ${v.verifiedAt}: ${v.problems.join('; ')}`;
+
+/**
+ * The base backup a recovery starts from, among those ended before the target (oldest first),
+ * each with its verdict and the WAL it would replay: the newest verified one whose WAL is all in
+ * the repository; else the newest not known bad; else the newest complete one. None complete:
+ * BackupCorrupt naming the first missing segment — nothing has been touched.
+ */
+export function chooseBaseBackup<B extends { label: string; archive: { start: string } }>(
+  candidates: { backup: B; verdict?: BaseBackupVerdict; wal: { to: string; missing: string[] } }[],
+): { chosen: B; walTo: string; choice: string } {
+  const newestFirst = [...candidates].reverse();
+  const complete = newestFirst.filter((c) => c.wal.missing.length === 0);
+  const pick =
+    complete.find((c) => c.verdict?.ok) ??
+    complete.find((c) => c.verdict?.ok !== false) ??
+    complete[0];
+  if (!pick) {
+    const newest = newestFirst[0]!;
+    throw fail(
+      ErrorType.BackupCorrupt,
+      `WAL segment ${newest.wal.missing[0]} is missing from the pgBackRest repository (${newest.wal.missing.length} missing between ${newest.backup.archive.start} and ${newest.wal.to}): the recovery could not replay past it. Nothing was changed`,
+    );
+  }
+  const passedOver = newestFirst
+    .slice(0, newestFirst.indexOf(pick))
+    .map((c) =>
+      c.wal.missing.length
+        ? `${c.backup.label} (WAL ${c.wal.missing[0]} missing)`
+        : `${c.backup.label} (${verificationOf(c.verdict)})`,
+    );
+  const why = pick.verdict?.ok
+    ? 'the newest verified base backup'
+    : pick.verdict?.ok === false
+      ? 'NO base backup before the target passed verification: the newest with its WAL complete, which FAILED its last verification'
+      : 'NO verified base backup before the target: the newest with its WAL complete, not verified yet';
+  return {
+    chosen: pick.backup,
+    walTo: pick.wal.to,
+    choice: `${pick.backup.label}: ${why}${passedOver.length ? `; newer passed over: ${passedOver.join(', ')}` : ''}`,
+  };
+}
+
 export function createPitrRestoreActivities(kit: PitrKit) {
   const {
     config,
+    store,
     pitrConfig,
     tool,
     asideOf,
@@ -51,7 +108,7 @@ export function createPitrRestoreActivities(kit: PitrKit) {
     recoveryId: string;
   }): Promise<PitrPlan> {
     const pitr = pitrConfig();
-    const { window, info, files } = await readWindow();
+    const { window, info, files, verdicts } = await readWindow();
     if (!window.earliest || !window.latest)
       throw fail(
         ErrorType.BackupNotFound,
@@ -98,27 +155,37 @@ export function createPitrRestoreActivities(kit: PitrKit) {
         ErrorType.TargetOutsideWindow,
         `${target} is outside the recoverable window ${window.earliest} … ${window.latest}: choose an instant inside it (kohakku-dr backups shows it)`,
       );
-    const backups = info.backup.filter((b) => !b.error && b.timestamp.stop * 1000 <= t);
-    const chosen = backups[backups.length - 1];
-    if (!chosen) throw fail(ErrorType.TargetOutsideWindow, `no base backup ended before ${targetTime}`);
-    const { to: walTo, missing } = walToReplay(
-      files,
-      await tool().newestHistory(files),
-      chosen.archive.start,
+    const candidates = info.backup.filter((b) => !b.error && b.timestamp.stop * 1000 <= t);
+    if (!candidates.length)
+      throw fail(ErrorType.TargetOutsideWindow, `no base backup ended before ${targetTime}`);
+    const history = await tool().newestHistory(files);
+    const { chosen, walTo, choice } = chooseBaseBackup(
+      candidates.map((b) => ({
+        backup: b,
+        verdict: verdicts[b.label],
+        wal: walToReplay(files, history, b.archive.start),
+      })),
     );
-    if (missing.length)
-      throw fail(
-        ErrorType.BackupCorrupt,
-        `WAL segment ${missing[0]} is missing from the pgBackRest repository (${missing.length} missing between ${chosen.archive.start} and ${walTo}): the recovery could not replay past it. Nothing was changed`,
-      );
     restoreArgs.push(`--set=${chosen.label}`);
     if (input.restorePoint !== undefined || input.target !== 'latest')
       restoreArgs.push('--target-action=promote');
+    // Held against retention while the recovery runs (a scheduled base backup may expire sets).
+    await store.ensureReady();
+    await store.putJson(`${PITR_LEASES_PREFIX}${chosen.label}/${shortTag(input.recoveryId)}.json`, {
+      holder: input.recoveryId,
+      expiresAt: new Date(Date.now() + PITR_LEASE_SECONDS * 1000).toISOString(),
+    } satisfies BaseBackupLease);
     return {
       target,
       targetTime,
       restoreArgs,
-      backup: { label: chosen.label, type: chosen.type, stop: iso(chosen.timestamp.stop) },
+      backup: {
+        label: chosen.label,
+        type: chosen.type,
+        stop: iso(chosen.timestamp.stop),
+        verification: verificationOf(verdicts[chosen.label]),
+      },
+      choice,
       walFrom: chosen.archive.start,
       walTo,
       dataDir: pitr.dataDir,

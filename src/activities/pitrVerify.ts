@@ -1,7 +1,8 @@
 /**
  * The recovery window proven: the newest base backup plus the whole WAL archive restored into a
  * scratch directory, started on a scratch port with archiving off, replayed and promoted, both
- * databases checked, the verdict recorded — and the scratch server and directory always removed.
+ * databases checked, the verdict recorded (the newest, and the base backup's own, which retention
+ * and `latest`-style choices read) — and the scratch server and directory always removed.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -26,7 +27,7 @@ export interface PitrVerification {
 }
 
 export function createPitrVerifyActivities(kit: PitrKit) {
-  const { config, exec, store, tool, runningPostmaster } = kit;
+  const { config, exec, store, tool, runningPostmaster, writeVerdicts } = kit;
   /**
    * The recovery window proven, as the nightly verification does for the logical backups: the
    * newest base backup plus every archived WAL segment restored into a scratch directory, started
@@ -141,6 +142,12 @@ export function createPitrVerifyActivities(kit: PitrKit) {
     };
     await store.ensureReady();
     await store.putJson(PITR_VERIFICATION_KEY, verdict);
+    await writeVerdicts({
+      set: [
+        newest.label,
+        { ok: verdict.ok, verifiedAt: verdict.verifiedAt, reachedLastCommit: lastCommit, problems },
+      ],
+    });
     if (!verdict.ok)
       throw fail(
         ErrorType.VerificationFailed,

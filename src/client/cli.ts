@@ -426,7 +426,7 @@ async function run(): Promise<void> {
           );
           for (const b of w.backups)
             console.log(
-              `  base backup ${b.label} (${b.type}) ${b.start} … ${b.stop}, ${b.repoSize} B in the repository`,
+              `  base backup ${b.label} (${b.type}) ${b.start} … ${b.stop}, ${b.repoSize} B in the repository, ${!b.verdict ? 'not verified' : b.verdict.ok ? `verified ${b.verdict.verifiedAt}` : `FAILED verification ${b.verdict.verifiedAt}: ${b.verdict.problems.join('; ')}`}`,
             );
           for (const p of w.restorePoints)
             console.log(`  restore point "${p.name}" at ${p.at} (LSN ${p.lsn})`);

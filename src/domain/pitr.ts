@@ -17,3 +17,27 @@ export interface RestorePointRecord {
 
 export const PITR_BACKUP_TYPES = ['full', 'diff', 'incr'] as const;
 export type PitrBackupType = (typeof PITR_BACKUP_TYPES)[number];
+
+/**
+ * Each base backup's last verdict from the nightly's scratch recovery, by pgBackRest label: what
+ * `latest`-style choices prefer, and what retention keeps (the newest verified point's chain).
+ */
+export const PITR_VERDICTS_KEY = 'pitr/verdicts.json';
+/** A running point-in-time recovery's hold on its base backup: `pitr/leases/<label>/<tag>.json`. */
+export const PITR_LEASES_PREFIX = 'pitr/leases/';
+/** How long a recovery holds its base backup against retention (it renews nothing: a day is ample). */
+export const PITR_LEASE_SECONDS = 24 * 3600;
+
+export interface BaseBackupVerdict {
+  ok: boolean;
+  verifiedAt: string;
+  /** The last commit the scratch recovery replayed to. */
+  reachedLastCommit?: string;
+  problems: string[];
+}
+export type BaseBackupVerdicts = Record<string, BaseBackupVerdict>;
+
+export interface BaseBackupLease {
+  holder: string;
+  expiresAt: string;
+}

@@ -105,6 +105,11 @@ export interface BackupRequest {
    * Postgres backup taken on its own, with no set, is then usable when named or as a fallback).
    */
   needs?: 'set' | 'postgres';
+  /**
+   * Only backups complete by this instant (ISO): point-in-time recovery's objects, in a bucket
+   * without versioning, come from the nearest set before the target.
+   */
+  before?: string;
 }
 
 function whyNotVerified(entry: CatalogEntry): string {
@@ -128,12 +133,16 @@ const createdAtOf = (entry: CatalogEntry) =>
  * when it is not an id, BackupNotFound when it is not there). "latest" is the newest set whose
  * verification passed; every newer id is listed in `skipped` with its reason. Only when no set
  * passed verification does it fall back, to the newest usable backup whose verification did not
- * fail, and `choice` says so in capitals; when every one failed, nothing is chosen.
+ * fail, and `choice` says so in capitals; when every one failed, nothing is chosen. With
+ * `before`, only backups complete by then are considered.
  */
-export function chooseBackup(catalog: CatalogEntry[], request: BackupRequest = {}): BackupChoice {
+export function chooseBackup(everything: CatalogEntry[], request: BackupRequest = {}): BackupChoice {
   const needs = request.needs ?? 'set';
+  const before = request.before === undefined ? undefined : Date.parse(request.before);
+  const catalog =
+    before === undefined ? everything : everything.filter((e) => Date.parse(createdAtOf(e)) <= before);
   const usable = (e: CatalogEntry) => (needs === 'set' ? !!e.set : e.parts.includes('postgres'));
-  const what = needs === 'set' ? 'backup set' : 'Postgres backup';
+  const what = `${needs === 'set' ? 'backup set' : 'Postgres backup'}${request.before ? ` complete before ${request.before}` : ''}`;
   const reason = (e: CatalogEntry) =>
     usable(e) || needs === 'set'
       ? whyNotVerified(e)

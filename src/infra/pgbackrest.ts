@@ -50,10 +50,13 @@ export const PGBACKREST_OPTIONS: readonly PgbackrestOption[] = [
   // Any S3 server: buckets in the path, not in the host name.
   { name: 'repo1-s3-uri-style', section: 'global', value: (c) => (s3Store(c) ? 'path' : undefined) },
   { name: 'repo1-storage-ca-file', section: 'global', value: (c) => s3Store(c)?.s3.caFile },
-  // Retention by time, as the logical backups: pgBackRest keeps every full backup (and its WAL)
-  // needed to recover to any instant within the last BACKUP_RETENTION_DAYS.
-  { name: 'repo1-retention-full-type', section: 'global', value: () => 'time' },
-  { name: 'repo1-retention-full', section: 'global', value: (c) => c.retentionDays },
+  // Retention is kohakku-dr's (activities/pitrRetention): BACKUP_RETENTION_DAYS, but never the
+  // newest verified recovery point or a base backup a recovery is restoring, which pgBackRest
+  // cannot know. Its automatic expire after each backup keeps every backup (the maximum count);
+  // kohakku-dr then expires chosen sets with `expire --set`, and the WAL older than the oldest
+  // backup that remains (archive retention set on that command to the fulls remaining).
+  { name: 'repo1-retention-full-type', section: 'global', value: () => 'count' },
+  { name: 'repo1-retention-full', section: 'global', value: () => 9999999 },
   // Asynchronous archiving: archive_command returns at once, WAL goes out in parallel.
   { name: 'archive-async', section: 'global', value: () => 'y' },
   { name: 'spool-path', section: 'global', value: (_c, p) => path.join(p.workDir, 'spool') },

@@ -4,13 +4,14 @@
  *   - `pitrSetup`: pgBackRest's configuration, continuous archiving (archive_command,
  *     archive_timeout, commit timestamps), PostgreSQL restarted through the service adapter when
  *     a setting needs it, the stanza created and checked — idempotent, run it again any time;
- *   - `pitrBackup`: a full, differential or incremental base backup, then the recoverable window;
+ *   - `pitrBackup`: a full, differential or incremental base backup, base backups past retention
+ *     expired (never the newest verified point's, nor one a recovery holds), then the window;
  *   - `markRestorePoint`: a named restore point (`kohakku-dr mark "before deploy 42"`).
  */
-import { proxyActivities } from '@temporalio/workflow';
+import { patched, proxyActivities } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { Activities } from '../activities';
-import type { PitrWindow } from '../activities/pitr';
+import type { BaseBackupExpiry, PitrWindow } from '../activities/pitr';
 import { PITR_BACKUP_TYPES, type PitrBackupType, type RestorePointRecord } from '../domain/pitr';
 import { parseInput } from './engine/input';
 import { Procedure } from './engine/progress';
@@ -21,6 +22,7 @@ const {
   restartService,
   pitrWindow,
   markRestorePoint: mark,
+  expireBaseBackups,
 } = proxyActivities<Activities>(quick);
 const { createStanza, pgbackrestBackup } = proxyActivities<Activities>(long);
 const { waitForHealthy } = proxyActivities<Activities>(waitUpTo(120));
@@ -86,11 +88,17 @@ export const pitrBackupInput = z.strictObject({
 
 export interface PitrBackupResult {
   backup: Awaited<ReturnType<Activities['pgbackrestBackup']>>;
+  /** What retention expired and kept (absent in runs from before 0.3.1). */
+  retention?: BaseBackupExpiry;
   window: PitrWindow;
 }
 
 export async function pitrBackup(rawInput?: { type?: PitrBackupType }): Promise<PitrBackupResult> {
-  const procedure = new Procedure('Base backup', ['pgbackrest backup', 'recoverable window']);
+  const procedure = new Procedure('Base backup', [
+    'pgbackrest backup',
+    'expire past retention',
+    'recoverable window',
+  ]);
   const input = parseInput(pitrBackupInput, rawInput, 'pitrBackup');
   const type = input.type ?? 'full';
   return procedure.run(async () => {
@@ -100,13 +108,24 @@ export async function pitrBackup(rawInput?: { type?: PitrBackupType }): Promise<
       () => pgbackrestBackup({ type }),
       (b) => `${b.label}: ${b.size} B (${b.repoSize} B in the repository), ${b.start} … ${b.stop}`,
     );
+    // 0.3.1: retention is kohakku-dr's, so it keeps the newest verified point and leased backups.
+    let retention: BaseBackupExpiry | undefined;
+    if (patched('pitr-base-backup-retention'))
+      retention = await procedure.step(
+        'expire past retention',
+        'expiring base backups past retention (keeping the newest verified point and those in use)',
+        () => expireBaseBackups({ asOf: new Date().toISOString() }),
+        (r) =>
+          `${r.expire.length ? `expired ${r.expire.join(', ')}` : 'nothing expired'}; kept ${r.kept.map((k) => `${k.full} (${k.reason})`).join(', ')}`,
+      );
+    else procedure.skip('expire past retention', 'added by a later kohakku-dr; this run started before it');
     const window = await procedure.step(
       'recoverable window',
       'reading the recoverable window',
       () => pitrWindow(),
       (w) => `${w.earliest} … ${w.latest}, ${w.backups.length} base backup(s)`,
     );
-    return { backup, window };
+    return { backup, ...(retention ? { retention } : {}), window };
   });
 }
 

@@ -3,13 +3,18 @@
  * as after a total database loss:
  *   1. resolve the target (an instant, a named restore point, or the end of the archive): it must
  *      lie in the recoverable window and every WAL segment it needs must be in the repository —
- *      checked before anything is touched
+ *      checked before anything is touched; the base backup is the newest verified one before the
+ *      target (a newer unverified one is named as passed over), held against retention
  *   2. stop Controller, Dispatcher and PostgreSQL through the service adapter (approved first)
  *   3. move the data directory aside — never deleted
  *   4. `pgbackrest restore` of the base backup before T, with T as the recovery target
  *   5. start PostgreSQL; it replays WAL up to T and is promoted
  *   6. verify: both databases connect, their tables are there, nothing committed after T
- *   7. Controller and Dispatcher reconnect, the Monitor rebuilds Redis from Postgres, the agents'
+ *   7. with objects: a versioned bucket's keys get back their versions at T; a bucket without
+ *      versioning gets the objects of the nearest backup set complete before T (chosen in the
+ *      plan, before anything is touched; keys created since are left in place, and the result
+ *      says so)
+ *   8. Controller and Dispatcher reconnect, the Monitor rebuilds Redis from Postgres, the agents'
  *      grace period, lost tasks re-dispatched
  * and a cleanup that, when the recovery failed after step 2, puts the original data directory
  * back and starts PostgreSQL and the services again: production as it was found.
@@ -20,7 +25,9 @@ import type { Activities } from '../activities';
 import type { ObjectRewindReport } from '../activities/objectRewind';
 import type { PitrPlan } from '../activities/pitr';
 import type { RedispatchReport } from '../activities/redisRecovery';
+import type { ObjectRestoreReport } from '../activities/objectStore';
 import type { RecoveryEnvelope, RecoveryPlan } from './definitions';
+import { restoreObjectsPhase, type ObjectRestoreState } from './objectStoreLoss';
 import { instantField, recoveryCommonFields, secondsField } from './engine/input';
 import { runRecovery, type Phase, type RecoveryDefinition } from './engine/recovery';
 import { long, quick, waitUpTo } from './options';
@@ -41,6 +48,8 @@ const {
   moveDataDirectoryAside,
   putOriginalDataDirectoryBack,
   verifyRecoveredPoint,
+  bucketVersioning,
+  resolveBackupSet,
 } = proxyActivities<Activities>(quick);
 const { restoreToTarget, rewindObjects } = proxyActivities<Activities>(long);
 
@@ -68,15 +77,17 @@ export const pointInTimeRecoveryInput = z
 export type PointInTimeRecoveryInput = z.input<typeof pointInTimeRecoveryInput>;
 type Input = z.infer<typeof pointInTimeRecoveryInput>;
 
-interface State {
+interface State extends ObjectRestoreState {
   plan?: PitrPlan;
+  /** How objects come back as at the target: the bucket's own versions, or the nearest backup set before it. */
+  objectsBy?: 'versions' | 'backup set';
   /** Set once a step changed the running platform (services stopped): the cleanup undoes from here. */
   stopped?: boolean;
   moved?: { asideDir: string };
   restored?: { resumed: boolean; seconds: number };
   promoted?: { waitedMs: number; timeline: number };
   verified?: Awaited<ReturnType<Activities['verifyRecoveredPoint']>>;
-  objects?: ObjectRewindReport;
+  rewind?: ObjectRewindReport;
   services: ServiceReport[];
   registrations?: Registrations;
   lost?: LostTasks;
@@ -94,8 +105,13 @@ export interface PointInTimeRecoveryDetails {
   timeline: number;
   lastCommit?: string;
   databases: { database: string; tables: number }[];
-  /** The bucket as at the target, when asked (`objects: true`). */
+  /** The bucket as at the target, when asked (`objects: true`) and it keeps versions. */
   objects?: ObjectRewindReport;
+  /**
+   * Without versioning: the objects of the nearest backup set complete before the target (keys
+   * created after that set are left as they are: nothing could hide them without deleting).
+   */
+  objectSet?: { backupId: string; createdAt: string; verified: boolean; restored: ObjectRestoreReport; note: string };
   services: ServiceReport[];
   registrations: Registrations;
   lostTasks: LostTasks;
@@ -119,8 +135,30 @@ const phases: Phase<Input, State>[] = [
       });
     },
     describe: ({ state }) =>
-      `${state.plan!.target}: base backup ${state.plan!.backup.label} (${state.plan!.backup.type}, ended ${state.plan!.backup.stop}), WAL ${state.plan!.walFrom} … ${state.plan!.walTo}`,
+      `${state.plan!.target}: base backup ${state.plan!.backup.label} (${state.plan!.backup.type}, ended ${state.plan!.backup.stop}${state.plan!.backup.verification ? `, ${state.plan!.backup.verification}` : ''}), WAL ${state.plan!.walFrom} … ${state.plan!.walTo}${state.plan!.choice ? ` — ${state.plan!.choice}` : ''}`,
     plan: () => ({ action: 'check the target against the window and the WAL archive', touches: [] }),
+  },
+  {
+    name: 'objects as of the target',
+    effect: 'read',
+    patch: 'pitr-object-set-fallback',
+    skip: ({ input }) =>
+      input.objects ? undefined : 'objects not asked for (objects: true brings the bucket back too)',
+    waitingFor: () =>
+      "checking whether Kohakku's bucket keeps versions (without: the nearest object backup set before the target)",
+    async run(ctx) {
+      const bucket = await bucketVersioning();
+      ctx.state.objectsBy = bucket.versioned ? 'versions' : 'backup set';
+      if (!bucket.versioned) ctx.state.set = await resolveBackupSet({ before: ctx.state.plan!.targetTime });
+    },
+    describe: ({ state }) =>
+      state.objectsBy === 'versions'
+        ? 'the bucket keeps versions: each key gets back its version at the target'
+        : `NO VERSIONING on the bucket: objects from backup set ${state.set!.id} (complete ${state.set!.createdAt}, ${state.set!.verified ? 'verified' : 'NOT verified'}), the nearest before the target; keys created since stay as they are`,
+    plan: () => ({
+      action: "check the bucket's versioning; without it, find the nearest object backup set before the target",
+      touches: ['backup store (read)'],
+    }),
   },
   {
     name: 'stop services and postgres',
@@ -213,8 +251,12 @@ const phases: Phase<Input, State>[] = [
   {
     name: 'rewind objects to the target',
     effect: 'live',
-    skip: ({ input }) =>
-      input.objects ? undefined : 'objects not asked for (objects: true rewinds the bucket too)',
+    skip: ({ input, state }) =>
+      !input.objects
+        ? 'objects not asked for (objects: true rewinds the bucket too)'
+        : state.objectsBy === 'backup set'
+          ? 'the bucket keeps no versions: objects come from the nearest backup set before the target'
+          : undefined,
     waitingFor: ({ state }) =>
       `each key under the backed-up prefixes back to its version at ${state.plan!.targetTime}`,
     async destroys({ state }) {
@@ -229,16 +271,24 @@ const phases: Phase<Input, State>[] = [
         : [];
     },
     async run(ctx) {
-      ctx.state.objects = await rewindObjects({ at: ctx.state.plan!.targetTime });
+      ctx.state.rewind = await rewindObjects({ at: ctx.state.plan!.targetTime });
     },
     describe: ({ state }) =>
-      state.objects!.versioned
-        ? `${state.objects!.rewound} rewound, ${state.objects!.hidden} hidden by delete markers, ${state.objects!.unchanged} unchanged (every later version kept)`
-        : `NOT rewound: ${state.objects!.bucket} has no versioning; restore the nearest object backup set before the target with the object-store-loss recovery`,
+      state.rewind!.versioned
+        ? `${state.rewind!.rewound} rewound, ${state.rewind!.hidden} hidden by delete markers, ${state.rewind!.unchanged} unchanged (every later version kept)`
+        : `NOT rewound: ${state.rewind!.bucket} has no versioning; restore the nearest object backup set before the target with the object-store-loss recovery`,
     plan: ({ state }) => ({
       action: `give each key under the backed-up prefixes its version at ${state.plan?.targetTime ?? 'the target'}; hide keys created later (versions kept)`,
       touches: ['Kohakku bucket'],
     }),
+  },
+  {
+    ...restoreObjectsPhase<Input, State>('objects from the backup set before the target'),
+    patch: 'pitr-object-set-fallback',
+    skip: ({ state }) =>
+      state.objectsBy === 'backup set'
+        ? undefined
+        : 'only without versioning on the bucket (objects: true with a versioned bucket rewinds it instead)',
   },
   {
     name: 'controller and dispatcher reconnect',
@@ -308,7 +358,18 @@ export const pointInTimeRecoveryDefinition: RecoveryDefinition<
     timeline: state.promoted!.timeline,
     lastCommit: state.verified!.lastCommit,
     databases: state.verified!.databases,
-    ...(state.objects ? { objects: state.objects } : {}),
+    ...(state.rewind ? { objects: state.rewind } : {}),
+    ...(state.objectsBy === 'backup set' && state.objects
+      ? {
+          objectSet: {
+            backupId: state.set!.id,
+            createdAt: state.set!.createdAt,
+            verified: state.set!.verified,
+            restored: state.objects,
+            note: `the bucket keeps no versions: objects as in backup set ${state.set!.id} (complete ${state.set!.createdAt}), the nearest before the target; keys created after it are left in place`,
+          },
+        }
+      : {}),
     services: state.services,
     registrations: state.registrations!,
     lostTasks: state.lost!,
