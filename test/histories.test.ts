@@ -170,6 +170,34 @@ const SCENARIOS: Scenario[] = [
       },
     },
   },
+  // 0.3.1: base backup retention; objects from a backup set without versioning; a quiet target.
+  { name: 'pitrBackup-0.3.1-completed', workflow: pitrBackup, args: [{ type: 'full' }] },
+  {
+    name: 'pointInTimeRecovery-0.3.1-objects-versioned',
+    workflow: pointInTimeRecovery,
+    args: [{ target: '2026-11-25T01:30:00Z', objects: true, confirm: true, checkInGraceSeconds: 1 }],
+  },
+  {
+    name: 'pointInTimeRecovery-0.3.1-objects-unversioned',
+    workflow: pointInTimeRecovery,
+    args: [{ target: '2026-11-25T01:30:00Z', objects: true, confirm: true, checkInGraceSeconds: 1 }],
+    failWith: { bucketVersioning: async () => ({ bucket: 'kohakku', exists: true, versioned: false }) },
+  },
+  {
+    name: 'pointInTimeRecovery-0.3.1-end-of-archive',
+    workflow: pointInTimeRecovery,
+    args: [{ target: '2026-11-25T01:30:00Z', confirm: true, checkInGraceSeconds: 1 }],
+    failWith: (() => {
+      let calls = 0;
+      return {
+        waitForPromotion: async () => {
+          if (calls++ === 0)
+            throw ApplicationFailure.nonRetryable('PostgreSQL stopped during recovery', 'RecoveryTargetNotReached');
+          return { waitedMs: 10, timeline: 3 };
+        },
+      };
+    })(),
+  },
 ];
 
 /** Saves a run's history as binary protobuf (temporal.api.history.v1.History). */

@@ -9,7 +9,8 @@
  *     completes to the same instant;
  *   - with objects: the versioned bucket rewound to T with the databases (versions kept); without
  *     versioning, the nearest object backup set before T restored (keys created since left);
- *   - to a named restore point, and to `latest` (the end of the archive);
+ *   - to a named restore point, and to `latest` (the end of the archive); to a quiet instant (no
+ *     transaction archived after it): the end of the archive, proven replayed to its last segment;
  *   - a target outside the recoverable window, and a WAL segment missing from the repository:
  *     refused with a typed error before anything is touched (same server process, same data
  *     directory, nothing moved aside);
@@ -334,7 +335,7 @@ test('objects without versioning: the nearest object backup set before T comes b
     await archived();
 
     const { result, error } = await recover('test-pitr-objects-unversioned', { target: T4, objects: true });
-    expect(error).toBeUndefined();
+    expect(error && (error as WorkflowFailedError).cause?.message).toBeUndefined();
     expect(result!.objects).toBeUndefined();
     expect(result!.objectSet).toMatchObject({
       verified: true,
@@ -354,6 +355,31 @@ test('objects without versioning: the nearest object backup set before T comes b
     expect(Buffer.concat(chunks).toString()).toBe('overwritten after T4');
   } finally {
     await s3.setBucketVersioning('kohakku', { Status: 'Enabled' });
+  }
+});
+
+test('an instant with no transaction archived after it (a quiet database): PostgreSQL cannot stop there, so the end of the archive is recovered and proven replayed to its last segment; nothing after the instant', async () => {
+  // Nothing else commits meanwhile: no agents, the services write only when asked, no autovacuum.
+  await sql(k.stack, 'postgres', `ALTER SYSTEM SET autovacuum = off`);
+  await sql(k.stack, 'postgres', `SELECT pg_reload_conf()`);
+  try {
+    const expected = await skills();
+    await pause(1200);
+    const T5 = await serverNow();
+    // The window's end is when the newest segment reached the repository (to the second).
+    await pause(1200);
+    await archived();
+    const { result, error } = await recover('test-pitr-quiet', { target: T5 });
+    expect(error && (error as WorkflowFailedError).cause?.message).toBeUndefined();
+    expect(result!.endOfArchive).toMatchObject({ endedAt: expect.stringMatching(/on timeline \d+/) });
+    expect(result!.steps.find((st) => st.name === 'start postgres and replay to the target')?.detail).toMatch(
+      /no transaction after the target was archived, so PostgreSQL was recovered to the end of the archive instead and replayed all of it/,
+    );
+    expect(Date.parse(result!.lastCommit!)).toBeLessThanOrEqual(Date.parse(T5));
+    expect(await skills()).toEqual(expected);
+  } finally {
+    await sql(k.stack, 'postgres', `ALTER SYSTEM RESET autovacuum`);
+    await sql(k.stack, 'postgres', `SELECT pg_reload_conf()`);
   }
 });
 

@@ -51,6 +51,9 @@ export interface PitrRecord {
   movedAt?: string;
   restoreStartedAt?: string;
   restoredAt?: string;
+  /** The second restore, to the end of the archive, after the target was not reached. */
+  endOfArchiveStartedAt?: string;
+  endOfArchiveRestoredAt?: string;
 }
 
 export const iso = (seconds: number) => new Date(seconds * 1000).toISOString();

@@ -16,7 +16,13 @@ import {
 import { withDatabase } from '../infra/database';
 import { shortTag } from '../infra/hashing';
 import { processesMatching, stopDaemon } from '../infra/processes';
-import { lsnSegment, typedPgbackrestFailure, walPosition, walToReplay } from '../infra/pgbackrest';
+import {
+  lsnSegment,
+  parseHistory,
+  typedPgbackrestFailure,
+  walPosition,
+  walToReplay,
+} from '../infra/pgbackrest';
 import { cancellationSignal, heartbeat, sleep, withHeartbeats } from './heartbeat';
 import { iso, lastCommitTime, userTableCount, type PitrKit } from './pitrKit';
 
@@ -237,33 +243,43 @@ export function createPitrRestoreActivities(kit: PitrKit) {
     return { asideDir, resumed: false };
   }
 
-  /** `pgbackrest restore` of the plan's backup and target into the empty data directory (--delta on a retry). */
+  /**
+   * `pgbackrest restore` of the plan's backup and target into the empty data directory (--delta
+   * on a retry). `endOfArchive`: the second restore, over the first, after PostgreSQL replayed
+   * all the WAL it could read without reaching the target (always --delta).
+   */
   async function restoreToTarget(input: {
     recoveryId: string;
     restoreArgs: string[];
+    endOfArchive?: boolean;
   }): Promise<{ resumed: boolean; seconds: number }> {
     const pitr = pitrConfig();
     const record = await readRecord(pitr, input.recoveryId);
     if (!record?.movedAt) throw new Error('the data directory was not moved aside yet');
-    if (record.restoredAt) return { resumed: true, seconds: 0 };
-    const resumed = !!record.restoreStartedAt;
+    const [startedField, doneField] = input.endOfArchive
+      ? (['endOfArchiveStartedAt', 'endOfArchiveRestoredAt'] as const)
+      : (['restoreStartedAt', 'restoredAt'] as const);
+    if (record[doneField]) return { resumed: true, seconds: 0 };
+    const resumed = !!record[startedField];
     if (resumed) {
       // A worker SIGKILLed mid-restore leaves its pgbackrest running: end it before restoring
       // again, so two restores never write the same directory.
       const orphans = await processesMatching([pitr.bin, `--config=${pitr.configFile}`, 'restore']);
       for (const pid of orphans) await stopDaemon(pid, 10000);
     }
-    await writeRecord(pitr, {
-      ...record,
-      restoreStartedAt: record.restoreStartedAt ?? new Date().toISOString(),
-    });
+    await writeRecord(pitr, { ...record, [startedField]: record[startedField] ?? new Date().toISOString() });
     const started = Date.now();
     let progress = 'starting';
     await withHeartbeats(
       () => ({ restore: input.restoreArgs.join(' '), progress }),
       () =>
         tool().run(
-          [...input.restoreArgs, ...(resumed ? ['--delta'] : []), '--log-level-console=detail', 'restore'],
+          [
+            ...input.restoreArgs,
+            ...(resumed || input.endOfArchive ? ['--delta'] : []),
+            '--log-level-console=detail',
+            'restore',
+          ],
           {
             signal: cancellationSignal(),
             onStdoutLine: (line) => {
@@ -277,8 +293,8 @@ export function createPitrRestoreActivities(kit: PitrKit) {
     });
     await writeRecord(pitr, {
       ...record,
-      restoreStartedAt: record.restoreStartedAt ?? new Date(started).toISOString(),
-      restoredAt: new Date().toISOString(),
+      [startedField]: record[startedField] ?? new Date(started).toISOString(),
+      [doneField]: new Date().toISOString(),
     });
     return { resumed, seconds: Math.round((Date.now() - started) / 100) / 10 };
   }
@@ -317,8 +333,8 @@ export function createPitrRestoreActivities(kit: PitrKit) {
         ))
       )
         throw fail(
-          ErrorType.ServiceUnhealthy,
-          `PostgreSQL stopped during recovery (${last}); see its log. When it says "recovery ended before configured recovery target was reached", no transaction after the target was archived on the timeline it followed: recover to latest instead`,
+          ErrorType.RecoveryTargetNotReached,
+          `PostgreSQL stopped during recovery (${last}): it ends so ("recovery ended before configured recovery target was reached" in its log) when the WAL it could read holds no transaction after the target`,
         );
       if (Date.now() - started > input.deadlineSeconds * 1000)
         throw fail(
@@ -327,6 +343,32 @@ export function createPitrRestoreActivities(kit: PitrKit) {
         );
       await sleep(1000, cancellationSignal());
     }
+  }
+
+  /**
+   * After a recovery to the end of the archive (the target not reached): proof that PostgreSQL
+   * replayed all of it — the timeline it was promoted from ended in the newest segment the
+   * repository holds on that timeline — so the recovered state is the state at the target (no
+   * transaction after it was archived). Ending earlier means WAL it could not read: BackupCorrupt.
+   */
+  async function proveEndOfArchiveReached(): Promise<{ endedAt: string; archiveEnd: string }> {
+    const pitr = pitrConfig();
+    const walDir = path.join(pitr.dataDir, 'pg_wal');
+    const histories = (await fs.readdir(walDir)).filter((f) => /^[0-9A-F]{8}\.history$/.test(f)).sort();
+    const newest = histories[histories.length - 1];
+    const switched = newest ? parseHistory(await fs.readFile(path.join(walDir, newest), 'utf8')).pop() : undefined;
+    if (!switched) throw new Error(`no timeline history in ${walDir}: PostgreSQL was not promoted`);
+    const onThatTimeline = (await tool().archiveFiles())
+      .map((f) => walPosition(f.name))
+      .filter((p): p is NonNullable<typeof p> => p !== undefined && p.timeline === switched.timeline);
+    const lastSegment = Math.max(...onThatTimeline.map((p) => p.segment));
+    const archiveEnd = `timeline ${switched.timeline}, segment ${lastSegment.toString(16).toUpperCase()}`;
+    if (lsnSegment(switched.switchLsn) < lastSegment)
+      throw fail(
+        ErrorType.BackupCorrupt,
+        `PostgreSQL ended its recovery at ${switched.switchLsn} on timeline ${switched.timeline}, before the end of the archive (${archiveEnd}): WAL it could not read lies between. The target is not proven reached`,
+      );
+    return { endedAt: `${switched.switchLsn} on timeline ${switched.timeline}`, archiveEnd };
   }
 
   /**
@@ -391,6 +433,7 @@ export function createPitrRestoreActivities(kit: PitrKit) {
     moveDataDirectoryAside,
     restoreToTarget,
     waitForPromotion,
+    proveEndOfArchiveReached,
     verifyRecoveredPoint,
     putOriginalDataDirectoryBack,
   };

@@ -6,14 +6,17 @@
  * then the pointInTimeRecovery workflow rewinds both databases and the versioned bucket to T. Checked against what the writer saw committed: every row acknowledged
  * before T is there, none started after T is, the deleted tasks and the dropped table are back,
  * the services are healthy and Redis registrations rebuilt. It prints the measured RPO (T
- * against the last write that survived) and the RTO.
+ * against the last write that survived) and the RTO, and — from a nightly logical backup run on
+ * the same data just after the base backup — physical against logical backup and scratch-restore
+ * times, side by side.
  */
 import { Client } from 'pg';
 import { loadConfig } from '../config';
 import { switchAndAwaitArchive } from '../infra/database';
 import { hashObject, s3Client } from '../infra/s3';
 import type { StackInfo } from '../stack/stack';
-import { markRestorePoint, pitrBackup, pitrSetup, pointInTimeRecovery } from '../workflows';
+import { markRestorePoint, nightlyBackup, pitrBackup, pitrSetup, pointInTimeRecovery } from '../workflows';
+import type { NightlyBackupResult } from '../workflows/nightlyBackup';
 import type { PointInTimeRecoveryResult } from '../workflows/pointInTimeRecovery';
 import { say, withDb, type DrillPlatform, type DrillReport } from './drillPlatform';
 import { watch } from './temporal';
@@ -69,6 +72,31 @@ function startWriter(stack: StackInfo, databases: { controller: string; dispatch
   };
 }
 
+/** A closed workflow's run time, from its start and close. */
+async function workflowSeconds(client: DrillPlatform['client'], workflowId: string): Promise<number | undefined> {
+  const d = await client.workflow.getHandle(workflowId).describe();
+  return d.closeTime ? (d.closeTime.getTime() - d.startTime.getTime()) / 1000 : undefined;
+}
+
+/** How long a workflow's (first) activity of this type took, scheduled to completed, from its history. */
+async function activitySeconds(
+  client: DrillPlatform['client'],
+  workflowId: string,
+  activityType: string,
+): Promise<number | undefined> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  const time = (e: { eventTime?: { seconds?: unknown; nanos?: number | null } | null }) =>
+    Number(e.eventTime?.seconds ?? 0) + (e.eventTime?.nanos ?? 0) / 1e9;
+  const scheduled = history.events?.find(
+    (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType,
+  );
+  if (!scheduled) return undefined;
+  const completed = history.events?.find(
+    (e) => Number(e.activityTaskCompletedEventAttributes?.scheduledEventId ?? -1) === Number(scheduled.eventId),
+  );
+  return completed ? time(completed) - time(scheduled) : undefined;
+}
+
 export async function pitrScenario({ stack, model, env, client, t0 }: DrillPlatform): Promise<DrillReport> {
   const db = model.postgres;
   const run = <T>(handle: Promise<{ result(): Promise<T> }>) =>
@@ -86,6 +114,16 @@ export async function pitrScenario({ stack, model, env, client, t0 }: DrillPlatf
       args: [{ type: 'full' }],
     }),
   );
+  say('   the nightly logical backup on the same data, for comparison (and its scratch recoveries)');
+  const nightly = await run<NightlyBackupResult>(
+    client.workflow.start(nightlyBackup, { taskQueue: 'kohakku-dr', workflowId: 'drill-pitr-nightly', args: [] }),
+  );
+  const compared = {
+    physicalBackup: await workflowSeconds(client, 'drill-pitr-full'),
+    logicalBackup: await workflowSeconds(client, 'drill-pitr-nightly/postgres'),
+    physicalScratchRestore: nightly.recoveryWindow?.seconds,
+    logicalScratchRestore: await activitySeconds(client, 'drill-pitr-nightly/verify', 'verifyPostgresBackup'),
+  };
 
   say('④ a writer commits to both databases every 40 ms; then the bad deploy');
   const writer = startWriter(stack, { controller: db.controllerDb, dispatcher: db.dispatcherDb });
@@ -209,7 +247,16 @@ export async function pitrScenario({ stack, model, env, client, t0 }: DrillPlatf
     lines.push(
       `  ${s.name.padEnd(44)} ${s.status === 'done' ? `${((s.durationMs ?? 0) / 1000).toFixed(1).padStart(6)} s` : s.status}`,
     );
+  const ratio = (physical?: number, logical?: number) =>
+    physical !== undefined && logical !== undefined && physical > 0
+      ? `${physical.toFixed(1)} s vs ${logical.toFixed(1)} s: logical/physical ${(logical / physical).toFixed(2)}`
+      : 'not measured';
   lines.push(
+    '',
+    'physical (pgBackRest) against logical (pg_dump / pg_restore), same data, same machine:',
+    `  backup (pitrBackup full vs the nightly's postgres dump):                ${ratio(compared.physicalBackup, compared.logicalBackup)}`,
+    `  restore into scratch, checked (window verification vs dump verification): ${ratio(compared.physicalScratchRestore, compared.logicalScratchRestore)}`,
+    `  this recovery: pgbackrest restore ${result.restoreSeconds} s, WAL replay to T ${(result.steps.find((x) => x.name === 'start postgres and replay to the target')?.durationMs ?? 0) / 1000} s`,
     '',
     `base backup ${result.baseBackup.label}, WAL ${result.wal.from} … ${result.wal.to}, old data directory kept in ${result.movedAsideTo}`,
     `RTO (recovery start to verified-healthy, with a 10 s agents' grace period): ${result.measurements.rtoSeconds} s`,

@@ -38,6 +38,11 @@ export const ErrorType = {
   AlreadyRunning: 'AlreadyRunning',
   /** A point-in-time target outside the recoverable window (earliest base backup … newest WAL). */
   TargetOutsideWindow: 'TargetOutsideWindow',
+  /**
+   * PostgreSQL replayed every WAL record it could read and ended its recovery without reaching
+   * the point-in-time target (no transaction after it in that WAL).
+   */
+  RecoveryTargetNotReached: 'RecoveryTargetNotReached',
 } as const;
 export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -54,6 +59,7 @@ export const NON_RETRYABLE_ERRORS: ErrorTypeName[] = [
   ErrorType.NewerReferencingRows,
   ErrorType.AlreadyRunning,
   ErrorType.TargetOutsideWindow,
+  ErrorType.RecoveryTargetNotReached,
 ];
 
 export function fail(type: ErrorTypeName, message: string, details?: unknown): ApplicationFailure {

@@ -19,7 +19,9 @@
  * and a cleanup that, when the recovery failed after step 2, puts the original data directory
  * back and starts PostgreSQL and the services again: production as it was found.
  */
-import { proxyActivities } from '@temporalio/workflow';
+import { patched, proxyActivities } from '@temporalio/workflow';
+import { ErrorType } from '../domain/errors';
+import { failureTypeOf } from './engine/progress';
 import { z } from 'zod';
 import type { Activities } from '../activities';
 import type { ObjectRewindReport } from '../activities/objectRewind';
@@ -48,6 +50,7 @@ const {
   moveDataDirectoryAside,
   putOriginalDataDirectoryBack,
   verifyRecoveredPoint,
+  proveEndOfArchiveReached,
   bucketVersioning,
   resolveBackupSet,
 } = proxyActivities<Activities>(quick);
@@ -86,6 +89,8 @@ interface State extends ObjectRestoreState {
   moved?: { asideDir: string };
   restored?: { resumed: boolean; seconds: number };
   promoted?: { waitedMs: number; timeline: number };
+  /** Set when the target was not reached and the end of the archive was recovered instead, proven replayed. */
+  endOfArchive?: { endedAt: string; archiveEnd: string };
   verified?: Awaited<ReturnType<Activities['verifyRecoveredPoint']>>;
   rewind?: ObjectRewindReport;
   services: ServiceReport[];
@@ -103,6 +108,11 @@ export interface PointInTimeRecoveryDetails {
   movedAsideTo: string;
   restoreSeconds: number;
   timeline: number;
+  /**
+   * No transaction after the target was archived: recovered to the end of the archive instead,
+   * proven replayed to its last segment (the state at the target).
+   */
+  endOfArchive?: { endedAt: string; archiveEnd: string };
   lastCommit?: string;
   databases: { database: string; tables: number }[];
   /** The bucket as at the target, when asked (`objects: true`) and it keeps versions. */
@@ -227,10 +237,35 @@ const phases: Phase<Input, State>[] = [
       const deadline = ctx.input.replayDeadlineSeconds ?? 1800;
       await startService({ service: 'postgres' });
       const { waitForPromotion } = proxyActivities<Activities>(waitUpTo(deadline));
-      ctx.state.promoted = await waitForPromotion({ deadlineSeconds: deadline });
+      try {
+        ctx.state.promoted = await waitForPromotion({ deadlineSeconds: deadline });
+      } catch (err) {
+        // 0.3.1: an instant with no transaction archived after it (a quiet database; the very
+        // instant an earlier recovery went back to) is the end of the archive: recover to that,
+        // then prove every archived segment was replayed; the verification checks that nothing
+        // after the target was committed.
+        const plan = ctx.state.plan!;
+        if (
+          failureTypeOf(err) !== ErrorType.RecoveryTargetNotReached ||
+          !plan.restoreArgs.includes('--type=time') ||
+          !patched('pitr-end-of-archive-fallback')
+        )
+          throw err;
+        await restoreToTarget({
+          recoveryId: ctx.recoveryId,
+          restoreArgs: ['--type=default', ...plan.restoreArgs.filter((a) => a.startsWith('--set='))],
+          endOfArchive: true,
+        });
+        await startService({ service: 'postgres' });
+        ctx.state.promoted = await waitForPromotion({ deadlineSeconds: deadline });
+        ctx.state.endOfArchive = await proveEndOfArchiveReached();
+      }
     },
     describe: ({ state }) =>
-      `promoted on timeline ${state.promoted!.timeline} after ${(state.promoted!.waitedMs / 1000).toFixed(1)} s`,
+      `promoted on timeline ${state.promoted!.timeline} after ${(state.promoted!.waitedMs / 1000).toFixed(1)} s` +
+      (state.endOfArchive
+        ? `; no transaction after the target was archived, so PostgreSQL was recovered to the end of the archive instead and replayed all of it (ended at ${state.endOfArchive.endedAt}; archive ends at ${state.endOfArchive.archiveEnd})`
+        : ''),
     plan: () => ({
       action: 'start PostgreSQL; wait until it reached the target and was promoted',
       touches: ['postgres'],
@@ -356,6 +391,7 @@ export const pointInTimeRecoveryDefinition: RecoveryDefinition<
     movedAsideTo: state.moved!.asideDir,
     restoreSeconds: state.restored!.seconds,
     timeline: state.promoted!.timeline,
+    ...(state.endOfArchive ? { endOfArchive: state.endOfArchive } : {}),
     lastCommit: state.verified!.lastCommit,
     databases: state.verified!.databases,
     ...(state.rewind ? { objects: state.rewind } : {}),

@@ -219,6 +219,28 @@ export const stubActivities = {
     seconds: 3,
   }),
   putOriginalDataDirectoryBack: async () => ({ restored: true, failedCopy: '/x.kohakku-dr-failed-x' }),
+  expireBaseBackups: async ({ asOf }: { asOf: string }) => ({
+    asOf,
+    retentionDays: 14,
+    newestVerified: '20261125-010203F',
+    expire: [],
+    kept: [{ full: '20261125-010203F', reason: 'newest full backup' }],
+  }),
+  proveEndOfArchiveReached: async () => ({
+    endedAt: '0/9000060 on timeline 1',
+    archiveEnd: 'timeline 1, segment 9',
+  }),
+  bucketVersioning: async () => ({ bucket: 'kohakku', exists: true, versioned: true }),
+  rewindObjects: async ({ at }: { at: string }) => ({
+    bucket: 'kohakku',
+    at,
+    versioned: true,
+    keys: 3,
+    unchanged: 2,
+    rewound: 1,
+    hidden: 0,
+    examples: ['skills/skill-1.tar (rewound)'],
+  }),
   replicateBackupSet: async ({ backupId }: { backupId: string }) => ({
     backupId,
     replica: '/replica',

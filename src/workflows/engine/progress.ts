@@ -169,6 +169,12 @@ function rootCause(err: unknown): unknown {
   return e;
 }
 
+/** The ApplicationFailure type under the activity and child-workflow failures, if any. */
+export function failureTypeOf(err: unknown): string | undefined {
+  const e = rootCause(err);
+  return e instanceof ApplicationFailure ? (e.type ?? undefined) : undefined;
+}
+
 export function rootMessage(err: unknown): string {
   const e = rootCause(err);
   return e instanceof Error ? e.message : String(e);
