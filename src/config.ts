@@ -722,12 +722,28 @@ export const OPTIONS = [
     schema: nonEmpty,
   },
   {
+    env: 'KOHAKKU_REQUEUE_TASKS_SQL',
+    group: 'Kohakku model',
+    description:
+      "Set-based statement that puts lost in-flight tasks back to pending, run per batch of up to 10,000: $1 is the array of their ids (text), $2 the array of the containers they had, in the same order; it RETURNs `id` of each task it changed. Must change nothing for a task that is no longer that container's (a retry, or an agent that checked back).",
+    default:
+      "UPDATE tasks_task t SET status = 'pending', container = NULL, progress = 0 FROM unnest($1::text[], $2::text[]) AS lost(id, container) WHERE t.id = lost.id::bigint AND t.status = 'running' AND t.container = lost.container RETURNING t.id",
+    schema: nonEmpty,
+  },
+  {
     env: 'KOHAKKU_REQUEUE_TASK_SQL',
     group: 'Kohakku model',
     description:
-      "Statement that puts a lost in-flight task back to pending; $1 is its id, $2 the container it had. Must change nothing when the task is no longer that container's (a retry).",
-    default:
-      "UPDATE tasks_task SET status = 'pending', container = NULL, progress = 0 WHERE id = $1 AND status = 'running' AND container = $2",
+      'Before 0.3.1: one statement per lost task ($1 its id, $2 its container). When set, it is used instead of KOHAKKU_REQUEUE_TASKS_SQL (about 8× slower at 100,000 lost tasks): rewrite it as the set-based one.',
+    optional: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'KOHAKKU_REDIS_PROCESSING_KEY',
+    group: 'Kohakku model',
+    description:
+      'Redis list a Dispatcher moves each task id into while it dispatches it (LMOVE from the queue; removed once Postgres says the task runs). Re-dispatch snapshots it with the queue, atomically, so a task being dispatched meanwhile is never queued again. A Dispatcher that pops without one leaves a task mid-dispatch exposed to that.',
+    default: 'kohakku:queue:processing',
     schema: nonEmpty,
   },
   {
@@ -836,7 +852,10 @@ export interface Config {
     pendingTasksSql: string;
     completedBriefsSql: string;
     inFlightTasksSql: string;
-    requeueTaskSql: string;
+    requeueTasksSql: string;
+    /** Per-task statement of before 0.3.1, used instead when set. */
+    requeueTaskSql?: string;
+    processingKey: string;
     agentKeyPrefix: string;
   };
 }
@@ -1075,7 +1094,9 @@ export function loadConfig(env: Env = process.env): Config {
       pendingTasksSql: str('KOHAKKU_PENDING_TASKS_SQL'),
       completedBriefsSql: str('KOHAKKU_COMPLETED_BRIEFS_SQL'),
       inFlightTasksSql: str('KOHAKKU_IN_FLIGHT_TASKS_SQL'),
-      requeueTaskSql: str('KOHAKKU_REQUEUE_TASK_SQL'),
+      requeueTasksSql: str('KOHAKKU_REQUEUE_TASKS_SQL'),
+      ...(opt('KOHAKKU_REQUEUE_TASK_SQL') ? { requeueTaskSql: opt('KOHAKKU_REQUEUE_TASK_SQL') } : {}),
+      processingKey: str('KOHAKKU_REDIS_PROCESSING_KEY'),
       agentKeyPrefix: str('KOHAKKU_REDIS_AGENT_KEY_PREFIX'),
     },
   };

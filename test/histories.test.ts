@@ -192,7 +192,10 @@ const SCENARIOS: Scenario[] = [
       return {
         waitForPromotion: async () => {
           if (calls++ === 0)
-            throw ApplicationFailure.nonRetryable('PostgreSQL stopped during recovery', 'RecoveryTargetNotReached');
+            throw ApplicationFailure.nonRetryable(
+              'PostgreSQL stopped during recovery',
+              'RecoveryTargetNotReached',
+            );
           return { waitedMs: 10, timeline: 3 };
         },
       };

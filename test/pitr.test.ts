@@ -93,27 +93,41 @@ const run = async <W extends typeof pitrSetup | typeof pitrBackup | typeof markR
   } as never)) as Awaited<ReturnType<W>>;
 };
 
-async function recover(workflowId: string, input: PointInTimeRecoveryInput) {
+/** Starts a point-in-time recovery, approved, with short deadlines (the test Kohakku is small). */
+async function startRecovery(workflowId: string, input: PointInTimeRecoveryInput) {
   const client = await temporalClient(k.stack);
-  return client.workflow
-    .execute(pointInTimeRecovery, {
-      taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
-      workflowId,
-      args: [
-        {
-          confirm: true,
-          checkInGraceSeconds: 1,
-          startDeadlineSeconds: 60,
-          registrationDeadlineSeconds: 10,
-          replayDeadlineSeconds: 300,
-          ...input,
-        },
-      ],
-    })
-    .then(
-      (r) => ({ result: r as PointInTimeRecoveryResult, error: undefined }),
-      (error: unknown) => ({ result: undefined, error }),
-    );
+  return client.workflow.start(pointInTimeRecovery, {
+    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
+    workflowId,
+    args: [
+      {
+        confirm: true,
+        checkInGraceSeconds: 1,
+        startDeadlineSeconds: 60,
+        registrationDeadlineSeconds: 10,
+        replayDeadlineSeconds: 300,
+        ...input,
+      },
+    ],
+  });
+}
+
+async function recover(workflowId: string, input: PointInTimeRecoveryInput) {
+  return (await startRecovery(workflowId, input)).result().then(
+    (r) => ({ result: r as PointInTimeRecoveryResult, error: undefined }),
+    (error: unknown) => ({ result: undefined, error }),
+  );
+}
+
+/** SIGKILLs the worker as soon as a process whose arguments hold every one of `parts` runs; starts a new one. */
+async function killWorkerDuring(parts: string[], what: string): Promise<void> {
+  const deadline = Date.now() + 180000;
+  while ((await processesMatching(parts)).length === 0) {
+    if (Date.now() > deadline) throw new Error(`${what} never started: ${worker.output()}`);
+    await pause(20);
+  }
+  await worker.kill();
+  worker = await startWorker(k.workerEnv);
 }
 
 const serverNow = async () =>
@@ -245,28 +259,9 @@ test('to an instant before a bad deploy: rows committed before T back, the delet
 });
 
 test('the worker SIGKILLed during pgbackrest restore: a new worker ends the orphaned restore, resumes it (--delta) and completes to the same instant', async () => {
-  const client = await temporalClient(k.stack);
-  const handle = await client.workflow.start(pointInTimeRecovery, {
-    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
-    workflowId: 'test-pitr-killed',
-    args: [
-      {
-        target: T,
-        confirm: true,
-        checkInGraceSeconds: 1,
-        startDeadlineSeconds: 60,
-        registrationDeadlineSeconds: 10,
-      },
-    ],
-  });
+  const handle = await startRecovery('test-pitr-killed', { target: T });
   const config = k.workerEnv.PITR_PGBACKREST_CONFIG!;
-  const deadline = Date.now() + 120000;
-  while ((await processesMatching([`--config=${config}`, 'restore'])).length === 0) {
-    if (Date.now() > deadline) throw new Error(`pgbackrest restore never started: ${worker.output()}`);
-    await pause(20);
-  }
-  await worker.kill();
-  worker = await startWorker(k.workerEnv);
+  await killWorkerDuring([`--config=${config}`, 'restore'], 'pgbackrest restore');
   const result = (await handle.result()) as PointInTimeRecoveryResult;
   expect(result.steps.find((s) => s.name === 'pgbackrest restore')?.detail).toMatch(/resumed with --delta/);
   expect(await skills()).toEqual(['pitr-1-before']);
@@ -339,7 +334,9 @@ test('objects without versioning: the nearest object backup set before T comes b
     expect(result!.objects).toBeUndefined();
     expect(result!.objectSet).toMatchObject({
       verified: true,
-      note: expect.stringMatching(/keeps no versions: .*nearest before the target; keys created after it are left in place/),
+      note: expect.stringMatching(
+        /keeps no versions: .*nearest before the target; keys created after it are left in place/,
+      ),
     });
     expect(Date.parse(result!.objectSet!.createdAt)).toBeLessThanOrEqual(Date.parse(T4));
     expect(result!.objectSet!.restored.movedAside).toBeGreaterThanOrEqual(1);
@@ -499,34 +496,19 @@ test('the worker SIGKILLed during WAL replay: a new worker waits out the replay 
   await archived();
   const expected = [...(await skills()).filter((n) => n !== 'pitr-7-after-replay')];
 
-  const client = await temporalClient(k.stack);
-  const handle = await client.workflow.start(pointInTimeRecovery, {
-    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
-    workflowId: 'test-pitr-killed-replaying',
-    args: [
-      {
-        target: T3,
-        confirm: true,
-        checkInGraceSeconds: 1,
-        startDeadlineSeconds: 60,
-        registrationDeadlineSeconds: 10,
-        replayDeadlineSeconds: 600,
-      },
-    ],
+  const handle = await startRecovery('test-pitr-killed-replaying', {
+    target: T3,
+    replayDeadlineSeconds: 600,
   });
   // PostgreSQL's startup process is replaying (its title names the segment): the worker dies then.
-  const deadline = Date.now() + 180000;
-  while ((await processesMatching(['startup recovering'])).length === 0) {
-    if (Date.now() > deadline) throw new Error(`WAL replay never seen: ${worker.output()}`);
-    await pause(20);
-  }
-  await worker.kill();
-  worker = await startWorker(k.workerEnv);
+  await killWorkerDuring(['startup recovering'], 'WAL replay');
   const result = (await handle.result()) as PointInTimeRecoveryResult;
   expect(result.targetTime).toBe(T3);
   expect(Date.parse(result.lastCommit!)).toBeLessThanOrEqual(Date.parse(T3));
   expect(await skills()).toEqual(expected);
-  expect(await sql(k.stack, CONTROLLER, 'SELECT count(*)::int AS n FROM pitr_bulk')).toEqual([{ n: 1000000 }]);
+  expect(await sql(k.stack, CONTROLLER, 'SELECT count(*)::int AS n FROM pitr_bulk')).toEqual([
+    { n: 1000000 },
+  ]);
   for (const service of ['controller', 'dispatcher'] as const)
     expect(await health(k.model.ports[service])).toBe(200);
   // Later recoveries would replay it all again: it goes (its WAL stays in the archive).
@@ -580,7 +562,11 @@ test('a restore that fails half-way (a base backup file gone from the repository
 test('retention expires base backups past BACKUP_RETENTION_DAYS with pgBackRest, never the newest verified recovery point: its base backup and its WAL stay until a newer point is verified', async () => {
   // Real activities on the worker's settings (no workflow: `asOf` is moved 40 days on).
   const config = loadConfig(k.workerEnv);
-  const pitr = createPitrActivities({ config, exec: createCommandRunner(), store: createBackupStore(config) });
+  const pitr = createPitrActivities({
+    config,
+    exec: createCommandRunner(),
+    store: createBackupStore(config),
+  });
   const verifiedFirst = (await pitr.pitrWindow()).backups;
   expect(verifiedFirst).toHaveLength(1);
   expect(verifiedFirst[0]!.verdict).toMatchObject({ ok: true });

@@ -28,7 +28,10 @@ describe('baseBackupRetention', () => {
     const r = baseBackupRetention({ backups, asOf, retentionDays: 7, protect: [] });
     expect(r.expire).toEqual(['20261101-000000F', '20261111-000000F']);
     expect(r.kept).toEqual([
-      { full: '20261121-000000F', reason: expect.stringMatching(/recovers to the start of the retention window/) },
+      {
+        full: '20261121-000000F',
+        reason: expect.stringMatching(/recovers to the start of the retention window/),
+      },
       { full: '20261128-000000F', reason: 'newest full backup' },
     ]);
   });

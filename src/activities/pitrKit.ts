@@ -121,7 +121,8 @@ export function pitrKit({
   async function writeVerdicts(change: { set?: [string, BaseBackupVerdict]; keep?: Set<string> }) {
     const verdicts = await readVerdicts();
     if (change.set) verdicts[change.set[0]] = change.set[1];
-    if (change.keep) for (const label of Object.keys(verdicts)) if (!change.keep.has(label)) delete verdicts[label];
+    if (change.keep)
+      for (const label of Object.keys(verdicts)) if (!change.keep.has(label)) delete verdicts[label];
     await store.ensureReady();
     await store.putJson(PITR_VERDICTS_KEY, verdicts);
   }

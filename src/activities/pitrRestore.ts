@@ -60,9 +60,7 @@ export function chooseBaseBackup<B extends { label: string; archive: { start: st
   const newestFirst = [...candidates].reverse();
   const complete = newestFirst.filter((c) => c.wal.missing.length === 0);
   const pick =
-    complete.find((c) => c.verdict?.ok) ??
-    complete.find((c) => c.verdict?.ok !== false) ??
-    complete[0];
+    complete.find((c) => c.verdict?.ok) ?? complete.find((c) => c.verdict?.ok !== false) ?? complete[0];
   if (!pick) {
     const newest = newestFirst[0]!;
     throw fail(
@@ -356,7 +354,9 @@ export function createPitrRestoreActivities(kit: PitrKit) {
     const walDir = path.join(pitr.dataDir, 'pg_wal');
     const histories = (await fs.readdir(walDir)).filter((f) => /^[0-9A-F]{8}\.history$/.test(f)).sort();
     const newest = histories[histories.length - 1];
-    const switched = newest ? parseHistory(await fs.readFile(path.join(walDir, newest), 'utf8')).pop() : undefined;
+    const switched = newest
+      ? parseHistory(await fs.readFile(path.join(walDir, newest), 'utf8')).pop()
+      : undefined;
     if (!switched) throw new Error(`no timeline history in ${walDir}: PostgreSQL was not promoted`);
     const onThatTimeline = (await tool().archiveFiles())
       .map((f) => walPosition(f.name))

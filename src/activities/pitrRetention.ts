@@ -12,11 +12,7 @@
  * chain of the newest verified recovery point whatever its age, every chain a running recovery
  * holds a lease on, and always the newest full backup.
  */
-import {
-  PITR_LEASES_PREFIX,
-  type BaseBackupLease,
-  type BaseBackupVerdicts,
-} from '../domain/pitr';
+import { PITR_LEASES_PREFIX, type BaseBackupLease, type BaseBackupVerdicts } from '../domain/pitr';
 import { ErrorType, fail } from '../domain/errors';
 import { cancellationSignal } from './heartbeat';
 import { iso, type PitrKit } from './pitrKit';
@@ -106,10 +102,14 @@ export function createPitrRetentionActivities(kit: PitrKit) {
    * `pgbackrest expire --set`, keeping what baseBackupRetention keeps; the verdicts of expired
    * backups are dropped.
    */
-  async function expireBaseBackups(input: { asOf: string; retentionDays?: number }): Promise<BaseBackupExpiry> {
+  async function expireBaseBackups(input: {
+    asOf: string;
+    retentionDays?: number;
+  }): Promise<BaseBackupExpiry> {
     const retentionDays = input.retentionDays ?? config.retentionDays;
     const asOf = Date.parse(input.asOf);
-    if (Number.isNaN(asOf)) throw fail(ErrorType.InvalidInput, `asOf must be an ISO instant, got ${input.asOf}`);
+    if (Number.isNaN(asOf))
+      throw fail(ErrorType.InvalidInput, `asOf must be an ISO instant, got ${input.asOf}`);
     if (!Number.isInteger(retentionDays) || retentionDays < 7 || retentionDays > 30)
       throw fail(ErrorType.InvalidInput, `retention must be 7 to 30 days, got ${retentionDays}`);
     const pg = tool();
@@ -137,10 +137,9 @@ export function createPitrRetentionActivities(kit: PitrKit) {
     const remaining = (await pg.info()).backup;
     const fulls = new Set(remaining.map((b) => fullOf(b.label))).size;
     if (fulls > 0)
-      await pg.run(
-        ['--repo1-retention-archive-type=full', `--repo1-retention-archive=${fulls}`, 'expire'],
-        { signal: cancellationSignal() },
-      );
+      await pg.run(['--repo1-retention-archive-type=full', `--repo1-retention-archive=${fulls}`, 'expire'], {
+        signal: cancellationSignal(),
+      });
     if (decision.expire.length) await writeVerdicts({ keep: new Set(remaining.map((b) => b.label)) });
     return { asOf: input.asOf, retentionDays, newestVerified: verified?.[0], ...decision };
   }

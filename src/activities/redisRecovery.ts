@@ -47,6 +47,9 @@ end
 redis.call('EXPIRE', KEYS[2], 604800)
 return pushed`;
 
+/** Lost tasks per set-based requeue statement: one round trip each, a bounded statement. */
+const REQUEUE_BATCH = 10000;
+
 export function createRedisRecoveryActivities({ config, exec }: { config: Config; exec: CommandRunner }) {
   const r = config.redis;
   const connect = () =>
@@ -189,15 +192,24 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
   }
 
   /**
-   * Puts every pending task from Postgres back on the queue — once: ids already queued are left
-   * alone, and a per-recovery marker set guards the push itself, so a retry pushes nothing twice.
-   * Then sets the depth counter to the queue's length.
+   * Puts every pending task from Postgres back on the queue — once, also while a Dispatcher
+   * consumes it: the queue and the Dispatcher's processing list are snapshotted together (one
+   * MULTI) *before* Postgres is read, so a task taken from the queue in between is either in the
+   * snapshot or no longer pending in Postgres — a task is pushed only when it was neither queued
+   * nor being dispatched and is still pending after that. A per-recovery marker set guards the
+   * push itself, so a retry pushes nothing twice. Then sets the depth counter to the queue's length.
    */
   async function redispatchPendingTasks(input: { recoveryId: string }): Promise<RedispatchReport> {
     const m = config.model;
-    const pending = await pendingTaskIds();
     return withRedis(async (redis) => {
-      const queued = new Set(await redis.lrange(m.queueKey, 0, -1));
+      const snapshot =
+        (await redis.multi().lrange(m.queueKey, 0, -1).lrange(m.processingKey, 0, -1).exec()) ?? [];
+      const queued = new Set<string>();
+      for (const [err, ids] of snapshot) {
+        if (err) throw err;
+        for (const id of ids as string[]) queued.add(id);
+      }
+      const pending = await pendingTaskIds();
       const missing = pending.filter((id) => !queued.has(id));
       const marker = `${m.redisPrefix}dr:redispatched:${shortTag(input.recoveryId)}`;
       let pushed = 0;
@@ -227,7 +239,8 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
   /**
    * After the agents' grace period: every in-flight task whose agent has not checked back
    * (no `<agent prefix><container>` key in Redis) is put back to pending in Postgres with the
-   * configured statement, which changes nothing on a retry. Queueing it is left to
+   * configured set-based statement, 10,000 at a time, which changes nothing on a retry (or the
+   * per-task statement of before 0.3.1, when still configured). Queueing it is left to
    * redispatchPendingTasks, which runs next and queues each pending task exactly once.
    * Tasks whose agents checked back are left alone.
    */
@@ -256,11 +269,27 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
       });
       const lost = inFlight.filter((t) => !alive.has(String(t.id)));
       const requeuedIds: string[] = [];
-      for (const t of lost) {
-        const r = await client.query(m.requeueTaskSql, [t.id, t.container]);
-        if ((r.rowCount ?? 0) > 0) requeuedIds.push(String(t.id));
-        if (requeuedIds.length % 500 === 0)
-          heartbeat({ stage: 'requeueing', done: requeuedIds.length, lost: lost.length });
+      if (m.requeueTaskSql) {
+        for (const t of lost) {
+          const r = await client.query(m.requeueTaskSql, [t.id, t.container]);
+          if ((r.rowCount ?? 0) > 0) requeuedIds.push(String(t.id));
+          if (requeuedIds.length % 500 === 0)
+            heartbeat({ stage: 'requeueing', done: requeuedIds.length, lost: lost.length });
+        }
+      } else {
+        for (let i = 0; i < lost.length; i += REQUEUE_BATCH) {
+          const batch = lost.slice(i, i + REQUEUE_BATCH);
+          const r = await client.query<{ id: string | number }>(m.requeueTasksSql, [
+            batch.map((t) => String(t.id)),
+            batch.map((t) => t.container),
+          ]);
+          for (const row of r.rows) requeuedIds.push(String(row.id));
+          heartbeat({
+            stage: 'requeueing',
+            done: Math.min(i + REQUEUE_BATCH, lost.length),
+            lost: lost.length,
+          });
+        }
       }
       return {
         inFlight: inFlight.length,

@@ -73,7 +73,10 @@ function startWriter(stack: StackInfo, databases: { controller: string; dispatch
 }
 
 /** A closed workflow's run time, from its start and close. */
-async function workflowSeconds(client: DrillPlatform['client'], workflowId: string): Promise<number | undefined> {
+async function workflowSeconds(
+  client: DrillPlatform['client'],
+  workflowId: string,
+): Promise<number | undefined> {
   const d = await client.workflow.getHandle(workflowId).describe();
   return d.closeTime ? (d.closeTime.getTime() - d.startTime.getTime()) / 1000 : undefined;
 }
@@ -92,7 +95,8 @@ async function activitySeconds(
   );
   if (!scheduled) return undefined;
   const completed = history.events?.find(
-    (e) => Number(e.activityTaskCompletedEventAttributes?.scheduledEventId ?? -1) === Number(scheduled.eventId),
+    (e) =>
+      Number(e.activityTaskCompletedEventAttributes?.scheduledEventId ?? -1) === Number(scheduled.eventId),
   );
   return completed ? time(completed) - time(scheduled) : undefined;
 }
@@ -116,7 +120,11 @@ export async function pitrScenario({ stack, model, env, client, t0 }: DrillPlatf
   );
   say('   the nightly logical backup on the same data, for comparison (and its scratch recoveries)');
   const nightly = await run<NightlyBackupResult>(
-    client.workflow.start(nightlyBackup, { taskQueue: 'kohakku-dr', workflowId: 'drill-pitr-nightly', args: [] }),
+    client.workflow.start(nightlyBackup, {
+      taskQueue: 'kohakku-dr',
+      workflowId: 'drill-pitr-nightly',
+      args: [],
+    }),
   );
   const compared = {
     physicalBackup: await workflowSeconds(client, 'drill-pitr-full'),

@@ -121,7 +121,13 @@ export interface PointInTimeRecoveryDetails {
    * Without versioning: the objects of the nearest backup set complete before the target (keys
    * created after that set are left as they are: nothing could hide them without deleting).
    */
-  objectSet?: { backupId: string; createdAt: string; verified: boolean; restored: ObjectRestoreReport; note: string };
+  objectSet?: {
+    backupId: string;
+    createdAt: string;
+    verified: boolean;
+    restored: ObjectRestoreReport;
+    note: string;
+  };
   services: ServiceReport[];
   registrations: Registrations;
   lostTasks: LostTasks;
@@ -166,7 +172,8 @@ const phases: Phase<Input, State>[] = [
         ? 'the bucket keeps versions: each key gets back its version at the target'
         : `NO VERSIONING on the bucket: objects from backup set ${state.set!.id} (complete ${state.set!.createdAt}, ${state.set!.verified ? 'verified' : 'NOT verified'}), the nearest before the target; keys created since stay as they are`,
     plan: () => ({
-      action: "check the bucket's versioning; without it, find the nearest object backup set before the target",
+      action:
+        "check the bucket's versioning; without it, find the nearest object backup set before the target",
       touches: ['backup store (read)'],
     }),
   },
