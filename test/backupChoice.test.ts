@@ -13,6 +13,8 @@ import { createPostgresActivities } from '../src/activities/postgres';
 import { loadConfig } from '../src/config';
 import { backupIdAt } from '../src/domain/backupIds';
 import {
+  BLOB_GC_CANDIDATES_KEY,
+  BLOB_PREFIX,
   lockKey,
   objectIndexKey,
   objectsManifestKey,
@@ -241,4 +243,38 @@ test('a lock protects its backup from retention only while its lease lasts; a 0.
     await rejection(sets.lockBackup({ backupId: unlocked, holder: 'x', leaseSeconds: 0 })),
   ).toMatchObject({ type: 'InvalidInput' });
   expect(await store.list(`locks/${unlocked}/`)).toEqual([]);
+});
+
+test('an unreferenced blob is removed only after a day unreferenced and not written again meanwhile (a running mirror may be about to index it)', async () => {
+  const store = await freshStore();
+  const sets = createBackupSetActivities({ store, config: { retentionDays: 14 } });
+  const id = backupIdAt(new Date(Date.now() - 3600_000));
+  await writeBackup(store, id);
+  const referenced = `${BLOB_PREFIX}sha256-${'a'.repeat(64)}-1`;
+  const orphan = `${BLOB_PREFIX}sha256-${'b'.repeat(64)}-1`;
+  const rewritten = `${BLOB_PREFIX}sha256-${'c'.repeat(64)}-1`;
+  await store.putJson(objectIndexKey(id), [
+    { key: 'skills/a', size: 1, etag: 'e', sha256: 'a', blob: referenced },
+  ]);
+  for (const blob of [referenced, orphan, rewritten]) await store.putJson(blob, 'x');
+  const prune = (at: number) => sets.pruneBackups({ asOf: new Date(at).toISOString() });
+
+  // First seen unreferenced: marked, kept.
+  await new Promise((r) => setTimeout(r, 20));
+  const markedAt = Date.now();
+  const marked = await prune(markedAt);
+  expect(marked).toMatchObject({ blobsRemoved: 0, blobsInGrace: 2 });
+  expect(await store.getJson(BLOB_GC_CANDIDATES_KEY)).toEqual({
+    [orphan]: new Date(markedAt).toISOString(),
+    [rewritten]: new Date(markedAt).toISOString(),
+  });
+  // A mirror stores that content again (after the mark): its grace starts over.
+  await new Promise((r) => setTimeout(r, 20));
+  await store.putJson(rewritten, 'x');
+  expect((await prune(markedAt + 23 * 3600_000)).blobsRemoved).toBe(0);
+  const swept = await prune(markedAt + 24 * 3600_000);
+  expect(swept).toMatchObject({ blobsRemoved: 1, blobsInGrace: 1 });
+  expect(await store.stat(orphan)).toBeUndefined();
+  expect(await store.stat(rewritten)).toBeDefined();
+  expect(await store.stat(referenced)).toBeDefined();
 });

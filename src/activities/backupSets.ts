@@ -3,12 +3,15 @@
  * one manifest (`sets/<id>/manifest.json`) that also carries the verification verdict.
  * Retention prunes whole sets by age, but never the newest verified set and never one that a
  * running restore holds a lock on (`locks/<id>/…`) while the lock's lease lasts: a recovery that
- * was terminated without unlocking protects its backup only until its lease runs out.
+ * was terminated without unlocking protects its backup only until its lease runs out. Content
+ * blobs no kept backup refers to are removed only after BLOB_GC_GRACE_HOURS unreferenced.
  */
 import type { Config } from '../config';
 import { ErrorType, fail } from '../domain/errors';
 import { backupTime, BACKUP_ID_PATTERN } from '../domain/backupIds';
 import {
+  BLOB_GC_CANDIDATES_KEY,
+  BLOB_GC_GRACE_HOURS,
   BLOB_PREFIX,
   LOCK_PREFIX,
   lockKey,
@@ -42,6 +45,11 @@ export interface PruneReport {
   pruned: string[];
   kept: { id: string; reason: string }[];
   blobsRemoved: number;
+  /**
+   * Blobs no kept backup refers to, left for now: removed by a later prune once unreferenced
+   * for BLOB_GC_GRACE_HOURS (a mirror still running may be about to index them).
+   */
+  blobsInGrace?: number;
   /** Locks whose lease had run out as of `asOf`: ignored (the backup was not kept for them). */
   expiredLocks: { id: string; holder: string; expiredAt: string }[];
   /** Lock files that could not be read: honoured as live locks; remove them once no restore uses the backup. */
@@ -211,18 +219,28 @@ export function createBackupSetActivities({
         report.pruned.push(id);
       }
     }
-    if (report.pruned.length > 0) {
-      const referenced = new Set<string>();
-      for (const { id } of report.kept) {
-        for (const e of (await store.getJson<ObjectIndexEntry[]>(objectIndexKey(id))) ?? [])
-          referenced.add(e.blob);
-      }
-      const unreferenced = (await store.list(BLOB_PREFIX))
-        .map((b) => b.key)
-        .filter((k) => !referenced.has(k));
-      await store.removeKeys(unreferenced);
-      report.blobsRemoved = unreferenced.length;
+    // Unreferenced blobs: marked now, swept once unreferenced for the grace period (a mirror that
+    // is still running has stored blobs its index does not name yet).
+    const referenced = new Set<string>();
+    for (const { id } of report.kept) {
+      for (const e of (await store.getJson<ObjectIndexEntry[]>(objectIndexKey(id))) ?? [])
+        referenced.add(e.blob);
     }
+    const since = (await store.getJson<Record<string, string>>(BLOB_GC_CANDIDATES_KEY)) ?? {};
+    const candidates: Record<string, string> = {};
+    const sweep: string[] = [];
+    for (const { key, lastModified } of await store.list(BLOB_PREFIX)) {
+      if (referenced.has(key)) continue;
+      // Written again since it was marked (a mirror stored that content anew): marked afresh.
+      const rewritten = since[key] !== undefined && (lastModified ?? 0) > Date.parse(since[key]!);
+      const first = since[key] !== undefined && !rewritten ? since[key]! : input.asOf;
+      if (asOf - Date.parse(first) >= BLOB_GC_GRACE_HOURS * 3600_000) sweep.push(key);
+      else candidates[key] = first;
+    }
+    await store.removeKeys(sweep);
+    await store.putJson(BLOB_GC_CANDIDATES_KEY, candidates);
+    report.blobsRemoved = sweep.length;
+    report.blobsInGrace = Object.keys(candidates).length;
     return report;
   }
 

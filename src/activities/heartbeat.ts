@@ -4,7 +4,9 @@
  * details show progress; a retry resumes from durable state (a verified staging database, the
  * blobs already mirrored or restored), which outlives the worker that heartbeated.
  */
+import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
+import { sha256File } from '../infra/hashing';
 
 export function inActivity(): boolean {
   try {
@@ -51,4 +53,13 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       { once: true },
     );
   });
+}
+
+/** sha256 of a file while heartbeating how much is hashed: a multi-GB dump outlasts any heartbeat timeout. */
+export function sha256WithHeartbeats(file: string): Promise<string> {
+  let hashed = 0;
+  return withHeartbeats(
+    () => ({ stage: 'hashing', file: path.basename(file), hashed }),
+    () => sha256File(file, (n) => (hashed = n)),
+  );
 }

@@ -27,6 +27,7 @@ import {
   MANIFEST,
   objectIndexKey,
   objectProgressPrefix,
+  BLOB_GC_CANDIDATES_KEY,
   objectsManifestKey,
 } from '../domain/layout';
 import type { ObjectBackupManifest, ObjectIndexEntry } from '../domain/manifests';
@@ -152,7 +153,10 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     await store.ensureReady();
     const listing = await listSource();
     const stored = (await store.list('objects/')).map((o) => o.key);
-    const blobs = new Set(stored.filter((k) => k.startsWith(BLOB_PREFIX)));
+    // A blob retention has marked as unreferenced may be swept before this mirror's index names
+    // it: such content is stored again (which restarts its grace) rather than reused.
+    const marked = (await store.getJson<Record<string, string>>(BLOB_GC_CANDIDATES_KEY)) ?? {};
+    const blobs = new Set(stored.filter((k) => k.startsWith(BLOB_PREFIX) && marked[k] === undefined));
     const previous = await knownContent(
       input.backupId,
       stored.filter((k) => !k.startsWith(BLOB_PREFIX) && k.endsWith(`/${MANIFEST}`)),

@@ -12,8 +12,8 @@ import type { DatabaseBackup, PostgresManifest } from '../domain/manifests';
 import { POSTGRES_TARGETS, type PostgresTarget } from '../domain/targets';
 import { chooseBackup, readCatalog } from '../infra/catalog';
 import { CommandFailed } from '../infra/exec';
-import { sha256File, shortTag } from '../infra/hashing';
-import { cancellationSignal, heartbeat, withHeartbeats } from './heartbeat';
+import { shortTag } from '../infra/hashing';
+import { cancellationSignal, heartbeat, sha256WithHeartbeats, withHeartbeats } from './heartbeat';
 import { CHECKSUM_VERSION } from '../domain/checksums';
 import { readDatabaseProperties, readGlobals } from './postgresGlobals';
 import { MAX_BASE, tableStats, type PostgresBackupSummary, type PostgresKit } from './postgresKit';
@@ -66,7 +66,7 @@ export function createPostgresBackupActivities(kit: PostgresKit) {
         );
         const key = dumpKey(backupId, database);
         const size = (await fs.stat(local)).size;
-        const sha256 = await sha256File(local);
+        const sha256 = await sha256WithHeartbeats(local);
         await withHeartbeats(
           () => ({ stage: 'uploading', database, size }),
           () => store.putFile(key, local),

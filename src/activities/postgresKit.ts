@@ -18,8 +18,8 @@ import type { BackupStore } from '../infra/backupStore';
 import { readSet } from '../infra/catalog';
 import { withDatabase } from '../infra/database';
 import { CommandFailed, type CommandRunner } from '../infra/exec';
-import { sha256File, shortTag } from '../infra/hashing';
-import { heartbeat, cancellationSignal, withHeartbeats } from './heartbeat';
+import { shortTag } from '../infra/hashing';
+import { heartbeat, cancellationSignal, sha256WithHeartbeats, withHeartbeats } from './heartbeat';
 import { CHECKSUM_VERSION, pinChecksumSettingsSql } from '../domain/checksums';
 import {
   applyDatabaseProperties,
@@ -147,7 +147,7 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
   async function fetchVerifiedDump(entry: DatabaseBackup, local: string): Promise<void> {
     const matches = async () => {
       const st = await fs.stat(local).catch(() => undefined);
-      return st?.size === entry.size && (await sha256File(local)) === entry.sha256;
+      return st?.size === entry.size && (await sha256WithHeartbeats(local)) === entry.sha256;
     };
     if (await matches()) return;
     const stored = await store.stat(entry.key);
@@ -161,7 +161,7 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
       () => store.getFile(entry.key, local),
     );
     if (!(await matches())) {
-      const actual = await sha256File(local);
+      const actual = await sha256WithHeartbeats(local);
       await fs.rm(local, { force: true });
       throw fail(
         ErrorType.BackupCorrupt,

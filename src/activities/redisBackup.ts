@@ -17,8 +17,8 @@ import type { RedisBackupManifest } from '../domain/manifests';
 import { ErrorType, fail } from '../domain/errors';
 import type { BackupStore } from '../infra/backupStore';
 import { siblingTool, type CommandRunner } from '../infra/exec';
-import { sha256File, shortTag } from '../infra/hashing';
-import { cancellationSignal, sleep, withHeartbeats } from './heartbeat';
+import { shortTag } from '../infra/hashing';
+import { cancellationSignal, sha256WithHeartbeats, sleep, withHeartbeats } from './heartbeat';
 import { startDaemon, stopDaemon } from '../infra/processes';
 
 export interface RedisBackupDeps {
@@ -138,9 +138,12 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
       else await pullOverNetwork(local);
       const { keys, expires } = await inspectRdb(local);
       const size = (await fs.stat(local)).size;
-      const sha256 = await sha256File(local);
+      const sha256 = await sha256WithHeartbeats(local);
       const key = redisBackupKey(input.backupId);
-      await store.putFile(key, local);
+      await withHeartbeats(
+        () => ({ stage: 'uploading', key, size }),
+        () => store.putFile(key, local),
+      );
       const manifest: RedisBackupManifest = {
         kind: 'redis',
         formatVersion: 1,
@@ -179,10 +182,13 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
     await fs.rm(dir, { recursive: true, force: true });
     await fs.mkdir(dir, { recursive: true });
     const rdb = path.join(dir, 'dump.rdb');
-    await store.getFile(manifest.key, rdb);
+    await withHeartbeats(
+      () => ({ stage: 'downloading', key: manifest.key, size: manifest.size }),
+      () => store.getFile(manifest.key, rdb),
+    );
     const problems: string[] = [];
     const size = (await fs.stat(rdb)).size;
-    const sha = await sha256File(rdb);
+    const sha = await sha256WithHeartbeats(rdb);
     if (size !== manifest.size || sha !== manifest.sha256) {
       problems.push(
         `RDB ${manifest.key}: sha256/size differ from the manifest (size ${size}, manifest ${manifest.size})`,

@@ -9,6 +9,7 @@
  */
 import { ErrorType, fail } from '../domain/errors';
 import {
+  BLOB_GC_CANDIDATES_KEY,
   MANIFEST,
   objectIndexKey,
   objectProgressPrefix,
@@ -60,9 +61,14 @@ export function createReplicaActivities({
   stores: BackupStores;
   config: { transferConcurrency: number };
 }) {
-  /** Copies one key unless the replica has it at that size; returns whether it copied. */
-  async function copyKey(from: BackupStore, to: BackupStore, object: StoredObject): Promise<boolean> {
-    const present = await to.stat(object.key);
+  /** Copies one key unless the replica has it at that size (or `always`); returns whether it copied. */
+  async function copyKey(
+    from: BackupStore,
+    to: BackupStore,
+    object: StoredObject,
+    always = false,
+  ): Promise<boolean> {
+    const present = always ? undefined : await to.stat(object.key);
     if (present && present.size === object.size) return false;
     const source = await from.getStream(object.key);
     const digest = digesting(source);
@@ -123,10 +129,13 @@ export function createReplicaActivities({
     }
     const blobs = [...new Map(index.map((e) => [e.blob, { key: e.blob, size: e.size }])).values()];
     const copiedBlobs = new Set<string>();
+    // Blobs the replica's retention has marked as unreferenced may be swept before this copy's
+    // index names them: copied again (which restarts their grace), never counted as present.
+    const marked = (await replica.getJson<Record<string, string>>(BLOB_GC_CANDIDATES_KEY)) ?? {};
     const progress = () => ({ phase: 'copying to the replica', ...report, of: own.length + blobs.length });
     await withHeartbeats(progress, async () => {
       await mapLimit(blobs, config.transferConcurrency, async (blob) => {
-        if (await copyKey(primary, replica, blob)) {
+        if (await copyKey(primary, replica, blob, marked[blob.key] !== undefined)) {
           copiedBlobs.add(blob.key);
           report.copied++;
           report.blobsCopied++;

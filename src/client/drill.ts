@@ -157,11 +157,15 @@ async function verify(
   );
   const redis = new Redis({ port: readStack(stack.dir).redis.port });
   const queue = await redis.lrange(model.redis.prefix + 'queue:pending', 0, -1);
-  // The lost containers stay registered until the Monitor's next pass removes them.
+  // The lost containers stay registered until the Monitor's passes remove them (at 1,000,000
+  // tasks, several passes): waited for while the count still moves, given up after 30 s (three
+  // Monitor intervals) without change.
   let registered = await redis.scard(model.redis.containersKey);
-  for (const until = Date.now() + 20000; registered !== live.length && Date.now() < until;) {
+  for (let lastChange = Date.now(); registered !== live.length && Date.now() - lastChange < 30000;) {
     await new Promise((r) => setTimeout(r, 500));
-    registered = await redis.scard(model.redis.containersKey);
+    const now = await redis.scard(model.redis.containersKey);
+    if (now !== registered) lastChange = Date.now();
+    registered = now;
   }
   redis.disconnect();
   const pending = tasks.filter((t) => t.status === 'pending').length;

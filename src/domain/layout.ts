@@ -26,6 +26,13 @@ export const objectProgressPrefix = (backupId: string) => `objects/${backupId}/p
  */
 export const BLOB_PREFIX = 'objects/blobs/';
 export const contentBlobKey = (sha256: string, size: number) => `${BLOB_PREFIX}sha256-${sha256}-${size}`;
+/**
+ * Blobs retention found unreferenced, and since when: a blob is removed only once it has been
+ * unreferenced for BLOB_GC_GRACE_HOURS, so a mirror still running (its blobs stored, its index not
+ * yet written) never loses them.
+ */
+export const BLOB_GC_CANDIDATES_KEY = 'objects/gc-candidates.json';
+export const BLOB_GC_GRACE_HOURS = 24;
 
 export const setManifestKey = (backupId: string) => `sets/${backupId}/${MANIFEST}`;
 

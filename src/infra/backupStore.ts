@@ -12,6 +12,8 @@ import type * as Minio from 'minio';
 export interface StoredObject {
   key: string;
   size: number;
+  /** When it was last written (ms since the epoch), when the store says (listings do). */
+  lastModified?: number;
 }
 
 export interface BackupStore {
@@ -30,7 +32,13 @@ export interface BackupStore {
   putJson(key: string, value: unknown): Promise<void>;
   getJson<T>(key: string): Promise<T | undefined>;
   stat(key: string): Promise<StoredObject | undefined>;
+  /** Every object under `prefix`, at any depth. */
   list(prefix: string): Promise<StoredObject[]>;
+  /**
+   * The names one level below `prefix` (which ends with `/`) that hold objects — e.g. the backup
+   * ids under `postgres/` — without walking what is below them (a delimiter listing).
+   */
+  listChildren(prefix: string): Promise<string[]>;
 }
 
 function isNotFound(err: unknown): boolean {
@@ -98,8 +106,18 @@ export function s3BackupStore(
       if (!(await client.bucketExists(bucket))) return [];
       const out: StoredObject[] = [];
       for await (const item of client.listObjectsV2(bucket, prefix, true)) {
-        const obj = item as { name?: string; size?: number };
-        if (obj.name) out.push({ key: obj.name, size: obj.size ?? 0 });
+        const obj = item as { name?: string; size?: number; lastModified?: Date };
+        if (obj.name)
+          out.push({ key: obj.name, size: obj.size ?? 0, lastModified: obj.lastModified?.getTime() });
+      }
+      return out;
+    },
+    async listChildren(prefix) {
+      if (!(await client.bucketExists(bucket))) return [];
+      const out: string[] = [];
+      for await (const item of client.listObjectsV2(bucket, prefix, false)) {
+        const common = (item as { prefix?: string }).prefix;
+        if (common) out.push(common.slice(prefix.length).replace(/\/$/, ''));
       }
       return out;
     },
@@ -181,12 +199,24 @@ export function dirBackupStore(root: string): BackupStore {
           if (e.isDirectory()) await walk(p);
           else if (!e.name.endsWith('.partial')) {
             const key = path.relative(root, p).split(path.sep).join('/');
-            if (key.startsWith(prefix)) out.push({ key, size: (await fs.stat(p)).size });
+            if (key.startsWith(prefix)) {
+              const st = await fs.stat(p);
+              out.push({ key, size: st.size, lastModified: st.mtimeMs });
+            }
           }
         }
       };
-      await walk(root);
+      // Only the directory the prefix lies in is walked, not the whole store.
+      const start = prefix.endsWith('/') ? prefix : path.posix.dirname(prefix);
+      await walk(start === '.' || start === '' ? root : full(start));
       return out;
+    },
+    async listChildren(prefix) {
+      const entries = await fs.readdir(full(prefix), { withFileTypes: true }).catch((err: unknown) => {
+        if (isNotFound(err)) return [];
+        throw err;
+      });
+      return entries.filter((e) => e.isDirectory()).map((e) => e.name);
     },
   };
 }

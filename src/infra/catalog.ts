@@ -25,12 +25,9 @@ export async function readPostgresManifest(
 /** Every backup id present in the store under any part, newest first. */
 export async function allBackupIds(store: BackupStore): Promise<string[]> {
   const ids = new Set<string>();
-  for (const part of BACKUP_PARTS) {
-    for (const o of await store.list(part)) {
-      const id = o.key.split('/')[1];
-      if (id && BACKUP_ID_PATTERN.test(id)) ids.add(id);
-    }
-  }
+  // One level under each part (`objects/` also holds every content blob: never walked here).
+  for (const part of BACKUP_PARTS)
+    for (const id of await store.listChildren(part)) if (BACKUP_ID_PATTERN.test(id)) ids.add(id);
   return [...ids].sort().reverse();
 }
 
@@ -61,13 +58,12 @@ export interface CatalogEntry {
 export async function readCatalog(store: BackupStore): Promise<CatalogEntry[]> {
   const parts = new Map<string, Set<BackupPartName>>();
   const withSet = new Set<string>();
-  const note = (prefix: string, found: (id: string) => void) =>
-    store.list(`${prefix}/`).then((objects) => {
-      for (const o of objects) {
-        const [, id, file] = o.key.split('/');
-        if (id && file === MANIFEST && BACKUP_ID_PATTERN.test(id)) found(id);
-      }
-    });
+  // The ids one level under each part, each with its manifest looked up: never a walk of the
+  // blobs under objects/.
+  const note = async (prefix: string, found: (id: string) => void) => {
+    for (const id of await store.listChildren(`${prefix}/`))
+      if (BACKUP_ID_PATTERN.test(id) && (await store.stat(`${prefix}/${id}/${MANIFEST}`))) found(id);
+  };
   for (const part of BACKUP_PART_NAMES) {
     await note(part, (id) => {
       if (!parts.has(id)) parts.set(id, new Set());

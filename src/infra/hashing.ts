@@ -2,9 +2,15 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 
-export async function sha256File(file: string): Promise<string> {
+/** sha256 of a file, streamed; `onBytes` hears how much has been read so far (for heartbeats). */
+export async function sha256File(file: string, onBytes?: (bytesRead: number) => void): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  let read = 0;
+  for await (const chunk of createReadStream(file)) {
+    hash.update(chunk as Buffer);
+    read += (chunk as Buffer).length;
+    onBytes?.(read);
+  }
   return hash.digest('hex');
 }
 

@@ -1,7 +1,9 @@
 /**
  * The reference Monitor: when it starts, and then every KOHAKKU_REF_MONITOR_INTERVAL seconds
  * (0: only at start), it re-registers the running containers from Postgres into Redis and
- * removes registrations Postgres no longer backs.
+ * removes registrations Postgres no longer backs. Passes never overlap: the next starts an
+ * interval after the last one ended (at 1,000,000 tasks a pass takes seconds, and a pass that read
+ * Postgres before a re-dispatch would otherwise register again what a later pass removed).
  */
 import { Redis } from 'ioredis';
 import { Pool } from 'pg';
@@ -48,10 +50,19 @@ async function reconcile(): Promise<void> {
 }
 
 const server = serveHealth(model.ports.monitor, async () => ({ ok: true, detail: last ?? 'starting' }));
-void reconcile().then(() => console.log(`monitor on ${model.ports.monitor}: ${JSON.stringify(last)}`));
-const timer = intervalSeconds > 0 ? setInterval(() => void reconcile(), intervalSeconds * 1000) : undefined;
+let timer: NodeJS.Timeout | undefined;
+let stopped = false;
+const nextPass = () => {
+  if (intervalSeconds > 0 && !stopped)
+    timer = setTimeout(() => void reconcile().then(nextPass), intervalSeconds * 1000);
+};
+void reconcile().then(() => {
+  console.log(`monitor on ${model.ports.monitor}: ${JSON.stringify(last)}`);
+  nextPass();
+});
 onShutdown(async () => {
-  if (timer) clearInterval(timer);
+  stopped = true;
+  if (timer) clearTimeout(timer);
   server.close();
   redis.disconnect();
   await pool.end().catch(() => undefined);
