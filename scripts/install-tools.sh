@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every real tool kohakku-dr's stack, tests and drill need, idempotently:
 #  - Temporal CLI, MinIO, mc and VersityGW, built with `go install` into $KOHAKKU_DR_TOOLS/<name>-<version>/bin
-#  - PostgreSQL 15 server and client tools, redis-server/redis-cli/redis-check-aof, openssl and pgbackrest from Debian, when missing
+#  - PostgreSQL 15 server and client tools, redis-server/redis-cli/redis-check-aof, openssl, pgbackrest and rclone (a benchmark baseline) from Debian, when missing
 #  - the npm dependencies (npm ci), when node_modules does not match package-lock.json
 # Prints nothing but progress; writes $KOHAKKU_DR_TOOLS/paths.env for the other scripts.
 set -euo pipefail
@@ -41,6 +41,10 @@ fi
 # pgBackRest: continuous WAL archiving, base backups and point-in-time restores.
 if ! command -v pgbackrest >/dev/null; then
   apt_install pgbackrest
+fi
+# rclone: the object mirror's baseline in the benchmarks (scripts/bench), never used by the product.
+if ! command -v rclone >/dev/null; then
+  apt_install rclone
 fi
 
 # go install into a version-keyed folder; a half-built install never looks finished (temp + rename).

@@ -363,8 +363,10 @@ test('an instant with no transaction archived after it (a quiet database): Postg
     const expected = await skills();
     await pause(1200);
     const T5 = await serverNow();
-    // The window's end is when the newest segment reached the repository (to the second).
+    // The window ends when the newest segment reached the repository: one more is archived, with
+    // a WAL record that commits nothing (a switch alone writes no segment when WAL is idle).
     await pause(1200);
+    await sql(k.stack, 'postgres', `SELECT pg_logical_emit_message(false, 'kohakku-dr-test', 'quiet')`);
     await archived();
     const { result, error } = await recover('test-pitr-quiet', { target: T5 });
     expect(error && (error as WorkflowFailedError).cause?.message).toBeUndefined();

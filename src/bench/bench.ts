@@ -1,0 +1,307 @@
+/**
+ * The benchmarks (`bash scripts/bench [--size small|medium]`): each comparison runs kohakku-dr's
+ * way and a baseline side by side on the same data, on one embedded stack, in alternating rounds,
+ * and prints the ratio of the medians (kohakku-dr / baseline: above 1 is slower than the
+ * baseline). Results go to `bench/results/<time>-<size>.json` and the table in `bench/README.md`.
+ * Nothing fails on speed: CI runs the small size only to keep the benchmarks working.
+ *
+ * Comparisons (issue 9 adds the rest):
+ *   - requeue of lost tasks: the activity against the same reads plus one set-based UPDATE, and
+ *     against 0.3.0's statement per task;
+ *   - object mirror, a full copy and a no-change re-run: the activity (into a backup directory)
+ *     against `rclone sync` (Debian's rclone) from the same bucket into a directory, tuned
+ *     (--transfers 32 --checkers 32 --fast-list) and with its defaults.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { Redis } from 'ioredis';
+import { Client } from 'pg';
+import { createObjectStoreActivities } from '../activities/objectStore';
+import { createRedisRecoveryActivities } from '../activities/redisRecovery';
+import { loadConfig, type Config } from '../config';
+import { backupIdAt } from '../domain/backupIds';
+import { dirBackupStore } from '../infra/backupStore';
+import { createCommandRunner } from '../infra/exec';
+import { s3Client } from '../infra/s3';
+import { referenceModelOn, workerEnvFor } from '../reference/onStack';
+import { seedReferenceKohakku } from '../reference/seed';
+import { startStack, stopStack, type StackInfo } from '../stack/stack';
+
+export const BENCH_SIZES = {
+  small: { tasks: 20_000, objects: 300, rounds: 2 },
+  medium: { tasks: 1_000_000, objects: 10_000, rounds: 3 },
+} as const;
+export type BenchSize = keyof typeof BENCH_SIZES;
+
+export interface Comparison {
+  name: string;
+  data: string;
+  ours: { what: string; seconds: number[] };
+  baselines: { what: string; seconds: number[]; ratio: number }[];
+}
+
+export interface BenchResult {
+  size: BenchSize;
+  at: string;
+  machine: { cpus: number; node: string };
+  comparisons: Comparison[];
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function seconds(work: () => Promise<unknown>): Promise<number> {
+  const started = process.hrtime.bigint();
+  await work();
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+/**
+ * Alternates `ours` with each baseline for `rounds` rounds, `reset` before every run (so each
+ * starts from the same data), and returns the comparison with median ratios.
+ */
+async function compare(options: {
+  name: string;
+  data: string;
+  rounds: number;
+  reset: () => Promise<void>;
+  ours: { what: string; run: () => Promise<unknown> };
+  baselines: { what: string; run: () => Promise<unknown> }[];
+}): Promise<Comparison> {
+  const ours: number[] = [];
+  const baselines = options.baselines.map((b) => ({ ...b, seconds: [] as number[] }));
+  for (let round = 0; round < options.rounds; round++) {
+    await options.reset();
+    ours.push(await seconds(options.ours.run));
+    for (const b of baselines) {
+      await options.reset();
+      b.seconds.push(await seconds(b.run));
+    }
+  }
+  const result: Comparison = {
+    name: options.name,
+    data: options.data,
+    ours: { what: options.ours.what, seconds: ours },
+    baselines: baselines.map((b) => ({
+      what: b.what,
+      seconds: b.seconds,
+      ratio: Math.round((median(ours) / median(b.seconds)) * 100) / 100,
+    })),
+  };
+  console.log(`${result.name} (${result.data}): kohakku-dr ${median(ours).toFixed(2)} s`);
+  for (const b of result.baselines)
+    console.log(`   vs ${b.what}: ${median(b.seconds).toFixed(2)} s → ratio ${b.ratio.toFixed(2)}`);
+  return result;
+}
+
+async function withPg<T>(stack: StackInfo, database: string, fn: (c: Client) => Promise<T>): Promise<T> {
+  const c = new Client({ host: '127.0.0.1', port: stack.postgres.port, user: 'postgres', database });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Lost tasks back to pending: every running task of the seed (no agent checks back). */
+async function requeueComparison(stack: StackInfo, config: Config, rounds: number): Promise<Comparison> {
+  const db = config.postgres.databases.controller;
+  await withPg(stack, db, (c) =>
+    c.query(
+      `DROP TABLE IF EXISTS bench_running; CREATE TABLE bench_running AS SELECT id, container, progress FROM tasks_task WHERE status = 'running'`,
+    ),
+  );
+  const lost = await withPg(stack, db, async (c) =>
+    Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM bench_running')).rows[0]!.n),
+  );
+  const reset = () =>
+    withPg(stack, db, (c) =>
+      c.query(
+        `UPDATE tasks_task t SET status = 'running', container = r.container, progress = r.progress FROM bench_running r WHERE t.id = r.id`,
+      ),
+    ).then(() => undefined);
+  const exec = createCommandRunner();
+  const activity = createRedisRecoveryActivities({ config, exec });
+  const perTask = createRedisRecoveryActivities({
+    config: {
+      ...config,
+      model: {
+        ...config.model,
+        requeueTaskSql:
+          "UPDATE tasks_task SET status = 'pending', container = NULL, progress = 0 WHERE id = $1 AND status = 'running' AND container = $2",
+      },
+    },
+    exec,
+  });
+  const setBased = async () => {
+    // The same reads (in-flight tasks, agents' keys), then one statement for all of them.
+    await withPg(stack, db, async (c) => {
+      const rows = (await c.query<{ id: string; container: string }>(config.model.inFlightTasksSql)).rows;
+      const redis = new Redis({ host: config.redis.host, port: config.redis.port, lazyConnect: true });
+      await redis.connect();
+      const pipe = redis.pipeline();
+      for (const t of rows) pipe.exists(`${config.model.agentKeyPrefix}${t.container}`);
+      const alive = (await pipe.exec()) ?? [];
+      redis.disconnect();
+      const gone = rows.filter((_, i) => alive[i]?.[1] !== 1);
+      await c.query(
+        `UPDATE tasks_task t SET status = 'pending', container = NULL, progress = 0 FROM unnest($1::bigint[], $2::text[]) AS lost(id, container) WHERE t.id = lost.id AND t.status = 'running' AND t.container = lost.container`,
+        [gone.map((t) => t.id), gone.map((t) => t.container)],
+      );
+    });
+  };
+  return compare({
+    name: 'requeue lost tasks',
+    data: `${lost} lost in-flight tasks`,
+    rounds,
+    reset,
+    ours: {
+      what: 'requeueLostTasks (set-based, 10,000 per statement)',
+      run: () => activity.requeueLostTasks(),
+    },
+    baselines: [
+      { what: 'the same reads + one set-based UPDATE', run: setBased },
+      { what: "0.3.0's statement per task", run: () => perTask.requeueLostTasks() },
+    ],
+  });
+}
+
+/** Objects of 1–64 KiB of random bytes under briefs/ in a bucket of their own. */
+async function seedObjects(config: Config, bucket: string, count: number): Promise<number> {
+  const s3 = s3Client(config.s3);
+  if (!(await s3.bucketExists(bucket))) await s3.makeBucket(bucket, config.s3.region);
+  let bytes = 0;
+  const keys = Array.from({ length: count }, (_, i) => i);
+  for (let i = 0; i < keys.length; i += 32) {
+    await Promise.all(
+      keys.slice(i, i + 32).map((n) => {
+        const body = randomBytes(1024 + ((n * 7919) % (63 * 1024)));
+        bytes += body.length;
+        return s3.putObject(bucket, `briefs/bench-${n}.bin`, body, body.length);
+      }),
+    );
+  }
+  return bytes;
+}
+
+async function mirrorComparisons(stack: StackInfo, config: Config, objects: number, rounds: number) {
+  const bucket = 'bench-objects';
+  const bytes = await seedObjects(config, bucket, objects);
+  const scratch = path.join(stack.dir, 'bench-mirror');
+  const benchConfig: Config = { ...config, kohakkuBucket: bucket, backupPrefixes: ['briefs/'] };
+  const s3 = s3Client(config.s3);
+  const exec = createCommandRunner();
+  const rcloneEnv = {
+    PATH: process.env.PATH ?? '',
+    HOME: scratch,
+    RCLONE_CONFIG_SRC_TYPE: 's3',
+    RCLONE_CONFIG_SRC_PROVIDER: 'Minio',
+    RCLONE_CONFIG_SRC_ENDPOINT: `http://127.0.0.1:${stack.minio.port}`,
+    RCLONE_CONFIG_SRC_ACCESS_KEY_ID: stack.minio.accessKey,
+    RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY: stack.minio.secretKey,
+  };
+  const rclone = (dest: string, tuned: boolean) =>
+    exec(
+      'rclone',
+      [
+        'sync',
+        `src:${bucket}/briefs`,
+        dest,
+        ...(tuned ? ['--transfers', '32', '--checkers', '32', '--fast-list'] : []),
+      ],
+      { env: rcloneEnv, isolatedEnv: true },
+    );
+  const fresh = async () => {
+    await fs.rm(scratch, { recursive: true, force: true });
+    await fs.mkdir(scratch, { recursive: true });
+  };
+  let run = 0;
+  const mirror = (dir: string) =>
+    createObjectStoreActivities({ config: benchConfig, store: dirBackupStore(dir), s3 }).mirrorObjects({
+      backupId: backupIdAt(new Date(Date.UTC(2026, 0, 1) + run++ * 1000)),
+    });
+  const data = `${objects} objects, ${(bytes / 1048576).toFixed(1)} MiB, 1–64 KiB each`;
+  const full = await compare({
+    name: 'object mirror, full copy',
+    data,
+    rounds,
+    reset: fresh,
+    ours: { what: 'mirrorObjects into a backup directory', run: () => mirror(path.join(scratch, 'ours')) },
+    baselines: [
+      { what: 'rclone sync, tuned', run: () => rclone(path.join(scratch, 'rclone'), true) },
+      { what: 'rclone sync, defaults', run: () => rclone(path.join(scratch, 'rclone'), false) },
+    ],
+  });
+  // No change since the last copy: each side runs again over its own finished copy.
+  await fresh();
+  await mirror(path.join(scratch, 'ours'));
+  await rclone(path.join(scratch, 'rclone'), true);
+  const unchanged = await compare({
+    name: 'object mirror, no-change re-run',
+    data,
+    rounds,
+    reset: async () => undefined,
+    ours: {
+      what: 'mirrorObjects, a new set over the same content',
+      run: () => mirror(path.join(scratch, 'ours')),
+    },
+    baselines: [
+      { what: 'rclone sync, tuned', run: () => rclone(path.join(scratch, 'rclone'), true) },
+      { what: 'rclone sync, defaults', run: () => rclone(path.join(scratch, 'rclone'), false) },
+    ],
+  });
+  return [full, unchanged];
+}
+
+function summaryTable(result: BenchResult): string {
+  const lines = [
+    '# Benchmarks',
+    '',
+    'Written by `bash scripts/bench` (this is its last run). Each row: kohakku-dr against a baseline on',
+    "the same data and stack, alternating rounds; the ratio is kohakku-dr's median time over the",
+    "baseline's (above 1: slower). Raw figures per run are in `results/`.",
+    '',
+    `Size \`${result.size}\`, ${result.at}, ${result.machine.cpus} CPUs, Node ${result.machine.node}.`,
+    '',
+    '| comparison | data | kohakku-dr | baseline | kohakku-dr s | baseline s | ratio |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const c of result.comparisons)
+    for (const b of c.baselines)
+      lines.push(
+        `| ${c.name} | ${c.data} | ${c.ours.what} | ${b.what} | ${median(c.ours.seconds).toFixed(2)} | ${median(b.seconds).toFixed(2)} | ${b.ratio.toFixed(2)} |`,
+      );
+  return lines.join('\n') + '\n';
+}
+
+/** Runs every comparison at `size`; writes the JSON and the summary into `outDir`. */
+export async function runBenchmarks(size: BenchSize, outDir: string): Promise<BenchResult> {
+  const { tasks, objects, rounds } = BENCH_SIZES[size];
+  const stack = await startStack({ log: (l) => console.log(`   ${l}`) });
+  try {
+    const model = await referenceModelOn(stack, 'bench');
+    console.log(`seeding the reference Kohakku with ${tasks} tasks`);
+    await seedReferenceKohakku(model, { tasks, briefs: 1 });
+    const config = loadConfig({ ...workerEnvFor(stack, model) });
+    const comparisons = [
+      await requeueComparison(stack, config, rounds),
+      ...(await mirrorComparisons(stack, config, objects, rounds)),
+    ];
+    const result: BenchResult = {
+      size,
+      at: new Date().toISOString(),
+      machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+      comparisons,
+    };
+    await fs.mkdir(path.join(outDir, 'results'), { recursive: true });
+    await fs.writeFile(
+      path.join(outDir, 'results', `${result.at.replace(/[:.]/g, '-')}-${size}.json`),
+      JSON.stringify(result, null, 2),
+    );
+    await fs.writeFile(path.join(outDir, 'README.md'), summaryTable(result));
+    return result;
+  } finally {
+    await stopStack(stack);
+  }
+}
