@@ -16,6 +16,7 @@ test('the small benchmarks run every comparison against its baselines and write 
       'requeue lost tasks',
       'object mirror, full copy',
       'object mirror, no-change re-run',
+      'verified restore',
     ]);
     for (const c of result.comparisons) {
       expect(c.ours.seconds).toHaveLength(2);
@@ -26,10 +27,10 @@ test('the small benchmarks run every comparison against its baselines and write 
     }
     const [file] = await fs.readdir(path.join(out, 'results'));
     const written = JSON.parse(await fs.readFile(path.join(out, 'results', file!), 'utf8')) as BenchResult;
-    expect(written.comparisons).toHaveLength(3);
+    expect(written.comparisons).toHaveLength(4);
     const summary = await fs.readFile(path.join(out, 'README.md'), 'utf8');
     expect(summary).toContain('| requeue lost tasks |');
-    expect(summary.split('\n').filter((l) => /\| \d+\.\d\d \|$/.test(l))).toHaveLength(6);
+    expect(summary.split('\n').filter((l) => /\| \d+\.\d\d \|$/.test(l))).toHaveLength(7);
   } finally {
     await fs.rm(out, { recursive: true, force: true });
   }

@@ -223,7 +223,8 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
     heartbeat({ stage: 'comparing', database: entry.database, into });
     const actual = await withHeartbeats(
       () => ({ stage: 'comparing', database: entry.database, into }),
-      () => withClient(into, (c) => tableStats(c, checksums)),
+      // A fresh copy nobody writes to: its tables hashed on as many sessions as pg_restore used.
+      () => tableStatsInParallel((fn) => withClient(into, fn), checksums, pg.restoreJobs),
     );
     return compareTables(entry.tables, actual);
   }
@@ -293,16 +294,55 @@ export function checksumOptions(version: number | undefined): TableStatsOptions 
  * also holds inside the backup's snapshot transaction.
  */
 export async function tableStats(client: Client, options: TableStatsOptions = {}): Promise<TableStats[]> {
+  await prepareChecksumSession(client, options);
+  const stats: TableStats[] = [];
+  for (const name of await userTables(client)) stats.push(await tableChecksum(client, name));
+  return stats;
+}
+
+/**
+ * tableStats over `parallel` sessions at once, the biggest tables first — for a database nobody
+ * else writes to (a restored copy), where no common snapshot is needed. Sessions come from
+ * `session` (one per worker), each set up as tableStats's is.
+ */
+export async function tableStatsInParallel(
+  session: <T>(fn: (client: Client) => Promise<T>) => Promise<T>,
+  options: TableStatsOptions,
+  parallel: number,
+): Promise<TableStats[]> {
+  // Pinned first: settings such as quote_all_identifiers change the names format() gives.
+  const queue = await session(async (c) => {
+    await prepareChecksumSession(c, options);
+    return userTables(c, { biggestFirst: true });
+  });
+  const stats: TableStats[] = [];
+  await Promise.all(
+    Array.from({ length: Math.max(1, Math.min(parallel, queue.length)) }, () =>
+      session(async (c) => {
+        await prepareChecksumSession(c, options);
+        for (let name = queue.shift(); name !== undefined; name = queue.shift())
+          stats.push(await tableChecksum(c, name));
+      }),
+    ),
+  );
+  return stats.sort((a, b) => (a.table < b.table ? -1 : a.table > b.table ? 1 : 0));
+}
+
+/** The session settings every checksum is computed under (see tableStats). */
+async function prepareChecksumSession(client: Client, options: TableStatsOptions): Promise<void> {
   if (!options.unpinned) await client.query(pinChecksumSettingsSql());
   // Not about the text: a database's statement_timeout must not cut the hashing of a big table short.
   await client.query('SET statement_timeout = 0');
+}
+
+/** Every user table, qualified: by name, or the biggest first. */
+async function userTables(client: Client, order: { biggestFirst?: boolean } = {}): Promise<string[]> {
   const tables = await client.query<{ name: string }>(
     `SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_catalog.pg_tables
-      WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`,
+      WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+      ORDER BY ${order.biggestFirst ? `pg_catalog.pg_relation_size(format('%I.%I', schemaname, tablename)::regclass) DESC, ` : ''}1`,
   );
-  const stats: TableStats[] = [];
-  for (const { name } of tables.rows) stats.push(await tableChecksum(client, name));
-  return stats;
+  return tables.rows.map((r) => r.name);
 }
 
 /**

@@ -10,7 +10,10 @@
  *     against 0.3.0's statement per task;
  *   - object mirror, a full copy and a no-change re-run: the activity (into a backup directory)
  *     against `rclone sync` (Debian's rclone) from the same bucket into a directory, tuned
- *     (--transfers 32 --checkers 32 --fast-list) and with its defaults.
+ *     (--transfers 32 --checkers 32 --fast-list) and with its defaults;
+ *   - verified restore of the Controller's database: restoreIntoStaging (the dump's sha256
+ *     checked, pg_restore -j PG_RESTORE_JOBS, every table's checksum compared with the manifest)
+ *     against `createdb` + `pg_restore -j 2` of the same dump, which checks nothing.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -18,6 +21,7 @@ import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { createObjectStoreActivities } from '../activities/objectStore';
+import { createPostgresActivities } from '../activities/postgres';
 import { createRedisRecoveryActivities } from '../activities/redisRecovery';
 import { loadConfig, type Config } from '../config';
 import { backupIdAt } from '../domain/backupIds';
@@ -254,6 +258,52 @@ async function mirrorComparisons(stack: StackInfo, config: Config, objects: numb
   return [full, unchanged];
 }
 
+/** The Controller's database restored from one dump, verified (ours) or not (pg_restore -j 2). */
+async function restoreComparison(stack: StackInfo, config: Config, rounds: number): Promise<Comparison> {
+  const storeDir = path.join(stack.dir, 'bench-backups');
+  const store = dirBackupStore(storeDir);
+  const exec = createCommandRunner();
+  const postgres = createPostgresActivities({ config, exec, store });
+  const backupId = backupIdAt(new Date(Date.UTC(2026, 0, 2)));
+  const manifest = await postgres.backupPostgres({ backupId, targets: ['controller'] });
+  const entry = manifest.databases[0]!;
+  const dump = path.join(stack.dir, 'bench-controller.dump');
+  await store.getFile(entry.key, dump);
+  const recoveryId = 'bench-restore';
+  const staging = (await postgres.restoreIntoStaging({ backupId, target: 'controller', recoveryId })).staging;
+  const pgTool = (name: string) => path.join(config.postgres.binDir ?? '', name);
+  const pgArgs = ['-h', '127.0.0.1', '-p', String(stack.postgres.port), '-U', 'postgres'];
+  const env = { PATH: process.env.PATH ?? '' };
+  const reset = async () => {
+    for (const db of [staging, 'bench_plain_restore'])
+      await withPg(stack, 'postgres', (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`));
+  };
+  const result = await compare({
+    name: 'verified restore',
+    data: `${entry.database}: ${(entry.size / 1048576).toFixed(0)} MiB dump, ${entry.tables.reduce((n, t) => n + t.rows, 0)} rows`,
+    rounds,
+    reset,
+    ours: {
+      what: `restoreIntoStaging (sha256, pg_restore -j ${config.postgres.restoreJobs}, table checksums)`,
+      run: () => postgres.restoreIntoStaging({ backupId, target: 'controller', recoveryId }),
+    },
+    baselines: [
+      {
+        what: 'createdb + pg_restore -j 2',
+        run: async () => {
+          await exec(pgTool('createdb'), [...pgArgs, 'bench_plain_restore'], { env, isolatedEnv: true });
+          await exec(pgTool('pg_restore'), [...pgArgs, '-j', '2', '-d', 'bench_plain_restore', dump], {
+            env,
+            isolatedEnv: true,
+          });
+        },
+      },
+    ],
+  });
+  await reset();
+  return result;
+}
+
 function summaryTable(result: BenchResult): string {
   const lines = [
     '# Benchmarks',
@@ -287,6 +337,7 @@ export async function runBenchmarks(size: BenchSize, outDir: string): Promise<Be
     const comparisons = [
       await requeueComparison(stack, config, rounds),
       ...(await mirrorComparisons(stack, config, objects, rounds)),
+      await restoreComparison(stack, config, rounds),
     ];
     const result: BenchResult = {
       size,
