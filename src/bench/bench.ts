@@ -19,7 +19,6 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import { Client } from 'pg';
 import { createObjectStoreActivities } from '../activities/objectStore';
 import { createPostgresActivities } from '../activities/postgres';
 import { createRedisRecoveryActivities } from '../activities/redisRecovery';
@@ -30,7 +29,7 @@ import { createCommandRunner } from '../infra/exec';
 import { s3Client } from '../infra/s3';
 import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
-import { startStack, stopStack, type StackInfo } from '../stack/stack';
+import { startStack, stopStack, withStackDb, type StackInfo } from '../stack/stack';
 
 export const BENCH_SIZES = {
   small: { tasks: 20_000, objects: 300, rounds: 2 },
@@ -98,29 +97,19 @@ async function compare(options: {
   return result;
 }
 
-async function withPg<T>(stack: StackInfo, database: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({ host: '127.0.0.1', port: stack.postgres.port, user: 'postgres', database });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
 /** Lost tasks back to pending: every running task of the seed (no agent checks back). */
 async function requeueComparison(stack: StackInfo, config: Config, rounds: number): Promise<Comparison> {
   const db = config.postgres.databases.controller;
-  await withPg(stack, db, (c) =>
+  await withStackDb(stack, db, (c) =>
     c.query(
       `DROP TABLE IF EXISTS bench_running; CREATE TABLE bench_running AS SELECT id, container, progress FROM tasks_task WHERE status = 'running'`,
     ),
   );
-  const lost = await withPg(stack, db, async (c) =>
+  const lost = await withStackDb(stack, db, async (c) =>
     Number((await c.query<{ n: string }>('SELECT count(*) AS n FROM bench_running')).rows[0]!.n),
   );
   const reset = () =>
-    withPg(stack, db, (c) =>
+    withStackDb(stack, db, (c) =>
       c.query(
         `UPDATE tasks_task t SET status = 'running', container = r.container, progress = r.progress FROM bench_running r WHERE t.id = r.id`,
       ),
@@ -140,7 +129,7 @@ async function requeueComparison(stack: StackInfo, config: Config, rounds: numbe
   });
   const setBased = async () => {
     // The same reads (in-flight tasks, agents' keys), then one statement for all of them.
-    await withPg(stack, db, async (c) => {
+    await withStackDb(stack, db, async (c) => {
       const rows = (await c.query<{ id: string; container: string }>(config.model.inFlightTasksSql)).rows;
       const redis = new Redis({ host: config.redis.host, port: config.redis.port, lazyConnect: true });
       await redis.connect();
@@ -276,7 +265,7 @@ async function restoreComparison(stack: StackInfo, config: Config, rounds: numbe
   const env = { PATH: process.env.PATH ?? '' };
   const reset = async () => {
     for (const db of [staging, 'bench_plain_restore'])
-      await withPg(stack, 'postgres', (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`));
+      await withStackDb(stack, 'postgres', (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`));
   };
   const result = await compare({
     name: 'verified restore',

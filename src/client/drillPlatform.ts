@@ -5,7 +5,6 @@
  */
 import { appendFileSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Client } from 'pg';
 import { startDaemon } from '../infra/processes';
 import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
@@ -29,19 +28,7 @@ export interface DrillReport {
 
 export const say = (line: string) => console.log(line);
 
-export async function withDb<T>(
-  stack: StackInfo,
-  database: string,
-  fn: (c: Client) => Promise<T>,
-): Promise<T> {
-  const c = new Client({ host: '127.0.0.1', port: stack.postgres.port, user: 'postgres', database });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+export { withStackDb as withDb } from '../stack/stack';
 
 async function waitForWorker(log: string): Promise<void> {
   const deadline = Date.now() + 60000;

@@ -233,6 +233,21 @@ export function controlPostgres(
   );
 }
 
+/** A session on the stack's PostgreSQL as its superuser, for `fn`. */
+export async function withStackDb<T>(
+  stack: Pick<StackInfo, 'postgres'>,
+  database: string,
+  fn: (c: Client) => Promise<T>,
+): Promise<T> {
+  const c = new Client({ host: '127.0.0.1', port: stack.postgres.port, user: 'postgres', database });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
 export function stackFile(dir: string): string {
   return path.join(dir, 'stack.json');
 }
