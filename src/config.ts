@@ -725,7 +725,7 @@ export const OPTIONS = [
     env: 'KOHAKKU_REQUEUE_TASKS_SQL',
     group: 'Kohakku model',
     description:
-      "Set-based statement that puts lost in-flight tasks back to pending, run per batch of up to 10,000: $1 is the array of their ids (text), $2 the array of the containers they had, in the same order; it RETURNs `id` of each task it changed. Must change nothing for a task that is no longer that container's (a retry, or an agent that checked back).",
+      "Set-based statement that puts lost in-flight tasks back to pending, run per batch of up to 100,000: $1 is the array of their ids (text), $2 the array of the containers they had, in the same order; it RETURNs `id` of each task it changed. Must change nothing for a task that is no longer that container's (a retry, or an agent that checked back).",
     default:
       "UPDATE tasks_task t SET status = 'pending', container = NULL, progress = 0 FROM unnest($1::text[], $2::text[]) AS lost(id, container) WHERE t.id = lost.id::bigint AND t.status = 'running' AND t.container = lost.container RETURNING t.id",
     schema: nonEmpty,

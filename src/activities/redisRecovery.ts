@@ -47,8 +47,12 @@ end
 redis.call('EXPIRE', KEYS[2], 604800)
 return pushed`;
 
-/** Lost tasks per set-based requeue statement: one round trip each, a bounded statement. */
-const REQUEUE_BATCH = 10000;
+/**
+ * Lost tasks per set-based requeue statement. Each statement may hash every running task (the
+ * planner cannot size an array parameter), so few large batches: at 300,000 lost tasks, 10,000
+ * per statement cost 2× one statement for all; a batch still takes only seconds.
+ */
+const REQUEUE_BATCH = 100_000;
 
 export function createRedisRecoveryActivities({ config, exec }: { config: Config; exec: CommandRunner }) {
   const r = config.redis;
@@ -239,7 +243,7 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
   /**
    * After the agents' grace period: every in-flight task whose agent has not checked back
    * (no `<agent prefix><container>` key in Redis) is put back to pending in Postgres with the
-   * configured set-based statement, 10,000 at a time, which changes nothing on a retry (or the
+   * configured set-based statement, 100,000 at a time, which changes nothing on a retry (or the
    * per-task statement of before 0.3.1, when still configured). Queueing it is left to
    * redispatchPendingTasks, which runs next and queues each pending task exactly once.
    * Tasks whose agents checked back are left alone.

@@ -150,7 +150,7 @@ async function requeueComparison(stack: StackInfo, config: Config, rounds: numbe
     rounds,
     reset,
     ours: {
-      what: 'requeueLostTasks (set-based, 10,000 per statement)',
+      what: 'requeueLostTasks (set-based, 100,000 per statement)',
       run: () => activity.requeueLostTasks(),
     },
     baselines: [
