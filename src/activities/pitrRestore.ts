@@ -25,6 +25,7 @@ import {
 } from '../infra/pgbackrest';
 import { cancellationSignal, heartbeat, sleep, withHeartbeats } from './heartbeat';
 import { iso, lastCommitTime, userTableCount, type PitrKit } from './pitrKit';
+import { pathExists } from '../infra/files';
 
 export interface PitrPlan {
   /** What the recovery stops at, in words and as pgBackRest options. */
@@ -218,12 +219,7 @@ export function createPitrRestoreActivities(kit: PitrKit) {
       heartbeat({ waitingFor: `PostgreSQL pid ${pid} to exit` });
       await sleep(1000, cancellationSignal());
     }
-    const movedBefore =
-      record &&
-      (await fs.stat(asideDir).then(
-        () => true,
-        () => false,
-      ));
+    const movedBefore = record && (await pathExists(asideDir));
     const st = await fs.stat(movedBefore ? asideDir : pitr.dataDir);
     await writeRecord(pitr, { recoveryId: input.recoveryId, dataDir: pitr.dataDir, asideDir });
     // A retry after a crash between the rename and the mkdir finds the directory aside already.
@@ -325,10 +321,7 @@ export function createPitrRestoreActivities(kit: PitrKit) {
       // (postmaster.pid gone: a server that shut down removes it; its pid may not be ours to see.)
       if (
         Date.now() - started > 10000 &&
-        !(await fs.stat(path.join(pitrConfig().dataDir, 'postmaster.pid')).then(
-          () => true,
-          () => false,
-        ))
+        !(await pathExists(path.join(pitrConfig().dataDir, 'postmaster.pid')))
       )
         throw fail(
           ErrorType.RecoveryTargetNotReached,
@@ -413,16 +406,11 @@ export function createPitrRestoreActivities(kit: PitrKit) {
   }): Promise<{ restored: boolean; failedCopy?: string }> {
     const pitr = pitrConfig();
     const record = await readRecord(pitr, input.recoveryId);
-    const exists = (p: string) =>
-      fs.stat(p).then(
-        () => true,
-        () => false,
-      );
-    if (!record || !(await exists(record.asideDir))) return { restored: false };
+    if (!record || !(await pathExists(record.asideDir))) return { restored: false };
     const pid = await runningPostmaster(pitr.dataDir);
     if (pid) throw new Error(`PostgreSQL (pid ${pid}) runs on the restored directory: stop it first`);
     const failedCopy = `${pitr.dataDir}.kohakku-dr-failed-${shortTag(input.recoveryId)}`;
-    if (await exists(pitr.dataDir)) await fs.rename(pitr.dataDir, failedCopy);
+    if (await pathExists(pitr.dataDir)) await fs.rename(pitr.dataDir, failedCopy);
     await fs.rename(record.asideDir, pitr.dataDir);
     await fs.rm(recordFile(pitr, input.recoveryId), { force: true });
     return { restored: true, failedCopy };

@@ -14,6 +14,7 @@ import { freePort } from '../infra/processes';
 import { typedPgbackrestFailure } from '../infra/pgbackrest';
 import { cancellationSignal, sleep, withHeartbeats } from './heartbeat';
 import { lastCommitTime, userTableCount, type PitrKit } from './pitrKit';
+import { pathExists } from '../infra/files';
 
 export interface PitrVerification {
   skipped?: string;
@@ -46,12 +47,7 @@ export function createPitrVerifyActivities(kit: PitrKit) {
       problems: [],
       verifiedAt: new Date().toISOString(),
     });
-    if (
-      !(await fs.stat(pitr.configFile).then(
-        () => true,
-        () => false,
-      ))
-    )
+    if (!(await pathExists(pitr.configFile)))
       return skipped(`not set up yet: no ${pitr.configFile} (run \`kohakku-dr pitr setup\`)`);
     const info = await pg.info();
     const newest = info.backup.filter((b) => !b.error).pop();

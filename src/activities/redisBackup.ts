@@ -20,6 +20,7 @@ import { siblingTool, type CommandRunner } from '../infra/exec';
 import { shortTag } from '../infra/hashing';
 import { cancellationSignal, sha256WithHeartbeats, sleep, withHeartbeats } from './heartbeat';
 import { startDaemon, stopDaemon } from '../infra/processes';
+import { pathExists } from '../infra/files';
 
 export interface RedisBackupDeps {
   config: Config;
@@ -274,10 +275,7 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
     const dir = scratchDir(input.verifyId);
     const pid = Number(await fs.readFile(path.join(dir, 'pid'), 'utf8').catch(() => '0'));
     if (pid) await stopDaemon(pid, 5000);
-    const existed = await fs.stat(dir).then(
-      () => true,
-      () => false,
-    );
+    const existed = await pathExists(dir);
     await fs.rm(dir, { recursive: true, force: true });
     return { removed: existed };
   }
