@@ -286,8 +286,9 @@ export const OPTIONS = [
   {
     env: 'OBJECT_TRANSFER_CONCURRENCY',
     group: 'Object store',
-    description: 'Objects copied at once; each is streamed, so memory stays bounded whatever their size.',
-    default: '8',
+    description:
+      'The most objects copied at once. Mirrors and restores start at 8 and add transfers while throughput grows (fewer when the server answers 503 SlowDown); each is streamed, so memory stays bounded whatever their size.',
+    default: '32',
     schema: z.coerce.number().int().min(1).max(64),
   },
   // Backup store: off Kohakku's failure domain, on its own S3 server (or a directory)

@@ -130,6 +130,11 @@ test('a backup taken in UTC verifies and restores equal whatever the sessions ar
   expect(manifest.checksumVersion).toBe(CHECKSUM_VERSION);
   const controller = manifest.databases.find((d) => d.database === CONTROLLER)!;
   expect(controller.tables.map((t) => t.table)).toContain('public.dr_checksum_probe');
+  // Checksum version 3: the probe's xml has no hash function, so its rows are checked by their
+  // text (what the pinned settings are for); tasks_task's types all hash, so by the row hash.
+  const method = (table: string) => controller.tables.find((t) => t.table === table)!.checksum.split(':')[0];
+  expect(method('public.dr_checksum_probe')).toMatch(/^[0-9a-f]{32}$/);
+  expect(method('public.tasks_task')).toBe('rowhash');
   await writeLegacyManifest(manifest);
   // Where nothing changed, the 0.1 manifest still verifies (compared the unpinned way).
   expect(await activities().verifyPostgresBackup({ backupId: LEGACY, verifyId: 'tz-legacy-plain' })).toEqual({

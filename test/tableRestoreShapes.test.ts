@@ -7,11 +7,14 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { createPostgresActivities } from '../src/activities/postgres';
+import { tableChecksum } from '../src/activities/postgresKit';
 import { loadConfig } from '../src/config';
 import { backupIdAt } from '../src/domain/backupIds';
+import { CHECKSUM_VERSION } from '../src/domain/checksums';
 import { ErrorType } from '../src/domain/errors';
 import { postgresManifestKey } from '../src/domain/layout';
 import type { PostgresManifest } from '../src/domain/manifests';
+import { withDatabase } from '../src/infra/database';
 import { createCommandRunner } from '../src/infra/exec';
 import { createBackupStore } from '../src/infra/stores';
 import { freshKohakku, sql, stopKohakku, tableFingerprints, type TestKohakku } from './harness/kohakku';
@@ -20,6 +23,7 @@ const DB = 'kohakku-controller';
 let k: TestKohakku;
 let pg: ReturnType<typeof createPostgresActivities>;
 let backupId: string;
+let legacyTaskChecksum: string;
 
 const q = <T extends object = Record<string, unknown>>(text: string, params: unknown[] = []) =>
   sql<T>(k.stack, DB, text, params);
@@ -57,6 +61,16 @@ beforeAll(async () => {
   pg = createPostgresActivities({ config, exec: createCommandRunner(), store: createBackupStore(config) });
   backupId = backupIdAt(new Date());
   await pg.backupPostgres({ backupId, targets: ['controller'] });
+  // What a 0.1 backup would have recorded for tasks_task at the same moment: the md5 of its rows'
+  // text in this UTC session, settings unpinned.
+  legacyTaskChecksum = await withDatabase(loadConfig({ ...k.workerEnv }), DB, async (c) => {
+    await c.query('BEGIN READ ONLY');
+    try {
+      return (await tableChecksum(c, 'public.tasks_task', 'row-text')).checksum;
+    } finally {
+      await c.query('COMMIT');
+    }
+  });
 });
 
 afterAll(async () => {
@@ -332,9 +346,17 @@ test('a database switched to Asia/Tokyo after a UTC backup still verifies when t
     // way, the timestamps print in Tokyo time and the restore is (rightly) refused.
     const store = createBackupStore(loadConfig({ ...k.workerEnv }));
     const manifest = (await store.getJson<PostgresManifest>(postgresManifestKey(backupId)))!;
-    expect(manifest.checksumVersion).toBe(2);
+    expect(manifest.checksumVersion).toBe(CHECKSUM_VERSION);
     const oldId = backupIdAt(new Date(Date.parse(manifest.createdAt) + 1000));
-    const unversioned: Partial<PostgresManifest> = { ...manifest };
+    const unversioned: Partial<PostgresManifest> = {
+      ...manifest,
+      databases: manifest.databases.map((d) => ({
+        ...d,
+        tables: d.tables.map((t) =>
+          t.table === 'public.tasks_task' ? { ...t, checksum: legacyTaskChecksum } : t,
+        ),
+      })),
+    };
     delete unversioned.checksumVersion;
     await store.putJson(postgresManifestKey(oldId), { ...unversioned, id: oldId });
     const old = await failureOf(
@@ -349,7 +371,8 @@ test('a database switched to Asia/Tokyo after a UTC backup still verifies when t
     expect(old.type).toBe(ErrorType.RestoreVerificationFailed);
     expect(await fingerprints()).toEqual(before);
 
-    // The backup itself carries checksumVersion 2 (taken in UTC, reproduced by the pinned settings).
+    // The backup itself carries checksumVersion 3: tasks_task is checked by PostgreSQL's row hash,
+    // which no setting changes (text checksums are reproduced by the pinned settings).
     const result = await pg.restorePostgresTables({
       backupId,
       target: 'controller',

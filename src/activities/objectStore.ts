@@ -10,21 +10,21 @@
  * differ, and is otherwise compared by content: the sha256 kohakku-dr records in the metadata of
  * every object it restores (one HEAD), or a download hashed. An object already mirrored (same key,
  * size and ETag as in the previous backup's index) is not read again; a mirror or a restore
- * killed half-way resumes, re-reading at most what was in flight. Transfers run concurrently,
- * each streamed, so memory stays bounded whatever the object sizes. 0.1 indexes (ETag-keyed
- * blobs, no sha256) stay restorable.
+ * killed half-way resumes, re-reading at most what was in flight. Each object streams straight
+ * into the store while it is hashed (BackupStore.putContent: no local copy, no second write), so
+ * memory stays bounded whatever the object sizes; how many run at once adapts to what the servers
+ * sustain (infra/adaptive.ts). No blob is listed: the index says which exist. 0.1 indexes
+ * (ETag-keyed blobs, no sha256) stay restorable.
  */
-import { createWriteStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type * as Minio from 'minio';
 import type { Config } from '../config';
 import { BACKUP_ID_PATTERN } from '../domain/backupIds';
 import {
   BLOB_PREFIX,
   contentBlobKey,
-  MANIFEST,
   objectIndexKey,
   objectProgressPrefix,
   BLOB_GC_CANDIDATES_KEY,
@@ -38,6 +38,7 @@ import { shortTag } from '../infra/hashing';
 import {
   digesting,
   hashObject,
+  responseSize,
   mapLimit,
   putHashed,
   recordedSha256,
@@ -46,6 +47,7 @@ import {
   SHA256_METADATA,
   type ContentDigest,
 } from '../infra/s3';
+import { mapAdaptive } from '../infra/adaptive';
 import { withHeartbeats } from './heartbeat';
 
 export interface ObjectRestorePlan {
@@ -88,6 +90,9 @@ interface LiveObject {
 type Comparison =
   { state: 'absent' } | { state: 'same'; etag: string } | { state: 'differs'; live: LiveObject };
 
+/** Transfers at once a mirror or restore starts with, before it adapts (src/infra/adaptive.ts). */
+const INITIAL_TRANSFERS = 8;
+
 /** A mirror writes its progress down at most this often, so a retry resumes from there. */
 const CHECKPOINT_EVERY_MS = 5000;
 
@@ -124,12 +129,8 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
   }
 
   /** The newest other backup's index entries that carry a sha256, by ETag and size. */
-  async function knownContent(
-    backupId: string,
-    manifestKeys: string[],
-  ): Promise<Map<string, ObjectIndexEntry>> {
-    const ids = manifestKeys
-      .map((k) => k.split('/')[1]!)
+  async function knownContent(backupId: string, backupIds: string[]): Promise<Map<string, ObjectIndexEntry>> {
+    const ids = backupIds
       .filter((id) => id !== backupId && BACKUP_ID_PATTERN.test(id))
       .sort()
       .reverse();
@@ -152,42 +153,42 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     if (existing) return existing;
     await store.ensureReady();
     const listing = await listSource();
-    const stored = (await store.list('objects/')).map((o) => o.key);
     // A blob retention has marked as unreferenced may be swept before this mirror's index names
-    // it: such content is stored again (which restarts its grace) rather than reused.
+    // it: such content is stored again (which restarts its grace) rather than reused. Any other
+    // blob an index names is there: retention sweeps only blobs no kept index names, and only
+    // after they stayed unreferenced for the grace period. So no blob is listed.
     const marked = (await store.getJson<Record<string, string>>(BLOB_GC_CANDIDATES_KEY)) ?? {};
-    const blobs = new Set(stored.filter((k) => k.startsWith(BLOB_PREFIX) && marked[k] === undefined));
-    const previous = await knownContent(
-      input.backupId,
-      stored.filter((k) => !k.startsWith(BLOB_PREFIX) && k.endsWith(`/${MANIFEST}`)),
-    );
+    const reusable = (blob: string) => marked[blob] === undefined;
+    const previous = await knownContent(input.backupId, await store.listChildren('objects/'));
     // Entries this backup already hashed and stored before a retry.
     const progressPrefix = objectProgressPrefix(input.backupId);
     const checkpointed = new Map<string, ObjectIndexEntry>();
-    const checkpoints = stored.filter((k) => k.startsWith(progressPrefix));
+    const checkpoints = (await store.list(progressPrefix)).map((o) => o.key).sort();
     for (const key of checkpoints) {
       for (const e of (await store.getJson<ObjectIndexEntry[]>(key)) ?? []) checkpointed.set(e.key, e);
     }
 
+    // Blobs known to be in the store: those the newest index and this backup's checkpoints name,
+    // and what this mirror writes.
+    const stored = new Set<string>([...previous.values(), ...checkpointed.values()].map((e) => e.blob));
     const done = new Map<string, ObjectIndexEntry>();
     const todo: ({ key: string } & LiveObject)[] = [];
     let alreadyMirrored = 0;
     for (const o of listing) {
       const mine = checkpointed.get(o.key);
       const known = previous.get(`${o.etag}/${o.size}`);
-      if (mine && mine.etag === o.etag && mine.size === o.size && blobs.has(mine.blob)) done.set(o.key, mine);
-      else if (known && blobs.has(known.blob)) {
+      if (mine && mine.etag === o.etag && mine.size === o.size && reusable(mine.blob)) done.set(o.key, mine);
+      else if (known && reusable(known.blob)) {
         done.set(o.key, { key: o.key, size: o.size, etag: o.etag, sha256: known.sha256, blob: known.blob });
         alreadyMirrored++;
       } else todo.push(o);
     }
 
     const spoolDir = path.join(config.workDir, 'mirror', shortTag(input.backupId));
-    await fs.mkdir(spoolDir, { recursive: true });
     let copied = 0;
     let bytes = 0;
     let blobsWritten = 0;
-    let spoolSeq = 0;
+    let concurrency = Math.min(INITIAL_TRANSFERS, config.transferConcurrency);
     let fresh: ObjectIndexEntry[] = [];
     let lastCheckpoint = Date.now();
     let checkpointing = false;
@@ -205,7 +206,10 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
       }
     };
 
-    /** One read of the object: into a local spool file while hashing, then into its content's blob. */
+    /**
+     * One read of the object, hashed as it streams straight into the store; the blob's name (its
+     * content) is known once the last byte has passed.
+     */
     const transfer = async (o: { key: string } & LiveObject): Promise<ObjectIndexEntry | undefined> => {
       let source: Readable;
       try {
@@ -215,37 +219,44 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
         throw err;
       }
       const etag = responseETag(source) ?? o.etag;
-      const spool = path.join(spoolDir, String(spoolSeq++));
-      try {
-        const digest = digesting(source);
-        await pipeline(digest, createWriteStream(spool));
-        const { sha256, bytes: size } = digest.digest();
-        const blob = contentBlobKey(sha256, size);
-        if (!blobs.has(blob)) {
-          await store.putFile(blob, spool);
-          blobs.add(blob);
-          blobsWritten++;
-        }
-        return { key: o.key, size, etag, sha256, blob };
-      } finally {
-        await fs.rm(spool, { force: true });
-      }
+      const digest = digesting(source);
+      const { key: blob, written } = await store.putContent({
+        stream: digest,
+        size: responseSize(source) ?? o.size,
+        keyOf: () => contentBlobKey(digest.digest().sha256, digest.digest().bytes),
+        alreadyStored: (key) => stored.has(key) && reusable(key),
+        spoolDir,
+      });
+      stored.add(blob);
+      if (written) blobsWritten++;
+      const { sha256, bytes: size } = digest.digest();
+      return { key: o.key, size, etag, sha256, blob };
     };
 
     try {
-      await withHeartbeats(
-        () => ({ stage: 'mirroring', copied, toCopy: todo.length, bytes, alreadyMirrored }),
+      const outcome = await withHeartbeats(
+        () => ({ stage: 'mirroring', copied, toCopy: todo.length, bytes, alreadyMirrored, concurrency }),
         () =>
-          mapLimit(todo, config.transferConcurrency, async (o) => {
-            const entry = await transfer(o);
-            if (!entry) return;
-            copied++;
-            bytes += entry.size;
-            done.set(entry.key, entry);
-            fresh.push(entry);
-            if (Date.now() - lastCheckpoint > CHECKPOINT_EVERY_MS) await checkpoint();
-          }),
+          mapAdaptive(
+            todo,
+            {
+              start: concurrency,
+              max: config.transferConcurrency,
+              onChange: (n) => (concurrency = n),
+            },
+            async (o) => {
+              const entry = await transfer(o);
+              if (!entry) return 0;
+              copied++;
+              bytes += entry.size;
+              done.set(entry.key, entry);
+              fresh.push(entry);
+              if (Date.now() - lastCheckpoint > CHECKPOINT_EVERY_MS) await checkpoint();
+              return entry.size;
+            },
+          ),
       );
+      concurrency = outcome.settledAt;
     } finally {
       await fs.rm(spoolDir, { recursive: true, force: true });
     }
@@ -419,39 +430,51 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     });
     let copied = 0;
     let movedAside = 0;
+    let concurrency = Math.min(INITIAL_TRANSFERS, config.transferConcurrency);
     await withHeartbeats(
       () => ({
         stage: 'restoring objects',
         copied,
         toCopy: todo.length,
         alreadyPresent: wanted.length - todo.length,
+        concurrency,
       }),
       () =>
-        mapLimit(todo, config.transferConcurrency, async ({ e, c }) => {
-          if (c.state === 'differs') {
-            await s3.putObject(bucket, asidePrefix + e.key, await s3.getObject(bucket, e.key), c.live.size);
-            movedAside++;
-          }
-          const sent = await putHashed(
-            s3,
-            { bucket, key: e.key, size: e.size, metadata: e.sha256 ? { [SHA256_METADATA]: e.sha256 } : {} },
-            await store.getStream(e.blob),
-          );
-          const problem = contentProblem(e, sent);
-          if (problem) {
-            // What was there before comes back (from its copy aside); a key that was absent is emptied again.
-            if (c.state === 'differs')
-              await s3.putObject(bucket, e.key, await s3.getObject(bucket, asidePrefix + e.key), c.live.size);
-            else await s3.removeObject(bucket, e.key);
-            throw fail(
-              ErrorType.BackupCorrupt,
-              `backup ${input.backupId}: blob ${e.blob} of ${e.key} is corrupt (${problem}); ` +
-                `verify the set (kohakku-dr verify ${input.backupId}) and restore from another one`,
+        mapAdaptive(
+          todo,
+          { start: concurrency, max: config.transferConcurrency, onChange: (n) => (concurrency = n) },
+          async ({ e, c }) => {
+            if (c.state === 'differs') {
+              await s3.putObject(bucket, asidePrefix + e.key, await s3.getObject(bucket, e.key), c.live.size);
+              movedAside++;
+            }
+            const sent = await putHashed(
+              s3,
+              { bucket, key: e.key, size: e.size, metadata: e.sha256 ? { [SHA256_METADATA]: e.sha256 } : {} },
+              await store.getStream(e.blob),
             );
-          }
-          expectedETag.set(e.key, sent.etag);
-          copied++;
-        }),
+            const problem = contentProblem(e, sent);
+            if (problem) {
+              // What was there before comes back (from its copy aside); a key that was absent is emptied again.
+              if (c.state === 'differs')
+                await s3.putObject(
+                  bucket,
+                  e.key,
+                  await s3.getObject(bucket, asidePrefix + e.key),
+                  c.live.size,
+                );
+              else await s3.removeObject(bucket, e.key);
+              throw fail(
+                ErrorType.BackupCorrupt,
+                `backup ${input.backupId}: blob ${e.blob} of ${e.key} is corrupt (${problem}); ` +
+                  `verify the set (kohakku-dr verify ${input.backupId}) and restore from another one`,
+              );
+            }
+            expectedETag.set(e.key, sent.etag);
+            copied++;
+            return e.size;
+          },
+        ),
     );
     const after = await currentObjects();
     const problems: string[] = [];

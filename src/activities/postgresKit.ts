@@ -267,12 +267,18 @@ export interface TableStatsOptions {
    * taken with whatever settings the backup's session had, so they are compared the same way.
    */
   unpinned?: boolean;
+  /**
+   * The checksums a comparison will be made against (a manifest's tables): each table is hashed
+   * by the method its expected checksum was computed with. Without it (a backup), each table gets
+   * the fastest method its column types allow.
+   */
+  expected?: TableStats[];
 }
 
 /** How to compute checksums comparable with `entry`'s (read through the kit; unknown entries: pinned). */
 export function checksumOptionsFor(entry: DatabaseBackup): TableStatsOptions {
   const version = checksumVersions.has(entry) ? checksumVersions.get(entry) : CHECKSUM_VERSION;
-  return checksumOptions(version);
+  return { ...checksumOptions(version), expected: entry.tables };
 }
 
 /** Options for a manifest's `checksumVersion`. */
@@ -296,7 +302,8 @@ export function checksumOptions(version: number | undefined): TableStatsOptions 
 export async function tableStats(client: Client, options: TableStatsOptions = {}): Promise<TableStats[]> {
   await prepareChecksumSession(client, options);
   const stats: TableStats[] = [];
-  for (const name of await userTables(client)) stats.push(await tableChecksum(client, name));
+  for (const name of await userTables(client))
+    stats.push(await tableChecksum(client, name, await methodFor(client, name, options)));
   return stats;
 }
 
@@ -321,7 +328,7 @@ export async function tableStatsInParallel(
       session(async (c) => {
         await prepareChecksumSession(c, options);
         for (let name = queue.shift(); name !== undefined; name = queue.shift())
-          stats.push(await tableChecksum(c, name));
+          stats.push(await tableChecksum(c, name, await methodFor(c, name, options)));
       }),
     ),
   );
@@ -346,18 +353,92 @@ async function userTables(client: Client, order: { biggestFirst?: boolean } = {}
 }
 
 /**
- * The one definition of a table's checksum: its row count and the md5 of its sorted row hashes
- * (order-independent), as columns `rows` and `checksum` (NULL for an empty table). Backups,
- * verification, restores and the table-restore transaction all use this query.
+ * The two ways a table's checksum is computed (checksum version 3):
+ * - `row-hash`: the sum of `hash_record_extended(row, 0)` — PostgreSQL's own 64-bit hash of each
+ *   row's binary values, the one hash partitioning relies on staying stable across releases.
+ *   No text is printed, so no setting changes it; about 7× cheaper than `row-text`. Needs
+ *   PostgreSQL 14 and a hash function for every column's type.
+ * - `row-text`: the md5 of the sorted md5s of each row's text (`t::text`) — for tables with a
+ *   column type PostgreSQL cannot hash (json, point, xml, a composite holding one…), servers
+ *   before 14, and every checksum written before version 3.
+ * A checksum says which: `rowhash:<sum>`, or 32 hex digits.
  */
-export function tableChecksumSql(qualifiedTable: string): string {
+export type TableChecksumMethod = 'row-hash' | 'row-text';
+
+const ROW_HASH_PREFIX = 'rowhash:';
+
+/** The method an expected checksum was computed with ('empty' matches both). */
+export function checksumMethodOf(checksum: string): TableChecksumMethod {
+  return checksum.startsWith(ROW_HASH_PREFIX) ? 'row-hash' : 'row-text';
+}
+
+async function methodFor(
+  client: Client,
+  qualifiedTable: string,
+  options: TableStatsOptions,
+): Promise<TableChecksumMethod> {
+  // A checksum to compare with says how it was computed (before version 3: always by text).
+  const expected = options.expected?.find((t) => t.table === qualifiedTable);
+  if (expected && expected.checksum !== 'empty') return checksumMethodOf(expected.checksum);
+  if (options.expected && !expected) return 'row-text'; // not in the backup: reported as unexpected anyway
+  if (options.unpinned) return 'row-text'; // computing what a pre-0.2 backup would have recorded
+  return (await rowHashable(client, qualifiedTable)) ? 'row-hash' : 'row-text';
+}
+
+/**
+ * Whether `hash_record_extended` can hash this table's rows: it looks up every column's hash
+ * function before it looks at the values, so one row of NULLs tells. Inside a transaction (the
+ * backup's snapshot) the probe runs under a savepoint, so its error aborts nothing.
+ */
+async function rowHashable(client: Client, qualifiedTable: string): Promise<boolean> {
+  const version = await client.query<{ v: string }>(
+    `SELECT pg_catalog.current_setting('server_version_num') AS v`,
+  );
+  if (Number(version.rows[0]!.v) < 140000) return false;
+  let inTransaction = true;
+  try {
+    await client.query('SAVEPOINT kohakku_dr_row_hash_probe');
+  } catch (err) {
+    if ((err as { code?: string }).code !== '25P01') throw err; // no_active_sql_transaction
+    inTransaction = false;
+  }
+  try {
+    await client.query(
+      `SELECT pg_catalog.hash_record_extended(x, 0) FROM (SELECT (NULL::${qualifiedTable}).*) x`,
+    );
+    return true;
+  } catch (err) {
+    if ((err as { code?: string }).code !== '42883') throw err; // undefined_function: a column type without a hash
+    if (inTransaction) await client.query('ROLLBACK TO SAVEPOINT kohakku_dr_row_hash_probe');
+    return false;
+  } finally {
+    if (inTransaction) await client.query('RELEASE SAVEPOINT kohakku_dr_row_hash_probe');
+  }
+}
+
+/**
+ * The one definition of a table's checksum (see TableChecksumMethod): its row count and an
+ * order-independent checksum, as columns `rows` and `checksum` (NULL for an empty table).
+ * Backups, verification, restores and the table-restore transaction all use this query.
+ */
+export function tableChecksumSql(qualifiedTable: string, method: TableChecksumMethod): string {
+  if (method === 'row-hash')
+    return `SELECT pg_catalog.count(*) AS rows,
+      '${ROW_HASH_PREFIX}' OPERATOR(pg_catalog.||) pg_catalog.sum(pg_catalog.hash_record_extended(t, 0)::pg_catalog.numeric)::pg_catalog.text AS checksum
+    FROM ${qualifiedTable} t`;
   return `SELECT pg_catalog.count(*) AS rows, pg_catalog.md5(pg_catalog.string_agg(s.h, '' ORDER BY s.h)) AS checksum
     FROM (SELECT pg_catalog.md5(t::pg_catalog.text) AS h FROM ${qualifiedTable} t) s`;
 }
 
 /** One table's stats in this session, with whatever settings the session has (see tableStats). */
-export async function tableChecksum(client: Client, qualifiedTable: string): Promise<TableStats> {
-  const res = await client.query<{ rows: string; checksum: string | null }>(tableChecksumSql(qualifiedTable));
+export async function tableChecksum(
+  client: Client,
+  qualifiedTable: string,
+  method: TableChecksumMethod,
+): Promise<TableStats> {
+  const res = await client.query<{ rows: string; checksum: string | null }>(
+    tableChecksumSql(qualifiedTable, method),
+  );
   return {
     table: qualifiedTable,
     rows: Number(res.rows[0]!.rows),

@@ -26,14 +26,20 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from 'pg';
-import { CHECKSUM_VERSION, pinChecksumSettingsSql } from '../domain/checksums';
+import { pinChecksumSettingsSql } from '../domain/checksums';
 import { ErrorType, fail, type ErrorTypeName } from '../domain/errors';
 import type { TableStats } from '../domain/manifests';
 import type { PostgresTarget } from '../domain/targets';
 import { CommandFailed } from '../infra/exec';
 import { shortTag } from '../infra/hashing';
 import { cancellationSignal, heartbeat, withHeartbeats } from './heartbeat';
-import { splitTable, tableChecksum, tableChecksumSql, type PostgresKit } from './postgresKit';
+import {
+  checksumMethodOf,
+  splitTable,
+  tableChecksum,
+  tableChecksumSql,
+  type PostgresKit,
+} from './postgresKit';
 import { parseToc, quoteIdent, selectTables, type RestoreSelection, type TocEntry } from './tocSelection';
 
 const tag = (recoveryId: string) => shortTag(recoveryId);
@@ -119,7 +125,10 @@ export function createPostgresTableActivities(kit: PostgresKit) {
     await c.query('BEGIN READ ONLY');
     try {
       if (pinned) await c.query(pinChecksumSettingsSql(true));
-      return { ...(await tableChecksum(c, qualified(w.schema, w.table))), table: w.name };
+      return {
+        ...(await tableChecksum(c, qualified(w.schema, w.table), checksumMethodOf(w.stats.checksum))),
+        table: w.name,
+      };
     } finally {
       await c.query('COMMIT').catch(() => undefined);
     }
@@ -151,7 +160,8 @@ export function createPostgresTableActivities(kit: PostgresKit) {
     if (!manifest || !entry)
       throw fail(ErrorType.BackupNotFound, `backup ${input.backupId} has no dump of target ${input.target}`);
     const database = databaseOf(input.target);
-    const pinned = manifest.checksumVersion === CHECKSUM_VERSION;
+    // Version 2 and later: taken with the pinned settings (3 also hashes rows where types allow).
+    const pinned = (manifest.checksumVersion ?? 0) >= 2;
     const aside = tableAsideSchema(input.recoveryId);
     const normalize = (t: string) => splitTable(t).join('.');
     const approved = input.replace === undefined ? undefined : new Set(input.replace.map(normalize));
@@ -650,7 +660,7 @@ function epilogueSql(args: { wanted: WantedTable[]; pinned: boolean; backupId: s
     return `DO $kohakku_dr$
 DECLARE n bigint; h text;
 BEGIN
-  SELECT x.rows, x.checksum INTO n, h FROM (${tableChecksumSql(q)}) x;
+  SELECT x.rows, x.checksum INTO n, h FROM (${tableChecksumSql(q, checksumMethodOf(w.stats.checksum))}) x;
   IF n <> ${w.stats.rows} OR h IS DISTINCT FROM ${expected} THEN
     RAISE EXCEPTION 'kohakku-dr RestoreVerificationFailed: %', format('restored %s differs from backup %s: %s rows (backup has %s)%s; the transaction was rolled back',
       ${literal(w.name)}, ${literal(args.backupId)}, n, ${w.stats.rows}, CASE WHEN n = ${w.stats.rows} THEN ', checksum differs' ELSE '' END);

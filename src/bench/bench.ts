@@ -5,15 +5,18 @@
  * baseline). Results go to `bench/results/<time>-<size>.json` and the table in `bench/README.md`.
  * Nothing fails on speed: CI runs the small size only to keep the benchmarks working.
  *
- * Comparisons (issue 9 adds the rest):
+ * Comparisons:
  *   - requeue of lost tasks: the activity against the same reads plus one set-based UPDATE, and
  *     against 0.3.0's statement per task;
  *   - object mirror, a full copy and a no-change re-run: the activity (into a backup directory)
  *     against `rclone sync` (Debian's rclone) from the same bucket into a directory, tuned
  *     (--transfers 32 --checkers 32 --fast-list) and with its defaults;
+ *   - object restore, the other direction: each side's copy back into an empty bucket, and a
+ *     no-change re-run over what it restored, against `rclone sync` from its directory;
  *   - verified restore of the Controller's database: restoreIntoStaging (the dump's sha256
  *     checked, pg_restore -j PG_RESTORE_JOBS, every table's checksum compared with the manifest)
- *     against `createdb` + `pg_restore -j 2` of the same dump, which checks nothing.
+ *     against `createdb` + `pg_restore -j 2` of the same dump, and `pg_restore --clean` over the
+ *     database in place, neither of which checks anything.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -26,7 +29,7 @@ import { loadConfig, type Config } from '../config';
 import { backupIdAt } from '../domain/backupIds';
 import { dirBackupStore } from '../infra/backupStore';
 import { createCommandRunner } from '../infra/exec';
-import { s3Client } from '../infra/s3';
+import { removeBucket, s3Client } from '../infra/s3';
 import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
 import { startStack, stopStack, withStackDb, type StackInfo } from '../stack/stack';
@@ -69,7 +72,8 @@ async function compare(options: {
   rounds: number;
   reset: () => Promise<void>;
   ours: { what: string; run: () => Promise<unknown> };
-  baselines: { what: string; run: () => Promise<unknown> }[];
+  /** `prepare`: untimed, after the reset (e.g. the database a --clean restore runs over). */
+  baselines: { what: string; run: () => Promise<unknown>; prepare?: () => Promise<unknown> }[];
 }): Promise<Comparison> {
   const ours: number[] = [];
   const baselines = options.baselines.map((b) => ({ ...b, seconds: [] as number[] }));
@@ -78,6 +82,7 @@ async function compare(options: {
     ours.push(await seconds(options.ours.run));
     for (const b of baselines) {
       await options.reset();
+      await b.prepare?.();
       b.seconds.push(await seconds(b.run));
     }
   }
@@ -244,7 +249,62 @@ async function mirrorComparisons(stack: StackInfo, config: Config, objects: numb
       { what: 'rclone sync, defaults', run: () => rclone(path.join(scratch, 'rclone'), false) },
     ],
   });
-  return [full, unchanged];
+
+  // The other direction: each side's own finished copy back into an empty bucket, then once more
+  // over what it restored.
+  const restoreConfig: Config = { ...benchConfig, kohakkuBucket: 'bench-restored' };
+  const restoreBucket = 'bench-restored-rclone';
+  const restoreId = backupIdAt(new Date(Date.UTC(2026, 0, 1) + (run - 1) * 1000));
+  const restore = () =>
+    createObjectStoreActivities({
+      config: restoreConfig,
+      store: dirBackupStore(path.join(scratch, 'ours')),
+      s3,
+    }).restoreObjects({ backupId: restoreId, recoveryId: `bench-restore-${run++}` });
+  const rcloneBack = (tuned: boolean) =>
+    exec(
+      'rclone',
+      [
+        'sync',
+        path.join(scratch, 'rclone'),
+        `src:${restoreBucket}/briefs`,
+        ...(tuned ? ['--transfers', '32', '--checkers', '32', '--fast-list'] : []),
+      ],
+      { env: rcloneEnv, isolatedEnv: true },
+    );
+  const emptyBuckets = async () => {
+    for (const b of [restoreConfig.kohakkuBucket, restoreBucket]) {
+      await removeBucket(s3, b);
+      await s3.makeBucket(b, config.s3.region);
+    }
+  };
+  const restoreFull = await compare({
+    name: 'object restore, full copy',
+    data,
+    rounds,
+    reset: emptyBuckets,
+    ours: { what: 'restoreObjects from the backup directory into an empty bucket', run: restore },
+    baselines: [
+      { what: 'rclone sync, tuned', run: () => rcloneBack(true) },
+      { what: 'rclone sync, defaults', run: () => rcloneBack(false) },
+    ],
+  });
+  await emptyBuckets();
+  await restore();
+  await rcloneBack(true);
+  const restoreUnchanged = await compare({
+    name: 'object restore, no-change re-run',
+    data,
+    rounds,
+    reset: async () => undefined,
+    ours: { what: 'restoreObjects over the bucket it restored', run: restore },
+    baselines: [
+      { what: 'rclone sync, tuned', run: () => rcloneBack(true) },
+      { what: 'rclone sync, defaults', run: () => rcloneBack(false) },
+    ],
+  });
+  for (const b of [restoreConfig.kohakkuBucket, restoreBucket]) await removeBucket(s3, b);
+  return [full, unchanged, restoreFull, restoreUnchanged];
 }
 
 /** The Controller's database restored from one dump, verified (ours) or not (pg_restore -j 2). */
@@ -267,6 +327,13 @@ async function restoreComparison(stack: StackInfo, config: Config, rounds: numbe
     for (const db of [staging, 'bench_plain_restore'])
       await withStackDb(stack, 'postgres', (c) => c.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`));
   };
+  const plainRestore = async () => {
+    await exec(pgTool('createdb'), [...pgArgs, 'bench_plain_restore'], { env, isolatedEnv: true });
+    await exec(pgTool('pg_restore'), [...pgArgs, '-j', '2', '-d', 'bench_plain_restore', dump], {
+      env,
+      isolatedEnv: true,
+    });
+  };
   const result = await compare({
     name: 'verified restore',
     data: `${entry.database}: ${(entry.size / 1048576).toFixed(0)} MiB dump, ${entry.tables.reduce((n, t) => n + t.rows, 0)} rows`,
@@ -277,15 +344,17 @@ async function restoreComparison(stack: StackInfo, config: Config, rounds: numbe
       run: () => postgres.restoreIntoStaging({ backupId, target: 'controller', recoveryId }),
     },
     baselines: [
+      { what: 'createdb + pg_restore -j 2', run: plainRestore },
       {
-        what: 'createdb + pg_restore -j 2',
-        run: async () => {
-          await exec(pgTool('createdb'), [...pgArgs, 'bench_plain_restore'], { env, isolatedEnv: true });
-          await exec(pgTool('pg_restore'), [...pgArgs, '-j', '2', '-d', 'bench_plain_restore', dump], {
-            env,
-            isolatedEnv: true,
-          });
-        },
+        // Over a database that has the data already, as a runbook restoring in place would.
+        what: 'pg_restore --clean --if-exists -j 2 over the database',
+        prepare: plainRestore,
+        run: () =>
+          exec(
+            pgTool('pg_restore'),
+            [...pgArgs, '--clean', '--if-exists', '-j', '2', '-d', 'bench_plain_restore', dump],
+            { env, isolatedEnv: true },
+          ),
       },
     ],
   });

@@ -122,7 +122,7 @@ async function verify(
   );
   // Every table equals the backup, but tasks_task, whose lost tasks were re-dispatched on purpose.
   for (const db of manifest.databases) {
-    const actual = await withDb(stack, db.database, tableStats);
+    const actual = await withDb(stack, db.database, (c) => tableStats(c, { expected: db.tables }));
     const expected = db.tables.filter((t) => t.table !== 'public.tasks_task');
     const problems = compareTables(
       expected,

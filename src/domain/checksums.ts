@@ -1,5 +1,6 @@
 /**
- * Table checksums hash each row's text (`md5(t::text)`), and a row's text depends on session
+ * Table checksums hash each row's binary values where PostgreSQL can (`hash_record_extended`,
+ * which no setting changes), else each row's text (`md5(t::text)`), and a row's text depends on session
  * settings: a timestamptz prints in the session's TimeZone, bytea in bytea_output, floats with
  * extra_float_digits, and so on. Every session that computes or checks a checksum pins these
  * first (overriding PGOPTIONS, ALTER DATABASE/ROLE SET and the server's defaults), so a backup
@@ -27,7 +28,9 @@ export function pinChecksumSettingsSql(local = false): string {
 }
 
 /**
- * Manifests say how their checksums were computed: 2 = with the pinned settings above; absent
- * (manifests written before 0.2) = with whatever the session had.
+ * Manifests say how their checksums were computed: 3 = each table by PostgreSQL's row hash where
+ * its column types allow, else by its rows' text with the pinned settings above
+ * (activities/postgresKit.ts, TableChecksumMethod); 2 = every table by its rows' text, pinned;
+ * absent (manifests written before 0.2) = by text, with whatever the session had.
  */
-export const CHECKSUM_VERSION = 2;
+export const CHECKSUM_VERSION = 3;

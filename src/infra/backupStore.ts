@@ -24,6 +24,14 @@ export interface BackupStore {
   /** Streams `size` bytes into `key` without holding them in memory. */
   putStream(key: string, stream: Readable, size: number): Promise<void>;
   getStream(key: string): Promise<Readable>;
+  /**
+   * Content addressing: stores `size` bytes read from `stream` under the key `keyOf()` gives once
+   * the stream has ended (its digest known) — unless `alreadyStored(key)` says the store has it —
+   * holding no large object in memory: a directory writes beside its keys and renames into
+   * place; S3 sends objects up to CONTENT_IN_MEMORY_BYTES from memory and spools larger ones to
+   * `spoolDir` first.
+   */
+  putContent(content: ContentPut): Promise<{ key: string; written: boolean }>;
   /** Removes exactly these keys. */
   removeKeys(keys: string[]): Promise<void>;
   /** Removes every object under `prefix`; returns how many. */
@@ -39,6 +47,25 @@ export interface BackupStore {
    * ids under `postgres/` — without walking what is below them (a delimiter listing).
    */
   listChildren(prefix: string): Promise<string[]>;
+}
+
+/** Objects at most this big go from memory to S3 in one PUT when stored by content (putContent). */
+export const CONTENT_IN_MEMORY_BYTES = 1 << 20;
+
+let spoolSeq = 0;
+
+/** A file name no other put in this process uses at the same time. */
+function uniqueName(): string {
+  return `${process.pid}-${Date.now().toString(36)}-${(spoolSeq++).toString(36)}.partial`;
+}
+
+export interface ContentPut {
+  stream: Readable;
+  /** The bytes expected (it only decides between memory and a spool file). */
+  size: number;
+  keyOf: () => string;
+  alreadyStored: (key: string) => boolean;
+  spoolDir: string;
 }
 
 function isNotFound(err: unknown): boolean {
@@ -71,6 +98,28 @@ export function s3BackupStore(
       await client.putObject(bucket, key, stream, size);
     },
     getStream: (key) => client.getObject(bucket, key),
+    async putContent({ stream, size, keyOf, alreadyStored, spoolDir }) {
+      if (size <= CONTENT_IN_MEMORY_BYTES) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of stream) chunks.push(chunk as Buffer);
+        const body = Buffer.concat(chunks);
+        const key = keyOf();
+        if (alreadyStored(key)) return { key, written: false };
+        await client.putObject(bucket, key, body, body.length);
+        return { key, written: true };
+      }
+      await fs.mkdir(spoolDir, { recursive: true });
+      const spool = path.join(spoolDir, uniqueName());
+      try {
+        await pipeline(stream, createWriteStream(spool));
+        const key = keyOf();
+        if (alreadyStored(key)) return { key, written: false };
+        await client.fPutObject(bucket, key, spool, {});
+        return { key, written: true };
+      } finally {
+        await fs.rm(spool, { force: true });
+      }
+    },
     async removeKeys(keys) {
       for (let i = 0; i < keys.length; i += 1000) await client.removeObjects(bucket, keys.slice(i, i + 1000));
     },
@@ -153,6 +202,23 @@ export function dirBackupStore(root: string): BackupStore {
     async getStream(key) {
       await fs.access(full(key));
       return createReadStream(full(key));
+    },
+    async putContent({ stream, keyOf, alreadyStored }) {
+      // Written once, beside the keys (same file system, so the rename is atomic), never spooled.
+      const incoming = path.join(root, '.incoming');
+      await fs.mkdir(incoming, { recursive: true });
+      const partial = path.join(incoming, uniqueName());
+      try {
+        await pipeline(stream, createWriteStream(partial));
+        const key = keyOf();
+        if (alreadyStored(key)) return { key, written: false };
+        const target = full(key);
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        await fs.rename(partial, target);
+        return { key, written: true };
+      } finally {
+        await fs.rm(partial, { force: true });
+      }
     },
     async removeKeys(keys) {
       for (const key of keys) await fs.rm(full(key), { force: true });

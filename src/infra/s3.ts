@@ -161,6 +161,12 @@ export function responseETag(stream: Readable): string | undefined {
   return typeof etag === 'string' ? etag.replace(/"/g, '') : undefined;
 }
 
+/** The size an object download announced (Content-Length), when it did. */
+export function responseSize(stream: Readable): number | undefined {
+  const length = (stream as Partial<IncomingMessage>).headers?.['content-length'];
+  return typeof length === 'string' && /^\d+$/.test(length) ? Number(length) : undefined;
+}
+
 /** Downloads an object and hashes it: its content's identity, whatever its ETag. */
 export async function hashObject(s3: Minio.Client, bucket: string, key: string): Promise<ContentDigest> {
   return hashStream(await s3.getObject(bucket, key));

@@ -1,0 +1,107 @@
+/**
+ * Adaptive concurrency for object transfers. How many transfers at once pay off depends on the
+ * S3 server, the network and the object sizes, none of which the worker knows in advance (a
+ * fixed OBJECT_TRANSFER_CONCURRENCY of 8, 32 or 64 made no difference on one server and would on
+ * another). So a transfer run starts low and climbs: each second it compares throughput with the
+ * best seen, adds transfers while that keeps growing, goes back to the best level when it drops,
+ * and halves when the server says it is overloaded (503 SlowDown). Throughput counts requests as
+ * well as bytes (one request ≈ 1 MiB), since small objects are bound by round trips, big ones by
+ * bandwidth.
+ */
+
+export interface AdaptiveOptions {
+  /** Transfers at once to begin with. */
+  start: number;
+  /** Never more than this many at once. */
+  max: number;
+  /** How often throughput is judged (ms). */
+  windowMs?: number;
+  /** Told each new concurrency (for progress). */
+  onChange?: (concurrency: number) => void;
+}
+
+export interface AdaptiveOutcome {
+  /** The concurrency the run settled on (the best level it measured). */
+  settledAt: number;
+  /** The highest concurrency it tried. */
+  peak: number;
+}
+
+/** One request weighs what this many bytes do in the throughput that concurrency climbs on. */
+const REQUEST_WEIGHT_BYTES = 1 << 20;
+
+function overloaded(err: unknown): boolean {
+  const e = err as { code?: string; statusCode?: number; $metadata?: { httpStatusCode?: number } };
+  return e.code === 'SlowDown' || e.statusCode === 503 || e.$metadata?.httpStatusCode === 503;
+}
+
+/**
+ * Runs `fn` over every item with a concurrency that adapts (see the module comment); `fn` returns
+ * the bytes it moved. Rejects with the first error once the transfers in flight have settled (an
+ * overloaded server's 503 first halves the concurrency and is retried once, after a pause).
+ */
+export async function mapAdaptive<T>(
+  items: readonly T[],
+  options: AdaptiveOptions,
+  fn: (item: T) => Promise<number>,
+): Promise<AdaptiveOutcome> {
+  const max = Math.max(1, options.max);
+  const windowMs = options.windowMs ?? 1000;
+  let limit = Math.max(1, Math.min(options.start, max));
+  let peak = limit;
+  let best = { limit, rate: 0 };
+  let next = 0;
+  let active = 0;
+  let failure: unknown;
+  let units = 0;
+  let windowStart = Date.now();
+
+  const judge = () => {
+    const now = Date.now();
+    if (now - windowStart < windowMs) return;
+    const rate = units / ((now - windowStart) / 1000);
+    units = 0;
+    windowStart = now;
+    if (rate > best.rate * 1.05) {
+      best = { limit, rate };
+      limit = Math.min(max, Math.ceil(limit * 1.5));
+    } else if (rate < best.rate * 0.9) limit = best.limit;
+    peak = Math.max(peak, limit);
+    options.onChange?.(limit);
+  };
+
+  const runOne = async (item: T): Promise<void> => {
+    try {
+      units += 1 + (await fn(item)) / REQUEST_WEIGHT_BYTES;
+    } catch (err) {
+      if (!overloaded(err)) throw err;
+      limit = Math.max(1, Math.floor(limit / 2));
+      best = { limit, rate: 0 };
+      options.onChange?.(limit);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      units += 1 + (await fn(item)) / REQUEST_WEIGHT_BYTES;
+    }
+  };
+
+  await new Promise<void>((resolve) => {
+    const pump = () => {
+      judge();
+      while (failure === undefined && active < limit && next < items.length) {
+        const item = items[next++]!;
+        active++;
+        runOne(item)
+          .catch((err: unknown) => {
+            failure ??= err;
+          })
+          .finally(() => {
+            active--;
+            pump();
+          });
+      }
+      if (active === 0 && (failure !== undefined || next >= items.length)) resolve();
+    };
+    pump();
+  });
+  if (failure !== undefined) throw failure;
+  return { settledAt: best.limit, peak };
+}
