@@ -100,6 +100,14 @@ export const OPTIONS = [
     default: 'kohakku-dr',
     schema: nonEmpty,
   },
+  {
+    env: 'WORKER_MAX_CONCURRENT_ACTIVITIES',
+    group: 'Temporal',
+    description:
+      "Activities one worker runs at once (Temporal's maxConcurrentActivityTaskExecutions). Lower it to bound a worker's memory and leave partitions of a big mirror to other workers on the task queue.",
+    default: '100',
+    schema: z.coerce.number().int().min(1).max(1000),
+  },
   // PostgreSQL
   {
     env: 'POSTGRES_HOST',
@@ -290,6 +298,14 @@ export const OPTIONS = [
       'The most objects copied at once. Mirrors and restores start at 8 and add transfers while throughput grows (fewer when the server answers 503 SlowDown); each is streamed, so memory stays bounded whatever their size.',
     default: '32',
     schema: z.coerce.number().int().min(1).max(64),
+  },
+  {
+    env: 'OBJECT_MIRROR_PARTITION_OBJECTS',
+    group: 'Object store',
+    description:
+      'Objects per partition of the object mirror: a bucket with more is mirrored by several activities at once (at most 64), which any worker polling the task queue may take.',
+    default: '100000',
+    schema: z.coerce.number().int().min(100),
   },
   // Backup store: off Kohakku's failure domain, on its own S3 server (or a directory)
   {
@@ -789,7 +805,7 @@ export interface PitrConfig {
 }
 
 export interface Config {
-  temporal: { address: string; namespace: string; taskQueue: string };
+  temporal: { address: string; namespace: string; taskQueue: string; maxConcurrentActivities: number };
   postgres: {
     host: string;
     port: number;
@@ -817,6 +833,7 @@ export interface Config {
   kohakkuBucket: string;
   backupPrefixes: string[];
   transferConcurrency: number;
+  mirrorPartitionObjects: number;
   /** Where backups are written and, by default, read from. */
   backupStore: StoreConfig;
   /** The second copy, when configured. */
@@ -1026,6 +1043,7 @@ export function loadConfig(env: Env = process.env): Config {
       address: str('TEMPORAL_ADDRESS'),
       namespace: str('TEMPORAL_NAMESPACE'),
       taskQueue: str('KOHAKKU_DR_TASK_QUEUE'),
+      maxConcurrentActivities: num('WORKER_MAX_CONCURRENT_ACTIVITIES'),
     },
     postgres: {
       host: str('POSTGRES_HOST'),
@@ -1053,6 +1071,7 @@ export function loadConfig(env: Env = process.env): Config {
     kohakkuBucket: str('KOHAKKU_BUCKET'),
     backupPrefixes: v['KOHAKKU_BACKUP_PREFIXES'] as string[],
     transferConcurrency: num('OBJECT_TRANSFER_CONCURRENCY'),
+    mirrorPartitionObjects: num('OBJECT_MIRROR_PARTITION_OBJECTS'),
     retentionDays: num('BACKUP_RETENTION_DAYS'),
     schedule: {
       cron: str('BACKUP_SCHEDULE_CRON'),

@@ -22,6 +22,7 @@ async function run(): Promise<void> {
       workflowsPath: require.resolve('./workflows'),
       dataConverter: { payloadConverterPath: require.resolve('./payloadConverter') },
       activities: createActivities(deps),
+      maxConcurrentActivityTaskExecutions: config.temporal.maxConcurrentActivities,
     });
     console.log(
       `kohakku-dr worker polling ${config.temporal.taskQueue} on ${config.temporal.address} (${config.temporal.namespace})`,

@@ -4,7 +4,8 @@
  * statement per batch, and a retry changes nothing; then every pending task is queued exactly
  * once while a Dispatcher consumes the queue at full speed in the test (LMOVE into its processing
  * list, the task marked running in Postgres, LREM) — no task is ever taken twice, and every one
- * is taken. Part of the queue is lost first, so the re-dispatch has tasks to push.
+ * is taken. Part of the queue is lost first, so the re-dispatch has tasks to push. The pending
+ * tasks (about 14,000) span more than one cursor page (10,000 rows), so paging is exercised.
  */
 import { Redis } from 'ioredis';
 import { createRedisRecoveryActivities } from '../src/activities/redisRecovery';
@@ -125,6 +126,8 @@ test('lost tasks requeued set-based (a retry changes nothing), then every pendin
     expect(report.pushed).toBeLessThanOrEqual(pendingBefore.length - kept.length);
     // A retry of the same recovery pushes nothing.
     expect((await activities.redispatchPendingTasks({ recoveryId: 'test-redispatch' })).pushed).toBe(0);
+    // The snapshot (copied lists and their member set, read page by page) is gone again.
+    expect(await r.keys('*dr:snapshot:*')).toEqual([]);
   } finally {
     r.disconnect();
   }

@@ -18,6 +18,7 @@ import type { CommandRunner } from '../infra/exec';
 import type { BackupStores } from '../infra/stores';
 import { createBackupSetActivities } from './backupSets';
 import { resolveAcrossStores, storeNotConfigured } from './backupSources';
+import { withHeartbeats } from './heartbeat';
 import { createObjectRewindActivities } from './objectRewind';
 import { createObjectStoreActivities } from './objectStore';
 import { createPitrActivities } from './pitr';
@@ -40,8 +41,34 @@ export interface ActivityDeps {
   s3: Minio.Client;
 }
 
+/**
+ * The activities the workflows run with their `scan` options (work that grows with the data,
+ * changes nothing live: workflows/options.ts): each heartbeats throughout, whatever it does inside.
+ */
+const HEARTBEATING = [
+  'pruneBackups',
+  'planObjectRestore',
+  'planPointInTimeRecovery',
+  'expireBaseBackups',
+] as const;
+
+function heartbeatingThroughout<
+  T extends Record<(typeof HEARTBEATING)[number], (...args: never[]) => Promise<unknown>>,
+>(activities: T): T {
+  const out = { ...activities };
+  for (const name of HEARTBEATING) {
+    const fn = activities[name];
+    out[name] = ((...args: never[]) =>
+      withHeartbeats(
+        () => ({ activity: name, stage: 'working' }),
+        () => fn(...args),
+      )) as T[typeof name];
+  }
+  return out;
+}
+
 function activitiesOn(deps: ActivityDeps) {
-  return {
+  return heartbeatingThroughout({
     ...createPostgresActivities(deps),
     ...createServiceActivities(deps),
     ...createRedisActivities(deps),
@@ -52,7 +79,7 @@ function activitiesOn(deps: ActivityDeps) {
     ...createBackupSetActivities(deps),
     ...createReplicaActivities(deps),
     ...createPitrActivities(deps),
-  };
+  });
 }
 
 type OnOneStore = ReturnType<typeof activitiesOn>;

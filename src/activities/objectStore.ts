@@ -16,6 +16,7 @@
  * sustain (infra/adaptive.ts). No blob is listed: the index says which exist. 0.1 indexes
  * (ETag-keyed blobs, no sha256) stay restorable.
  */
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -26,6 +27,8 @@ import {
   BLOB_PREFIX,
   contentBlobKey,
   objectIndexKey,
+  objectPartitionKey,
+  objectPartitionsPrefix,
   objectProgressPrefix,
   BLOB_GC_CANDIDATES_KEY,
   objectsManifestKey,
@@ -80,6 +83,43 @@ export interface ObjectStoreDeps {
 export { BLOB_PREFIX, objectIndexKey };
 export type { ObjectBackupManifest, ObjectIndexEntry };
 
+/** One of `of` slices of a bucket's keys (by a hash of the key), mirrored by one activity. */
+export interface MirrorPartition {
+  index: number;
+  of: number;
+}
+
+/** What a mirror (or one partition of it) found and stored. */
+interface MirrorPart {
+  entries: ObjectIndexEntry[];
+  copied: number;
+  alreadyMirrored: number;
+  blobsWritten: number;
+}
+
+export interface MirrorPartSummary {
+  objects: number;
+  bytes: number;
+  copied: number;
+  alreadyMirrored: number;
+  blobsWritten: number;
+}
+
+function summaryOf(part: MirrorPart): MirrorPartSummary {
+  return {
+    objects: part.entries.length,
+    bytes: part.entries.reduce((n, e) => n + e.size, 0),
+    copied: part.copied,
+    alreadyMirrored: part.alreadyMirrored,
+    blobsWritten: part.blobsWritten,
+  };
+}
+
+/** Which partition of `of` a key belongs to: stable across workers and releases (sha1 of the key). */
+export function partitionOf(key: string, of: number): number {
+  return createHash('sha1').update(key).digest().readUInt32BE(0) % of;
+}
+
 /** What a bucket listing says of an object. */
 interface LiveObject {
   size: number;
@@ -92,6 +132,9 @@ type Comparison =
 
 /** Transfers at once a mirror or restore starts with, before it adapts (src/infra/adaptive.ts). */
 const INITIAL_TRANSFERS = 8;
+
+/** A mirror is split into at most this many partitions (countObjectsToMirror). */
+const MAX_MIRROR_PARTITIONS = 64;
 
 /** A mirror writes its progress down at most this often, so a retry resumes from there. */
 const CHECKPOINT_EVERY_MS = 5000;
@@ -117,12 +160,14 @@ function contentProblem(e: ObjectIndexEntry, digest: ContentDigest): string | un
 export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDeps) {
   const bucket = config.kohakkuBucket;
 
-  async function listSource(): Promise<({ key: string } & LiveObject)[]> {
+  /** The bucket's objects under the backed-up prefixes, sorted by key; only one partition's, when given. */
+  async function listSource(partition?: MirrorPartition): Promise<({ key: string } & LiveObject)[]> {
     const out: ({ key: string } & LiveObject)[] = [];
     for (const prefix of config.backupPrefixes) {
       for await (const item of s3.listObjectsV2(bucket, prefix, true)) {
         const o = item as { name?: string; size?: number; etag?: string };
-        if (o.name) out.push({ key: o.name, size: o.size ?? 0, etag: unquote(o.etag) });
+        if (o.name && (!partition || partitionOf(o.name, partition.of) === partition.index))
+          out.push({ key: o.name, size: o.size ?? 0, etag: unquote(o.etag) });
       }
     }
     return out.sort((a, b) => a.key.localeCompare(b.key));
@@ -142,17 +187,128 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     return new Map();
   }
 
+  function requireBackupId(backupId: string): void {
+    if (!BACKUP_ID_PATTERN.test(backupId))
+      throw fail(ErrorType.InvalidInput, `"${backupId}" is not a backup id`);
+  }
+
   /**
    * Mirrors the configured prefixes into the backup store, hashing each object as it streams
    * past. Idempotent per backup id; a retry resumes from the last checkpoint.
    */
   async function mirrorObjects(input: { backupId: string }): Promise<ObjectBackupManifest> {
-    if (!BACKUP_ID_PATTERN.test(input.backupId))
-      throw fail(ErrorType.InvalidInput, `"${input.backupId}" is not a backup id`);
+    requireBackupId(input.backupId);
     const existing = await store.getJson<ObjectBackupManifest>(objectsManifestKey(input.backupId));
     if (existing) return existing;
+    const part = await mirrorPart(input.backupId);
+    return writeObjectManifest(input.backupId, part);
+  }
+
+  /**
+   * One partition of a mirror too big for one activity (objectStoreBackup fans them out, and any
+   * worker on the task queue may take any of them): the objects whose key hashes to `index` of
+   * `of`, stored like mirrorObjects stores them, their entries kept in a partition file until
+   * finishObjectMirror merges the partitions into the backup's index. Idempotent; a retry
+   * resumes from the partition's own checkpoints.
+   */
+  async function mirrorObjectPartition(input: {
+    backupId: string;
+    partition: MirrorPartition;
+  }): Promise<MirrorPartSummary> {
+    requireBackupId(input.backupId);
+    const { index, of } = input.partition ?? {};
+    if (!Number.isInteger(of) || of! < 1 || !Number.isInteger(index) || index! < 0 || index! >= of!)
+      throw fail(
+        ErrorType.InvalidInput,
+        `partition must be {index, of} with 0 ≤ index < of, got ${JSON.stringify(input.partition)}`,
+      );
+    const key = objectPartitionKey(input.backupId, index!, of!);
+    const done = await store.getJson<MirrorPart>(key);
+    if (done) return summaryOf(done);
+    if (await store.getJson<ObjectBackupManifest>(objectsManifestKey(input.backupId)))
+      throw fail(ErrorType.InvalidInput, `backup ${input.backupId}'s object mirror is already complete`);
+    const part = await mirrorPart(input.backupId, input.partition);
+    await store.putJson(key, part);
+    return summaryOf(part);
+  }
+
+  /** Merges every partition's entries into the backup's index and writes its manifest. Idempotent. */
+  async function finishObjectMirror(input: {
+    backupId: string;
+    partitions: number;
+  }): Promise<ObjectBackupManifest> {
+    requireBackupId(input.backupId);
+    const existing = await store.getJson<ObjectBackupManifest>(objectsManifestKey(input.backupId));
+    if (existing) return existing;
+    const merged: MirrorPart = { entries: [], copied: 0, alreadyMirrored: 0, blobsWritten: 0 };
+    for (let index = 0; index < input.partitions; index++) {
+      const part = await store.getJson<MirrorPart>(
+        objectPartitionKey(input.backupId, index, input.partitions),
+      );
+      if (!part)
+        throw fail(
+          ErrorType.BackupCorrupt,
+          `backup ${input.backupId}: partition ${index} of ${input.partitions} of the object mirror is missing`,
+        );
+      merged.entries.push(...part.entries);
+      merged.copied += part.copied;
+      merged.alreadyMirrored += part.alreadyMirrored;
+      merged.blobsWritten += part.blobsWritten;
+    }
+    merged.entries.sort((a, b) => a.key.localeCompare(b.key));
+    const manifest = await writeObjectManifest(input.backupId, merged);
+    await store.removePrefix(objectPartitionsPrefix(input.backupId));
+    return manifest;
+  }
+
+  /**
+   * How a mirror of the bucket is split: one partition per OBJECT_MIRROR_PARTITION_OBJECTS
+   * objects (at most 64), so a big bucket is mirrored by many activities, on as many workers as
+   * poll the task queue. Counts a listing; reads no object.
+   */
+  async function countObjectsToMirror(input: {
+    backupId: string;
+  }): Promise<{ objects: number; partitions: number }> {
+    requireBackupId(input.backupId);
+    let objects = 0;
+    for (const prefix of config.backupPrefixes)
+      for await (const item of s3.listObjectsV2(bucket, prefix, true))
+        if ((item as { name?: string }).name) objects++;
+    return {
+      objects,
+      partitions: Math.min(
+        MAX_MIRROR_PARTITIONS,
+        Math.max(1, Math.ceil(objects / config.mirrorPartitionObjects)),
+      ),
+    };
+  }
+
+  async function writeObjectManifest(backupId: string, part: MirrorPart): Promise<ObjectBackupManifest> {
+    await store.putJson(objectIndexKey(backupId), part.entries);
+    const manifest: ObjectBackupManifest = {
+      kind: 'objects',
+      formatVersion: 1,
+      id: backupId,
+      createdAt: new Date().toISOString(),
+      bucket,
+      prefixes: config.backupPrefixes,
+      objects: part.entries.length,
+      bytes: part.entries.reduce((n, e) => n + e.size, 0),
+      copied: part.copied,
+      alreadyMirrored: part.alreadyMirrored,
+      blobsWritten: part.blobsWritten,
+      indexKey: objectIndexKey(backupId),
+    };
+    await store.putJson(objectsManifestKey(backupId), manifest);
+    await store.removePrefix(objectProgressPrefix(backupId));
+    return manifest;
+  }
+
+  /** The mirror itself, of the whole bucket or one partition: its entries, sorted by key. */
+  async function mirrorPart(backupId: string, partition?: MirrorPartition): Promise<MirrorPart> {
+    const input = { backupId };
     await store.ensureReady();
-    const listing = await listSource();
+    const listing = await listSource(partition);
     // A blob retention has marked as unreferenced may be swept before this mirror's index names
     // it: such content is stored again (which restarts its grace) rather than reused. Any other
     // blob an index names is there: retention sweeps only blobs no kept index names, and only
@@ -160,10 +316,14 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     const marked = (await store.getJson<Record<string, string>>(BLOB_GC_CANDIDATES_KEY)) ?? {};
     const reusable = (blob: string) => marked[blob] === undefined;
     const previous = await knownContent(input.backupId, await store.listChildren('objects/'));
-    // Entries this backup already hashed and stored before a retry.
-    const progressPrefix = objectProgressPrefix(input.backupId);
+    // Entries this backup (this partition) already hashed and stored before a retry.
+    const progressPrefix =
+      objectProgressPrefix(input.backupId) + (partition ? `${partition.index}-of-${partition.of}/` : '');
     const checkpointed = new Map<string, ObjectIndexEntry>();
-    const checkpoints = (await store.list(progressPrefix)).map((o) => o.key).sort();
+    const checkpoints = (await store.list(progressPrefix))
+      .map((o) => o.key)
+      .filter((k) => partition || !k.slice(progressPrefix.length).includes('/'))
+      .sort();
     for (const key of checkpoints) {
       for (const e of (await store.getJson<ObjectIndexEntry[]>(key)) ?? []) checkpointed.set(e.key, e);
     }
@@ -184,7 +344,11 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
       } else todo.push(o);
     }
 
-    const spoolDir = path.join(config.workDir, 'mirror', shortTag(input.backupId));
+    const spoolDir = path.join(
+      config.workDir,
+      'mirror',
+      shortTag(input.backupId) + (partition ? `-${partition.index}` : ''),
+    );
     let copied = 0;
     let bytes = 0;
     let blobsWritten = 0;
@@ -262,24 +426,7 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     }
 
     const entries = listing.map((o) => done.get(o.key)).filter((e): e is ObjectIndexEntry => !!e);
-    await store.putJson(objectIndexKey(input.backupId), entries);
-    const manifest: ObjectBackupManifest = {
-      kind: 'objects',
-      formatVersion: 1,
-      id: input.backupId,
-      createdAt: new Date().toISOString(),
-      bucket,
-      prefixes: config.backupPrefixes,
-      objects: entries.length,
-      bytes: entries.reduce((n, e) => n + e.size, 0),
-      copied,
-      alreadyMirrored,
-      blobsWritten,
-      indexKey: objectIndexKey(input.backupId),
-    };
-    await store.putJson(objectsManifestKey(input.backupId), manifest);
-    await store.removePrefix(progressPrefix);
-    return manifest;
+    return { entries, copied, alreadyMirrored, blobsWritten };
   }
 
   async function completedBriefs(): Promise<Set<string>> {
@@ -562,5 +709,14 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     return { removed: (await removeBucket(s3, scratchBucket(input.verifyId))) !== undefined };
   }
 
-  return { mirrorObjects, verifyObjectBackup, cleanupObjectVerification, planObjectRestore, restoreObjects };
+  return {
+    mirrorObjects,
+    mirrorObjectPartition,
+    finishObjectMirror,
+    countObjectsToMirror,
+    verifyObjectBackup,
+    cleanupObjectVerification,
+    planObjectRestore,
+    restoreObjects,
+  };
 }

@@ -3,7 +3,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Config } from '../config';
-import { queryController } from '../infra/database';
+import { forEachPage, withControllerDb } from '../infra/database';
 import { cancellationSignal, heartbeat, sleep } from './heartbeat';
 
 export interface RegistrationReport {
@@ -11,32 +11,68 @@ export interface RegistrationReport {
   expected: number;
   registered: number;
   missing: string[];
-  /** Registered but not active in Postgres: stale entries, reported, left to the Monitor. */
+  /** Registered but not active in Postgres (a sample of up to 20): stale entries, reported, left to the Monitor. */
   extra: string[];
   waitedMs: number;
 }
 
-export function createRedisActivities({ config, redis }: { config: Config; redis: Redis }) {
-  async function activeContainers(): Promise<string[]> {
-    return (await queryController<{ container: string }>(config, config.model.activeContainersSql)).map(
-      (r) => r.container,
-    );
-  }
+/** Registered members sampled for stale entries (`extra`) per comparison: a few SSCAN pages. */
+const EXTRA_SAMPLE_PAGES = 5;
 
+export function createRedisActivities({ config, redis }: { config: Config; redis: Redis }) {
+  const key = config.model.redisContainersKey;
+
+  /**
+   * Active containers (a Postgres cursor, page by page) against the registered set (SMISMEMBER
+   * per page, SCARD for the count): the worker holds one page, whatever the number of containers.
+   */
   async function compare(started: number): Promise<RegistrationReport> {
-    const expected = await activeContainers();
-    const registered = new Set(await redis.smembers(config.model.redisContainersKey));
-    const expectedSet = new Set(expected);
-    const missing = expected.filter((c) => !registered.has(c));
-    const extra = [...registered].filter((c) => !expectedSet.has(c));
+    let expected = 0;
+    let present = 0;
+    const missing: string[] = [];
+    await withControllerDb(config, (c) =>
+      forEachPage<{ container: string }>(c, config.model.activeContainersSql, async (rows) => {
+        const ids = rows.map((r) => r.container);
+        const flags = await redis.smismember(key, ...ids);
+        expected += ids.length;
+        ids.forEach((id, i) => {
+          if (flags[i] === 1) present++;
+          else if (missing.length < 20) missing.push(id);
+        });
+      }),
+    );
+    const registered = await redis.scard(key);
     return {
-      complete: missing.length === 0,
-      expected: expected.length,
-      registered: registered.size,
-      missing: missing.slice(0, 20),
-      extra: extra.slice(0, 20),
+      complete: present === expected,
+      expected,
+      registered,
+      missing,
+      extra: registered > present ? await staleSample() : [],
       waitedMs: Date.now() - started,
     };
+  }
+
+  /** Up to 20 registered containers Postgres does not have as active, from a few SSCAN pages. */
+  async function staleSample(): Promise<string[]> {
+    const out: string[] = [];
+    let cursor = '0';
+    for (let page = 0; page < EXTRA_SAMPLE_PAGES && out.length < 20; page++) {
+      const [next, members] = await redis.sscan(key, cursor, 'COUNT', 1000);
+      cursor = next;
+      if (members.length > 0) {
+        const stale = await withControllerDb(config, (c) =>
+          c.query<{ container: string }>(
+            `SELECT x AS container FROM pg_catalog.unnest($1::text[]) x
+              WHERE NOT EXISTS (SELECT 1 FROM (${config.model.activeContainersSql.trim().replace(/;+$/, '')}) a WHERE a.container = x)
+              LIMIT ${20 - out.length}`,
+            [members],
+          ),
+        );
+        out.push(...stale.rows.map((r) => r.container));
+      }
+      if (cursor === '0') break;
+    }
+    return out;
   }
 
   /** Waits until every active container in Postgres is registered in Redis, or no progress for the deadline. */

@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Config } from '../config';
-import { queryController, withControllerDb } from '../infra/database';
+import { forEachPage, PAGE_ROWS, withControllerDb } from '../infra/database';
 import { ErrorType, fail } from '../domain/errors';
 import { CommandFailed, siblingTool, type CommandRunner } from '../infra/exec';
 import { shortTag } from '../infra/hashing';
@@ -53,6 +53,22 @@ return pushed`;
  * per statement cost 2× one statement for all; a batch still takes only seconds.
  */
 const REQUEUE_BATCH = 100_000;
+
+/** A queue snapshot left by a killed worker expires on its own. */
+const SNAPSHOT_TTL_SECONDS = 3600;
+
+interface QueueSnapshot {
+  /** For each id: whether it was in the queue or the processing list at the snapshot's instant. */
+  has(ids: string[]): Promise<boolean[]>;
+  release(): Promise<void>;
+}
+
+/** Whether the server's redis_version is at least `want` ([major, minor]). */
+async function atLeastRedis(redis: Redis, want: [number, number]): Promise<boolean> {
+  const info = await redis.info('server');
+  const [major = 0, minor = 0] = (/redis_version:(\d+)\.(\d+)/.exec(info) ?? []).slice(1).map(Number);
+  return major > want[0] || (major === want[0] && minor >= want[1]);
+}
 
 export function createRedisRecoveryActivities({ config, exec }: { config: Config; exec: CommandRunner }) {
   const r = config.redis;
@@ -189,10 +205,51 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
     return { movedTo: aside, moved };
   }
 
-  async function pendingTaskIds(): Promise<string[]> {
-    return (await queryController<{ id: string | number }>(config, config.model.pendingTasksSql)).map((row) =>
-      String(row.id),
-    );
+  /**
+   * Which of the ids are in the queue or the Dispatcher's processing list *as they were at one
+   * instant*. Redis 6.2 and later: both lists are copied server-side in one MULTI, then loaded
+   * page by page into a set of the snapshot (server memory, never the worker's whole list) and
+   * asked with SMISMEMBER. Older servers: the lists are read whole in one MULTI.
+   */
+  async function queueSnapshot(redis: Redis, recoveryId: string): Promise<QueueSnapshot> {
+    const m = config.model;
+    const base = `${m.redisPrefix}dr:snapshot:${shortTag(recoveryId)}`;
+    const lists = [`${base}:queue`, `${base}:processing`];
+    const members = `${base}:members`;
+    if (!(await atLeastRedis(redis, [6, 2]))) {
+      const snapshot =
+        (await redis.multi().lrange(m.queueKey, 0, -1).lrange(m.processingKey, 0, -1).exec()) ?? [];
+      const queued = new Set<string>();
+      for (const [err, ids] of snapshot) {
+        if (err) throw err;
+        for (const id of ids as string[]) queued.add(id);
+      }
+      return { has: async (ids) => ids.map((id) => queued.has(id)), release: async () => undefined };
+    }
+    const copied =
+      (await redis
+        .multi()
+        .copy(m.queueKey, lists[0]!, 'REPLACE')
+        .copy(m.processingKey, lists[1]!, 'REPLACE')
+        .exec()) ?? [];
+    for (const [err] of copied) if (err) throw err;
+    await redis.del(members);
+    for (const list of lists) {
+      await redis.expire(list, SNAPSHOT_TTL_SECONDS);
+      for (let start = 0; ; start += PAGE_ROWS) {
+        const ids = await redis.lrange(list, start, start + PAGE_ROWS - 1);
+        if (ids.length === 0) break;
+        await redis.sadd(members, ...ids);
+        await redis.expire(members, SNAPSHOT_TTL_SECONDS);
+        heartbeat({ stage: 'reading the queue', read: start + ids.length });
+        if (ids.length < PAGE_ROWS) break;
+      }
+    }
+    return {
+      has: async (ids) =>
+        ids.length === 0 ? [] : (await redis.smismember(members, ...ids)).map((x) => x === 1),
+      release: async () => void (await redis.del(...lists, members)),
+    };
   }
 
   /**
@@ -202,41 +259,46 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
    * snapshot or no longer pending in Postgres — a task is pushed only when it was neither queued
    * nor being dispatched and is still pending after that. A per-recovery marker set guards the
    * push itself, so a retry pushes nothing twice. Then sets the depth counter to the queue's length.
+   * Pending tasks are read through a cursor and the snapshot is asked page by page, so the worker
+   * holds one page whatever the queue's or the backlog's size.
    */
   async function redispatchPendingTasks(input: { recoveryId: string }): Promise<RedispatchReport> {
     const m = config.model;
     return withRedis(async (redis) => {
-      const snapshot =
-        (await redis.multi().lrange(m.queueKey, 0, -1).lrange(m.processingKey, 0, -1).exec()) ?? [];
-      const queued = new Set<string>();
-      for (const [err, ids] of snapshot) {
-        if (err) throw err;
-        for (const id of ids as string[]) queued.add(id);
-      }
-      const pending = await pendingTaskIds();
-      const missing = pending.filter((id) => !queued.has(id));
-      const marker = `${m.redisPrefix}dr:redispatched:${shortTag(input.recoveryId)}`;
-      let pushed = 0;
-      for (let i = 0; i < missing.length; i += 1000) {
-        pushed += Number(
-          await redis.eval(
-            PUSH_ONCE,
-            3,
-            m.queueKey,
-            marker,
-            `${m.redisPrefix}task:`,
-            ...missing.slice(i, i + 1000),
-          ),
+      const snapshot = await queueSnapshot(redis, input.recoveryId);
+      try {
+        const marker = `${m.redisPrefix}dr:redispatched:${shortTag(input.recoveryId)}`;
+        let pending = 0;
+        let missing = 0;
+        let pushed = 0;
+        await withControllerDb(config, (client) =>
+          forEachPage<{ id: string | number }>(client, m.pendingTasksSql, async (rows) => {
+            const ids = rows.map((r) => String(r.id));
+            const queued = await snapshot.has(ids);
+            const absent = ids.filter((_, i) => !queued[i]);
+            pending += ids.length;
+            missing += absent.length;
+            for (let i = 0; i < absent.length; i += 1000) {
+              pushed += Number(
+                await redis.eval(
+                  PUSH_ONCE,
+                  3,
+                  m.queueKey,
+                  marker,
+                  `${m.redisPrefix}task:`,
+                  ...absent.slice(i, i + 1000),
+                ),
+              );
+            }
+            heartbeat({ stage: 're-dispatching', pendingRead: pending, pushed });
+          }),
         );
-        heartbeat({
-          stage: 're-dispatching',
-          done: Math.min(i + 1000, missing.length),
-          total: missing.length,
-        });
+        const depth = await redis.llen(m.queueKey);
+        await redis.set(m.queueDepthKey, String(depth));
+        return { pending, alreadyQueued: pending - missing, pushed, depth };
+      } finally {
+        await snapshot.release().catch(() => undefined);
       }
-      const depth = await redis.llen(m.queueKey);
-      await redis.set(m.queueDepthKey, String(depth));
-      return { pending: pending.length, alreadyQueued: pending.length - missing.length, pushed, depth };
     });
   }
 
@@ -246,7 +308,8 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
    * configured set-based statement, 100,000 at a time, which changes nothing on a retry (or the
    * per-task statement of before 0.3.1, when still configured). Queueing it is left to
    * redispatchPendingTasks, which runs next and queues each pending task exactly once.
-   * Tasks whose agents checked back are left alone.
+   * Tasks whose agents checked back are left alone. In-flight tasks are read through a cursor on
+   * one session while another requeues, so the worker holds at most one batch of lost tasks.
    */
   async function requeueLostTasks(): Promise<{
     inFlight: number;
@@ -255,53 +318,60 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
     requeuedIds: string[];
   }> {
     const m = config.model;
-    return withControllerDb(config, async (client) => {
-      const inFlight = (await client.query<{ id: string | number; container: string }>(m.inFlightTasksSql))
-        .rows;
-      const alive = await withRedis(async (redis) => {
-        const out = new Set<string>();
-        for (let i = 0; i < inFlight.length; i += 1000) {
-          const batch = inFlight.slice(i, i + 1000);
-          const pipe = redis.pipeline();
-          for (const t of batch) pipe.exists(`${m.agentKeyPrefix}${t.container}`);
-          const res = (await pipe.exec()) ?? [];
-          batch.forEach((t, j) => {
-            if (res[j]?.[1] === 1) out.add(String(t.id));
-          });
-        }
-        return out;
-      });
-      const lost = inFlight.filter((t) => !alive.has(String(t.id)));
-      const requeuedIds: string[] = [];
-      if (m.requeueTaskSql) {
-        for (const t of lost) {
-          const r = await client.query(m.requeueTaskSql, [t.id, t.container]);
-          if ((r.rowCount ?? 0) > 0) requeuedIds.push(String(t.id));
-          if (requeuedIds.length % 500 === 0)
-            heartbeat({ stage: 'requeueing', done: requeuedIds.length, lost: lost.length });
-        }
-      } else {
-        for (let i = 0; i < lost.length; i += REQUEUE_BATCH) {
-          const batch = lost.slice(i, i + REQUEUE_BATCH);
-          const r = await client.query<{ id: string | number }>(m.requeueTasksSql, [
-            batch.map((t) => String(t.id)),
-            batch.map((t) => t.container),
-          ]);
-          for (const row of r.rows) requeuedIds.push(String(row.id));
-          heartbeat({
-            stage: 'requeueing',
-            done: Math.min(i + REQUEUE_BATCH, lost.length),
-            lost: lost.length,
-          });
-        }
-      }
-      return {
-        inFlight: inFlight.length,
-        checkedBack: alive.size,
-        requeued: requeuedIds.length,
-        requeuedIds: requeuedIds.slice(0, 50),
-      };
-    });
+    let inFlight = 0;
+    let checkedBack = 0;
+    let requeued = 0;
+    let lostSeen = 0;
+    const requeuedIds: string[] = [];
+    let lost: { id: string; container: string }[] = [];
+    const noteRequeued = (id: string) => {
+      requeued++;
+      if (requeuedIds.length < 50) requeuedIds.push(id);
+    };
+    await withRedis((redis) =>
+      withControllerDb(config, (writer) => {
+        const requeue = async () => {
+          const batch = lost;
+          lost = [];
+          if (batch.length === 0) return;
+          if (m.requeueTaskSql) {
+            for (const t of batch) {
+              const r = await writer.query(m.requeueTaskSql, [t.id, t.container]);
+              if ((r.rowCount ?? 0) > 0) noteRequeued(t.id);
+              if (requeued % 500 === 0) heartbeat({ stage: 'requeueing', requeued, lostSeen });
+            }
+          } else {
+            const r = await writer.query<{ id: string | number }>(m.requeueTasksSql, [
+              batch.map((t) => t.id),
+              batch.map((t) => t.container),
+            ]);
+            for (const row of r.rows) noteRequeued(String(row.id));
+          }
+          heartbeat({ stage: 'requeueing', requeued, lostSeen, inFlightRead: inFlight });
+        };
+        return withControllerDb(config, async (reader) => {
+          await forEachPage<{ id: string | number; container: string }>(
+            reader,
+            m.inFlightTasksSql,
+            async (rows) => {
+              inFlight += rows.length;
+              const pipe = redis.pipeline();
+              for (const t of rows) pipe.exists(`${m.agentKeyPrefix}${t.container}`);
+              const res = (await pipe.exec()) ?? [];
+              rows.forEach((t, j) => {
+                if (res[j]?.[1] === 1) checkedBack++;
+                else lost.push({ id: String(t.id), container: t.container });
+              });
+              lostSeen = inFlight - checkedBack;
+              if (lost.length >= REQUEUE_BATCH) await requeue();
+              else heartbeat({ stage: 'reading in-flight tasks', inFlightRead: inFlight, lostSeen });
+            },
+          );
+          await requeue();
+        });
+      }),
+    );
+    return { inFlight, checkedBack, requeued, requeuedIds };
   }
 
   return {

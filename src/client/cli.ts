@@ -32,6 +32,7 @@ import {
 import { approveSignal, progressQuery } from '../workflows/definitions';
 import type { TotalDatabaseLossInput } from '../workflows/totalDatabaseLoss';
 import { runDrill } from './drill';
+import { DRILL_SIZES, type DrillSize } from './drillLarge';
 import { applyAllSchedules, listSchedules, NIGHTLY_SCHEDULE_ID } from './schedules';
 import { AlreadyRunning, connect, startUnique, temporalSettings, watch, WORKFLOW_IDS } from './temporal';
 
@@ -93,7 +94,16 @@ async function run(): Promise<void> {
     .description(
       'disaster-recovery drill on an embedded local stack: seed, back up, drop both databases, recover, verify, report',
     )
-    .option('--tasks <n>', 'tasks to seed', (v) => Number(v), 20000)
+    .option('--tasks <n>', 'tasks to seed (default: 20,000; 1,000,000 with --size large)', (v) => Number(v))
+    .option(
+      '--size <size>',
+      "default, or large: 1,000,000 tasks, 100,000 briefs, 5 GiB of incompressible rows, two 100 MiB objects (single PUT and multipart); reports the worker's peak memory",
+      (v: string) => {
+        if (v !== 'default' && v !== 'large') throw new InvalidArgumentError('expected default or large');
+        return v;
+      },
+      'default',
+    )
     .option(
       '--grace <s>',
       'seconds the running agents get to check back before their tasks are re-dispatched',
@@ -112,8 +122,14 @@ async function run(): Promise<void> {
       'full-cluster',
     )
     .action(
-      async (opts: { tasks: number; keep: boolean; grace: number; scenario: 'full-cluster' | 'pitr' }) => {
-        const report = await runDrill(opts);
+      async (opts: {
+        tasks?: number;
+        size: DrillSize;
+        keep: boolean;
+        grace: number;
+        scenario: 'full-cluster' | 'pitr';
+      }) => {
+        const report = await runDrill({ ...opts, tasks: opts.tasks ?? DRILL_SIZES[opts.size].tasks });
         console.log(['', '══ drill report ══', ...report.lines].join('\n'));
         if (!report.ok) process.exitCode = 1;
       },

@@ -10,10 +10,20 @@ import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
 import { startReferenceService } from '../reference/supervisor';
 import { readStack, startStack, stopStack, writeEnvFile, type StackInfo } from '../stack/stack';
+import {
+  BALLAST_TABLE,
+  DRILL_SIZES,
+  peakRssMiB,
+  seedBallast,
+  seedBigObjects,
+  type DrillSize,
+} from './drillLarge';
 import { connect } from './temporal';
 
 export interface DrillOptions {
   tasks: number;
+  /** `default`, or `large`: 100,000 briefs, 5 GiB of incompressible rows, two 100 MiB objects (drillLarge.ts). */
+  size?: DrillSize;
   keep: boolean;
   /** `full-cluster` (default) or `pitr`. */
   scenario?: 'full-cluster' | 'pitr';
@@ -73,11 +83,20 @@ export async function withDrillPlatform(
     const model = await referenceModelOn(stack);
     say(`② seeding the reference Kohakku with ${options.tasks} tasks`);
     // The point-in-time scenario rewinds the bucket too: it needs versioning on.
+    const size = DRILL_SIZES[options.size ?? 'default'];
     const seed = await seedReferenceKohakku(model, {
       tasks: options.tasks,
+      briefs: size.briefs,
       versioning: options.scenario === 'pitr',
     });
     say(`   ${JSON.stringify(seed.byStatus)}; ${seed.briefs} briefs, ${seed.skills} skills`);
+    if (size.ballastMiB > 0) {
+      say(
+        `   ${size.ballastMiB} MiB of incompressible rows in ${model.postgres.controllerDb}.${BALLAST_TABLE}`,
+      );
+      await seedBallast(stack, model.postgres.controllerDb, size.ballastMiB, say);
+    }
+    if (size.bigObjects) say(`   100 MiB objects: ${(await seedBigObjects(model)).join(', ')}`);
     for (const service of ['controller', 'dispatcher', 'monitor', 'agents', 'temporal'] as const) {
       await startReferenceService(model, service, {
         pidsFile: stack.extraPidsFile,
@@ -106,7 +125,11 @@ export async function withDrillPlatform(
       taskQueue: 'kohakku-dr',
     });
     try {
-      return await scenario({ stack, model, env, client, options, t0 });
+      const report = await scenario({ stack, model, env, client, options, t0 });
+      const peak = peakRssMiB(worker.pid);
+      if (peak !== undefined)
+        report.lines.push(`  the kohakku-dr worker's peak resident memory: ${peak} MiB (goal ≤ 512 MiB)`);
+      return report;
     } finally {
       await close();
     }

@@ -19,6 +19,10 @@ export const objectsManifestKey = (backupId: string) => `objects/${backupId}/${M
 export const objectIndexKey = (backupId: string) => `objects/${backupId}/index.json`;
 /** A mirror's checkpoints while it runs (entries already hashed and stored), removed when it completes. */
 export const objectProgressPrefix = (backupId: string) => `objects/${backupId}/progress/`;
+/** A partitioned mirror's finished partitions (their entries), merged into the index at the end. */
+export const objectPartitionsPrefix = (backupId: string) => `objects/${backupId}/partitions/`;
+export const objectPartitionKey = (backupId: string, index: number, of: number) =>
+  `${objectPartitionsPrefix(backupId)}${index}-of-${of}.json`;
 /**
  * Mirrored objects, shared by every set that holds them. Since 0.2 a blob's key is its content,
  * `sha256-<hex>-<size>`; 0.1 keyed blobs by ETag (`<etag>-<size>`), and its indexes name those

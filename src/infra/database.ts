@@ -30,6 +30,39 @@ export async function queryController<R extends QueryResultRow>(config: Config, 
   return withControllerDb(config, async (c) => (await c.query<R>(sql)).rows);
 }
 
+/** Rows a cursor hands over at a time (forEachPage). */
+export const PAGE_ROWS = 10_000;
+
+/**
+ * Runs `sql` through a server-side cursor in a read-only transaction of its own and hands its
+ * rows to `onPage` at most `pageRows` at a time, so memory stays bounded whatever the result's
+ * size. One snapshot for the whole result, as a plain query would have. Returns the row count.
+ */
+export async function forEachPage<R extends QueryResultRow>(
+  client: Client,
+  sql: string,
+  onPage: (rows: R[]) => Promise<void>,
+  pageRows = PAGE_ROWS,
+): Promise<number> {
+  await client.query('BEGIN READ ONLY');
+  try {
+    await client.query(`DECLARE kohakku_dr_page NO SCROLL CURSOR FOR ${sql.trim().replace(/;+$/, '')}`);
+    let total = 0;
+    for (;;) {
+      const rows = (await client.query<R>(`FETCH ${pageRows} FROM kohakku_dr_page`)).rows;
+      if (rows.length === 0) break;
+      total += rows.length;
+      await onPage(rows);
+      if (rows.length < pageRows) break;
+    }
+    await client.query('COMMIT');
+    return total;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
 /**
  * Switches to a new WAL segment and waits until PostgreSQL reports it archived: everything
  * committed before the call is then in the archive (pg_stat_archiver, same timeline or later).

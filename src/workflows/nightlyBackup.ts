@@ -11,7 +11,7 @@ import type { PitrVerification } from '../activities/pitr';
 import type { ReplicaReport } from '../activities/replica';
 import type { BackupSetManifest } from '../domain/manifests';
 import { objectStoreBackup } from './objectStoreBackup';
-import { long, quick } from './options';
+import { long, quick, scan } from './options';
 import { postgresBackup } from './postgresBackup';
 import { backupIdOfThisRun, noInput } from './backupRun';
 import { parseInput } from './engine/input';
@@ -19,7 +19,8 @@ import { Procedure } from './engine/progress';
 import { redisBackup } from './redisBackup';
 import { verifyBackupSet, type VerifyBackupSetResult } from './verifyBackupSet';
 
-const { writeBackupSet, pruneBackups } = proxyActivities<Activities>(quick);
+const { writeBackupSet } = proxyActivities<Activities>(quick);
+const { pruneBackups } = proxyActivities<Activities>(scan);
 const { replicateBackupSet, verifyRecoveryWindow } = proxyActivities<Activities>(long);
 
 export interface NightlyBackupResult {

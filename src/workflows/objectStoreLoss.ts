@@ -15,10 +15,11 @@ import type { BackupChoice, RecoveryEnvelope, RecoveryPlan } from './definitions
 import type { StoreName } from '../domain/stores';
 import { backupIdField, fromField, recoveryCommonFields, secondsField } from './engine/input';
 import { runRecovery, type Phase, type RecoveryDefinition } from './engine/recovery';
-import { long, quick } from './options';
+import { long, quick, scan } from './options';
 import { reconnectOrRestart, type ServiceReport } from './services';
 
-const { resolveBackupSet, planObjectRestore } = proxyActivities<Activities>(quick);
+const { resolveBackupSet } = proxyActivities<Activities>(quick);
+const { planObjectRestore } = proxyActivities<Activities>(scan);
 const { restoreObjects } = proxyActivities<Activities>(long);
 
 export const objectStoreLossInput = z.strictObject({

@@ -10,8 +10,14 @@ const retry = {
   nonRetryableErrorTypes: NON_RETRYABLE_ERRORS,
 };
 
-/** Quick look-ups and commands. */
+/** Quick look-ups and commands: work that does not grow with the data. */
 export const quick: ActivityOptions = { startToCloseTimeout: '2m', retry };
+
+/**
+ * Work that grows with the data but changes nothing live: listings, comparisons, plans,
+ * retention. Heartbeating throughout, so a dead worker is noticed within 20 s whatever the size.
+ */
+export const scan: ActivityOptions = { startToCloseTimeout: '1h', heartbeatTimeout: '20s', retry };
 
 /**
  * Dumps, restores, transfers: long, heartbeating; a dead worker is noticed within the heartbeat

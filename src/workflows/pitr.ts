@@ -15,16 +15,16 @@ import type { BaseBackupExpiry, PitrWindow } from '../activities/pitr';
 import { PITR_BACKUP_TYPES, type PitrBackupType, type RestorePointRecord } from '../domain/pitr';
 import { parseInput } from './engine/input';
 import { Procedure } from './engine/progress';
-import { long, quick, waitUpTo } from './options';
+import { long, quick, scan, waitUpTo } from './options';
 
 const {
   configureArchiving,
   restartService,
   pitrWindow,
   markRestorePoint: mark,
-  expireBaseBackups,
 } = proxyActivities<Activities>(quick);
 const { createStanza, pgbackrestBackup } = proxyActivities<Activities>(long);
+const { expireBaseBackups } = proxyActivities<Activities>(scan);
 const { waitForHealthy } = proxyActivities<Activities>(waitUpTo(120));
 
 export interface PitrSetupResult {

@@ -32,7 +32,7 @@ import type { RecoveryEnvelope, RecoveryPlan } from './definitions';
 import { restoreObjectsPhase, type ObjectRestoreState } from './objectStoreLoss';
 import { instantField, recoveryCommonFields, secondsField } from './engine/input';
 import { runRecovery, type Phase, type RecoveryDefinition } from './engine/recovery';
-import { long, quick, waitUpTo } from './options';
+import { long, quick, scan, waitUpTo } from './options';
 import {
   checkInGracePhase,
   monitorRegistersContainersPhase,
@@ -44,7 +44,6 @@ import {
 } from './services';
 
 const {
-  planPointInTimeRecovery,
   stopService,
   startService,
   moveDataDirectoryAside,
@@ -55,6 +54,7 @@ const {
   resolveBackupSet,
 } = proxyActivities<Activities>(quick);
 const { restoreToTarget, rewindObjects } = proxyActivities<Activities>(long);
+const { planPointInTimeRecovery } = proxyActivities<Activities>(scan);
 
 export const pointInTimeRecoveryInput = z
   .strictObject({

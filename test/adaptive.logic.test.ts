@@ -1,0 +1,87 @@
+/**
+ * Logic only, no services: the adaptive concurrency object transfers run with
+ * (src/infra/adaptive.ts), driven by a simulated server. The same code moves real objects in
+ * objectIdentity.test.ts, objectStoreLoss.test.ts and the benchmarks; here its rules are pinned:
+ * every item once, never above the maximum, climbing while throughput grows, halving on 503 SlowDown (and the item retried), the first real error
+ * reported once the transfers in flight have settled.
+ */
+import { mapAdaptive } from '../src/infra/adaptive';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A server answering each request in `latencyMs`, however many arrive at once (it records the most). */
+function simulatedServer(latencyMs: number) {
+  let active = 0;
+  let peak = 0;
+  return {
+    get peak() {
+      return peak;
+    },
+    async request(): Promise<void> {
+      active++;
+      peak = Math.max(peak, active);
+      await sleep(latencyMs);
+      active--;
+    },
+  };
+}
+
+test('every item exactly once; climbs from its start while throughput grows, never above the maximum', async () => {
+  const server = simulatedServer(5);
+  const seen = new Map<number, number>();
+  const items = Array.from({ length: 3000 }, (_, i) => i);
+  const outcome = await mapAdaptive(items, { start: 2, max: 24, windowMs: 40 }, async (i) => {
+    await server.request();
+    seen.set(i, (seen.get(i) ?? 0) + 1);
+    return 1024;
+  });
+  expect(seen.size).toBe(items.length);
+  expect([...seen.values()].every((n) => n === 1)).toBe(true);
+  expect(server.peak).toBeLessThanOrEqual(24);
+  expect(outcome.peak).toBeGreaterThan(2);
+  expect(outcome.settledAt).toBeGreaterThan(2);
+});
+
+test('an overloaded server (503 SlowDown) halves the concurrency and the item is sent again', async () => {
+  let calls = 0;
+  let refused = 0;
+  const changes: number[] = [];
+  const done = new Set<number>();
+  const outcome = await mapAdaptive(
+    Array.from({ length: 200 }, (_, i) => i),
+    { start: 16, max: 16, windowMs: 1000, onChange: (n) => changes.push(n) },
+    async (i) => {
+      calls++;
+      if (i === 50 && refused === 0) {
+        refused++;
+        throw Object.assign(new Error('Please reduce your request rate.'), { code: 'SlowDown' });
+      }
+      await sleep(1);
+      done.add(i);
+      return 0;
+    },
+  );
+  expect(done.size).toBe(200);
+  expect(calls).toBe(201);
+  expect(changes[0]).toBe(8);
+  expect(outcome.settledAt).toBeLessThanOrEqual(8);
+});
+
+test('the first real error is reported, after the transfers in flight settle; nothing new starts', async () => {
+  let started = 0;
+  let finished = 0;
+  const run = mapAdaptive(
+    Array.from({ length: 1000 }, (_, i) => i),
+    { start: 4, max: 4 },
+    async (i) => {
+      started++;
+      if (i === 10) throw new Error('AccessDenied: bucket kohakku on 10.0.0.5:9000');
+      await sleep(20);
+      finished++;
+      return 0;
+    },
+  );
+  await expect(run).rejects.toThrow('AccessDenied');
+  expect(started).toBeLessThan(20);
+  expect(finished).toBe(started - 1);
+});
