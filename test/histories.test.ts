@@ -21,6 +21,7 @@ import {
   fullCluster,
   markRestorePoint,
   nightlyBackup,
+  objectStoreBackup,
   objectStoreLoss,
   pitrBackup,
   pitrSetup,
@@ -200,6 +201,14 @@ const SCENARIOS: Scenario[] = [
         },
       };
     })(),
+  },
+  // 0.3.2: the object mirror counts the bucket first, and fans out in partitions when it is big.
+  { name: 'nightlyBackup-0.3.2-completed', workflow: nightlyBackup, args: [], children: true },
+  {
+    name: 'objectStoreBackup-0.3.2-partitioned',
+    workflow: objectStoreBackup,
+    args: [{ backupId: '20261125T020000Z' }],
+    failWith: { countObjectsToMirror: async () => ({ objects: 300000, partitions: 3 }) },
   },
 ];
 

@@ -142,6 +142,22 @@ export const stubActivities = {
     createdAt: STUB_BACKUP.createdAt,
     buckets: [],
   }),
+  countObjectsToMirror: async () => ({ objects: 200, partitions: 1 }),
+  mirrorObjectPartition: async () => ({
+    objects: 100,
+    bytes: 1000,
+    copied: 100,
+    alreadyMirrored: 0,
+    blobsWritten: 100,
+  }),
+  finishObjectMirror: async ({ backupId }: { backupId: string }) => ({
+    id: backupId,
+    createdAt: STUB_BACKUP.createdAt,
+    objects: 300000,
+    bytes: 3000000,
+    copied: 300000,
+    alreadyMirrored: 0,
+  }),
   writeBackupSet: async ({ backupId }: { backupId: string }) => ({
     id: (lastSetWritten = backupId),
     createdAt: STUB_BACKUP.createdAt,
