@@ -3,9 +3,11 @@
  * A missing or invalid setting — or a backup store on Kohakku's own S3 server — stops it with
  * one line naming the setting (exit 2).
  */
+import { existsSync } from 'node:fs';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { createDeps } from './activities/deps';
+import { WORKFLOW_BUNDLE } from './bundleWorkflows';
 import { ConfigError, loadConfig } from './config';
 import { checkFailureDomains } from './infra/failureDomains';
 
@@ -19,7 +21,10 @@ async function run(): Promise<void> {
       connection,
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
-      workflowsPath: require.resolve('./workflows'),
+      // Bundled at build time when the build made it (bundleWorkflows.ts), else here.
+      ...(existsSync(WORKFLOW_BUNDLE)
+        ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } }
+        : { workflowsPath: require.resolve('./workflows') }),
       dataConverter: { payloadConverterPath: require.resolve('./payloadConverter') },
       activities: createActivities(deps),
       maxConcurrentActivityTaskExecutions: config.temporal.maxConcurrentActivities,

@@ -208,7 +208,17 @@ const SCENARIOS: Scenario[] = [
     name: 'objectStoreBackup-0.3.2-partitioned',
     workflow: objectStoreBackup,
     args: [{ backupId: '20261125T020000Z' }],
-    failWith: { countObjectsToMirror: async () => ({ objects: 300000, partitions: 3 }) },
+    failWith: {
+      countObjectsToMirror: async () => ({
+        objects: 300000,
+        partitions: 3,
+        ranges: [
+          { index: 0, of: 3, through: 'briefs/task-190000.md' },
+          { index: 1, of: 3, after: 'briefs/task-190000.md', through: 'briefs/task-99999.md' },
+          { index: 2, of: 3, after: 'briefs/task-99999.md' },
+        ],
+      }),
+    },
   },
 ];
 

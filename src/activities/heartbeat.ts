@@ -1,6 +1,7 @@
 /**
- * Heartbeating for long activities: a timer that keeps heartbeating the latest progress while
- * a child process runs, so the server notices a dead worker within the heartbeat timeout. The
+ * Heartbeating: every activity heartbeats steadily while it runs (heartbeatingThroughout), and
+ * long ones report their progress in the details, so the server notices a dead worker within
+ * the heartbeat timeout and never takes a busy one for dead. The
  * details show progress; a retry resumes from durable state (a verified staging database, the
  * blobs already mirrored or restored), which outlives the worker that heartbeated.
  */
@@ -17,8 +18,38 @@ export function inActivity(): boolean {
   }
 }
 
+/** What each running activity last heartbeated, so the steady heartbeat repeats it. */
+const lastDetails = new WeakMap<Context, unknown>();
+
 export function heartbeat(details: unknown): void {
-  if (inActivity()) Context.current().heartbeat(details);
+  if (!inActivity()) return;
+  const context = Context.current();
+  lastDetails.set(context, details);
+  context.heartbeat(details);
+}
+
+/** How often every activity heartbeats while it runs: well within a third of the shortest heartbeat timeout (20 s). */
+export const STEADY_HEARTBEAT_MS = 2000;
+
+/**
+ * Runs an activity's body with a steady heartbeat from its first moment to its last: every
+ * STEADY_HEARTBEAT_MS the details it last heartbeated (or its name), so no phase of it — a
+ * listing, a manifest read, a child process — goes quiet long enough for a live worker to be
+ * taken for dead, and a dead one is noticed within the heartbeat timeout. activities/index.ts
+ * wraps every activity in it.
+ */
+export async function heartbeatingThroughout<T>(name: string, body: () => Promise<T>): Promise<T> {
+  if (!inActivity()) return body();
+  const context = Context.current();
+  const timer = setInterval(
+    () => context.heartbeat(lastDetails.get(context) ?? { activity: name }),
+    STEADY_HEARTBEAT_MS,
+  );
+  try {
+    return await body();
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 export function cancellationSignal(): AbortSignal | undefined {

@@ -18,7 +18,7 @@ import type { CommandRunner } from '../infra/exec';
 import type { BackupStores } from '../infra/stores';
 import { createBackupSetActivities } from './backupSets';
 import { resolveAcrossStores, storeNotConfigured } from './backupSources';
-import { withHeartbeats } from './heartbeat';
+import { heartbeatingThroughout } from './heartbeat';
 import { createObjectRewindActivities } from './objectRewind';
 import { createObjectStoreActivities } from './objectStore';
 import { createPitrActivities } from './pitr';
@@ -42,33 +42,22 @@ export interface ActivityDeps {
 }
 
 /**
- * The activities the workflows run with their `scan` options (work that grows with the data,
- * changes nothing live: workflows/options.ts): each heartbeats throughout, whatever it does inside.
+ * Every activity heartbeats from its first moment to its last (heartbeatingThroughout), so any
+ * of them can run with a heartbeat timeout, whatever phase it is in and however big the data.
  */
-const HEARTBEATING = [
-  'pruneBackups',
-  'planObjectRestore',
-  'planPointInTimeRecovery',
-  'expireBaseBackups',
-] as const;
-
-function heartbeatingThroughout<
-  T extends Record<(typeof HEARTBEATING)[number], (...args: never[]) => Promise<unknown>>,
->(activities: T): T {
-  const out = { ...activities };
-  for (const name of HEARTBEATING) {
-    const fn = activities[name];
-    out[name] = ((...args: never[]) =>
-      withHeartbeats(
-        () => ({ activity: name, stage: 'working' }),
-        () => fn(...args),
-      )) as T[typeof name];
-  }
-  return out;
+function everyOneHeartbeating<T extends object>(activities: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(activities))
+    out[name] =
+      typeof fn === 'function'
+        ? (...args: unknown[]) =>
+            heartbeatingThroughout(name, () => (fn as (...a: unknown[]) => Promise<unknown>)(...args))
+        : fn;
+  return out as T;
 }
 
 function activitiesOn(deps: ActivityDeps) {
-  return heartbeatingThroughout({
+  return everyOneHeartbeating({
     ...createPostgresActivities(deps),
     ...createServiceActivities(deps),
     ...createRedisActivities(deps),

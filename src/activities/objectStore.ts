@@ -16,7 +16,6 @@
  * sustain (infra/adaptive.ts). No blob is listed: the index says which exist. 0.1 indexes
  * (ETag-keyed blobs, no sha256) stay restorable.
  */
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -83,10 +82,16 @@ export interface ObjectStoreDeps {
 export { BLOB_PREFIX, objectIndexKey };
 export type { ObjectBackupManifest, ObjectIndexEntry };
 
-/** One of `of` slices of a bucket's keys (by a hash of the key), mirrored by one activity. */
+/**
+ * One of `of` consecutive ranges of a bucket's keys (in S3's order), mirrored by one activity:
+ * the keys after `after` (from the first when absent) up to and including `through` (to the last
+ * when absent). countObjectsToMirror chooses the bounds; each partition lists only its range.
+ */
 export interface MirrorPartition {
   index: number;
   of: number;
+  after?: string;
+  through?: string;
 }
 
 /** What a mirror (or one partition of it) found and stored. */
@@ -95,6 +100,13 @@ interface MirrorPart {
   copied: number;
   alreadyMirrored: number;
   blobsWritten: number;
+}
+
+/** How a mirror is split (countObjectsToMirror): `ranges` cover every key once, in order. */
+export interface MirrorSplit {
+  objects: number;
+  partitions: number;
+  ranges: MirrorPartition[];
 }
 
 export interface MirrorPartSummary {
@@ -115,9 +127,17 @@ function summaryOf(part: MirrorPart): MirrorPartSummary {
   };
 }
 
-/** Which partition of `of` a key belongs to: stable across workers and releases (sha1 of the key). */
-export function partitionOf(key: string, of: number): number {
-  return createHash('sha1').update(key).digest().readUInt32BE(0) % of;
+/** S3's key order: by the keys' UTF-8 bytes. */
+export function s3KeyOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** Whether a key lies in a partition's range. */
+function inRange(key: string, p: MirrorPartition): boolean {
+  return (
+    (p.after === undefined || s3KeyOrder(key, p.after) > 0) &&
+    (p.through === undefined || s3KeyOrder(key, p.through) <= 0)
+  );
 }
 
 /** What a bucket listing says of an object. */
@@ -160,17 +180,31 @@ function contentProblem(e: ObjectIndexEntry, digest: ContentDigest): string | un
 export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDeps) {
   const bucket = config.kohakkuBucket;
 
-  /** The bucket's objects under the backed-up prefixes, sorted by key; only one partition's, when given. */
+  /** The backed-up prefixes in S3's key order, so their listings one after another are in that order too. */
+  const prefixesInOrder = [...config.backupPrefixes].sort(s3KeyOrder);
+
+  /**
+   * The bucket's objects under the backed-up prefixes, in S3's key order; with a partition, only
+   * its range is listed (from `after` on, stopping past `through`).
+   */
   async function listSource(partition?: MirrorPartition): Promise<({ key: string } & LiveObject)[]> {
     const out: ({ key: string } & LiveObject)[] = [];
-    for (const prefix of config.backupPrefixes) {
-      for await (const item of s3.listObjectsV2(bucket, prefix, true)) {
+    for (const prefix of prefixesInOrder) {
+      // A prefix wholly before the range or wholly after it is not listed at all.
+      if (partition?.through !== undefined && s3KeyOrder(prefix, partition.through) > 0) break;
+      const startAfter =
+        partition?.after !== undefined && s3KeyOrder(partition.after, prefix) >= 0 ? partition.after : '';
+      for await (const item of s3.listObjectsV2(bucket, prefix, true, startAfter)) {
         const o = item as { name?: string; size?: number; etag?: string };
-        if (o.name && (!partition || partitionOf(o.name, partition.of) === partition.index))
-          out.push({ key: o.name, size: o.size ?? 0, etag: unquote(o.etag) });
+        if (!o.name) continue;
+        if (partition && !inRange(o.name, partition)) {
+          if (partition.through !== undefined && s3KeyOrder(o.name, partition.through) > 0) break;
+          continue;
+        }
+        out.push({ key: o.name, size: o.size ?? 0, etag: unquote(o.etag) });
       }
     }
-    return out.sort((a, b) => a.key.localeCompare(b.key));
+    return out.sort((a, b) => s3KeyOrder(a.key, b.key));
   }
 
   /** The newest other backup's index entries that carry a sha256, by ETag and size. */
@@ -216,11 +250,19 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     partition: MirrorPartition;
   }): Promise<MirrorPartSummary> {
     requireBackupId(input.backupId);
-    const { index, of } = input.partition ?? {};
-    if (!Number.isInteger(of) || of! < 1 || !Number.isInteger(index) || index! < 0 || index! >= of!)
+    const { index, of, after, through } = input.partition ?? {};
+    if (
+      !Number.isInteger(of) ||
+      of! < 1 ||
+      !Number.isInteger(index) ||
+      index! < 0 ||
+      index! >= of! ||
+      (after !== undefined && typeof after !== 'string') ||
+      (through !== undefined && typeof through !== 'string')
+    )
       throw fail(
         ErrorType.InvalidInput,
-        `partition must be {index, of} with 0 ≤ index < of, got ${JSON.stringify(input.partition)}`,
+        `partition must be {index, of, after?, through?} with 0 ≤ index < of, got ${JSON.stringify(input.partition)}`,
       );
     const key = objectPartitionKey(input.backupId, index!, of!);
     const done = await store.getJson<MirrorPart>(key);
@@ -255,31 +297,44 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
       merged.alreadyMirrored += part.alreadyMirrored;
       merged.blobsWritten += part.blobsWritten;
     }
-    merged.entries.sort((a, b) => a.key.localeCompare(b.key));
+    merged.entries.sort((a, b) => s3KeyOrder(a.key, b.key));
     const manifest = await writeObjectManifest(input.backupId, merged);
     await store.removePrefix(objectPartitionsPrefix(input.backupId));
     return manifest;
   }
 
   /**
-   * How a mirror of the bucket is split: one partition per OBJECT_MIRROR_PARTITION_OBJECTS
-   * objects (at most 64), so a big bucket is mirrored by many activities, on as many workers as
-   * poll the task queue. Counts a listing; reads no object.
+   * How a mirror of the bucket is split: consecutive key ranges of OBJECT_MIRROR_PARTITION_OBJECTS
+   * objects (at most 64 ranges, wider ones for a bigger bucket), so a big bucket is mirrored by
+   * many activities, on as many workers as poll the task queue, each listing only its range.
+   * Counts a listing, keeping every N-th key as a bound; reads no object.
    */
-  async function countObjectsToMirror(input: {
-    backupId: string;
-  }): Promise<{ objects: number; partitions: number }> {
+  async function countObjectsToMirror(input: { backupId: string }): Promise<MirrorSplit> {
     requireBackupId(input.backupId);
+    const every = config.mirrorPartitionObjects;
     let objects = 0;
-    for (const prefix of config.backupPrefixes)
-      for await (const item of s3.listObjectsV2(bucket, prefix, true))
-        if ((item as { name?: string }).name) objects++;
+    const bounds: string[] = [];
+    for (const prefix of prefixesInOrder)
+      for await (const item of s3.listObjectsV2(bucket, prefix, true)) {
+        const name = (item as { name?: string }).name;
+        if (!name) continue;
+        if (++objects % every === 0) bounds.push(name);
+      }
+    // The last bound would end the last range exactly at the last key: the last range is open.
+    if (objects % every === 0) bounds.pop();
+    // More than 64 ranges: every k-th bound, k ranges in one.
+    const k = Math.ceil((bounds.length + 1) / MAX_MIRROR_PARTITIONS);
+    const kept = bounds.filter((_, i) => (i + 1) % k === 0);
+    const partitions = kept.length + 1;
     return {
       objects,
-      partitions: Math.min(
-        MAX_MIRROR_PARTITIONS,
-        Math.max(1, Math.ceil(objects / config.mirrorPartitionObjects)),
-      ),
+      partitions,
+      ranges: Array.from({ length: partitions }, (_, index) => ({
+        index,
+        of: partitions,
+        ...(index > 0 ? { after: kept[index - 1]! } : {}),
+        ...(index < partitions - 1 ? { through: kept[index]! } : {}),
+      })),
     };
   }
 
@@ -383,7 +438,8 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
         throw err;
       }
       const etag = responseETag(source) ?? o.etag;
-      const digest = digesting(source);
+      // The blob's name needs the sha256 only (an md5 is for checking 0.1 entries).
+      const digest = digesting(source, { md5: false });
       const { key: blob, written } = await store.putContent({
         stream: digest,
         size: responseSize(source) ?? o.size,
@@ -599,6 +655,7 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
               s3,
               { bucket, key: e.key, size: e.size, metadata: e.sha256 ? { [SHA256_METADATA]: e.sha256 } : {} },
               await store.getStream(e.blob),
+              { md5: !e.sha256 }, // a 0.1 entry is checked by its single-part ETag, the md5
             );
             const problem = contentProblem(e, sent);
             if (problem) {
@@ -679,6 +736,7 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
                 s3,
                 { bucket: scratch, key: e.key, size: e.size },
                 await store.getStream(e.blob),
+                { md5: !e.sha256 },
               );
               const problem = contentProblem(e, sent);
               if (problem) problems.push(`${e.key}: blob ${e.blob} is corrupt (${problem})`);

@@ -16,16 +16,22 @@
  *   - verified restore of the Controller's database: restoreIntoStaging (the dump's sha256
  *     checked, pg_restore -j PG_RESTORE_JOBS, every table's checksum compared with the manifest)
  *     against `createdb` + `pg_restore -j 2` of the same dump, and `pg_restore --clean` over the
- *     database in place, neither of which checks anything.
+ *     database in place, neither of which checks anything;
+ *   - the nightly backup's backup step (three workflows on a worker in this process) against the
+ *     runbook's cron entries (scripts/baselines/nightly-cron.sh), and what verification adds.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { Redis } from 'ioredis';
+import { createActivities } from '../activities';
+import { createDeps } from '../activities/deps';
 import { createObjectStoreActivities } from '../activities/objectStore';
 import { createPostgresActivities } from '../activities/postgres';
 import { createRedisRecoveryActivities } from '../activities/redisRecovery';
-import { loadConfig, type Config } from '../config';
+import { loadConfig, type Config, type S3Connection } from '../config';
 import { backupIdAt } from '../domain/backupIds';
 import { dirBackupStore } from '../infra/backupStore';
 import { createCommandRunner } from '../infra/exec';
@@ -33,6 +39,7 @@ import { removeBucket, s3Client } from '../infra/s3';
 import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
 import { startStack, stopStack, withStackDb, type StackInfo } from '../stack/stack';
+import { objectStoreBackup, postgresBackup, redisBackup, verifyBackupSet } from '../workflows';
 
 export const BENCH_SIZES = {
   small: { tasks: 20_000, objects: 300, rounds: 2 },
@@ -362,6 +369,118 @@ async function restoreComparison(stack: StackInfo, config: Config, rounds: numbe
   return result;
 }
 
+/**
+ * The nightly backup's backup step — the Postgres, Redis and object-store backup workflows side
+ * by side, on a worker in this process — against the runbook's cron entries doing the same into
+ * the same backup S3 server (scripts/baselines/nightly-cron.sh: pg_dump, BGSAVE + copy, rclone
+ * sync). Neither verifies here; what verification adds is measured on its own, with no baseline.
+ */
+async function nightlyComparison(stack: StackInfo, config: Config, rounds: number): Promise<Comparison[]> {
+  if (config.backupStore.kind !== 's3') throw new Error('the bench stack backs up to S3');
+  const backupS3 = config.backupStore.s3;
+  const deps = createDeps(config);
+  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  const taskQueue = 'kohakku-dr-bench';
+  const dataConverter = { payloadConverterPath: require.resolve('../payloadConverter') };
+  const worker = await Worker.create({
+    connection,
+    namespace: config.temporal.namespace,
+    taskQueue,
+    workflowsPath: require.resolve('../workflows'),
+    dataConverter,
+    activities: createActivities(deps),
+  });
+  const clientConnection = await Connection.connect({ address: config.temporal.address });
+  const client = new Client({
+    connection: clientConnection,
+    namespace: config.temporal.namespace,
+    dataConverter,
+  });
+  const exec = createCommandRunner();
+  const work = path.join(stack.dir, 'bench-cron');
+  let round = 0;
+  const backupId = () => backupIdAt(new Date(Date.UTC(2026, 1, 1) + round++ * 60_000));
+  const run = <A extends unknown[], R>(workflow: (...args: A) => Promise<R>, args: A) =>
+    client.workflow.execute(workflow, { taskQueue, workflowId: `bench-${workflow.name}-${round}`, args });
+  const ours = async () => {
+    const id = backupId();
+    await Promise.all([
+      run(postgresBackup, [{ backupId: id }]),
+      run(redisBackup, [{ backupId: id }]),
+      run(objectStoreBackup, [{ backupId: id }]),
+    ]);
+    return id;
+  };
+  const remote = (name: string, c: S3Connection) => ({
+    [`RCLONE_CONFIG_${name}_TYPE`]: 's3',
+    [`RCLONE_CONFIG_${name}_PROVIDER`]: 'Other',
+    [`RCLONE_CONFIG_${name}_ENDPOINT`]: `${c.useSSL ? 'https' : 'http'}://${c.endPoint}:${c.port}`,
+    [`RCLONE_CONFIG_${name}_ACCESS_KEY_ID`]: c.accessKey,
+    [`RCLONE_CONFIG_${name}_SECRET_ACCESS_KEY`]: c.secretKey,
+    [`RCLONE_CONFIG_${name}_FORCE_PATH_STYLE`]: 'true',
+  });
+  const cron = async () => {
+    await fs.rm(work, { recursive: true, force: true });
+    await fs.mkdir(work, { recursive: true });
+    await exec('bash', [path.resolve(__dirname, '../../scripts/baselines/nightly-cron.sh')], {
+      isolatedEnv: true,
+      env: {
+        PATH: `${config.postgres.binDir ?? ''}:${process.env.PATH ?? ''}`,
+        HOME: work,
+        PGHOST: config.postgres.host,
+        PGPORT: String(config.postgres.port),
+        PGUSER: config.postgres.user,
+        CONTROLLER_DB: config.postgres.databases.controller,
+        DISPATCHER_DB: config.postgres.databases.dispatcher,
+        REDIS_PORT: String(stack.redis.port),
+        REDIS_DATA_DIR: stack.redis.dir,
+        KOHAKKU_BUCKET: config.kohakkuBucket,
+        BACKUP_BUCKET: config.backupStore.kind === 's3' ? config.backupStore.bucket : '',
+        STAMP: String(round++),
+        WORK_DIR: work,
+        RCLONE_CA_CERT: backupS3.caFile ?? '',
+        ...remote('SRC', config.s3),
+        ...remote('DST', backupS3),
+      },
+    });
+  };
+  try {
+    return await worker.runUntil(async () => {
+      const backups = await compare({
+        name: 'nightly backup (Postgres, Redis, objects)',
+        data: `both databases, Redis, bucket ${config.kohakkuBucket}`,
+        rounds,
+        reset: async () => undefined,
+        ours: { what: 'postgresBackup + redisBackup + objectStoreBackup workflows, side by side', run: ours },
+        baselines: [{ what: "the runbook's cron entries (pg_dump, BGSAVE + copy, rclone sync)", run: cron }],
+      });
+      const id = await ours();
+      const verification = await compare({
+        name: 'what verification adds (no baseline verifies)',
+        data: `backup set ${id}`,
+        rounds: 1,
+        reset: async () => undefined,
+        ours: {
+          what: 'writeBackupSet + verifyBackupSet (scratch restores of everything)',
+          run: async () => {
+            await createActivities(deps).writeBackupSet({
+              backupId: id,
+              startedAt: new Date().toISOString(),
+            });
+            await run(verifyBackupSet, [{ backupId: id }]);
+          },
+        },
+        baselines: [{ what: "the cron entries' run above (median)", run: cron }],
+      });
+      return [backups, verification];
+    });
+  } finally {
+    await clientConnection.close();
+    await connection.close();
+    await deps.close();
+  }
+}
+
 function summaryTable(result: BenchResult): string {
   const lines = [
     '# Benchmarks',
@@ -396,6 +515,7 @@ export async function runBenchmarks(size: BenchSize, outDir: string): Promise<Be
       await requeueComparison(stack, config, rounds),
       ...(await mirrorComparisons(stack, config, objects, rounds)),
       await restoreComparison(stack, config, rounds),
+      ...(await nightlyComparison(stack, config, rounds)),
     ];
     const result: BenchResult = {
       size,

@@ -82,26 +82,31 @@ export const SHA256_METADATA = 'kohakku-dr-sha256';
 export interface ContentDigest {
   bytes: number;
   sha256: string;
-  /** md5 of the content: what a single-part upload's ETag is. */
-  md5: string;
+  /** md5 of the content: what a single-part upload's ETag is (unless not asked for). */
+  md5?: string;
 }
 
-/** A pass-through stream that counts and hashes what flows through it. */
+/** A pass-through stream that counts and hashes what flows through it (sha256; md5 unless told not to). */
 export class DigestingStream extends Transform {
   private readonly sha = createHash('sha256');
-  private readonly md5Hash: Hash = createHash('md5');
+  private readonly md5Hash?: Hash;
   private bytes = 0;
   private result?: ContentDigest;
+
+  constructor(options: { md5?: boolean } = {}) {
+    super();
+    if (options.md5 !== false) this.md5Hash = createHash('md5');
+  }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
     this.bytes += chunk.length;
     this.sha.update(chunk);
-    this.md5Hash.update(chunk);
+    this.md5Hash?.update(chunk);
     done(null, chunk);
   }
 
   override _flush(done: TransformCallback): void {
-    this.result = { bytes: this.bytes, sha256: this.sha.digest('hex'), md5: this.md5Hash.digest('hex') };
+    this.result = { bytes: this.bytes, sha256: this.sha.digest('hex'), md5: this.md5Hash?.digest('hex') };
     done();
   }
 
@@ -113,8 +118,8 @@ export class DigestingStream extends Transform {
 }
 
 /** `source` seen through a DigestingStream; an error of the source fails the digesting stream. */
-export function digesting(source: Readable): DigestingStream {
-  const digest = new DigestingStream();
+export function digesting(source: Readable, options: { md5?: boolean } = {}): DigestingStream {
+  const digest = new DigestingStream(options);
   source.on('error', (err) => digest.destroy(err));
   source.pipe(digest);
   return digest;
@@ -140,8 +145,9 @@ export async function putHashed(
   s3: Minio.Client,
   target: { bucket: string; key: string; size: number; metadata?: Record<string, string> },
   source: Readable,
+  options: { md5?: boolean } = {},
 ): Promise<ContentDigest & { etag: string }> {
-  const digest = digesting(source);
+  const digest = digesting(source, options);
   if (target.size === 0) {
     // minio-js sends an empty object without reading the stream: read it here (it should be empty).
     const chunks: Buffer[] = [];

@@ -2,8 +2,8 @@
  * Object-store backup (the runbook's `mc mirror` of briefs/ and skills/): an incremental,
  * content-addressed mirror into the backup store, with an index of the bucket at this time.
  *
- * A big bucket is mirrored in partitions (by a hash of the key, OBJECT_MIRROR_PARTITION_OBJECTS
- * objects each): one activity per partition, all scheduled at once, so every worker polling the
+ * A big bucket is mirrored in partitions (consecutive key ranges of OBJECT_MIRROR_PARTITION_OBJECTS
+ * objects each): one activity per partition, each listing only its range, all scheduled at once, so every worker polling the
  * task queue takes some and the mirror runs as wide as the workers are many; then one activity
  * merges their entries into the index. The history grows by a few events per partition (at most
  * 64), so no continue-as-new is needed. Runs started before 0.3.2 mirror in one activity.
@@ -29,13 +29,9 @@ export async function objectStoreBackup(rawInput?: { backupId?: string }): Promi
       `mirroring briefs and skills into backup ${backupId}`,
       async () => {
         if (!patched('object-mirror-partitions')) return mirrorObjects({ backupId });
-        const { partitions } = await countObjectsToMirror({ backupId });
+        const { partitions, ranges } = await countObjectsToMirror({ backupId });
         if (partitions === 1) return mirrorObjects({ backupId });
-        await Promise.all(
-          Array.from({ length: partitions }, (_, index) =>
-            mirrorObjectPartition({ backupId, partition: { index, of: partitions } }),
-          ),
-        );
+        await Promise.all(ranges.map((partition) => mirrorObjectPartition({ backupId, partition })));
         return finishObjectMirror({ backupId, partitions });
       },
       (m) => `${m.objects} objects (${m.bytes} B): ${m.copied} copied, ${m.alreadyMirrored} already mirrored`,

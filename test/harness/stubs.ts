@@ -142,7 +142,7 @@ export const stubActivities = {
     createdAt: STUB_BACKUP.createdAt,
     buckets: [],
   }),
-  countObjectsToMirror: async () => ({ objects: 200, partitions: 1 }),
+  countObjectsToMirror: async () => ({ objects: 200, partitions: 1, ranges: [{ index: 0, of: 1 }] }),
   mirrorObjectPartition: async () => ({
     objects: 100,
     bytes: 1000,

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The runbook's nightly backup as cron would run it, for the benchmarks (src/bench/bench.ts): the
+# three entries side by side, each writing into the backup S3 server with rclone, no verification.
+#   pg_dump -Fc of each database to a dated dump; BGSAVE, wait until it finished, copy the RDB;
+#   mirror kohakku/briefs and kohakku/skills to the backup bucket.
+# Settings come from the environment: PGHOST PGPORT PGUSER, CONTROLLER_DB DISPATCHER_DB,
+# REDIS_PORT REDIS_DATA_DIR, KOHAKKU_BUCKET, BACKUP_BUCKET, STAMP, WORK_DIR, and rclone's remotes
+# `src` (Kohakku's S3) and `dst` (the backup S3) as RCLONE_CONFIG_* variables.
+set -euo pipefail
+
+postgres() {
+  for db in "$CONTROLLER_DB" "$DISPATCHER_DB"; do
+    pg_dump -Fc -d "$db" -f "$WORK_DIR/$db-$STAMP.dump"
+    rclone copyto "$WORK_DIR/$db-$STAMP.dump" "dst:$BACKUP_BUCKET/cron/postgres/$STAMP/$db.dump"
+  done
+}
+
+redis() {
+  local before
+  before=$(redis-cli -p "$REDIS_PORT" LASTSAVE)
+  redis-cli -p "$REDIS_PORT" BGSAVE >/dev/null
+  while [ "$(redis-cli -p "$REDIS_PORT" LASTSAVE)" = "$before" ]; do sleep 0.1; done
+  rclone copyto "$REDIS_DATA_DIR/dump.rdb" "dst:$BACKUP_BUCKET/cron/redis/$STAMP/dump.rdb"
+}
+
+objects() {
+  for prefix in briefs skills; do
+    rclone sync "src:$KOHAKKU_BUCKET/$prefix" "dst:$BACKUP_BUCKET/cron/objects/$prefix" --transfers 32 --checkers 32 --fast-list
+  done
+}
+
+postgres & p=$!
+redis & r=$!
+objects & o=$!
+wait $p
+wait $r
+wait $o
