@@ -3,9 +3,9 @@
  * (src/infra/adaptive.ts), driven by a simulated server. The same code moves real objects in
  * objectIdentity.test.ts, objectStoreLoss.test.ts and the benchmarks; here its rules are pinned:
  * every item once, never above the maximum, climbing while throughput grows, halving on 503 SlowDown (and the item retried), the first real error
- * reported once the transfers in flight have settled.
+ * reported once the transfers in flight have settled; and the memory budget big transfers share.
  */
-import { mapAdaptive } from '../src/infra/adaptive';
+import { mapAdaptive, memoryBudget } from '../src/infra/adaptive';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -84,4 +84,30 @@ test('the first real error is reported, after the transfers in flight settle; no
   await expect(run).rejects.toThrow('AccessDenied');
   expect(started).toBeLessThan(20);
   expect(finished).toBe(started - 1);
+});
+
+test('a memory budget: transfers hold at most its bytes at once; one bigger than the whole runs alone', async () => {
+  const budget = memoryBudget(100);
+  let held = 0;
+  let most = 0;
+  const order: string[] = [];
+  const transfer = (name: string, bytes: number, ms: number) =>
+    budget.within(bytes, async () => {
+      held += Math.min(bytes, 100);
+      most = Math.max(most, held);
+      order.push(`start ${name}`);
+      await sleep(ms);
+      held -= Math.min(bytes, 100);
+      order.push(`end ${name}`);
+    });
+  await Promise.all([
+    transfer('a', 60, 30),
+    transfer('b', 30, 10),
+    transfer('huge', 500, 10),
+    transfer('c', 10, 10),
+  ]);
+  expect(most).toBeLessThanOrEqual(100);
+  // The huge one waits until everything before it has ended, and what follows waits for it.
+  expect(order.indexOf('start huge')).toBeGreaterThan(order.indexOf('end a'));
+  expect(order.indexOf('start c')).toBeGreaterThan(order.indexOf('end huge'));
 });

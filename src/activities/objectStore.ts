@@ -49,7 +49,8 @@ import {
   SHA256_METADATA,
   type ContentDigest,
 } from '../infra/s3';
-import { mapAdaptive } from '../infra/adaptive';
+import { mapAdaptive, memoryBudget } from '../infra/adaptive';
+import { uploadBounded, uploadMemory } from '../infra/s3Upload';
 import { withHeartbeats } from './heartbeat';
 
 export interface ObjectRestorePlan {
@@ -153,6 +154,12 @@ type Comparison =
 /** Transfers at once a mirror or restore starts with, before it adapts (src/infra/adaptive.ts). */
 const INITIAL_TRANSFERS = 8;
 
+/**
+ * The most bytes a mirror or restore holds in memory for transfers at once (small objects whole,
+ * big ones a part at a time: infra/s3Upload.ts), whatever the concurrency climbs to.
+ */
+const TRANSFER_MEMORY_BYTES = 128 * 1024 * 1024;
+
 /** A mirror is split into at most this many partitions (countObjectsToMirror). */
 const MAX_MIRROR_PARTITIONS = 64;
 
@@ -207,15 +214,22 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     return out.sort((a, b) => s3KeyOrder(a.key, b.key));
   }
 
-  /** The newest other backup's index entries that carry a sha256, by ETag and size. */
-  async function knownContent(backupId: string, backupIds: string[]): Promise<Map<string, ObjectIndexEntry>> {
+  /**
+   * The newest other backup's index entries that carry a sha256, by ETag and size — for a
+   * partition only those in its range, so partitions on one worker do not each hold the whole index.
+   */
+  async function knownContent(
+    backupId: string,
+    backupIds: string[],
+    partition?: MirrorPartition,
+  ): Promise<Map<string, ObjectIndexEntry>> {
     const ids = backupIds
       .filter((id) => id !== backupId && BACKUP_ID_PATTERN.test(id))
       .sort()
       .reverse();
     for (const id of ids) {
       const index = (await store.getJson<ObjectIndexEntry[]>(objectIndexKey(id))) ?? [];
-      const hashed = index.filter((e) => e.sha256);
+      const hashed = index.filter((e) => e.sha256 && (!partition || inRange(e.key, partition)));
       if (hashed.length > 0) return new Map(hashed.map((e) => [`${e.etag}/${e.size}`, e]));
     }
     return new Map();
@@ -240,8 +254,8 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
 
   /**
    * One partition of a mirror too big for one activity (objectStoreBackup fans them out, and any
-   * worker on the task queue may take any of them): the objects whose key hashes to `index` of
-   * `of`, stored like mirrorObjects stores them, their entries kept in a partition file until
+   * worker on the task queue may take any of them): the objects in its key range, stored like
+   * mirrorObjects stores them, their entries kept in a partition file until
    * finishObjectMirror merges the partitions into the backup's index. Idempotent; a retry
    * resumes from the partition's own checkpoints.
    */
@@ -370,7 +384,7 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     // after they stayed unreferenced for the grace period. So no blob is listed.
     const marked = (await store.getJson<Record<string, string>>(BLOB_GC_CANDIDATES_KEY)) ?? {};
     const reusable = (blob: string) => marked[blob] === undefined;
-    const previous = await knownContent(input.backupId, await store.listChildren('objects/'));
+    const previous = await knownContent(input.backupId, await store.listChildren('objects/'), partition);
     // Entries this backup (this partition) already hashed and stored before a retry.
     const progressPrefix =
       objectProgressPrefix(input.backupId) + (partition ? `${partition.index}-of-${partition.of}/` : '');
@@ -408,6 +422,7 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     let bytes = 0;
     let blobsWritten = 0;
     let concurrency = Math.min(INITIAL_TRANSFERS, config.transferConcurrency);
+    const budget = memoryBudget(TRANSFER_MEMORY_BYTES);
     let fresh: ObjectIndexEntry[] = [];
     let lastCheckpoint = Date.now();
     let checkpointing = false;
@@ -465,7 +480,7 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
               onChange: (n) => (concurrency = n),
             },
             async (o) => {
-              const entry = await transfer(o);
+              const entry = await budget.within(uploadMemory(o.size), () => transfer(o));
               if (!entry) return 0;
               copied++;
               bytes += entry.size;
@@ -634,6 +649,7 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     let copied = 0;
     let movedAside = 0;
     let concurrency = Math.min(INITIAL_TRANSFERS, config.transferConcurrency);
+    const budget = memoryBudget(TRANSFER_MEMORY_BYTES);
     await withHeartbeats(
       () => ({
         stage: 'restoring objects',
@@ -646,38 +662,50 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
         mapAdaptive(
           todo,
           { start: concurrency, max: config.transferConcurrency, onChange: (n) => (concurrency = n) },
-          async ({ e, c }) => {
-            if (c.state === 'differs') {
-              await s3.putObject(bucket, asidePrefix + e.key, await s3.getObject(bucket, e.key), c.live.size);
-              movedAside++;
-            }
-            const sent = await putHashed(
-              s3,
-              { bucket, key: e.key, size: e.size, metadata: e.sha256 ? { [SHA256_METADATA]: e.sha256 } : {} },
-              await store.getStream(e.blob),
-              { md5: !e.sha256 }, // a 0.1 entry is checked by its single-part ETag, the md5
-            );
-            const problem = contentProblem(e, sent);
-            if (problem) {
-              // What was there before comes back (from its copy aside); a key that was absent is emptied again.
-              if (c.state === 'differs')
-                await s3.putObject(
-                  bucket,
-                  e.key,
-                  await s3.getObject(bucket, asidePrefix + e.key),
-                  c.live.size,
+          ({ e, c }) =>
+            budget.within(
+              uploadMemory(Math.max(e.size, c.state === 'differs' ? c.live.size : 0)),
+              async () => {
+                if (c.state === 'differs') {
+                  await uploadBounded(
+                    s3,
+                    { bucket, key: asidePrefix + e.key, size: c.live.size },
+                    await s3.getObject(bucket, e.key),
+                  );
+                  movedAside++;
+                }
+                const sent = await putHashed(
+                  s3,
+                  {
+                    bucket,
+                    key: e.key,
+                    size: e.size,
+                    metadata: e.sha256 ? { [SHA256_METADATA]: e.sha256 } : {},
+                  },
+                  await store.getStream(e.blob),
+                  { md5: !e.sha256 }, // a 0.1 entry is checked by its single-part ETag, the md5
                 );
-              else await s3.removeObject(bucket, e.key);
-              throw fail(
-                ErrorType.BackupCorrupt,
-                `backup ${input.backupId}: blob ${e.blob} of ${e.key} is corrupt (${problem}); ` +
-                  `verify the set (kohakku-dr verify ${input.backupId}) and restore from another one`,
-              );
-            }
-            expectedETag.set(e.key, sent.etag);
-            copied++;
-            return e.size;
-          },
+                const problem = contentProblem(e, sent);
+                if (problem) {
+                  // What was there before comes back (from its copy aside); a key that was absent is emptied again.
+                  if (c.state === 'differs')
+                    await uploadBounded(
+                      s3,
+                      { bucket, key: e.key, size: c.live.size },
+                      await s3.getObject(bucket, asidePrefix + e.key),
+                    );
+                  else await s3.removeObject(bucket, e.key);
+                  throw fail(
+                    ErrorType.BackupCorrupt,
+                    `backup ${input.backupId}: blob ${e.blob} of ${e.key} is corrupt (${problem}); ` +
+                      `verify the set (kohakku-dr verify ${input.backupId}) and restore from another one`,
+                  );
+                }
+                expectedETag.set(e.key, sent.etag);
+                copied++;
+                return e.size;
+              },
+            ),
         ),
     );
     const after = await currentObjects();
@@ -725,26 +753,29 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     const problems: string[] = [];
     await removeBucket(s3, scratch);
     await s3.makeBucket(scratch, config.s3.region);
+    const budget = memoryBudget(TRANSFER_MEMORY_BYTES);
     try {
       let done = 0;
       await withHeartbeats(
         () => ({ stage: 'verifying objects', done, total: index.length }),
         () =>
-          mapLimit(index, config.transferConcurrency, async (e) => {
-            try {
-              const sent = await putHashed(
-                s3,
-                { bucket: scratch, key: e.key, size: e.size },
-                await store.getStream(e.blob),
-                { md5: !e.sha256 },
-              );
-              const problem = contentProblem(e, sent);
-              if (problem) problems.push(`${e.key}: blob ${e.blob} is corrupt (${problem})`);
-            } catch (err) {
-              problems.push(`${e.key}: blob ${e.blob} unreadable (${(err as Error).message})`);
-            }
-            done++;
-          }),
+          mapLimit(index, config.transferConcurrency, async (e) =>
+            budget.within(uploadMemory(e.size), async () => {
+              try {
+                const sent = await putHashed(
+                  s3,
+                  { bucket: scratch, key: e.key, size: e.size },
+                  await store.getStream(e.blob),
+                  { md5: !e.sha256 },
+                );
+                const problem = contentProblem(e, sent);
+                if (problem) problems.push(`${e.key}: blob ${e.blob} is corrupt (${problem})`);
+              } catch (err) {
+                problems.push(`${e.key}: blob ${e.blob} unreadable (${(err as Error).message})`);
+              }
+              done++;
+            }),
+          ),
       );
       const restored = new Map<string, number>();
       for await (const item of s3.listObjectsV2(scratch, '', true)) {

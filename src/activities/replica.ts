@@ -24,7 +24,9 @@ import type {
   RedisBackupManifest,
 } from '../domain/manifests';
 import type { BackupStore, StoredObject } from '../infra/backupStore';
+import { memoryBudget } from '../infra/adaptive';
 import { digesting, hashStream, mapLimit, unlessStreamFails } from '../infra/s3';
+import { uploadMemory } from '../infra/s3Upload';
 import type { BackupStores } from '../infra/stores';
 import { withHeartbeats } from './heartbeat';
 
@@ -53,6 +55,9 @@ export interface ReplicaRecord {
 }
 
 const blobSha256 = (key: string) => /^objects\/blobs\/sha256-([0-9a-f]{64})-\d+$/.exec(key)?.[1];
+
+/** The most bytes the replica copy holds in memory at once, however many copies run. */
+const REPLICA_MEMORY_BYTES = 128 * 1024 * 1024;
 
 export function createReplicaActivities({
   stores,
@@ -133,9 +138,14 @@ export function createReplicaActivities({
     // index names them: copied again (which restarts their grace), never counted as present.
     const marked = (await replica.getJson<Record<string, string>>(BLOB_GC_CANDIDATES_KEY)) ?? {};
     const progress = () => ({ phase: 'copying to the replica', ...report, of: own.length + blobs.length });
+    // Copies stream store to store; an S3 replica holds up to a part per copy (infra/s3Upload.ts).
+    const budget = memoryBudget(REPLICA_MEMORY_BYTES);
     await withHeartbeats(progress, async () => {
       await mapLimit(blobs, config.transferConcurrency, async (blob) => {
-        if (await copyKey(primary, replica, blob, marked[blob.key] !== undefined)) {
+        const copied = await budget.within(uploadMemory(blob.size), () =>
+          copyKey(primary, replica, blob, marked[blob.key] !== undefined),
+        );
+        if (copied) {
           copiedBlobs.add(blob.key);
           report.copied++;
           report.blobsCopied++;

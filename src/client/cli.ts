@@ -106,9 +106,8 @@ async function run(): Promise<void> {
     )
     .option(
       '--grace <s>',
-      'seconds the running agents get to check back before their tasks are re-dispatched',
+      'seconds the running agents get to check back before their tasks are re-dispatched (default 10; 30 with --size large)',
       seconds,
-      10,
     )
     .option('--keep', 'leave the stack running afterwards (Temporal UI to look at)', false)
     .option(
@@ -126,10 +125,15 @@ async function run(): Promise<void> {
         tasks?: number;
         size: DrillSize;
         keep: boolean;
-        grace: number;
+        grace?: number;
         scenario: 'full-cluster' | 'pitr';
       }) => {
-        const report = await runDrill({ ...opts, tasks: opts.tasks ?? DRILL_SIZES[opts.size].tasks });
+        const size = DRILL_SIZES[opts.size];
+        const report = await runDrill({
+          ...opts,
+          tasks: opts.tasks ?? size.tasks,
+          grace: opts.grace ?? size.grace,
+        });
         console.log(['', '══ drill report ══', ...report.lines].join('\n'));
         if (!report.ok) process.exitCode = 1;
       },

@@ -101,7 +101,7 @@ export async function withDrillPlatform(
       await startReferenceService(model, service, {
         pidsFile: stack.extraPidsFile,
         monitorIntervalSeconds: 5,
-        agentIntervalSeconds: 2,
+        agentIntervalSeconds: size.agentIntervalSeconds,
       });
     }
     const env: Record<string, string> = {

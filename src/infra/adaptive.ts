@@ -105,3 +105,33 @@ export async function mapAdaptive<T>(
   if (failure !== undefined) throw failure;
   return { settledAt: best.limit, peak };
 }
+
+/**
+ * A budget of bytes in memory shared by concurrent transfers: `within(n, work)` waits until `n`
+ * bytes are free (a request for more than the whole budget waits until it is all free, then
+ * runs alone), so however high concurrency climbs, transfers hold at most the budget.
+ */
+export function memoryBudget(total: number) {
+  let free = total;
+  const waiting: { need: number; go: () => void }[] = [];
+  const wake = () => {
+    while (waiting.length > 0 && waiting[0]!.need <= free) {
+      const next = waiting.shift()!;
+      free -= next.need;
+      next.go();
+    }
+  };
+  return {
+    async within<T>(bytes: number, work: () => Promise<T>): Promise<T> {
+      const need = Math.min(Math.max(0, bytes), total);
+      if (waiting.length === 0 && need <= free) free -= need;
+      else await new Promise<void>((go) => waiting.push({ need, go }));
+      try {
+        return await work();
+      } finally {
+        free += need;
+        wake();
+      }
+    },
+  };
+}

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type * as Minio from 'minio';
+import { uploadBounded } from './s3Upload';
 
 export interface StoredObject {
   key: string;
@@ -83,10 +84,15 @@ export function s3BackupStore(
   return {
     location: endpoint ? `s3://${bucket} on ${endpoint}` : `s3://${bucket}`,
     async ensureReady() {
-      if (!(await client.bucketExists(bucket))) await client.makeBucket(bucket, region);
+      if (await client.bucketExists(bucket)) return;
+      // Backups of one set start side by side: another may have created it a moment ago.
+      await client.makeBucket(bucket, region).catch((err: unknown) => {
+        if ((err as { code?: string }).code !== 'BucketAlreadyOwnedByYou') throw err;
+      });
     },
     async putFile(key, localPath) {
-      await client.fPutObject(bucket, key, localPath, {});
+      const { size } = await fs.stat(localPath);
+      await uploadBounded(client, { bucket, key, size }, createReadStream(localPath));
     },
     async getFile(key, localPath) {
       await fs.mkdir(path.dirname(localPath), { recursive: true });
@@ -95,7 +101,7 @@ export function s3BackupStore(
       await fs.rename(partial, localPath);
     },
     async putStream(key, stream, size) {
-      await client.putObject(bucket, key, stream, size);
+      await uploadBounded(client, { bucket, key, size }, stream);
     },
     getStream: (key) => client.getObject(bucket, key),
     async putContent({ stream, size, keyOf, alreadyStored, spoolDir }) {
@@ -114,7 +120,8 @@ export function s3BackupStore(
         await pipeline(stream, createWriteStream(spool));
         const key = keyOf();
         if (alreadyStored(key)) return { key, written: false };
-        await client.fPutObject(bucket, key, spool, {});
+        const { size: bytes } = await fs.stat(spool);
+        await uploadBounded(client, { bucket, key, size: bytes }, createReadStream(spool));
         return { key, written: true };
       } finally {
         await fs.rm(spool, { force: true });

@@ -11,6 +11,7 @@ import type { IncomingMessage } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import * as Minio from 'minio';
 import type { S3Connection } from '../config';
+import { uploadBounded } from './s3Upload';
 
 /** A client for one S3 server: Kohakku's (`config.s3`), the backup store's or the replica's. */
 export function s3Client(connection: S3Connection): Minio.Client {
@@ -156,9 +157,8 @@ export async function putHashed(
     const { etag } = await s3.putObject(target.bucket, target.key, body, body.length, target.metadata ?? {});
     return { ...digest.digest(), etag: etag.replace(/"/g, '') };
   }
-  const put = s3.putObject(target.bucket, target.key, digest, target.size, target.metadata ?? {});
-  const { etag } = await unlessStreamFails(digest, put);
-  return { ...digest.digest(), etag: etag.replace(/"/g, '') };
+  const { etag } = await unlessStreamFails(digest, uploadBounded(s3, target, digest));
+  return { ...digest.digest(), etag };
 }
 
 /** The ETag an object download came with (undefined when the server sent none). */
