@@ -16,7 +16,11 @@ test('the small benchmarks run every comparison against its baselines and write 
       'requeue lost tasks',
       'object mirror, full copy',
       'object mirror, no-change re-run',
+      'object restore, full copy',
+      'object restore, no-change re-run',
       'verified restore',
+      'nightly backup (Postgres, Redis, objects)',
+      'what verification adds (no baseline verifies)',
     ]);
     for (const c of result.comparisons) {
       expect(c.ours.seconds).toHaveLength(2);
@@ -27,10 +31,10 @@ test('the small benchmarks run every comparison against its baselines and write 
     }
     const [file] = await fs.readdir(path.join(out, 'results'));
     const written = JSON.parse(await fs.readFile(path.join(out, 'results', file!), 'utf8')) as BenchResult;
-    expect(written.comparisons).toHaveLength(4);
+    expect(written.comparisons).toHaveLength(8);
     const summary = await fs.readFile(path.join(out, 'README.md'), 'utf8');
     expect(summary).toContain('| requeue lost tasks |');
-    expect(summary.split('\n').filter((l) => /\| \d+\.\d\d \|$/.test(l))).toHaveLength(7);
+    expect(summary.split('\n').filter((l) => /\| \d+\.\d\d \|$/.test(l))).toHaveLength(14);
   } finally {
     await fs.rm(out, { recursive: true, force: true });
   }

@@ -16,10 +16,15 @@ postgres() {
 }
 
 redis() {
-  local before
-  before=$(redis-cli -p "$REDIS_PORT" LASTSAVE)
-  redis-cli -p "$REDIS_PORT" BGSAVE >/dev/null
-  while [ "$(redis-cli -p "$REDIS_PORT" LASTSAVE)" = "$before" ]; do sleep 0.1; done
+  local waited=0
+  # The fork has happened when BGSAVE answers, so "in progress" shows until the save ends.
+  redis-cli -p "$REDIS_PORT" BGSAVE | grep -q 'Background saving started'
+  while redis-cli -p "$REDIS_PORT" INFO persistence | grep -q '^rdb_bgsave_in_progress:1'; do
+    sleep 0.05
+    waited=$((waited + 1))
+    [ "$waited" -lt 1200 ] || { echo "BGSAVE did not finish within 60 s" >&2; exit 1; }
+  done
+  redis-cli -p "$REDIS_PORT" INFO persistence | grep -q '^rdb_last_bgsave_status:ok'
   rclone copyto "$REDIS_DATA_DIR/dump.rdb" "dst:$BACKUP_BUCKET/cron/redis/$STAMP/dump.rdb"
 }
 

@@ -458,7 +458,7 @@ async function nightlyComparison(stack: StackInfo, config: Config, rounds: numbe
       const verification = await compare({
         name: 'what verification adds (no baseline verifies)',
         data: `backup set ${id}`,
-        rounds: 1,
+        rounds,
         reset: async () => undefined,
         ours: {
           what: 'writeBackupSet + verifyBackupSet (scratch restores of everything)',
