@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import type { Client } from 'pg';
 import { ErrorType, fail } from '../domain/errors';
 import { POSTGRES_TARGETS, type PostgresTarget } from '../domain/targets';
-import { cancellationSignal, heartbeat, withHeartbeats } from './heartbeat';
+import { cancellationSignal, heartbeat, sleep, withHeartbeats } from './heartbeat';
 import { asideName, marker, stagingName, type PostgresKit, type PreparedRestore } from './postgresKit';
 
 export interface StagedRestore {
@@ -99,22 +99,6 @@ function readOurComment(
   } catch {
     return { marker: first };
   }
-}
-
-/** Waits `ms`, or rejects when cancelled; removes its abort listener either way (attempts are many). */
-function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    signal?.throwIfAborted();
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 const withRecord = (done: string, record: SwapRecord) => `${done}\n${JSON.stringify(record)}`;
@@ -572,7 +556,7 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
                 '; stop what reconnects or holds the locks (or make it wait), then retry',
             ]);
           }
-          await pause(RETRY_PAUSE_MS, signal);
+          await sleep(RETRY_PAUSE_MS, signal);
         }
       }
     } catch (err) {
