@@ -4,12 +4,28 @@
  * one line naming the setting (exit 2).
  */
 import { existsSync } from 'node:fs';
+import { getHeapStatistics } from 'node:v8';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { createDeps } from './activities/deps';
 import { WORKFLOW_BUNDLE } from './bundleWorkflows';
 import { ConfigError, loadConfig } from './config';
 import { checkFailureDomains } from './infra/failureDomains';
+
+/**
+ * One line on the memory settings this worker runs with: those of scripts/worker
+ * (scripts/node-memory.sh), or a warning that without them its peak memory may be about twice
+ * the README's figures.
+ */
+function memorySettings(): string {
+  const heapMiB = Math.round(getHeapStatistics().heap_size_limit / 1048576);
+  const growing = process.execArgv.find((a) => a.startsWith('--heap-growing-percent='));
+  const arenas = process.env.MALLOC_ARENA_MAX;
+  const line = `heap limit ${heapMiB} MiB, heap growth ${growing ? `${growing.split('=')[1]} % over what is alive` : "V8's default"}, MALLOC_ARENA_MAX ${arenas ?? 'unset'}`;
+  return growing && arenas
+    ? `worker memory: ${line}`
+    : `worker memory: ${line} — started without scripts/worker, its peak memory may be twice the README's figures`;
+}
 
 async function run(): Promise<void> {
   const config = loadConfig();
@@ -29,6 +45,7 @@ async function run(): Promise<void> {
       activities: createActivities(deps),
       maxConcurrentActivityTaskExecutions: config.temporal.maxConcurrentActivities,
     });
+    console.log(memorySettings());
     console.log(
       `kohakku-dr worker polling ${config.temporal.taskQueue} on ${config.temporal.address} (${config.temporal.namespace})`,
     );

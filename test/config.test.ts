@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { loadConfig, OPTIONS, optionsMarkdown } from '../src/config';
+import { workerCommand } from '../src/infra/processes';
 import { readFileSync } from 'node:fs';
 
 const minimal = {
@@ -67,8 +68,9 @@ test('the README documents exactly the options table', () => {
 
 /** Starts a real worker process with these settings; resolves with its exit code and stderr (or kills it after `ms`). */
 async function startWorkerWith(env: Record<string, string>, ms = 15000) {
-  const child = spawn(process.execPath, [path.join(__dirname, '..', 'dist', 'worker.js')], {
-    env: { PATH: process.env.PATH, ...env },
+  const launch = workerCommand();
+  const child = spawn(launch.file, launch.args, {
+    env: { PATH: process.env.PATH, ...env, ...launch.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';

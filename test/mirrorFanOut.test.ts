@@ -3,14 +3,16 @@
  * two activities at once, and share one object mirror split into partitions (a low
  * OBJECT_MIRROR_PARTITION_OBJECTS makes 3,000 briefs several partitions). The history shows both
  * workers mirroring partitions, and the merged index is exactly what one activity mirroring the
- * whole bucket records (every key, with the same content hash and blob).
+ * whole bucket records (every key, with the same content hash and blob). And a mirror an upgrade
+ * interrupts: a partition finished by 0.3.2 (entries inline in its file) merges with partitions
+ * finished since (entries in a JSON array beside it).
  */
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createObjectStoreActivities } from '../src/activities/objectStore';
+import { createObjectStoreActivities, s3KeyOrder } from '../src/activities/objectStore';
 import { loadConfig } from '../src/config';
-import { objectIndexKey } from '../src/domain/layout';
+import { objectIndexKey, objectPartitionKey, objectPartitionsPrefix } from '../src/domain/layout';
 import type { ObjectIndexEntry } from '../src/domain/manifests';
 import { dirBackupStore } from '../src/infra/backupStore';
 import { s3Client } from '../src/infra/s3';
@@ -103,4 +105,38 @@ test('two worker processes share one partitioned mirror, both mirror partitions,
     `objects/${backupId}/index.json`,
     `objects/${backupId}/manifest.json`,
   ]);
+});
+
+test('an upgrade mid-mirror: a partition 0.3.2 finished (entries inline) merges with partitions finished now', async () => {
+  const config = { ...loadConfig(k.workerEnv), mirrorPartitionObjects: 1000 };
+  const store = dirBackupStore(await fs.mkdtemp(path.join(os.tmpdir(), 'kohakku-dr-upgrade-')));
+  const activities = createObjectStoreActivities({ config, store, s3: s3Client(config.s3) });
+  const backupId = '20261201T030000Z';
+  const split = await activities.countObjectsToMirror({ backupId });
+  expect(split.partitions).toBeGreaterThanOrEqual(3);
+  for (const partition of split.ranges) await activities.mirrorObjectPartition({ backupId, partition });
+  // Partition 0 as 0.3.2 left it: one file with its entries inline.
+  const key = objectPartitionKey(backupId, 0, split.partitions);
+  const stored = (await store.getJson<{ entriesKey: string; copied: number }>(key))!;
+  const entries = (await store.getJson<ObjectIndexEntry[]>(stored.entriesKey))!;
+  await store.removeKeys([stored.entriesKey]);
+  await store.putJson(key, {
+    entries,
+    copied: stored.copied,
+    alreadyMirrored: 0,
+    blobsWritten: stored.copied,
+  });
+  // Done already: the same summary again, nothing mirrored twice.
+  expect(await activities.mirrorObjectPartition({ backupId, partition: split.ranges[0]! })).toMatchObject({
+    objects: entries.length,
+    copied: stored.copied,
+  });
+
+  const manifest = await activities.finishObjectMirror({ backupId, partitions: split.partitions });
+  expect(manifest.objects).toBe(split.objects);
+  const index = (await store.getJson<ObjectIndexEntry[]>(objectIndexKey(backupId)))!;
+  expect(index.map((e) => e.key)).toEqual([...index.map((e) => e.key)].sort(s3KeyOrder));
+  expect(index.slice(0, entries.length)).toEqual(entries);
+  expect(new Set(index.map((e) => e.key)).size).toBe(split.objects);
+  expect(await store.list(objectPartitionsPrefix(backupId))).toEqual([]);
 });

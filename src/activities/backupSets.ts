@@ -30,6 +30,7 @@ import type {
   Verification,
 } from '../domain/manifests';
 import type { BackupStore } from '../infra/backupStore';
+import { forEachJsonArrayEntry } from '../infra/jsonArrays';
 import {
   allBackupIds,
   chooseBackup,
@@ -223,8 +224,9 @@ export function createBackupSetActivities({
     // is still running has stored blobs its index does not name yet).
     const referenced = new Set<string>();
     for (const { id } of report.kept) {
-      for (const e of (await store.getJson<ObjectIndexEntry[]>(objectIndexKey(id))) ?? [])
+      await forEachJsonArrayEntry<ObjectIndexEntry>(store, objectIndexKey(id), (e) => {
         referenced.add(e.blob);
+      });
     }
     const since = (await store.getJson<Record<string, string>>(BLOB_GC_CANDIDATES_KEY)) ?? {};
     const candidates: Record<string, string> = {};

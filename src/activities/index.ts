@@ -14,6 +14,7 @@ import type * as Minio from 'minio';
 import type { Config } from '../config';
 import type { FromStore, StoreName } from '../domain/stores';
 import type { BackupStore } from '../infra/backupStore';
+import { memoryBudget, TRANSFER_MEMORY_BYTES, type MemoryBudget } from '../infra/adaptive';
 import type { CommandRunner } from '../infra/exec';
 import type { BackupStores } from '../infra/stores';
 import { createBackupSetActivities } from './backupSets';
@@ -39,6 +40,8 @@ export interface ActivityDeps {
   redis: Redis;
   /** Kohakku's object store (bucket KOHAKKU_BUCKET). */
   s3: Minio.Client;
+  /** The memory all of this worker's object transfers share (TRANSFER_MEMORY_BYTES). */
+  transferMemory?: MemoryBudget;
 }
 
 /**
@@ -84,7 +87,9 @@ type Routed<T> = {
     : T[K];
 };
 
-export function createActivities(deps: Omit<ActivityDeps, 'store' | 'stores'> & { stores: BackupStores }) {
+export function createActivities(input: Omit<ActivityDeps, 'store' | 'stores'> & { stores: BackupStores }) {
+  // One budget for the worker: its mirrors, restores, verifications and replica copies together.
+  const deps = { ...input, transferMemory: input.transferMemory ?? memoryBudget(TRANSFER_MEMORY_BYTES) };
   const on: Partial<Record<StoreName, OnOneStore>> = {
     primary: activitiesOn({ ...deps, store: deps.stores.primary }),
     ...(deps.stores.replica ? { replica: activitiesOn({ ...deps, store: deps.stores.replica }) } : {}),

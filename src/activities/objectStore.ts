@@ -49,7 +49,8 @@ import {
   SHA256_METADATA,
   type ContentDigest,
 } from '../infra/s3';
-import { mapAdaptive, memoryBudget } from '../infra/adaptive';
+import { mapAdaptive, memoryBudget, TRANSFER_MEMORY_BYTES, type MemoryBudget } from '../infra/adaptive';
+import { forEachJsonArrayEntry, openJsonArray, putJsonArray, readJsonArray } from '../infra/jsonArrays';
 import { uploadBounded, uploadMemory } from '../infra/s3Upload';
 import { withHeartbeats } from './heartbeat';
 
@@ -78,6 +79,8 @@ export interface ObjectStoreDeps {
   config: Config;
   store: BackupStore;
   s3: Minio.Client;
+  /** The worker's transfer memory, shared with its other transfers (one of its own when not given). */
+  transferMemory?: MemoryBudget;
 }
 
 export { BLOB_PREFIX, objectIndexKey };
@@ -103,6 +106,12 @@ interface MirrorPart {
   blobsWritten: number;
 }
 
+/**
+ * A finished partition's file: its summary, its entries in a JSON array beside it (written
+ * first: the summary marks the partition done). 0.3.2 kept the entries inline.
+ */
+type StoredPartition = MirrorPartSummary & ({ entriesKey: string } | { entries: ObjectIndexEntry[] });
+
 /** How a mirror is split (countObjectsToMirror): `ranges` cover every key once, in order. */
 export interface MirrorSplit {
   objects: number;
@@ -118,7 +127,14 @@ export interface MirrorPartSummary {
   blobsWritten: number;
 }
 
-function summaryOf(part: MirrorPart): MirrorPartSummary {
+function summaryOnly(s: MirrorPartSummary): MirrorPartSummary {
+  const { objects, bytes, copied, alreadyMirrored, blobsWritten } = s;
+  return { objects, bytes, copied, alreadyMirrored, blobsWritten };
+}
+
+function summaryOf(
+  part: Pick<MirrorPart, 'entries' | 'copied' | 'alreadyMirrored' | 'blobsWritten'>,
+): MirrorPartSummary {
   return {
     objects: part.entries.length,
     bytes: part.entries.reduce((n, e) => n + e.size, 0),
@@ -154,12 +170,6 @@ type Comparison =
 /** Transfers at once a mirror or restore starts with, before it adapts (src/infra/adaptive.ts). */
 const INITIAL_TRANSFERS = 8;
 
-/**
- * The most bytes a mirror or restore holds in memory for transfers at once (small objects whole,
- * big ones a part at a time: infra/s3Upload.ts), whatever the concurrency climbs to.
- */
-const TRANSFER_MEMORY_BYTES = 128 * 1024 * 1024;
-
 /** A mirror is split into at most this many partitions (countObjectsToMirror). */
 const MAX_MIRROR_PARTITIONS = 64;
 
@@ -184,8 +194,9 @@ function contentProblem(e: ObjectIndexEntry, digest: ContentDigest): string | un
   return undefined;
 }
 
-export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDeps) {
+export function createObjectStoreActivities({ config, store, s3, transferMemory }: ObjectStoreDeps) {
   const bucket = config.kohakkuBucket;
+  const budget = transferMemory ?? memoryBudget(TRANSFER_MEMORY_BYTES);
 
   /** The backed-up prefixes in S3's key order, so their listings one after another are in that order too. */
   const prefixesInOrder = [...config.backupPrefixes].sort(s3KeyOrder);
@@ -228,9 +239,12 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
       .sort()
       .reverse();
     for (const id of ids) {
-      const index = (await store.getJson<ObjectIndexEntry[]>(objectIndexKey(id))) ?? [];
-      const hashed = index.filter((e) => e.sha256 && (!partition || inRange(e.key, partition)));
-      if (hashed.length > 0) return new Map(hashed.map((e) => [`${e.etag}/${e.size}`, e]));
+      // Streamed: only the entries in range are held, not the whole index.
+      const hashed = new Map<string, ObjectIndexEntry>();
+      await forEachJsonArrayEntry<ObjectIndexEntry>(store, objectIndexKey(id), (e) => {
+        if (e.sha256 && (!partition || inRange(e.key, partition))) hashed.set(`${e.etag}/${e.size}`, e);
+      });
+      if (hashed.size > 0) return hashed;
     }
     return new Map();
   }
@@ -249,7 +263,7 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     const existing = await store.getJson<ObjectBackupManifest>(objectsManifestKey(input.backupId));
     if (existing) return existing;
     const part = await mirrorPart(input.backupId);
-    return writeObjectManifest(input.backupId, part);
+    return writeObjectManifest(input.backupId, part.entries, part);
   }
 
   /**
@@ -279,13 +293,16 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
         `partition must be {index, of, after?, through?} with 0 ≤ index < of, got ${JSON.stringify(input.partition)}`,
       );
     const key = objectPartitionKey(input.backupId, index!, of!);
-    const done = await store.getJson<MirrorPart>(key);
-    if (done) return summaryOf(done);
+    const done = await store.getJson<StoredPartition>(key);
+    if (done) return 'entries' in done ? summaryOf(done) : summaryOnly(done);
     if (await store.getJson<ObjectBackupManifest>(objectsManifestKey(input.backupId)))
       throw fail(ErrorType.InvalidInput, `backup ${input.backupId}'s object mirror is already complete`);
     const part = await mirrorPart(input.backupId, input.partition);
-    await store.putJson(key, part);
-    return summaryOf(part);
+    const entriesKey = key.replace(/\.json$/, '.entries.json');
+    await putJsonArray(store, { key: entriesKey, workDir: path.join(config.workDir, 'index') }, part.entries);
+    const summary = summaryOf(part);
+    await store.putJson(key, { ...summary, entriesKey } satisfies StoredPartition);
+    return summary;
   }
 
   /** Merges every partition's entries into the backup's index and writes its manifest. Idempotent. */
@@ -296,23 +313,32 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     requireBackupId(input.backupId);
     const existing = await store.getJson<ObjectBackupManifest>(objectsManifestKey(input.backupId));
     if (existing) return existing;
-    const merged: MirrorPart = { entries: [], copied: 0, alreadyMirrored: 0, blobsWritten: 0 };
-    for (let index = 0; index < input.partitions; index++) {
-      const part = await store.getJson<MirrorPart>(
-        objectPartitionKey(input.backupId, index, input.partitions),
-      );
-      if (!part)
-        throw fail(
-          ErrorType.BackupCorrupt,
-          `backup ${input.backupId}: partition ${index} of ${input.partitions} of the object mirror is missing`,
+    // Partitions are consecutive key ranges, each sorted: one after another they are the index,
+    // in order. One partition's entries are in memory at a time.
+    const totals = { copied: 0, alreadyMirrored: 0, blobsWritten: 0 };
+    async function* entriesOfPartitions(): AsyncGenerator<ObjectIndexEntry> {
+      for (let index = 0; index < input.partitions; index++) {
+        const missing = () =>
+          fail(
+            ErrorType.BackupCorrupt,
+            `backup ${input.backupId}: partition ${index} of ${input.partitions} of the object mirror is missing`,
+          );
+        const part = await store.getJson<StoredPartition>(
+          objectPartitionKey(input.backupId, index, input.partitions),
         );
-      merged.entries.push(...part.entries);
-      merged.copied += part.copied;
-      merged.alreadyMirrored += part.alreadyMirrored;
-      merged.blobsWritten += part.blobsWritten;
+        if (!part) throw missing();
+        totals.copied += part.copied;
+        totals.alreadyMirrored += part.alreadyMirrored;
+        totals.blobsWritten += part.blobsWritten;
+        if ('entries' in part) yield* part.entries;
+        else {
+          const entries = await openJsonArray<ObjectIndexEntry>(store, part.entriesKey);
+          if (!entries) throw missing();
+          yield* entries;
+        }
+      }
     }
-    merged.entries.sort((a, b) => s3KeyOrder(a.key, b.key));
-    const manifest = await writeObjectManifest(input.backupId, merged);
+    const manifest = await writeObjectManifest(input.backupId, entriesOfPartitions(), totals);
     await store.removePrefix(objectPartitionsPrefix(input.backupId));
     return manifest;
   }
@@ -352,8 +378,27 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     };
   }
 
-  async function writeObjectManifest(backupId: string, part: MirrorPart): Promise<ObjectBackupManifest> {
-    await store.putJson(objectIndexKey(backupId), part.entries);
+  /**
+   * Writes the index from `entries` (in key order), then the manifest that makes the mirror
+   * complete; `totals` are read once the entries are all written.
+   */
+  async function writeObjectManifest(
+    backupId: string,
+    entries: Iterable<ObjectIndexEntry> | AsyncIterable<ObjectIndexEntry>,
+    totals: Pick<MirrorPart, 'copied' | 'alreadyMirrored' | 'blobsWritten'>,
+  ): Promise<ObjectBackupManifest> {
+    let bytes = 0;
+    async function* counted() {
+      for await (const e of entries) {
+        bytes += e.size;
+        yield e;
+      }
+    }
+    const objects = await putJsonArray(
+      store,
+      { key: objectIndexKey(backupId), workDir: path.join(config.workDir, 'index') },
+      counted(),
+    );
     const manifest: ObjectBackupManifest = {
       kind: 'objects',
       formatVersion: 1,
@@ -361,11 +406,11 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
       createdAt: new Date().toISOString(),
       bucket,
       prefixes: config.backupPrefixes,
-      objects: part.entries.length,
-      bytes: part.entries.reduce((n, e) => n + e.size, 0),
-      copied: part.copied,
-      alreadyMirrored: part.alreadyMirrored,
-      blobsWritten: part.blobsWritten,
+      objects,
+      bytes,
+      copied: totals.copied,
+      alreadyMirrored: totals.alreadyMirrored,
+      blobsWritten: totals.blobsWritten,
       indexKey: objectIndexKey(backupId),
     };
     await store.putJson(objectsManifestKey(backupId), manifest);
@@ -375,7 +420,6 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
 
   /** The mirror itself, of the whole bucket or one partition: its entries, sorted by key. */
   async function mirrorPart(backupId: string, partition?: MirrorPartition): Promise<MirrorPart> {
-    const input = { backupId };
     await store.ensureReady();
     const listing = await listSource(partition);
     // A blob retention has marked as unreferenced may be swept before this mirror's index names
@@ -384,10 +428,10 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     // after they stayed unreferenced for the grace period. So no blob is listed.
     const marked = (await store.getJson<Record<string, string>>(BLOB_GC_CANDIDATES_KEY)) ?? {};
     const reusable = (blob: string) => marked[blob] === undefined;
-    const previous = await knownContent(input.backupId, await store.listChildren('objects/'), partition);
+    const previous = await knownContent(backupId, await store.listChildren('objects/'), partition);
     // Entries this backup (this partition) already hashed and stored before a retry.
     const progressPrefix =
-      objectProgressPrefix(input.backupId) + (partition ? `${partition.index}-of-${partition.of}/` : '');
+      objectProgressPrefix(backupId) + (partition ? `${partition.index}-of-${partition.of}/` : '');
     const checkpointed = new Map<string, ObjectIndexEntry>();
     const checkpoints = (await store.list(progressPrefix))
       .map((o) => o.key)
@@ -416,13 +460,12 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     const spoolDir = path.join(
       config.workDir,
       'mirror',
-      shortTag(input.backupId) + (partition ? `-${partition.index}` : ''),
+      shortTag(backupId) + (partition ? `-${partition.index}` : ''),
     );
     let copied = 0;
     let bytes = 0;
     let blobsWritten = 0;
     let concurrency = Math.min(INITIAL_TRANSFERS, config.transferConcurrency);
-    const budget = memoryBudget(TRANSFER_MEMORY_BYTES);
     let fresh: ObjectIndexEntry[] = [];
     let lastCheckpoint = Date.now();
     let checkpointing = false;
@@ -514,7 +557,7 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
   async function readIndex(backupId: string): Promise<ObjectIndexEntry[]> {
     if (!BACKUP_ID_PATTERN.test(backupId))
       throw fail(ErrorType.InvalidInput, `"${backupId}" is not a backup id`);
-    const index = await store.getJson<ObjectIndexEntry[]>(objectIndexKey(backupId));
+    const index = await readJsonArray<ObjectIndexEntry>(store, objectIndexKey(backupId));
     if (!index) throw fail(ErrorType.BackupNotFound, `backup ${backupId} has no object index`);
     return index;
   }
@@ -649,7 +692,6 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     let copied = 0;
     let movedAside = 0;
     let concurrency = Math.min(INITIAL_TRANSFERS, config.transferConcurrency);
-    const budget = memoryBudget(TRANSFER_MEMORY_BYTES);
     await withHeartbeats(
       () => ({
         stage: 'restoring objects',
@@ -747,13 +789,12 @@ export function createObjectStoreActivities({ config, store, s3 }: ObjectStoreDe
     backupId: string;
     verifyId: string;
   }): Promise<{ ok: boolean; problems: string[]; objects: number }> {
-    const index = await store.getJson<ObjectIndexEntry[]>(objectIndexKey(input.backupId));
+    const index = await readJsonArray<ObjectIndexEntry>(store, objectIndexKey(input.backupId));
     if (!index) return { ok: false, problems: [`no object backup ${input.backupId}`], objects: 0 };
     const scratch = scratchBucket(input.verifyId);
     const problems: string[] = [];
     await removeBucket(s3, scratch);
     await s3.makeBucket(scratch, config.s3.region);
-    const budget = memoryBudget(TRANSFER_MEMORY_BYTES);
     try {
       let done = 0;
       await withHeartbeats(

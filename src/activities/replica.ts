@@ -24,7 +24,8 @@ import type {
   RedisBackupManifest,
 } from '../domain/manifests';
 import type { BackupStore, StoredObject } from '../infra/backupStore';
-import { memoryBudget } from '../infra/adaptive';
+import { memoryBudget, TRANSFER_MEMORY_BYTES, type MemoryBudget } from '../infra/adaptive';
+import { readJsonArray } from '../infra/jsonArrays';
 import { digesting, hashStream, mapLimit, unlessStreamFails } from '../infra/s3';
 import { uploadMemory } from '../infra/s3Upload';
 import type { BackupStores } from '../infra/stores';
@@ -56,16 +57,17 @@ export interface ReplicaRecord {
 
 const blobSha256 = (key: string) => /^objects\/blobs\/sha256-([0-9a-f]{64})-\d+$/.exec(key)?.[1];
 
-/** The most bytes the replica copy holds in memory at once, however many copies run. */
-const REPLICA_MEMORY_BYTES = 128 * 1024 * 1024;
-
 export function createReplicaActivities({
   stores,
   config,
+  transferMemory,
 }: {
   stores: BackupStores;
   config: { transferConcurrency: number };
+  /** The worker's transfer memory, shared with its other transfers (one of its own when not given). */
+  transferMemory?: MemoryBudget;
 }) {
+  const budget = transferMemory ?? memoryBudget(TRANSFER_MEMORY_BYTES);
   /** Copies one key unless the replica has it at that size (or `always`); returns whether it copied. */
   async function copyKey(
     from: BackupStore,
@@ -113,7 +115,7 @@ export function createReplicaActivities({
       );
     const pg = await primary.getJson<PostgresManifest>(postgresManifestKey(input.backupId));
     const redis = await primary.getJson<RedisBackupManifest>(redisManifestKey(input.backupId));
-    const index = await primary.getJson<ObjectIndexEntry[]>(objectIndexKey(input.backupId));
+    const index = await readJsonArray<ObjectIndexEntry>(primary, objectIndexKey(input.backupId));
     if (!pg || !redis || !index)
       throw fail(
         ErrorType.BackupCorrupt,
@@ -139,7 +141,6 @@ export function createReplicaActivities({
     const marked = (await replica.getJson<Record<string, string>>(BLOB_GC_CANDIDATES_KEY)) ?? {};
     const progress = () => ({ phase: 'copying to the replica', ...report, of: own.length + blobs.length });
     // Copies stream store to store; an S3 replica holds up to a part per copy (infra/s3Upload.ts).
-    const budget = memoryBudget(REPLICA_MEMORY_BYTES);
     await withHeartbeats(progress, async () => {
       await mapLimit(blobs, config.transferConcurrency, async (blob) => {
         const copied = await budget.within(uploadMemory(blob.size), () =>

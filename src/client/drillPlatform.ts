@@ -5,7 +5,7 @@
  */
 import { appendFileSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { startDaemon } from '../infra/processes';
+import { startDaemon, workerCommand } from '../infra/processes';
 import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
 import { startReferenceService } from '../reference/supervisor';
@@ -110,9 +110,10 @@ export async function withDrillPlatform(
     };
     if (options.keep) envFileWritten = await writeEnvFile(stack, env);
     const workerLog = path.join(stack.dir, 'worker.log');
-    const worker = startDaemon('worker', process.execPath, [path.join(__dirname, '..', 'worker.js')], {
+    const launch = workerCommand();
+    const worker = startDaemon('worker', launch.file, launch.args, {
       log: workerLog,
-      env,
+      env: { ...env, ...launch.env },
     });
     appendFileSync(stack.extraPidsFile, `${worker.pid}\n`);
     await waitForWorker(workerLog);

@@ -107,6 +107,15 @@ export async function mapAdaptive<T>(
 }
 
 /**
+ * The bytes one worker's object transfers (mirror, restore, verification, replica copy) hold in
+ * memory at once, all of them together: small objects whole, big ones a part at a time
+ * (infra/s3Upload.ts), whatever their concurrency climbs to and however many run side by side.
+ */
+export const TRANSFER_MEMORY_BYTES = 128 * 1024 * 1024;
+
+export type MemoryBudget = ReturnType<typeof memoryBudget>;
+
+/**
  * A budget of bytes in memory shared by concurrent transfers: `within(n, work)` waits until `n`
  * bytes are free (a request for more than the whole budget waits until it is all free, then
  * runs alone), so however high concurrency climbs, transfers hold at most the budget.

@@ -7,6 +7,20 @@
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
+
+/**
+ * How the worker is started where this package starts one (the drill, the tests): through
+ * scripts/worker, as production runs it, with its memory settings; it execs node, so the pid is
+ * the worker's. `env` is what to add to the worker's settings (the node running this process).
+ */
+export function workerCommand(): { file: string; args: string[]; env: Record<string, string> } {
+  return {
+    file: 'bash',
+    args: [path.join(__dirname, '..', '..', 'scripts', 'worker')],
+    env: { NODE: process.execPath },
+  };
+}
 
 export interface Daemon {
   name: string;

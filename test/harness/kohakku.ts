@@ -15,6 +15,7 @@ import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { Redis } from 'ioredis';
 import * as Minio from 'minio';
 import { Client } from 'pg';
+import { workerCommand } from '../../src/infra/processes';
 import { removeBucket, s3Client } from '../../src/infra/s3';
 import type { ReferenceModel } from '../../src/reference/model';
 import { referenceModelOn, workerEnvFor } from '../../src/reference/onStack';
@@ -224,10 +225,11 @@ export interface WorkerProcess {
   kill(): Promise<void>;
 }
 
-/** Starts `node dist/worker.js` as its own process and waits until it polls. */
+/** Starts the worker as production does (scripts/worker) as its own process and waits until it polls. */
 export async function startWorker(env: Record<string, string>): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [path.join(DIST, 'worker.js')], {
-    env: { ...process.env, ...env },
+  const launch = workerCommand();
+  const child = spawn(launch.file, launch.args, {
+    env: { ...process.env, ...env, ...launch.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
