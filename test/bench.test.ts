@@ -21,6 +21,7 @@ test('the small benchmarks run every comparison against its baselines and write 
       'verified restore',
       'nightly backup (Postgres, Redis, objects)',
       'what verification adds (no baseline verifies)',
+      'full-cluster recovery (RTO)',
     ]);
     for (const c of result.comparisons) {
       expect(c.ours.seconds).toHaveLength(2);
@@ -31,10 +32,13 @@ test('the small benchmarks run every comparison against its baselines and write 
     }
     const [file] = await fs.readdir(path.join(out, 'results'));
     const written = JSON.parse(await fs.readFile(path.join(out, 'results', file!), 'utf8')) as BenchResult;
-    expect(written.comparisons).toHaveLength(8);
+    expect(written.comparisons).toHaveLength(9);
     const summary = await fs.readFile(path.join(out, 'README.md'), 'utf8');
     expect(summary).toContain('| requeue lost tasks |');
-    expect(summary.split('\n').filter((l) => /\| \d+\.\d\d \|$/.test(l))).toHaveLength(14);
+    expect(summary.split('\n').filter((l) => /\| \d+\.\d\d \|$/.test(l))).toHaveLength(15);
+    expect(summary).toMatch(
+      /- full-cluster recovery: of kohakku-dr's [\d.]+ s .* orchestrating between them\./,
+    );
   } finally {
     await fs.rm(out, { recursive: true, force: true });
   }

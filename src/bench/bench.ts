@@ -18,16 +18,16 @@
  *     against `createdb` + `pg_restore -j 2` of the same dump, and `pg_restore --clean` over the
  *     database in place, neither of which checks anything;
  *   - the nightly backup's backup step (three workflows on a worker in this process) against the
- *     runbook's cron entries (scripts/baselines/nightly-cron.sh), and what verification adds.
+ *     runbook's cron entries (scripts/baselines/nightly-cron.sh), and what verification adds;
+ *   - the full-cluster recovery against the runbook's commands in a shell script
+ *     (scripts/baselines/full-cluster.sh), with the services and agents running
+ *     (src/bench/fullCluster.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
 import { Redis } from 'ioredis';
 import { createActivities } from '../activities';
-import { createDeps } from '../activities/deps';
 import { createObjectStoreActivities } from '../activities/objectStore';
 import { createPostgresActivities } from '../activities/postgres';
 import { createRedisRecoveryActivities } from '../activities/redisRecovery';
@@ -40,19 +40,8 @@ import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
 import { startStack, stopStack, withStackDb, type StackInfo } from '../stack/stack';
 import { objectStoreBackup, postgresBackup, redisBackup, verifyBackupSet } from '../workflows';
-
-export const BENCH_SIZES = {
-  small: { tasks: 20_000, objects: 300, rounds: 2 },
-  medium: { tasks: 1_000_000, objects: 10_000, rounds: 3 },
-} as const;
-export type BenchSize = keyof typeof BENCH_SIZES;
-
-export interface Comparison {
-  name: string;
-  data: string;
-  ours: { what: string; seconds: number[] };
-  baselines: { what: string; seconds: number[]; ratio: number }[];
-}
+import { benchWorker, compare, median, type Comparison } from './compare';
+import { fullClusterComparison } from './fullCluster';
 
 export interface BenchResult {
   size: BenchSize;
@@ -61,53 +50,11 @@ export interface BenchResult {
   comparisons: Comparison[];
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-async function seconds(work: () => Promise<unknown>): Promise<number> {
-  const started = process.hrtime.bigint();
-  await work();
-  return Number(process.hrtime.bigint() - started) / 1e9;
-}
-
-/**
- * Alternates `ours` with each baseline for `rounds` rounds, `reset` before every run (so each
- * starts from the same data), and returns the comparison with median ratios.
- */
-async function compare(options: {
-  name: string;
-  data: string;
-  rounds: number;
-  reset: () => Promise<void>;
-  ours: { what: string; run: () => Promise<unknown> };
-  /** `prepare`: untimed, after the reset (e.g. the database a --clean restore runs over). */
-  baselines: { what: string; run: () => Promise<unknown>; prepare?: () => Promise<unknown> }[];
-}): Promise<Comparison> {
-  const ours: number[] = [];
-  const baselines = options.baselines.map((b) => ({ ...b, seconds: [] as number[] }));
-  for (let round = 0; round < options.rounds; round++) {
-    await options.reset();
-    ours.push(await seconds(options.ours.run));
-    for (const b of baselines) {
-      await options.reset();
-      await b.prepare?.();
-      b.seconds.push(await seconds(b.run));
-    }
-  }
-  const result: Comparison = {
-    name: options.name,
-    data: options.data,
-    ours: { what: options.ours.what, seconds: ours },
-    baselines: baselines.map((b) => ({
-      what: b.what,
-      seconds: b.seconds,
-      ratio: Math.round((median(ours) / median(b.seconds)) * 100) / 100,
-    })),
-  };
-  console.log(`${result.name} (${result.data}): kohakku-dr ${median(ours).toFixed(2)} s`);
-  for (const b of result.baselines)
-    console.log(`   vs ${b.what}: ${median(b.seconds).toFixed(2)} s → ratio ${b.ratio.toFixed(2)}`);
-  return result;
-}
+export const BENCH_SIZES = {
+  small: { tasks: 20_000, objects: 300, rounds: 2 },
+  medium: { tasks: 1_000_000, objects: 10_000, rounds: 3 },
+} as const;
+export type BenchSize = keyof typeof BENCH_SIZES;
 
 /** Lost tasks back to pending: every running task of the seed (no agent checks back). */
 async function requeueComparison(stack: StackInfo, config: Config, rounds: number): Promise<Comparison> {
@@ -378,24 +325,8 @@ async function restoreComparison(stack: StackInfo, config: Config, rounds: numbe
 async function nightlyComparison(stack: StackInfo, config: Config, rounds: number): Promise<Comparison[]> {
   if (config.backupStore.kind !== 's3') throw new Error('the bench stack backs up to S3');
   const backupS3 = config.backupStore.s3;
-  const deps = createDeps(config);
-  const connection = await NativeConnection.connect({ address: config.temporal.address });
-  const taskQueue = 'kohakku-dr-bench';
-  const dataConverter = { payloadConverterPath: require.resolve('../payloadConverter') };
-  const worker = await Worker.create({
-    connection,
-    namespace: config.temporal.namespace,
-    taskQueue,
-    workflowsPath: require.resolve('../workflows'),
-    dataConverter,
-    activities: createActivities(deps),
-  });
-  const clientConnection = await Connection.connect({ address: config.temporal.address });
-  const client = new Client({
-    connection: clientConnection,
-    namespace: config.temporal.namespace,
-    dataConverter,
-  });
+  const bench = await benchWorker(config, 'kohakku-dr-bench');
+  const { deps, client, taskQueue } = bench;
   const exec = createCommandRunner();
   const work = path.join(stack.dir, 'bench-cron');
   let round = 0;
@@ -445,7 +376,7 @@ async function nightlyComparison(stack: StackInfo, config: Config, rounds: numbe
     });
   };
   try {
-    return await worker.runUntil(async () => {
+    return await bench.runUntil(async () => {
       const backups = await compare({
         name: 'nightly backup (Postgres, Redis, objects)',
         data: `both databases, Redis, bucket ${config.kohakkuBucket}`,
@@ -475,9 +406,7 @@ async function nightlyComparison(stack: StackInfo, config: Config, rounds: numbe
       return [backups, verification];
     });
   } finally {
-    await clientConnection.close();
-    await connection.close();
-    await deps.close();
+    await bench.close();
   }
 }
 
@@ -499,6 +428,8 @@ function summaryTable(result: BenchResult): string {
       lines.push(
         `| ${c.name} | ${c.data} | ${c.ours.what} | ${b.what} | ${median(c.ours.seconds).toFixed(2)} | ${median(b.seconds).toFixed(2)} | ${b.ratio.toFixed(2)} |`,
       );
+  const notes = result.comparisons.flatMap((c) => c.notes ?? []);
+  if (notes.length > 0) lines.push('', ...notes.map((n) => `- ${n}`));
   return lines.join('\n') + '\n';
 }
 
@@ -516,6 +447,7 @@ export async function runBenchmarks(size: BenchSize, outDir: string): Promise<Be
       ...(await mirrorComparisons(stack, config, objects, rounds)),
       await restoreComparison(stack, config, rounds),
       ...(await nightlyComparison(stack, config, rounds)),
+      await fullClusterComparison({ stack, model, config, rounds }),
     ];
     const result: BenchResult = {
       size,

@@ -181,6 +181,21 @@ export function s3BackupStore(
 }
 
 export function dirBackupStore(root: string): BackupStore {
+  /** Directories this store made; `work` runs in one, making it first when it is not known (or is gone). */
+  const made = new Set<string>();
+  const inDirectory = async <T>(dir: string, work: () => Promise<T>): Promise<T> => {
+    if (made.has(dir)) {
+      try {
+        return await work();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        made.delete(dir);
+      }
+    }
+    await fs.mkdir(dir, { recursive: true });
+    made.add(dir);
+    return work();
+  };
   const full = (key: string) => {
     const resolved = path.resolve(root, key);
     if (!resolved.startsWith(path.resolve(root) + path.sep))
@@ -212,19 +227,26 @@ export function dirBackupStore(root: string): BackupStore {
     },
     async putContent({ stream, keyOf, alreadyStored }) {
       // Written once, beside the keys (same file system, so the rename is atomic), never spooled.
+      // Per object: the file written, then renamed; directories are made once (a mirror stores
+      // thousands of blobs into one), again only when one has gone.
       const incoming = path.join(root, '.incoming');
-      await fs.mkdir(incoming, { recursive: true });
       const partial = path.join(incoming, uniqueName());
+      let renamed = false;
       try {
-        await pipeline(stream, createWriteStream(partial));
+        // Not retried here (the stream is consumed): a gone directory fails this put, and the next makes it again.
+        if (!made.has(incoming)) await inDirectory(incoming, async () => undefined);
+        await pipeline(stream, createWriteStream(partial)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') made.delete(incoming);
+          throw err;
+        });
         const key = keyOf();
         if (alreadyStored(key)) return { key, written: false };
         const target = full(key);
-        await fs.mkdir(path.dirname(target), { recursive: true });
-        await fs.rename(partial, target);
+        await inDirectory(path.dirname(target), () => fs.rename(partial, target));
+        renamed = true;
         return { key, written: true };
       } finally {
-        await fs.rm(partial, { force: true });
+        if (!renamed) await fs.rm(partial, { force: true });
       }
     },
     async removeKeys(keys) {

@@ -1,0 +1,100 @@
+/**
+ * What every benchmark comparison shares (src/bench/bench.ts, src/bench/fullCluster.ts): timing
+ * both sides in alternating rounds from the same reset, the median ratio, and a kohakku-dr worker
+ * in the benchmark's own process for the comparisons that run workflows.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities } from '../activities';
+import { createDeps } from '../activities/deps';
+import type { Config } from '../config';
+
+export interface Comparison {
+  name: string;
+  data: string;
+  ours: { what: string; seconds: number[] };
+  baselines: { what: string; seconds: number[]; ratio: number }[];
+  /** Figures beside the times (e.g. where a recovery's time went), printed under the table. */
+  notes?: string[];
+}
+
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+export async function seconds(work: () => Promise<unknown>): Promise<number> {
+  const started = process.hrtime.bigint();
+  await work();
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+/**
+ * Alternates `ours` with each baseline for `rounds` rounds, `reset` before every run (so each
+ * starts from the same data), and returns the comparison with median ratios.
+ */
+export async function compare(options: {
+  name: string;
+  data: string;
+  rounds: number;
+  reset: () => Promise<void>;
+  ours: { what: string; run: () => Promise<unknown> };
+  /** `prepare`: untimed, after the reset (e.g. the database a --clean restore runs over). */
+  baselines: { what: string; run: () => Promise<unknown>; prepare?: () => Promise<unknown> }[];
+}): Promise<Comparison> {
+  const ours: number[] = [];
+  const baselines = options.baselines.map((b) => ({ ...b, seconds: [] as number[] }));
+  for (let round = 0; round < options.rounds; round++) {
+    await options.reset();
+    ours.push(await seconds(options.ours.run));
+    for (const b of baselines) {
+      await options.reset();
+      await b.prepare?.();
+      b.seconds.push(await seconds(b.run));
+    }
+  }
+  const result: Comparison = {
+    name: options.name,
+    data: options.data,
+    ours: { what: options.ours.what, seconds: ours },
+    baselines: baselines.map((b) => ({
+      what: b.what,
+      seconds: b.seconds,
+      ratio: Math.round((median(ours) / median(b.seconds)) * 100) / 100,
+    })),
+  };
+  console.log(`${result.name} (${result.data}): kohakku-dr ${median(ours).toFixed(2)} s`);
+  for (const b of result.baselines)
+    console.log(`   vs ${b.what}: ${median(b.seconds).toFixed(2)} s → ratio ${b.ratio.toFixed(2)}`);
+  return result;
+}
+
+/** A kohakku-dr worker in this process on its own task queue, and a client to start workflows on it. */
+export async function benchWorker(config: Config, taskQueue: string) {
+  const deps = createDeps(config);
+  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  const dataConverter = { payloadConverterPath: require.resolve('../payloadConverter') };
+  const worker = await Worker.create({
+    connection,
+    namespace: config.temporal.namespace,
+    taskQueue,
+    workflowsPath: require.resolve('../workflows'),
+    dataConverter,
+    activities: createActivities(deps),
+  });
+  const clientConnection = await Connection.connect({ address: config.temporal.address });
+  const client = new Client({
+    connection: clientConnection,
+    namespace: config.temporal.namespace,
+    dataConverter,
+  });
+  return {
+    deps,
+    client,
+    taskQueue,
+    /** Runs `work` while the worker polls; stops it after. */
+    runUntil: <T>(work: () => Promise<T>) => worker.runUntil(work),
+    async close() {
+      await clientConnection.close();
+      await connection.close();
+      await deps.close();
+    },
+  };
+}

@@ -1,0 +1,257 @@
+/**
+ * The full-cluster recovery against a shell script of the runbook's commands
+ * (scripts/baselines/full-cluster.sh), on the same stack and the same reference Kohakku with its
+ * services and agents running: before every run the whole cluster is lost for real (services
+ * SIGKILLed, both databases dropped, Redis killed with its files, Kohakku's S3 server killed
+ * with its data), then one side recovers it. Both wait the same check-in grace period, and both
+ * must end in the same state (lost tasks pending, every pending task queued once, only live
+ * agents registered) or the benchmark fails.
+ *
+ * Besides the RTO ratio it reports where kohakku-dr's time went, from the workflow's history:
+ * inside activities (the tools: pg_restore, the copies, the checks), in the grace timer, and the
+ * rest — orchestration (scheduling, history, polling between steps).
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { Redis } from 'ioredis';
+import type { Config, S3Connection } from '../config';
+import { createCommandRunner } from '../infra/exec';
+import { signalDaemon } from '../infra/processes';
+import { referenceScript, seededStatus, type ReferenceModel } from '../reference/model';
+import { servicePid, startReferenceService, stopReferenceServices } from '../reference/supervisor';
+import { killRedis, loseS3Server, readStack, withStackDb, type StackInfo } from '../stack/stack';
+import { fullCluster, nightlyBackup } from '../workflows';
+import type { FullClusterResult } from '../workflows/fullCluster';
+import { benchWorker, compare, median, type Comparison } from './compare';
+
+/** The agents' check-in grace period both sides wait. */
+const GRACE_SECONDS = 10;
+
+type HistoryEvent = NonNullable<
+  Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>['events']
+>[number];
+
+const ms = (t: HistoryEvent['eventTime']) =>
+  Number(t?.seconds ?? 0) * 1000 + Math.floor((t?.nanos ?? 0) / 1e6);
+
+/** Total length of the union of intervals. */
+function covered(intervals: [number, number][]): number {
+  let total = 0;
+  let end = -Infinity;
+  for (const [a, b] of [...intervals].sort((x, y) => x[0] - y[0])) {
+    if (b <= end) continue;
+    total += b - Math.max(a, end);
+    end = b;
+  }
+  return total;
+}
+
+/** Where a run's time went: in activities, in timers, and the rest (orchestration), in ms. */
+export function timeShares(events: HistoryEvent[]): { wallMs: number; activityMs: number; timerMs: number } {
+  const started = new Map<string, number>();
+  const timers = new Map<string, number>();
+  const activity: [number, number][] = [];
+  const timer: [number, number][] = [];
+  for (const e of events) {
+    const at = ms(e.eventTime);
+    if (e.activityTaskStartedEventAttributes)
+      started.set(String(e.activityTaskStartedEventAttributes.scheduledEventId), at);
+    const closed =
+      e.activityTaskCompletedEventAttributes ??
+      e.activityTaskFailedEventAttributes ??
+      e.activityTaskTimedOutEventAttributes;
+    if (closed) {
+      const from = started.get(String(closed.scheduledEventId));
+      if (from !== undefined) activity.push([from, at]);
+    }
+    if (e.timerStartedEventAttributes) timers.set(e.timerStartedEventAttributes.timerId ?? '', at);
+    const fired = e.timerFiredEventAttributes;
+    if (fired) {
+      const from = timers.get(fired.timerId ?? '');
+      if (from !== undefined) timer.push([from, at]);
+    }
+  }
+  const wallMs = ms(events[events.length - 1]?.eventTime) - ms(events[0]?.eventTime);
+  return { wallMs, activityMs: covered(activity), timerMs: covered(timer) };
+}
+
+export async function fullClusterComparison(options: {
+  stack: StackInfo;
+  model: ReferenceModel;
+  config: Config;
+  rounds: number;
+}): Promise<Comparison> {
+  const { stack, model, config, rounds } = options;
+  if (config.backupStore.kind !== 's3') throw new Error('the bench stack backs up to S3');
+  // The seed's in-flight tasks as they were before the requeue comparison sent them all back to
+  // pending (it keeps them in bench_running): live ones with agents checking in, lost ones without.
+  await withStackDb(stack, config.postgres.databases.controller, (c) =>
+    c.query(
+      `UPDATE tasks_task t SET status = 'running', container = r.container, progress = r.progress FROM bench_running r WHERE t.id = r.id`,
+    ),
+  );
+  for (const service of ['controller', 'dispatcher', 'monitor', 'agents', 'temporal'] as const)
+    await startReferenceService(model, service, {
+      pidsFile: stack.extraPidsFile,
+      monitorIntervalSeconds: 2,
+      agentIntervalSeconds: 2,
+    });
+  const bench = await benchWorker(config, 'kohakku-dr-bench-cluster');
+  const exec = createCommandRunner();
+  const work = path.join(stack.dir, 'bench-cluster');
+  const stamp = 'cluster';
+  const remote = (name: string, c: S3Connection) => ({
+    [`RCLONE_CONFIG_${name}_TYPE`]: 's3',
+    [`RCLONE_CONFIG_${name}_PROVIDER`]: 'Other',
+    [`RCLONE_CONFIG_${name}_ENDPOINT`]: `${c.useSSL ? 'https' : 'http'}://${c.endPoint}:${c.port}`,
+    [`RCLONE_CONFIG_${name}_ACCESS_KEY_ID`]: c.accessKey,
+    [`RCLONE_CONFIG_${name}_SECRET_ACCESS_KEY`]: c.secretKey,
+    [`RCLONE_CONFIG_${name}_FORCE_PATH_STYLE`]: 'true',
+  });
+  const backupS3 = config.backupStore.s3;
+  const scriptEnv = {
+    PATH: `${config.postgres.binDir ?? ''}:${process.env.PATH ?? ''}`,
+    HOME: work,
+    PGHOST: config.postgres.host,
+    PGPORT: String(config.postgres.port),
+    PGUSER: config.postgres.user,
+    CONTROLLER_DB: config.postgres.databases.controller,
+    DISPATCHER_DB: config.postgres.databases.dispatcher,
+    REDIS_DATA_DIR: stack.redis.dir,
+    KOHAKKU_BUCKET: config.kohakkuBucket,
+    BACKUP_BUCKET: config.backupStore.bucket,
+    STAMP: stamp,
+    WORK_DIR: work,
+    RCLONE_CA_CERT: backupS3.caFile ?? '',
+    ...remote('SRC', config.s3),
+    ...remote('DST', backupS3),
+  };
+  const script = (name: string, extra: Record<string, string>) =>
+    exec('bash', [path.resolve(__dirname, '../../scripts/baselines', name)], {
+      isolatedEnv: true,
+      env: { ...scriptEnv, ...extra },
+    });
+  const shares: { wallMs: number; activityMs: number; timerMs: number }[] = [];
+  const stepTimes: FullClusterResult['steps'][] = [];
+  let run = 0;
+  try {
+    return await bench.runUntil(async () => {
+      // Each side's backup, once: the nightly backup workflow, and the runbook's cron entries.
+      const nightly = await bench.client.workflow.execute(nightlyBackup, {
+        taskQueue: bench.taskQueue,
+        workflowId: 'bench-cluster-nightly',
+        args: [],
+      });
+      await fs.mkdir(work, { recursive: true });
+      await script('nightly-cron.sh', { REDIS_PORT: String(readStack(stack.dir).redis.port) });
+
+      const disaster = async () => {
+        for (const service of ['controller', 'dispatcher', 'monitor', 'temporal'] as const) {
+          const pid = servicePid(model.stateDir, service);
+          if (pid) signalDaemon(pid, 'SIGKILL');
+        }
+        for (const db of [model.postgres.controllerDb, model.postgres.dispatcherDb])
+          await withStackDb(stack, 'postgres', (c) =>
+            c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(db)} WITH (FORCE)`),
+          );
+        await killRedis(stack.dir, { deleteFiles: true });
+        await loseS3Server(stack.dir, 'minio');
+        await fs.rm(work, { recursive: true, force: true });
+        await fs.mkdir(work, { recursive: true });
+      };
+      const ours = async () => {
+        const handle = await bench.client.workflow.start(fullCluster, {
+          taskQueue: bench.taskQueue,
+          workflowId: `bench-cluster-recover-${run++}`,
+          args: [
+            {
+              checkInGraceSeconds: GRACE_SECONDS,
+              startDeadlineSeconds: 60,
+              registrationDeadlineSeconds: 20,
+              incidentAt: new Date().toISOString(),
+            },
+          ],
+        });
+        const result = (await handle.result()) as FullClusterResult;
+        shares.push(timeShares((await handle.fetchHistory()).events ?? []));
+        stepTimes.push(result.steps);
+        await expectRecovered('kohakku-dr');
+      };
+      const baseline = async () => {
+        await script('full-cluster.sh', {
+          REDIS_PORT: String(readStack(stack.dir).redis.port),
+          SERVICECTL: `${process.execPath} ${referenceScript('servicectl')} ${model.stateDir}`,
+          HEALTH_URLS: (['controller', 'dispatcher', 'monitor'] as const)
+            .map((s) => `http://127.0.0.1:${model.ports[s]}/healthz`)
+            .join(' '),
+          GRACE_SECONDS: String(GRACE_SECONDS),
+          QUEUE_KEY: config.model.queueKey,
+          QUEUE_DEPTH_KEY: config.model.queueDepthKey,
+          AGENT_KEY_PREFIX: config.model.agentKeyPrefix,
+        });
+        await expectRecovered('the shell script');
+      };
+      /** Both sides must leave the same state: lost tasks pending, each pending task queued once, live agents registered. */
+      const expectRecovered = async (who: string) => {
+        const tasks = await withStackDb(stack, model.postgres.controllerDb, async (c) => {
+          return (await c.query<{ id: string; status: string }>('SELECT id, status FROM tasks_task')).rows;
+        });
+        const redis = new Redis({ port: readStack(stack.dir).redis.port });
+        try {
+          const queue = await redis.lrange(config.model.queueKey, 0, -1);
+          const pending = tasks.filter((t) => t.status === 'pending');
+          const lostStill = tasks.filter(
+            (t) => seededStatus(Number(t.id)) === 'running-lost' && t.status !== 'pending',
+          );
+          const problems = [
+            ...(queue.length !== pending.length || new Set(queue).size !== queue.length
+              ? [`queue holds ${queue.length} ids for ${pending.length} pending tasks`]
+              : []),
+            ...(lostStill.length > 0 ? [`${lostStill.length} lost tasks are not pending`] : []),
+          ];
+          if (problems.length > 0)
+            throw new Error(`${who} did not recover the cluster: ${problems.join('; ')}`);
+        } finally {
+          redis.disconnect();
+        }
+      };
+      const comparison = await compare({
+        name: 'full-cluster recovery (RTO)',
+        data: `the whole cluster lost, ${GRACE_SECONDS} s check-in grace on both sides`,
+        rounds,
+        reset: disaster,
+        ours: { what: `fullCluster workflow from verified set ${nightly.set.id}`, run: ours },
+        baselines: [
+          {
+            what: "the runbook's commands in a shell script (pg_restore -j 2, rclone sync, …)",
+            run: baseline,
+          },
+        ],
+      });
+      const wall = median(shares.map((s) => s.wallMs));
+      const inActivities = median(shares.map((s) => s.activityMs));
+      const inTimers = median(shares.map((s) => s.timerMs));
+      const orchestration = Math.max(0, wall - inActivities - inTimers);
+      comparison.notes = [
+        `full-cluster recovery: of kohakku-dr's ${(wall / 1000).toFixed(1)} s (median, from its history) ` +
+          `${(inActivities / 1000).toFixed(1)} s were spent in activities (the tools and checks), ` +
+          `${(inTimers / 1000).toFixed(1)} s in the check-in grace timer and ` +
+          `${(orchestration / 1000).toFixed(1)} s (${Math.round((orchestration / wall) * 100)} %) orchestrating between them.`,
+      ];
+      // The longest steps of the median run (the grace period aside).
+      const medianRun = stepTimes[shares.findIndex((s) => s.wallMs === wall)] ?? stepTimes[0] ?? [];
+      const longest = medianRun
+        .filter((st) => st.durationMs !== undefined && !/grace/.test(st.name))
+        .sort((a, b) => b.durationMs! - a.durationMs!)
+        .slice(0, 4)
+        .map((st) => `${st.name} ${(st.durationMs! / 1000).toFixed(1)} s`);
+      comparison.notes.push(`full-cluster recovery: its longest steps: ${longest.join(', ')}.`);
+      for (const note of comparison.notes) console.log(`   ${note}`);
+      return comparison;
+    });
+  } finally {
+    await bench.close();
+    await stopReferenceServices(model.stateDir);
+  }
+}
