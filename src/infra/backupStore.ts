@@ -62,7 +62,7 @@ function uniqueName(): string {
 
 export interface ContentPut {
   stream: Readable;
-  /** The bytes expected (it only decides between memory and a spool file). */
+  /** The bytes expected (it only decides between memory and a spool file or a stream). */
   size: number;
   keyOf: () => string;
   alreadyStored: (key: string) => boolean;
@@ -225,13 +225,32 @@ export function dirBackupStore(root: string): BackupStore {
       await fs.access(full(key));
       return createReadStream(full(key));
     },
-    async putContent({ stream, keyOf, alreadyStored }) {
+    async putContent({ stream, size, keyOf, alreadyStored }) {
       // Written once, beside the keys (same file system, so the rename is atomic), never spooled.
       // Per object: the file written, then renamed; directories are made once (a mirror stores
-      // thousands of blobs into one), again only when one has gone.
+      // thousands of blobs into one), again only when one has gone. An object up to
+      // CONTENT_IN_MEMORY_BYTES is written in one call from memory (what a mirror of many small
+      // objects spends its time on is per-object work: a write stream costs several more).
       const incoming = path.join(root, '.incoming');
       const partial = path.join(incoming, uniqueName());
       let renamed = false;
+      if (size <= CONTENT_IN_MEMORY_BYTES) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of stream) chunks.push(chunk as Buffer);
+        const key = keyOf();
+        if (alreadyStored(key)) return { key, written: false };
+        const target = full(key);
+        try {
+          await inDirectory(incoming, () =>
+            fs.writeFile(partial, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)),
+          );
+          await inDirectory(path.dirname(target), () => fs.rename(partial, target));
+          renamed = true;
+          return { key, written: true };
+        } finally {
+          if (!renamed) await fs.rm(partial, { force: true });
+        }
+      }
       try {
         // Not retried here (the stream is consumed): a gone directory fails this put, and the next makes it again.
         if (!made.has(incoming)) await inDirectory(incoming, async () => undefined);
