@@ -9,7 +9,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { createDeps } from './activities/deps';
 import { WORKFLOW_BUNDLE } from './bundleWorkflows';
-import { ConfigError, loadConfig } from './config';
+import { ConfigError, loadConfig, type Config } from './config';
 import { checkFailureDomains } from './infra/failureDomains';
 
 /**
@@ -17,14 +17,16 @@ import { checkFailureDomains } from './infra/failureDomains';
  * (scripts/node-memory.sh), or a warning that without them its peak memory may be about twice
  * the README's figures.
  */
-function memorySettings(): string {
+function memorySettings(config: Config): string {
   const heapMiB = Math.round(getHeapStatistics().heap_size_limit / 1048576);
-  const growing = process.execArgv.find((a) => a.startsWith('--heap-growing-percent='));
+  const growing = process.execArgv.find((a) => a.startsWith('--heap-growing-percent='))?.split('=')[1];
   const arenas = process.env.MALLOC_ARENA_MAX;
-  const line = `heap limit ${heapMiB} MiB, heap growth ${growing ? `${growing.split('=')[1]} % over what is alive` : "V8's default"}, MALLOC_ARENA_MAX ${arenas ?? 'unset'}`;
-  return growing && arenas
-    ? `worker memory: ${line}`
-    : `worker memory: ${line} — started without scripts/worker, its peak memory may be twice the README's figures`;
+  const line = `heap limit ${heapMiB} MiB, heap growth ${growing ? `${growing} % over what is alive` : "V8's default"}, MALLOC_ARENA_MAX ${arenas ?? 'unset'}`;
+  if (!growing || !arenas)
+    return `worker memory: ${line} — started without scripts/worker, its peak memory may be twice the README's figures`;
+  if (Number(growing) !== config.temporal.heapGrowingPercent)
+    return `worker memory: ${line} — not WORKER_HEAP_GROWING_PERCENT=${config.temporal.heapGrowingPercent}: start it with scripts/worker and that setting`;
+  return `worker memory: ${line}`;
 }
 
 async function run(): Promise<void> {
@@ -45,7 +47,7 @@ async function run(): Promise<void> {
       activities: createActivities(deps),
       maxConcurrentActivityTaskExecutions: config.temporal.maxConcurrentActivities,
     });
-    console.log(memorySettings());
+    console.log(memorySettings(config));
     console.log(
       `kohakku-dr worker polling ${config.temporal.taskQueue} on ${config.temporal.address} (${config.temporal.namespace})`,
     );

@@ -87,6 +87,14 @@ test('the worker process refuses to start on a bad setting, naming it in one lin
   expect(lines).toEqual([expect.stringContaining('invalid setting POSTGRES_PORT:')]);
 });
 
+test('a heap growth scripts/worker cannot pass to node, or outside 10–400, stops the worker naming the setting', async () => {
+  for (const value of ['abc', '5']) {
+    const { code, lines } = await startWorkerWith({ ...minimal, WORKER_HEAP_GROWING_PERCENT: value });
+    expect(code).toBe(2);
+    expect(lines).toEqual([expect.stringContaining('invalid setting WORKER_HEAP_GROWING_PERCENT:')]);
+  }
+});
+
 test("the worker refuses a backup store on Kohakku's S3 server (by address: localhost = 127.0.0.1) and accepts it only with BACKUP_STORE_ON_KOHAKKU_S3", async () => {
   const shared = {
     ...minimal,
