@@ -31,7 +31,7 @@ import { createActivities } from '../activities';
 import { createObjectStoreActivities } from '../activities/objectStore';
 import { createPostgresActivities } from '../activities/postgres';
 import { createRedisRecoveryActivities } from '../activities/redisRecovery';
-import { loadConfig, type Config, type S3Connection } from '../config';
+import { loadConfig, type Config } from '../config';
 import { backupIdAt } from '../domain/backupIds';
 import { dirBackupStore } from '../infra/backupStore';
 import { createCommandRunner } from '../infra/exec';
@@ -40,7 +40,7 @@ import { referenceModelOn, workerEnvFor } from '../reference/onStack';
 import { seedReferenceKohakku } from '../reference/seed';
 import { startStack, stopStack, withStackDb, type StackInfo } from '../stack/stack';
 import { objectStoreBackup, postgresBackup, redisBackup, verifyBackupSet } from '../workflows';
-import { benchWorker, compare, median, type Comparison } from './compare';
+import { baselineScriptEnv, benchWorker, compare, median, type Comparison } from './compare';
 import { fullClusterComparison } from './fullCluster';
 
 export interface BenchResult {
@@ -325,8 +325,6 @@ async function restoreComparison(stack: StackInfo, config: Config, rounds: numbe
  * sync). Neither verifies here; what verification adds is measured on its own, with no baseline.
  */
 async function nightlyComparison(stack: StackInfo, config: Config, rounds: number): Promise<Comparison[]> {
-  if (config.backupStore.kind !== 's3') throw new Error('the bench stack backs up to S3');
-  const backupS3 = config.backupStore.s3;
   const bench = await benchWorker(config, 'kohakku-dr-bench');
   const { deps, client, taskQueue } = bench;
   const exec = createCommandRunner();
@@ -344,36 +342,14 @@ async function nightlyComparison(stack: StackInfo, config: Config, rounds: numbe
     ]);
     return id;
   };
-  const remote = (name: string, c: S3Connection) => ({
-    [`RCLONE_CONFIG_${name}_TYPE`]: 's3',
-    [`RCLONE_CONFIG_${name}_PROVIDER`]: 'Other',
-    [`RCLONE_CONFIG_${name}_ENDPOINT`]: `${c.useSSL ? 'https' : 'http'}://${c.endPoint}:${c.port}`,
-    [`RCLONE_CONFIG_${name}_ACCESS_KEY_ID`]: c.accessKey,
-    [`RCLONE_CONFIG_${name}_SECRET_ACCESS_KEY`]: c.secretKey,
-    [`RCLONE_CONFIG_${name}_FORCE_PATH_STYLE`]: 'true',
-  });
   const cron = async () => {
     await fs.rm(work, { recursive: true, force: true });
     await fs.mkdir(work, { recursive: true });
     await exec('bash', [path.resolve(__dirname, '../../scripts/baselines/nightly-cron.sh')], {
       isolatedEnv: true,
       env: {
-        PATH: `${config.postgres.binDir ?? ''}:${process.env.PATH ?? ''}`,
-        HOME: work,
-        PGHOST: config.postgres.host,
-        PGPORT: String(config.postgres.port),
-        PGUSER: config.postgres.user,
-        CONTROLLER_DB: config.postgres.databases.controller,
-        DISPATCHER_DB: config.postgres.databases.dispatcher,
+        ...baselineScriptEnv({ stack, config, work, stamp: String(round++) }),
         REDIS_PORT: String(stack.redis.port),
-        REDIS_DATA_DIR: stack.redis.dir,
-        KOHAKKU_BUCKET: config.kohakkuBucket,
-        BACKUP_BUCKET: config.backupStore.kind === 's3' ? config.backupStore.bucket : '',
-        STAMP: String(round++),
-        WORK_DIR: work,
-        RCLONE_CA_CERT: backupS3.caFile ?? '',
-        ...remote('SRC', config.s3),
-        ...remote('DST', backupS3),
       },
     });
   };

@@ -7,7 +7,8 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createDeps } from '../activities/deps';
-import type { Config } from '../config';
+import type { Config, S3Connection } from '../config';
+import type { StackInfo } from '../stack/stack';
 
 export interface Comparison {
   name: string;
@@ -96,5 +97,49 @@ export async function benchWorker(config: Config, taskQueue: string) {
       await connection.close();
       await deps.close();
     },
+  };
+}
+
+/** An rclone remote called `name` on an S3 server, as RCLONE_CONFIG_* variables. */
+export function rcloneRemote(name: string, c: S3Connection): Record<string, string> {
+  return {
+    [`RCLONE_CONFIG_${name}_TYPE`]: 's3',
+    [`RCLONE_CONFIG_${name}_PROVIDER`]: 'Other',
+    [`RCLONE_CONFIG_${name}_ENDPOINT`]: `${c.useSSL ? 'https' : 'http'}://${c.endPoint}:${c.port}`,
+    [`RCLONE_CONFIG_${name}_ACCESS_KEY_ID`]: c.accessKey,
+    [`RCLONE_CONFIG_${name}_SECRET_ACCESS_KEY`]: c.secretKey,
+    [`RCLONE_CONFIG_${name}_FORCE_PATH_STYLE`]: 'true',
+  };
+}
+
+/**
+ * What the shell baselines (scripts/baselines/) read: PostgreSQL, Redis's data directory, the
+ * buckets, a work directory, and rclone's remotes `src` (Kohakku's S3) and `dst` (the backups').
+ */
+export function baselineScriptEnv(options: {
+  stack: StackInfo;
+  config: Config;
+  work: string;
+  stamp: string;
+}): Record<string, string> {
+  const { stack, config, work, stamp } = options;
+  if (config.backupStore.kind !== 's3') throw new Error('the bench stack backs up to S3');
+  const backupS3 = config.backupStore.s3;
+  return {
+    PATH: `${config.postgres.binDir ?? ''}:${process.env.PATH ?? ''}`,
+    HOME: work,
+    PGHOST: config.postgres.host,
+    PGPORT: String(config.postgres.port),
+    PGUSER: config.postgres.user,
+    CONTROLLER_DB: config.postgres.databases.controller,
+    DISPATCHER_DB: config.postgres.databases.dispatcher,
+    REDIS_DATA_DIR: stack.redis.dir,
+    KOHAKKU_BUCKET: config.kohakkuBucket,
+    BACKUP_BUCKET: config.backupStore.bucket,
+    STAMP: stamp,
+    WORK_DIR: work,
+    RCLONE_CA_CERT: backupS3.caFile ?? '',
+    ...rcloneRemote('SRC', config.s3),
+    ...rcloneRemote('DST', backupS3),
   };
 }

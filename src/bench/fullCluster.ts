@@ -16,7 +16,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { Redis } from 'ioredis';
-import type { Config, S3Connection } from '../config';
+import type { Config } from '../config';
 import { createCommandRunner } from '../infra/exec';
 import { signalDaemon } from '../infra/processes';
 import { referenceScript, seededStatus, type ReferenceModel } from '../reference/model';
@@ -24,7 +24,7 @@ import { servicePid, startReferenceService, stopReferenceServices } from '../ref
 import { killRedis, loseS3Server, readStack, withStackDb, type StackInfo } from '../stack/stack';
 import { fullCluster, nightlyBackup } from '../workflows';
 import type { FullClusterResult } from '../workflows/fullCluster';
-import { benchWorker, compare, median, type Comparison } from './compare';
+import { baselineScriptEnv, benchWorker, compare, median, type Comparison } from './compare';
 
 type HistoryEvent = NonNullable<
   Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>['events']
@@ -119,32 +119,7 @@ export async function fullClusterComparison(options: {
   const exec = createCommandRunner();
   const work = path.join(stack.dir, 'bench-cluster');
   const stamp = 'cluster';
-  const remote = (name: string, c: S3Connection) => ({
-    [`RCLONE_CONFIG_${name}_TYPE`]: 's3',
-    [`RCLONE_CONFIG_${name}_PROVIDER`]: 'Other',
-    [`RCLONE_CONFIG_${name}_ENDPOINT`]: `${c.useSSL ? 'https' : 'http'}://${c.endPoint}:${c.port}`,
-    [`RCLONE_CONFIG_${name}_ACCESS_KEY_ID`]: c.accessKey,
-    [`RCLONE_CONFIG_${name}_SECRET_ACCESS_KEY`]: c.secretKey,
-    [`RCLONE_CONFIG_${name}_FORCE_PATH_STYLE`]: 'true',
-  });
-  const backupS3 = config.backupStore.s3;
-  const scriptEnv = {
-    PATH: `${config.postgres.binDir ?? ''}:${process.env.PATH ?? ''}`,
-    HOME: work,
-    PGHOST: config.postgres.host,
-    PGPORT: String(config.postgres.port),
-    PGUSER: config.postgres.user,
-    CONTROLLER_DB: config.postgres.databases.controller,
-    DISPATCHER_DB: config.postgres.databases.dispatcher,
-    REDIS_DATA_DIR: stack.redis.dir,
-    KOHAKKU_BUCKET: config.kohakkuBucket,
-    BACKUP_BUCKET: config.backupStore.bucket,
-    STAMP: stamp,
-    WORK_DIR: work,
-    RCLONE_CA_CERT: backupS3.caFile ?? '',
-    ...remote('SRC', config.s3),
-    ...remote('DST', backupS3),
-  };
+  const scriptEnv = baselineScriptEnv({ stack, config, work, stamp });
   const script = (name: string, extra: Record<string, string>) =>
     exec('bash', [path.resolve(__dirname, '../../scripts/baselines', name)], {
       isolatedEnv: true,
