@@ -72,6 +72,17 @@ test('a damaged index is a typed, non-retryable BackupCorrupt naming the key and
     nonRetryable: true,
     message: expect.stringContaining('cut.json line 3 is not valid JSON'),
   });
+  // Cut at a line's end: not a shorter index.
+  await fs.writeFile(
+    path.join(dir, 'store', 'short.json'),
+    '[\n{"key":"a","size":1},\n{"key":"b","size":2},\n',
+  );
+  await expect(readJsonArray(store, 'short.json')).rejects.toMatchObject({
+    type: 'BackupCorrupt',
+    message: 'short.json ends before its closing ] (after line 3)',
+  });
+  await fs.writeFile(path.join(dir, 'store', 'more.json'), '[\n{"key":"a","size":1}\n]\n{"key":"b"}\n');
+  await expect(readJsonArray(store, 'more.json')).rejects.toMatchObject({ type: 'BackupCorrupt' });
   await fs.writeFile(path.join(dir, 'store', 'object.json'), '{"not": "an array"}');
   await expect(readJsonArray(store, 'object.json')).rejects.toMatchObject({
     type: 'BackupCorrupt',

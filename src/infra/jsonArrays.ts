@@ -37,8 +37,8 @@ export async function putJsonArray<T>(
 ): Promise<number> {
   await fs.mkdir(target.workDir, { recursive: true });
   const file = path.join(target.workDir, `json-array-${process.pid}-${tempSeq++}.json`);
+  const out = createWriteStream(file);
   try {
-    const out = createWriteStream(file);
     const closed = once(out, 'close');
     let count = 0;
     const write = async (text: string) => {
@@ -54,6 +54,9 @@ export async function putJsonArray<T>(
     await closed;
     await store.putFile(target.key, file);
     return count;
+  } catch (err) {
+    out.destroy(); // the items failed (or the store): the file is not kept open
+    throw err;
   } finally {
     await fs.rm(file, { force: true });
   }
@@ -73,7 +76,7 @@ function parse<T>(key: string, text: string, line?: number): T {
 /** One entry-per-line array's lines: `[`, then `{…},` lines, then `]`. */
 function entryOfLine(line: string): string | undefined {
   const text = line.endsWith(',') ? line.slice(0, -1) : line;
-  return text.length > 0 && text !== ']' ? text : undefined;
+  return text.length > 0 ? text : undefined;
 }
 
 /**
@@ -95,8 +98,11 @@ export async function openJsonArray<T>(
     const lines = createInterface({ input: stream, crlfDelay: Infinity });
     let lineNo = 0;
     let legacy: string[] | undefined;
+    let ended = false;
     for await (const line of lines) {
       lineNo++;
+      if (ended && line.length > 0)
+        throw fail(ErrorType.BackupCorrupt, `${key} line ${lineNo}: more after the array's closing ]`);
       if (legacy) {
         legacy.push(line);
         continue;
@@ -112,9 +118,16 @@ export async function openJsonArray<T>(
         legacy = ['[', line];
         continue;
       }
+      if (line === ']') {
+        ended = true;
+        continue;
+      }
       const text = entryOfLine(line);
       if (text !== undefined) yield parse<T>(key, text, lineNo);
     }
+    // A file cut at a line's end would otherwise read as a shorter index.
+    if (!legacy && !ended)
+      throw fail(ErrorType.BackupCorrupt, `${key} ends before its closing ] (after line ${lineNo})`);
     if (legacy) {
       const parsed = parse<unknown>(key, legacy.join('\n'));
       if (!Array.isArray(parsed)) throw fail(ErrorType.BackupCorrupt, `${key} is not a JSON array`);
