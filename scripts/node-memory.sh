@@ -8,7 +8,7 @@
 #     alive, where it would otherwise grow it up to 4 × (338 MiB of heap for ~100 MiB alive during
 #     a 100,000-object mirror). Unlike a --max-old-space-size cap, a worker whose live data is big
 #     (a restore of millions of index entries) is not killed, only collected more often — which
-#     costs CPU: 100 spent ~35 % less in that mirror and peaked at 522 MiB instead of 452 MiB.
+#     costs CPU: 100 spent ~35 % less user CPU in that mirror and peaked at 522 MiB instead of 452 MiB.
 # An operator's own values win: MALLOC_ARENA_MAX from the environment, NODE_OPTIONS as usual.
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 # Not a whole number: node would refuse the flag with its own message; this one names the setting

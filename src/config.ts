@@ -112,7 +112,7 @@ export const OPTIONS = [
     env: 'WORKER_HEAP_GROWING_PERCENT',
     group: 'Temporal',
     description:
-      "How far V8 lets the worker's heap grow past what is alive after a full collection (scripts/worker passes it as node's --heap-growing-percent). 25 kept a 100,000-object mirror at 452 MiB peak; 100 peaked at 522 MiB and spent ~35 % less CPU in it.",
+      "How far V8 lets the worker's heap grow past what is alive after a full collection (scripts/worker passes it as node's --heap-growing-percent). 25 kept a 100,000-object mirror at 452 MiB peak; 100 peaked at 522 MiB and spent ~35 % less user CPU in it.",
     default: '25',
     schema: z.coerce.number().int().min(10).max(400),
   },
