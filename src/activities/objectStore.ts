@@ -16,6 +16,7 @@
  * sustain (infra/adaptive.ts). No blob is listed: the index says which exist. 0.1 indexes
  * (ETag-keyed blobs, no sha256) stay restorable.
  */
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -34,7 +35,7 @@ import {
 } from '../domain/layout';
 import type { ObjectBackupManifest, ObjectIndexEntry } from '../domain/manifests';
 import { ErrorType, fail } from '../domain/errors';
-import type { BackupStore } from '../infra/backupStore';
+import { CONTENT_IN_MEMORY_BYTES, type BackupStore } from '../infra/backupStore';
 import { queryController } from '../infra/database';
 import { shortTag } from '../infra/hashing';
 import {
@@ -485,7 +486,9 @@ export function createObjectStoreActivities({ config, store, s3, transferMemory 
 
     /**
      * One read of the object, hashed as it streams straight into the store; the blob's name (its
-     * content) is known once the last byte has passed.
+     * content) is known once the last byte has passed. A small object is read into memory and
+     * hashed as its chunks arrive, then stored whole (no stream per object: a mirror of many
+     * small objects is bound by per-object work).
      */
     const transfer = async (o: { key: string } & LiveObject): Promise<ObjectIndexEntry | undefined> => {
       let source: Readable;
@@ -496,6 +499,24 @@ export function createObjectStoreActivities({ config, store, s3, transferMemory 
         throw err;
       }
       const etag = responseETag(source) ?? o.etag;
+      if ((responseSize(source) ?? o.size) <= CONTENT_IN_MEMORY_BYTES) {
+        const hash = createHash('sha256');
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of source as AsyncIterable<Buffer>) {
+          hash.update(chunk);
+          chunks.push(chunk);
+          size += chunk.length;
+        }
+        const sha256 = hash.digest('hex');
+        const blob = contentBlobKey(sha256, size);
+        if (!(stored.has(blob) && reusable(blob))) {
+          await store.putBytes(blob, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+          blobsWritten++;
+        }
+        stored.add(blob);
+        return { key: o.key, size, etag, sha256, blob };
+      }
       // The blob's name needs the sha256 only (an md5 is for checking 0.1 entries).
       const digest = digesting(source, { md5: false });
       const { key: blob, written } = await store.putContent({

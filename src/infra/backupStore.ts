@@ -33,6 +33,12 @@ export interface BackupStore {
    * `spoolDir` first.
    */
   putContent(content: ContentPut): Promise<{ key: string; written: boolean }>;
+  /**
+   * A small object (up to CONTENT_IN_MEMORY_BYTES) already in memory, stored whole and atomically
+   * (a directory writes it beside its keys and renames it into place): what a mirror of many
+   * small objects stores, hashed as they were read, without a stream per object.
+   */
+  putBytes(key: string, body: Buffer): Promise<void>;
   /** Removes exactly these keys. */
   removeKeys(keys: string[]): Promise<void>;
   /** Removes every object under `prefix`; returns how many. */
@@ -104,14 +110,15 @@ export function s3BackupStore(
       await uploadBounded(client, { bucket, key, size }, stream);
     },
     getStream: (key) => client.getObject(bucket, key),
+    async putBytes(key, body) {
+      await client.putObject(bucket, key, body, body.length);
+    },
     async putContent({ stream, size, keyOf, alreadyStored, spoolDir }) {
       if (size <= CONTENT_IN_MEMORY_BYTES) {
-        const chunks: Buffer[] = [];
-        for await (const chunk of stream) chunks.push(chunk as Buffer);
-        const body = Buffer.concat(chunks);
+        const body = await bytesOf(stream);
         const key = keyOf();
         if (alreadyStored(key)) return { key, written: false };
-        await client.putObject(bucket, key, body, body.length);
+        await this.putBytes(key, body);
         return { key, written: true };
       }
       await fs.mkdir(spoolDir, { recursive: true });
@@ -180,7 +187,16 @@ export function s3BackupStore(
   };
 }
 
+/** A stream's bytes, in one Buffer. */
+async function bytesOf(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
 export function dirBackupStore(root: string): BackupStore {
+  /** Where objects are written before they are renamed into place (same file system). */
+  const incoming = path.join(root, '.incoming');
   /** Directories this store made; `work` runs in one, making it first when it is not known (or is gone). */
   const made = new Set<string>();
   const inDirectory = async <T>(dir: string, work: () => Promise<T>): Promise<T> => {
@@ -225,32 +241,34 @@ export function dirBackupStore(root: string): BackupStore {
       await fs.access(full(key));
       return createReadStream(full(key));
     },
+    async putBytes(key, body) {
+      // In one call from memory, beside the keys, then renamed into place (what a mirror of many
+      // small objects spends its time on is per-object work: a write stream costs several more).
+      const partial = path.join(incoming, uniqueName());
+      const target = full(key);
+      let renamed = false;
+      try {
+        await inDirectory(incoming, () => fs.writeFile(partial, body));
+        await inDirectory(path.dirname(target), () => fs.rename(partial, target));
+        renamed = true;
+      } finally {
+        if (!renamed) await fs.rm(partial, { force: true });
+      }
+    },
     async putContent({ stream, size, keyOf, alreadyStored }) {
       // Written once, beside the keys (same file system, so the rename is atomic), never spooled.
       // Per object: the file written, then renamed; directories are made once (a mirror stores
       // thousands of blobs into one), again only when one has gone. An object up to
-      // CONTENT_IN_MEMORY_BYTES is written in one call from memory (what a mirror of many small
-      // objects spends its time on is per-object work: a write stream costs several more).
-      const incoming = path.join(root, '.incoming');
-      const partial = path.join(incoming, uniqueName());
-      let renamed = false;
+      // CONTENT_IN_MEMORY_BYTES goes through putBytes.
       if (size <= CONTENT_IN_MEMORY_BYTES) {
-        const chunks: Buffer[] = [];
-        for await (const chunk of stream) chunks.push(chunk as Buffer);
+        const body = await bytesOf(stream);
         const key = keyOf();
         if (alreadyStored(key)) return { key, written: false };
-        const target = full(key);
-        try {
-          await inDirectory(incoming, () =>
-            fs.writeFile(partial, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)),
-          );
-          await inDirectory(path.dirname(target), () => fs.rename(partial, target));
-          renamed = true;
-          return { key, written: true };
-        } finally {
-          if (!renamed) await fs.rm(partial, { force: true });
-        }
+        await this.putBytes(key, body);
+        return { key, written: true };
       }
+      const partial = path.join(incoming, uniqueName());
+      let renamed = false;
       try {
         // Not retried here (the stream is consumed): a gone directory fails this put, and the next makes it again.
         if (!made.has(incoming)) await inDirectory(incoming, async () => undefined);
