@@ -113,14 +113,9 @@ export function s3BackupStore(
     async putBytes(key, body) {
       await client.putObject(bucket, key, body, body.length);
     },
-    async putContent({ stream, size, keyOf, alreadyStored, spoolDir }) {
-      if (size <= CONTENT_IN_MEMORY_BYTES) {
-        const body = await bytesOf(stream);
-        const key = keyOf();
-        if (alreadyStored(key)) return { key, written: false };
-        await this.putBytes(key, body);
-        return { key, written: true };
-      }
+    async putContent(content) {
+      const { stream, size, keyOf, alreadyStored, spoolDir } = content;
+      if (size <= CONTENT_IN_MEMORY_BYTES) return smallContent(this, content);
       await fs.mkdir(spoolDir, { recursive: true });
       const spool = path.join(spoolDir, uniqueName());
       try {
@@ -187,11 +182,17 @@ export function s3BackupStore(
   };
 }
 
-/** A stream's bytes, in one Buffer. */
-async function bytesOf(stream: Readable): Promise<Buffer> {
+/** putContent of an object up to CONTENT_IN_MEMORY_BYTES: read whole, then putBytes unless stored. */
+async function smallContent(
+  store: Pick<BackupStore, 'putBytes'>,
+  { stream, keyOf, alreadyStored }: ContentPut,
+): Promise<{ key: string; written: boolean }> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  const key = keyOf();
+  if (alreadyStored(key)) return { key, written: false };
+  await store.putBytes(key, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+  return { key, written: true };
 }
 
 export function dirBackupStore(root: string): BackupStore {
@@ -255,18 +256,13 @@ export function dirBackupStore(root: string): BackupStore {
         if (!renamed) await fs.rm(partial, { force: true });
       }
     },
-    async putContent({ stream, size, keyOf, alreadyStored }) {
+    async putContent(content) {
       // Written once, beside the keys (same file system, so the rename is atomic), never spooled.
       // Per object: the file written, then renamed; directories are made once (a mirror stores
       // thousands of blobs into one), again only when one has gone. An object up to
       // CONTENT_IN_MEMORY_BYTES goes through putBytes.
-      if (size <= CONTENT_IN_MEMORY_BYTES) {
-        const body = await bytesOf(stream);
-        const key = keyOf();
-        if (alreadyStored(key)) return { key, written: false };
-        await this.putBytes(key, body);
-        return { key, written: true };
-      }
+      const { stream, size, keyOf, alreadyStored } = content;
+      if (size <= CONTENT_IN_MEMORY_BYTES) return smallContent(this, content);
       const partial = path.join(incoming, uniqueName());
       let renamed = false;
       try {
