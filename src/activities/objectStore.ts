@@ -10,9 +10,10 @@
  * differ, and is otherwise compared by content: the sha256 kohakku-dr records in the metadata of
  * every object it restores (one HEAD), or a download hashed. An object already mirrored (same key,
  * size and ETag as in the previous backup's index) is not read again; a mirror or a restore
- * killed half-way resumes, re-reading at most what was in flight. Each object streams straight
- * into the store while it is hashed (BackupStore.putContent: no local copy, no second write), so
- * memory stays bounded whatever the object sizes; how many run at once adapts to what the servers
+ * killed half-way resumes, re-reading at most what was in flight. An object up to 1 MiB is read
+ * into memory, hashed as it arrives and stored whole (BackupStore.putBytes); a bigger one streams
+ * straight into the store while it is hashed (BackupStore.putContent: no local copy, no second
+ * write), so memory stays bounded whatever the object sizes; how many run at once adapts to what the servers
  * sustain (infra/adaptive.ts). No blob is listed: the index says which exist. 0.1 indexes
  * (ETag-keyed blobs, no sha256) stay restorable.
  */
