@@ -54,10 +54,11 @@ export async function mapAdaptive<T>(
   let active = 0;
   let failure: unknown;
   let units = 0;
-  let windowStart = Date.now();
+  // A monotonic clock: a wall-clock step (NTP on a loaded VM) must not freeze or fake a window.
+  let windowStart = performance.now();
 
   const judge = () => {
-    const now = Date.now();
+    const now = performance.now();
     if (now - windowStart < windowMs) return;
     const rate = units / ((now - windowStart) / 1000);
     units = 0;
