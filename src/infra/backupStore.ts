@@ -75,7 +75,8 @@ export interface ContentPut {
   spoolDir: string;
 }
 
-function isNotFound(err: unknown): boolean {
+/** Whether a store call failed because the key (or its bucket, or its file) is not there. */
+export function isNotFound(err: unknown): boolean {
   const code = (err as { code?: string }).code;
   return code === 'NotFound' || code === 'NoSuchKey' || code === 'ENOENT' || code === 'NoSuchBucket';
 }

@@ -17,14 +17,9 @@ import * as path from 'node:path';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { ErrorType, fail } from '../domain/errors';
-import type { BackupStore } from './backupStore';
+import { isNotFound, type BackupStore } from './backupStore';
 
 let tempSeq = 0;
-
-function isNotFound(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return code === 'NotFound' || code === 'NoSuchKey' || code === 'ENOENT' || code === 'NoSuchBucket';
-}
 
 /**
  * Writes `items` as a JSON array, one entry per line, into `key`: through a file in `workDir`
