@@ -522,7 +522,6 @@ export function createObjectStoreActivities({ config, store, s3, transferMemory 
       const digest = digesting(source, { md5: false });
       const { key: blob, written } = await store.putContent({
         stream: digest,
-        size: responseSize(source) ?? o.size,
         keyOf: () => contentBlobKey(digest.digest().sha256, digest.digest().bytes),
         alreadyStored: (key) => stored.has(key) && reusable(key),
         spoolDir,

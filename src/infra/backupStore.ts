@@ -26,11 +26,11 @@ export interface BackupStore {
   putStream(key: string, stream: Readable, size: number): Promise<void>;
   getStream(key: string): Promise<Readable>;
   /**
-   * Content addressing: stores `size` bytes read from `stream` under the key `keyOf()` gives once
+   * Content addressing for an object bigger than CONTENT_IN_MEMORY_BYTES (smaller ones are held
+   * whole and go through putBytes): stores what `stream` yields under the key `keyOf()` gives once
    * the stream has ended (its digest known) — unless `alreadyStored(key)` says the store has it —
-   * holding no large object in memory: a directory writes beside its keys and renames into
-   * place; S3 sends objects up to CONTENT_IN_MEMORY_BYTES from memory and spools larger ones to
-   * `spoolDir` first.
+   * holding none of it in memory: a directory writes beside its keys and renames into place; S3
+   * spools it to `spoolDir` first.
    */
   putContent(content: ContentPut): Promise<{ key: string; written: boolean }>;
   /**
@@ -56,7 +56,7 @@ export interface BackupStore {
   listChildren(prefix: string): Promise<string[]>;
 }
 
-/** Objects at most this big go from memory to S3 in one PUT when stored by content (putContent). */
+/** Objects at most this big are held whole when stored by content (putBytes); bigger ones stream (putContent). */
 export const CONTENT_IN_MEMORY_BYTES = 1 << 20;
 
 let spoolSeq = 0;
@@ -68,8 +68,6 @@ function uniqueName(): string {
 
 export interface ContentPut {
   stream: Readable;
-  /** The bytes expected (it only decides between memory and a spool file or a stream). */
-  size: number;
   keyOf: () => string;
   alreadyStored: (key: string) => boolean;
   spoolDir: string;
@@ -114,9 +112,7 @@ export function s3BackupStore(
     async putBytes(key, body) {
       await client.putObject(bucket, key, body, body.length);
     },
-    async putContent(content) {
-      const { stream, size, keyOf, alreadyStored, spoolDir } = content;
-      if (size <= CONTENT_IN_MEMORY_BYTES) return smallContent(this, content);
+    async putContent({ stream, keyOf, alreadyStored, spoolDir }) {
       await fs.mkdir(spoolDir, { recursive: true });
       const spool = path.join(spoolDir, uniqueName());
       try {
@@ -183,19 +179,6 @@ export function s3BackupStore(
   };
 }
 
-/** putContent of an object up to CONTENT_IN_MEMORY_BYTES: read whole, then putBytes unless stored. */
-async function smallContent(
-  store: Pick<BackupStore, 'putBytes'>,
-  { stream, keyOf, alreadyStored }: ContentPut,
-): Promise<{ key: string; written: boolean }> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  const key = keyOf();
-  if (alreadyStored(key)) return { key, written: false };
-  await store.putBytes(key, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
-  return { key, written: true };
-}
-
 export function dirBackupStore(root: string): BackupStore {
   /** Where objects are written before they are renamed into place (same file system). */
   const incoming = path.join(root, '.incoming');
@@ -257,13 +240,10 @@ export function dirBackupStore(root: string): BackupStore {
         if (!renamed) await fs.rm(partial, { force: true });
       }
     },
-    async putContent(content) {
+    async putContent({ stream, keyOf, alreadyStored }) {
       // Written once, beside the keys (same file system, so the rename is atomic), never spooled.
       // Per object: the file written, then renamed; directories are made once (a mirror stores
-      // thousands of blobs into one), again only when one has gone. An object up to
-      // CONTENT_IN_MEMORY_BYTES goes through putBytes.
-      const { stream, size, keyOf, alreadyStored } = content;
-      if (size <= CONTENT_IN_MEMORY_BYTES) return smallContent(this, content);
+      // thousands of blobs into one), again only when one has gone.
       const partial = path.join(incoming, uniqueName());
       let renamed = false;
       try {
