@@ -10,13 +10,14 @@ import { createHash } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import * as Minio from 'minio';
-import { createObjectStoreActivities } from '../src/activities/objectStore';
+import { createObjectStoreActivities, s3KeyOrder } from '../src/activities/objectStore';
 import { loadConfig } from '../src/config';
 import { objectIndexKey, objectsManifestKey } from '../src/domain/layout';
 import type { ObjectBackupManifest, ObjectIndexEntry } from '../src/domain/manifests';
 import { seededStatus } from '../src/reference/model';
 import { createBackupStore } from '../src/infra/stores';
 import { s3Client } from '../src/infra/s3';
+import { withStackDb } from '../src/stack/stack';
 import { deleteBucket, freshKohakku, minioClient, stopKohakku, type TestKohakku } from './harness/kohakku';
 
 const BUCKET = 'kohakku';
@@ -242,4 +243,48 @@ test('a live object changed after approval: refused with 0 approved overwrites (
   expect(contentOnly(new Map([...now].filter(([key]) => !key.startsWith('kohakku-dr-aside/'))))).toEqual(
     contentOnly(restorable(original)),
   );
+});
+
+test("keys in S3's order (UTF-8 bytes), not JavaScript's: the restore walks index, listing and completed briefs side by side; a completed task's brief with such a key is skipped", async () => {
+  const { objects, config } = activities();
+  const s3 = minioClient(k.stack);
+  // JavaScript's < puts the emoji (its UTF-16 surrogates) before U+FFFD; S3 lists it after.
+  const keys = ['briefs/\uFFFD-open.md', 'briefs/😀-done.md', 'skills/\uFFFD.txt', 'skills/😀.txt'];
+  for (const key of keys) {
+    const body = Buffer.from(`content of ${key}\n`);
+    await s3.putObject(BUCKET, key, body, body.length);
+  }
+  // A completed task's brief is the emoji one.
+  const completedId = Array.from({ length: 200 }, (_, i) => i + 1).find(
+    (n) => seededStatus(n) === 'completed',
+  )!;
+  await withStackDb(k.stack, config.postgres.databases.controller, (c) =>
+    c.query('UPDATE tasks_task SET brief_key = $1 WHERE id = $2', ['briefs/😀-done.md', completedId]),
+  );
+  const state = await snapshot();
+  const backupId = '20261125T030000Z';
+  await objects.mirrorObjects({ backupId });
+  const { store } = activities();
+  const indexed = (await store.getJson<ObjectIndexEntry[]>(objectIndexKey(backupId)))!.map((e) => e.key);
+  expect(indexed).toEqual([...indexed].sort(s3KeyOrder));
+  expect(indexed).not.toEqual([...indexed].sort());
+
+  await deleteBucket(s3, BUCKET);
+  const wanted = new Map(
+    [...restorable(state)].filter(
+      ([key]) => key !== 'briefs/😀-done.md' && !key.startsWith('kohakku-dr-aside/'),
+    ),
+  );
+  const plan = await objects.planObjectRestore({ backupId });
+  expect(plan).toMatchObject({ toCopy: wanted.size, overwriteCount: 0, alreadyPresent: 0 });
+  const restored = await objects.restoreObjects({ backupId, recoveryId: 'objid-utf8', maxOverwrites: 0 });
+  expect(restored).toMatchObject({
+    copied: wanted.size,
+    restoredAndVerified: wanted.size,
+    skippedCompletedBriefs: plan.skippedCompletedBriefs,
+  });
+  const after = await snapshot();
+  expect(after.has('briefs/😀-done.md')).toBe(false);
+  expect(after.get('briefs/\uFFFD-open.md')).toBeDefined();
+  expect(contentOnly(after)).toEqual(contentOnly(wanted));
 });

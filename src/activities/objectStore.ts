@@ -1,6 +1,7 @@
 /**
- * Object-store backup and restore: an incremental mirror of Kohakku's bucket prefixes (briefs/,
- * skills/) in which an object is known by its content.
+ * Object-store backup: an incremental mirror of Kohakku's bucket prefixes (briefs/, skills/) in
+ * which an object is known by its content (the way back, plan, restore and verification, is
+ * objectRestore.ts; createObjectStoreActivities gives both).
  *
  * An ETag is no content hash: the same bytes uploaded in one PUT and in parts have different
  * ETags, and a restore's upload need not split an object as the original did. So the mirror
@@ -21,8 +22,6 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
-import type * as Minio from 'minio';
-import type { Config } from '../config';
 import { BACKUP_ID_PATTERN } from '../domain/backupIds';
 import {
   BLOB_PREFIX,
@@ -36,57 +35,36 @@ import {
 } from '../domain/layout';
 import type { ObjectBackupManifest, ObjectIndexEntry } from '../domain/manifests';
 import { ErrorType, fail } from '../domain/errors';
-import { CONTENT_IN_MEMORY_BYTES, type BackupStore } from '../infra/backupStore';
-import { queryController } from '../infra/database';
+import { CONTENT_IN_MEMORY_BYTES } from '../infra/backupStore';
 import { shortTag } from '../infra/hashing';
-import {
-  digesting,
-  hashObject,
-  responseSize,
-  mapLimit,
-  putHashed,
-  recordedSha256,
-  removeBucket,
-  responseETag,
-  SHA256_METADATA,
-  type ContentDigest,
-} from '../infra/s3';
-import { mapAdaptive, memoryBudget, TRANSFER_MEMORY_BYTES, type MemoryBudget } from '../infra/adaptive';
-import { forEachJsonArrayEntry, openJsonArray, putJsonArray, readJsonArray } from '../infra/jsonArrays';
-import { uploadBounded, uploadMemory } from '../infra/s3Upload';
+import { digesting, responseSize, responseETag } from '../infra/s3';
+import { mapAdaptive, memoryBudget, TRANSFER_MEMORY_BYTES } from '../infra/adaptive';
+import { forEachJsonArrayEntry, openJsonArray, putJsonArray } from '../infra/jsonArrays';
+import { uploadMemory } from '../infra/s3Upload';
 import { withHeartbeats } from './heartbeat';
+import {
+  INITIAL_TRANSFERS,
+  isNotFound,
+  listingPrefixes,
+  s3KeyOrder,
+  unquote,
+  type LiveObject,
+  type ObjectStoreDeps,
+} from './objectKit';
+import {
+  createObjectRestoreActivities,
+  type ObjectRestorePlan,
+  type ObjectRestoreReport,
+} from './objectRestore';
 
-export interface ObjectRestorePlan {
-  bucket: string;
-  bucketExists: boolean;
-  inBackup: number;
-  skippedCompletedBriefs: number;
-  alreadyPresent: number;
-  toCopy: number;
-  overwriteCount: number;
-  wouldOverwrite: string[];
-}
-
-export interface ObjectRestoreReport {
-  bucket: string;
-  restoredAndVerified: number;
-  copied: number;
-  alreadyPresent: number;
-  skippedCompletedBriefs: number;
-  movedAside: number;
-  asidePrefix?: string;
-}
-
-export interface ObjectStoreDeps {
-  config: Config;
-  store: BackupStore;
-  s3: Minio.Client;
-  /** The worker's transfer memory, shared with its other transfers (one of its own when not given). */
-  transferMemory?: MemoryBudget;
-}
-
-export { BLOB_PREFIX, objectIndexKey };
-export type { ObjectBackupManifest, ObjectIndexEntry };
+export { BLOB_PREFIX, objectIndexKey, s3KeyOrder };
+export type {
+  ObjectBackupManifest,
+  ObjectIndexEntry,
+  ObjectRestorePlan,
+  ObjectRestoreReport,
+  ObjectStoreDeps,
+};
 
 /**
  * One of `of` consecutive ranges of a bucket's keys (in S3's order), mirrored by one activity:
@@ -146,11 +124,6 @@ function summaryOf(
   };
 }
 
-/** S3's key order: by the keys' UTF-8 bytes. */
-export function s3KeyOrder(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
 /** Whether a key lies in a partition's range. */
 function inRange(key: string, p: MirrorPartition): boolean {
   return (
@@ -159,49 +132,18 @@ function inRange(key: string, p: MirrorPartition): boolean {
   );
 }
 
-/** What a bucket listing says of an object. */
-interface LiveObject {
-  size: number;
-  etag: string;
-}
-
-/** How a live object stands against an index entry. */
-type Comparison =
-  { state: 'absent' } | { state: 'same'; etag: string } | { state: 'differs'; live: LiveObject };
-
-/** Transfers at once a mirror or restore starts with, before it adapts (src/infra/adaptive.ts). */
-const INITIAL_TRANSFERS = 8;
-
 /** A mirror is split into at most this many partitions (countObjectsToMirror). */
 const MAX_MIRROR_PARTITIONS = 64;
 
 /** A mirror writes its progress down at most this often, so a retry resumes from there. */
 const CHECKPOINT_EVERY_MS = 5000;
 
-const unquote = (etag: string | undefined) => (etag ?? '').replace(/"/g, '');
-
-function isNotFound(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return code === 'NotFound' || code === 'NoSuchKey';
-}
-
-/** Whether bytes that went through `digest` are the content an index entry describes. */
-function contentProblem(e: ObjectIndexEntry, digest: ContentDigest): string | undefined {
-  if (digest.bytes !== e.size) return `${digest.bytes} bytes, the index says ${e.size}`;
-  if (e.sha256)
-    return digest.sha256 === e.sha256 ? undefined : `sha256 ${digest.sha256}, the index says ${e.sha256}`;
-  // A 0.1 entry has no sha256: a single-part ETag is the content's md5; a multipart one proves nothing.
-  if (!e.etag.includes('-') && digest.md5 !== e.etag)
-    return `md5 ${digest.md5}, the index's ETag is ${e.etag}`;
-  return undefined;
-}
-
 export function createObjectStoreActivities({ config, store, s3, transferMemory }: ObjectStoreDeps) {
   const bucket = config.kohakkuBucket;
   const budget = transferMemory ?? memoryBudget(TRANSFER_MEMORY_BYTES);
 
   /** The backed-up prefixes in S3's key order, so their listings one after another are in that order too. */
-  const prefixesInOrder = [...config.backupPrefixes].sort(s3KeyOrder);
+  const prefixesInOrder = listingPrefixes(config.backupPrefixes);
 
   /**
    * The bucket's objects under the backed-up prefixes, in S3's key order; with a partition, only
@@ -564,310 +506,11 @@ export function createObjectStoreActivities({ config, store, s3, transferMemory 
     return { entries, copied, alreadyMirrored, blobsWritten };
   }
 
-  async function completedBriefs(): Promise<Set<string>> {
-    const rows = await queryController<{ brief_key: string }>(config, config.model.completedBriefsSql);
-    return new Set(rows.map((r) => r.brief_key));
-  }
-
-  /** The bucket's objects under the backed-up prefixes, by key (none when the bucket is gone). */
-  async function currentObjects(): Promise<Map<string, LiveObject>> {
-    if (!(await s3.bucketExists(bucket))) return new Map();
-    return new Map((await listSource()).map((o) => [o.key, { size: o.size, etag: o.etag }]));
-  }
-
-  async function readIndex(backupId: string): Promise<ObjectIndexEntry[]> {
-    if (!BACKUP_ID_PATTERN.test(backupId))
-      throw fail(ErrorType.InvalidInput, `"${backupId}" is not a backup id`);
-    const index = await readJsonArray<ObjectIndexEntry>(store, objectIndexKey(backupId));
-    if (!index) throw fail(ErrorType.BackupNotFound, `backup ${backupId} has no object index`);
-    return index;
-  }
-
-  /** sha256 of a 0.1 entry's blob (its index has none), hashed from the backup store once per blob. */
-  const blobHashes = new Map<string, Promise<string>>();
-  function expectedSha256(e: ObjectIndexEntry): Promise<string> {
-    if (e.sha256) return Promise.resolve(e.sha256);
-    let hash = blobHashes.get(e.blob);
-    if (!hash) {
-      hash = store.getStream(e.blob).then(async (stream) => {
-        const digest = digesting(stream);
-        digest.resume();
-        await new Promise<void>((resolve, reject) => digest.once('end', resolve).once('error', reject));
-        return digest.digest().sha256;
-      });
-      hash.catch(() => blobHashes.delete(e.blob));
-      blobHashes.set(e.blob, hash);
-    }
-    return hash;
-  }
-
-  /**
-   * Same size and ETag as at backup time: the same object. Another size: different. Otherwise by
-   * content: the sha256 recorded on the object when kohakku-dr restored it, or a download hashed.
-   */
-  async function compare(e: ObjectIndexEntry, live: LiveObject | undefined): Promise<Comparison> {
-    if (!live) return { state: 'absent' };
-    if (live.size !== e.size) return { state: 'differs', live };
-    if (live.etag === e.etag) return { state: 'same', etag: live.etag };
-    try {
-      const actual =
-        (await recordedSha256(s3, bucket, e.key)) ?? (await hashObject(s3, bucket, e.key)).sha256;
-      return actual === (await expectedSha256(e))
-        ? { state: 'same', etag: live.etag }
-        : { state: 'differs', live };
-    } catch (err) {
-      if (isNotFound(err)) return { state: 'absent' }; // deleted meanwhile
-      throw err;
-    }
-  }
-
-  async function compareAll(
-    wanted: ObjectIndexEntry[],
-    current: Map<string, LiveObject>,
-    stage: string,
-  ): Promise<Comparison[]> {
-    let compared = 0;
-    return withHeartbeats(
-      () => ({ stage, compared, total: wanted.length }),
-      () =>
-        mapLimit(wanted, config.transferConcurrency, async (e) => {
-          const c = await compare(e, current.get(e.key));
-          compared++;
-          return c;
-        }),
-    );
-  }
-
-  /** What restoring backup `backupId` into the bucket would do, changing nothing. */
-  async function planObjectRestore(input: { backupId: string }): Promise<ObjectRestorePlan> {
-    const index = await readIndex(input.backupId);
-    // Planning may happen while Postgres is still lost (full cluster): then no brief is known to be
-    // skippable and the counts are upper bounds.
-    const skip = await completedBriefs().catch(() => new Set<string>());
-    const current = await currentObjects();
-    const wanted = index.filter((e) => !skip.has(e.key));
-    const comparisons = await compareAll(wanted, current, 'comparing the bucket with the backup');
-    const present = comparisons.filter((c) => c.state === 'same').length;
-    const overwrite = wanted.filter((_, i) => comparisons[i]!.state === 'differs');
-    return {
-      bucket,
-      bucketExists: await s3.bucketExists(bucket),
-      inBackup: index.length,
-      skippedCompletedBriefs: index.length - wanted.length,
-      alreadyPresent: present,
-      toCopy: wanted.length - present,
-      wouldOverwrite: overwrite.map((e) => e.key).slice(0, 50),
-      overwriteCount: overwrite.length,
-    };
-  }
-
-  /**
-   * Restores the bucket from a backup's index: skips briefs of completed tasks (Postgres says
-   * which) and objects already there unchanged (so a killed restore resumes, re-sending at most
-   * what was in flight). At most `maxOverwrites` differing live objects are replaced (what the
-   * operator approved): more, and it refuses with LiveDataChanged before writing anything. A
-   * replaced object is first copied aside under `kohakku-dr-aside/<tag>/`. Each restored object
-   * is hashed as it is sent and carries its sha256 in its metadata; then every key is checked.
-   */
-  async function restoreObjects(input: {
-    backupId: string;
-    recoveryId: string;
-    maxOverwrites?: number;
-  }): Promise<ObjectRestoreReport> {
-    const maxOverwrites = input.maxOverwrites ?? 0;
-    if (!Number.isInteger(maxOverwrites) || maxOverwrites < 0)
-      throw fail(ErrorType.InvalidInput, `maxOverwrites must be a whole number ≥ 0, got ${maxOverwrites}`);
-    if (!input.recoveryId) throw fail(ErrorType.InvalidInput, 'a restore needs a recoveryId');
-    const index = await readIndex(input.backupId);
-    const skip = await completedBriefs();
-    const current = await currentObjects();
-    const wanted = index.filter((e) => !skip.has(e.key));
-    const comparisons = await compareAll(wanted, current, 'comparing the bucket with the backup');
-    const differing = wanted.filter((_, i) => comparisons[i]!.state === 'differs');
-    if (differing.length > maxOverwrites) {
-      throw fail(
-        ErrorType.LiveDataChanged,
-        `${differing.length} object(s) in bucket ${bucket} differ from backup ${input.backupId} now, but ` +
-          `${maxOverwrites} were approved to be replaced (e.g. ${differing
-            .slice(0, 3)
-            .map((e) => e.key)
-            .join(
-              ', ',
-            )}): the bucket changed after the approval. Plan the restore again and approve what it shows.`,
-        {
-          differing: differing.length,
-          approved: maxOverwrites,
-          keys: differing.slice(0, 20).map((e) => e.key),
-        },
-      );
-    }
-    if (!(await s3.bucketExists(bucket))) await s3.makeBucket(bucket, config.s3.region);
-    const todo = wanted.map((e, i) => ({ e, c: comparisons[i]! })).filter(({ c }) => c.state !== 'same');
-    const asidePrefix = `kohakku-dr-aside/${shortTag(input.recoveryId)}/`;
-    /** The ETag each key is expected to have now: what this restore wrote, or what was found the same. */
-    const expectedETag = new Map<string, string>();
-    wanted.forEach((e, i) => {
-      const c = comparisons[i]!;
-      if (c.state === 'same') expectedETag.set(e.key, c.etag);
-    });
-    let copied = 0;
-    let movedAside = 0;
-    let concurrency = Math.min(INITIAL_TRANSFERS, config.transferConcurrency);
-    await withHeartbeats(
-      () => ({
-        stage: 'restoring objects',
-        copied,
-        toCopy: todo.length,
-        alreadyPresent: wanted.length - todo.length,
-        concurrency,
-      }),
-      () =>
-        mapAdaptive(
-          todo,
-          { start: concurrency, max: config.transferConcurrency, onChange: (n) => (concurrency = n) },
-          ({ e, c }) =>
-            budget.within(
-              uploadMemory(Math.max(e.size, c.state === 'differs' ? c.live.size : 0)),
-              async () => {
-                if (c.state === 'differs') {
-                  await uploadBounded(
-                    s3,
-                    { bucket, key: asidePrefix + e.key, size: c.live.size },
-                    await s3.getObject(bucket, e.key),
-                  );
-                  movedAside++;
-                }
-                const sent = await putHashed(
-                  s3,
-                  {
-                    bucket,
-                    key: e.key,
-                    size: e.size,
-                    metadata: e.sha256 ? { [SHA256_METADATA]: e.sha256 } : {},
-                  },
-                  await store.getStream(e.blob),
-                  { md5: !e.sha256 }, // a 0.1 entry is checked by its single-part ETag, the md5
-                );
-                const problem = contentProblem(e, sent);
-                if (problem) {
-                  // What was there before comes back (from its copy aside); a key that was absent is emptied again.
-                  if (c.state === 'differs')
-                    await uploadBounded(
-                      s3,
-                      { bucket, key: e.key, size: c.live.size },
-                      await s3.getObject(bucket, asidePrefix + e.key),
-                    );
-                  else await s3.removeObject(bucket, e.key);
-                  throw fail(
-                    ErrorType.BackupCorrupt,
-                    `backup ${input.backupId}: blob ${e.blob} of ${e.key} is corrupt (${problem}); ` +
-                      `verify the set (kohakku-dr verify ${input.backupId}) and restore from another one`,
-                  );
-                }
-                expectedETag.set(e.key, sent.etag);
-                copied++;
-                return e.size;
-              },
-            ),
-        ),
-    );
-    const after = await currentObjects();
-    const problems: string[] = [];
-    await mapLimit(wanted, config.transferConcurrency, async (e) => {
-      const live = after.get(e.key);
-      if (live && live.size === e.size && live.etag === expectedETag.get(e.key)) return;
-      // Changed since it was written or compared: judged by content once more.
-      if ((await compare(e, live)).state !== 'same') problems.push(e.key);
-    });
-    if (problems.length > 0) {
-      throw fail(
-        ErrorType.RestoreVerificationFailed,
-        `${problems.length} object(s) differ from backup ${input.backupId} after restore, e.g. ${problems.slice(0, 3).join(', ')}: ` +
-          'something else writes to the bucket; stop it and run the recovery again',
-      );
-    }
-    return {
-      bucket,
-      restoredAndVerified: wanted.length,
-      copied,
-      alreadyPresent: wanted.length - todo.length,
-      skippedCompletedBriefs: index.length - wanted.length,
-      movedAside,
-      asidePrefix: movedAside ? asidePrefix : undefined,
-    };
-  }
-
-  function scratchBucket(verifyId: string): string {
-    return `kohakku-dr-verify-${shortTag(verifyId, 12)}`;
-  }
-
-  /**
-   * Restores the backup's objects into a scratch bucket, checking each blob's size and sha256
-   * while it streams (a 0.1 entry without sha256: its single-part ETag, the md5), then that every
-   * key is there with its size. The scratch bucket is always removed.
-   */
-  async function verifyObjectBackup(input: {
-    backupId: string;
-    verifyId: string;
-  }): Promise<{ ok: boolean; problems: string[]; objects: number }> {
-    const index = await readJsonArray<ObjectIndexEntry>(store, objectIndexKey(input.backupId));
-    if (!index) return { ok: false, problems: [`no object backup ${input.backupId}`], objects: 0 };
-    const scratch = scratchBucket(input.verifyId);
-    const problems: string[] = [];
-    await removeBucket(s3, scratch);
-    await s3.makeBucket(scratch, config.s3.region);
-    try {
-      let done = 0;
-      await withHeartbeats(
-        () => ({ stage: 'verifying objects', done, total: index.length }),
-        () =>
-          mapLimit(index, config.transferConcurrency, async (e) =>
-            budget.within(uploadMemory(e.size), async () => {
-              try {
-                const sent = await putHashed(
-                  s3,
-                  { bucket: scratch, key: e.key, size: e.size },
-                  await store.getStream(e.blob),
-                  { md5: !e.sha256 },
-                );
-                const problem = contentProblem(e, sent);
-                if (problem) problems.push(`${e.key}: blob ${e.blob} is corrupt (${problem})`);
-              } catch (err) {
-                problems.push(`${e.key}: blob ${e.blob} unreadable (${(err as Error).message})`);
-              }
-              done++;
-            }),
-          ),
-      );
-      const restored = new Map<string, number>();
-      for await (const item of s3.listObjectsV2(scratch, '', true)) {
-        const o = item as { name: string; size: number };
-        restored.set(o.name, o.size);
-      }
-      for (const e of index) {
-        const size = restored.get(e.key);
-        if (size === undefined) problems.push(`${e.key} missing after restore`);
-        else if (size !== e.size)
-          problems.push(`${e.key}: ${size} bytes after restore, backup says ${e.size}`);
-      }
-      return { ok: problems.length === 0, problems: problems.slice(0, 20), objects: index.length };
-    } finally {
-      await removeBucket(s3, scratch);
-    }
-  }
-
-  async function cleanupObjectVerification(input: { verifyId: string }): Promise<{ removed: boolean }> {
-    return { removed: (await removeBucket(s3, scratchBucket(input.verifyId))) !== undefined };
-  }
-
   return {
     mirrorObjects,
     mirrorObjectPartition,
     finishObjectMirror,
     countObjectsToMirror,
-    verifyObjectBackup,
-    cleanupObjectVerification,
-    planObjectRestore,
-    restoreObjects,
+    ...createObjectRestoreActivities({ config, store, s3, transferMemory: budget }),
   };
 }

@@ -3,8 +3,9 @@
  * S3 server, the network and the object sizes, none of which the worker knows in advance (a
  * fixed OBJECT_TRANSFER_CONCURRENCY of 8, 32 or 64 made no difference on one server and would on
  * another). So a transfer run starts low and climbs: each second it compares throughput with the
- * best seen, adds transfers while that keeps growing, goes back to the best level when it drops,
- * and halves when the server says it is overloaded (503 SlowDown). Throughput counts requests as
+ * best seen, adds transfers while that keeps growing, goes back to the best level when a higher
+ * one does no better, tries higher again every few seconds (throughput drifts, and one slow
+ * second must not pin it), and halves when the server says it is overloaded (503 SlowDown). Throughput counts requests as
  * well as bytes (one request ≈ 1 MiB), since small objects are bound by round trips, big ones by
  * bandwidth.
  */
@@ -27,6 +28,9 @@ export interface AdaptiveOutcome {
   peak: number;
 }
 
+/** Windows at the best level without change before the next level up is tried again. */
+const PROBE_AFTER_WINDOWS = 3;
+
 /** One request weighs what this many bytes do in the throughput that concurrency climbs on. */
 const REQUEST_WEIGHT_BYTES = 1 << 20;
 
@@ -37,11 +41,13 @@ function overloaded(err: unknown): boolean {
 
 /**
  * Runs `fn` over every item with a concurrency that adapts (see the module comment); `fn` returns
- * the bytes it moved. Rejects with the first error once the transfers in flight have settled (an
- * overloaded server's 503 first halves the concurrency and is retried once, after a pause).
+ * the bytes it moved. Items may come from an array or a stream (an async iterable is pulled only
+ * as transfers start, so a plan spooled to disk is never in memory whole). Rejects with the first
+ * error once the transfers in flight have settled (an overloaded server's 503 first halves the
+ * concurrency and is retried once, after a pause); the stream is then closed.
  */
 export async function mapAdaptive<T>(
-  items: readonly T[],
+  items: readonly T[] | AsyncIterable<T>,
   options: AdaptiveOptions,
   fn: (item: T) => Promise<number>,
 ): Promise<AdaptiveOutcome> {
@@ -50,10 +56,10 @@ export async function mapAdaptive<T>(
   let limit = Math.max(1, Math.min(options.start, max));
   let peak = limit;
   let best = { limit, rate: 0 };
-  let next = 0;
   let active = 0;
   let failure: unknown;
   let units = 0;
+  let quiet = 0;
   // A monotonic clock: a wall-clock step (NTP on a loaded VM) must not freeze or fake a window.
   let windowStart = performance.now();
 
@@ -65,45 +71,100 @@ export async function mapAdaptive<T>(
     windowStart = now;
     if (rate > best.rate * 1.05) {
       best = { limit, rate };
+      quiet = 0;
       limit = Math.min(max, Math.ceil(limit * 1.5));
-    } else if (rate < best.rate * 0.9) limit = best.limit;
+    } else if (limit !== best.limit) {
+      // A level no better than the best one measured: back to that.
+      limit = best.limit;
+    } else {
+      // At the best level: what it does now is its rate (a server's throughput drifts, one slow
+      // window must not set the bar for good), and after a few windows without change the next
+      // level is tried again, so a noisy window never pins the concurrency where it was.
+      best.rate = rate;
+      if (++quiet >= PROBE_AFTER_WINDOWS && limit < max) {
+        quiet = 0;
+        limit = Math.min(max, Math.ceil(limit * 1.5));
+      }
+    }
     peak = Math.max(peak, limit);
     options.onChange?.(limit);
   };
 
+  // Not `units += … await …`: that reads `units` before the await and would drop the units every
+  // transfer finishing meanwhile counted (throughput would look flat whatever the concurrency).
+  const count = (bytes: number) => {
+    units += 1 + bytes / REQUEST_WEIGHT_BYTES;
+  };
   const runOne = async (item: T): Promise<void> => {
     try {
-      units += 1 + (await fn(item)) / REQUEST_WEIGHT_BYTES;
+      count(await fn(item));
     } catch (err) {
       if (!overloaded(err)) throw err;
       limit = Math.max(1, Math.floor(limit / 2));
       best = { limit, rate: 0 };
       options.onChange?.(limit);
       await new Promise((resolve) => setTimeout(resolve, 1000));
-      units += 1 + (await fn(item)) / REQUEST_WEIGHT_BYTES;
+      count(await fn(item));
     }
   };
 
+  // The next item: at once from an array, a promise of it from a stream.
+  let next = 0;
+  const stream = Array.isArray(items) ? undefined : (items as AsyncIterable<T>)[Symbol.asyncIterator]();
+  const array = items as readonly T[];
+  const pull = (): IteratorResult<T> | Promise<IteratorResult<T>> =>
+    stream
+      ? stream.next()
+      : next < array.length
+        ? { done: false, value: array[next++]! }
+        : { done: true, value: undefined };
+  let exhausted = false;
+  let pulling = false;
+
   await new Promise<void>((resolve) => {
+    const start = (item: T) => {
+      active++;
+      runOne(item)
+        .catch((err: unknown) => {
+          failure ??= err;
+        })
+        .finally(() => {
+          active--;
+          pump();
+        });
+    };
     const pump = () => {
       judge();
-      while (failure === undefined && active < limit && next < items.length) {
-        const item = items[next++]!;
-        active++;
-        runOne(item)
-          .catch((err: unknown) => {
-            failure ??= err;
-          })
-          .finally(() => {
-            active--;
-            pump();
-          });
+      while (failure === undefined && !exhausted && !pulling && active < limit) {
+        const result = pull();
+        if (result instanceof Promise) {
+          pulling = true;
+          result.then(
+            (r) => {
+              pulling = false;
+              if (r.done) exhausted = true;
+              else start(r.value);
+              pump();
+            },
+            (err: unknown) => {
+              pulling = false;
+              failure ??= err;
+              pump();
+            },
+          );
+          break;
+        }
+        if (result.done) exhausted = true;
+        else start(result.value);
       }
-      if (active === 0 && (failure !== undefined || next >= items.length)) resolve();
+      if (active === 0 && !pulling && (failure !== undefined || exhausted)) resolve();
     };
     pump();
   });
-  if (failure !== undefined) throw failure;
+  if (failure !== undefined) {
+    if (!exhausted) await stream?.return?.().catch(() => undefined);
+    throw failure;
+  }
   return { settledAt: best.limit, peak };
 }
 

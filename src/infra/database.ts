@@ -5,14 +5,19 @@
 import { Client, type QueryResultRow } from 'pg';
 import type { Config } from '../config';
 
+function sessionOn(config: Config, database: string): Client {
+  const pg = config.postgres;
+  const client = new Client({ host: pg.host, port: pg.port, user: pg.user, password: pg.password, database });
+  client.on('error', () => undefined); // a terminated session surfaces on the next query instead
+  return client;
+}
+
 export async function withDatabase<T>(
   config: Config,
   database: string,
   fn: (client: Client) => Promise<T>,
 ): Promise<T> {
-  const pg = config.postgres;
-  const client = new Client({ host: pg.host, port: pg.port, user: pg.user, password: pg.password, database });
-  client.on('error', () => undefined); // a terminated session surfaces on the next query instead
+  const client = sessionOn(config, database);
   await client.connect();
   try {
     return await fn(client);
@@ -60,6 +65,31 @@ export async function forEachPage<R extends QueryResultRow>(
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * The rows of `sql` on the Controller's database as a stream, read through a cursor a page at a
+ * time as forEachPage does: for a consumer that pulls (a merge with another sorted stream). The
+ * session opens at the first row pulled and ends when the stream does or is closed.
+ */
+export async function* controllerRows<R extends QueryResultRow>(
+  config: Config,
+  sql: string,
+  pageRows = PAGE_ROWS,
+): AsyncGenerator<R> {
+  const client = sessionOn(config, config.postgres.databases.controller);
+  try {
+    await client.connect();
+    await client.query('BEGIN READ ONLY');
+    await client.query(`DECLARE kohakku_dr_rows NO SCROLL CURSOR FOR ${sql.trim().replace(/;+$/, '')}`);
+    for (;;) {
+      const rows = (await client.query<R>(`FETCH ${pageRows} FROM kohakku_dr_rows`)).rows;
+      yield* rows;
+      if (rows.length < pageRows) break;
+    }
+  } finally {
+    await client.end().catch(() => undefined);
   }
 }
 

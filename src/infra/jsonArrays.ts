@@ -76,11 +76,13 @@ function entryOfLine(line: string): string | undefined {
 
 /**
  * The entries of the JSON array at `key`, in order, read one line at a time (a pretty-printed
- * array from before is parsed whole) — undefined when there is no such key.
+ * array from before is parsed whole, then sorted with `sortLegacy` when given: what was written
+ * before need not keep the order a reader now relies on) — undefined when there is no such key.
  */
 export async function openJsonArray<T>(
   store: Pick<BackupStore, 'getStream'>,
   key: string,
+  options: { sortLegacy?: (a: T, b: T) => number } = {},
 ): Promise<AsyncIterable<T> | undefined> {
   let stream;
   try {
@@ -126,7 +128,7 @@ export async function openJsonArray<T>(
     if (legacy) {
       const parsed = parse<unknown>(key, legacy.join('\n'));
       if (!Array.isArray(parsed)) throw fail(ErrorType.BackupCorrupt, `${key} is not a JSON array`);
-      yield* parsed as T[];
+      yield* options.sortLegacy ? (parsed as T[]).sort(options.sortLegacy) : (parsed as T[]);
     }
   })();
 }

@@ -53,11 +53,20 @@ export async function removeBucket(s3: Minio.Client, name: string): Promise<numb
     await s3.removeBucket(name);
     return current;
   }
-  const keys: string[] = [];
-  for await (const o of s3.listObjectsV2(name, '', true)) keys.push((o as { name: string }).name);
-  for (let i = 0; i < keys.length; i += 1000) await s3.removeObjects(name, keys.slice(i, i + 1000));
+  // A page of keys at a time (removing keys already listed does not disturb the listing after them).
+  let removed = 0;
+  let page: string[] = [];
+  for await (const o of s3.listObjectsV2(name, '', true)) {
+    page.push((o as { name: string }).name);
+    if (page.length === 1000) {
+      await s3.removeObjects(name, page);
+      removed += page.length;
+      page = [];
+    }
+  }
+  if (page.length > 0) await s3.removeObjects(name, page);
   await s3.removeBucket(name);
-  return keys.length;
+  return removed + page.length;
 }
 
 /** Runs `fn` over `items`, at most `limit` at once. */

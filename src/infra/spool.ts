@@ -1,0 +1,47 @@
+/**
+ * A spool of JSON lines on the worker's disk: what a restore decided for each object, written in
+ * one pass and read back in the next, so the plan of a million objects is never in memory whole.
+ * Local to one activity attempt (a retry plans again): the file is removed when it is done with.
+ */
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { once } from 'node:events';
+import * as path from 'node:path';
+import { createInterface } from 'node:readline';
+
+let spoolSeq = 0;
+
+export interface Spool<T> {
+  /** Appends one item (waits when the disk is behind). */
+  write(item: T): Promise<void>;
+  /** Ends writing; then the items can be read. */
+  close(): Promise<void>;
+  /** The items, in the order they were written. */
+  read(): AsyncGenerator<T>;
+  /** Removes the file (also when writing failed half-way). */
+  remove(): Promise<void>;
+}
+
+export async function createSpool<T>(dir: string, name: string): Promise<Spool<T>> {
+  await fs.mkdir(dir, { recursive: true });
+  const file = path.join(dir, `${name}-${process.pid}-${spoolSeq++}.jsonl`);
+  const out = createWriteStream(file);
+  const closed = once(out, 'close');
+  closed.catch(() => undefined); // an error is reported by the write or close that meets it
+  return {
+    async write(item) {
+      if (!out.write(`${JSON.stringify(item)}\n`)) await once(out, 'drain');
+    },
+    async close() {
+      out.end();
+      await closed;
+    },
+    async *read() {
+      const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+      for await (const line of lines) if (line.length > 0) yield JSON.parse(line) as T;
+    },
+    async remove() {
+      out.destroy();
+      await fs.rm(file, { force: true });
+    },
+  };
+}
