@@ -12,8 +12,8 @@
 import * as path from 'node:path';
 import { ErrorType, fail } from '../domain/errors';
 import { BACKUP_ID_PATTERN } from '../domain/backupIds';
-import { objectIndexKey } from '../domain/layout';
-import type { ObjectIndexEntry } from '../domain/manifests';
+import { objectIndexKey, objectsManifestKey } from '../domain/layout';
+import type { ObjectBackupManifest, ObjectIndexEntry } from '../domain/manifests';
 import { mapAdaptive, memoryBudget, TRANSFER_MEMORY_BYTES } from '../infra/adaptive';
 import { controllerRows } from '../infra/database';
 import { shortTag } from '../infra/hashing';
@@ -73,6 +73,12 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
   const bucket = config.kohakkuBucket;
   const budget = transferMemory ?? memoryBudget(TRANSFER_MEMORY_BYTES);
   const live = () => bucketInKeyOrder(s3, bucket, config.backupPrefixes);
+
+  /** How many entries the backup's index has, from its manifest (for progress; the index is not counted). */
+  async function indexSize(backupId: string): Promise<number | undefined> {
+    return (await store.getJson<ObjectBackupManifest>(objectsManifestKey(backupId)).catch(() => undefined))
+      ?.objects;
+  }
 
   async function indexOf(backupId: string): Promise<AsyncIterable<ObjectIndexEntry>> {
     if (!BACKUP_ID_PATTERN.test(backupId))
@@ -183,12 +189,12 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
    */
   async function compareWithBucket(
     entries: AsyncIterable<ObjectIndexEntry>,
-    stage: string,
+    progress: { stage: string; inBackup?: number },
     each: (e: ObjectIndexEntry, c: Comparison) => void | Promise<void>,
   ): Promise<void> {
     let compared = 0;
     await withHeartbeats(
-      () => ({ stage, compared }),
+      () => ({ ...progress, compared }),
       () =>
         forEachInOrder(
           joinWithBucket(entries, live()),
@@ -211,7 +217,11 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
     let present = 0;
     let overwriteCount = 0;
     const wouldOverwrite: string[] = [];
-    await compareWithBucket(entries, 'comparing the bucket with the backup', (e, c) => {
+    const progress = {
+      stage: 'comparing the bucket with the backup',
+      inBackup: await indexSize(input.backupId),
+    };
+    await compareWithBucket(entries, progress, (e, c) => {
       if (c.state === 'same') present++;
       else if (c.state === 'differs') {
         overwriteCount++;
@@ -262,7 +272,9 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
       let toCopy = 0;
       let differing = 0;
       const differingKeys: string[] = [];
-      await compareWithBucket(entries, 'comparing the bucket with the backup', async (e, c) => {
+      const inBackup = await indexSize(input.backupId);
+      const progress = { stage: 'comparing the bucket with the backup', inBackup };
+      await compareWithBucket(entries, progress, async (e, c) => {
         if (c.state === 'same') {
           if (c.etag !== e.etag) remember(e.key, c.etag);
           return;
@@ -354,7 +366,7 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
       const problems: string[] = [];
       let checked = 0;
       await withHeartbeats(
-        () => ({ stage: 'checking the restored bucket', checked }),
+        () => ({ stage: 'checking the restored bucket', checked, inBackup }),
         () =>
           forEachInOrder(
             joinWithBucket(again, live()),
@@ -419,8 +431,9 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
     await s3.makeBucket(scratch, config.s3.region);
     try {
       let done = 0;
+      const total = await indexSize(input.backupId);
       await withHeartbeats(
-        () => ({ stage: 'verifying objects', done }),
+        () => ({ stage: 'verifying objects', done, total }),
         () =>
           mapAdaptive(
             index,

@@ -5,7 +5,8 @@
  * content — and then checked against the set's own manifests (every dump's and the RDB's sha256,
  * every blob copied now hashed back from the replica). The replica's set manifest is written
  * last, so a half-copied set is never taken for a complete one; a retry after a crash copies only
- * what is still missing.
+ * what is still missing. The object index is read a batch of blobs at a time, so a copy holds
+ * one batch whatever the number of objects.
  */
 import { ErrorType, fail } from '../domain/errors';
 import {
@@ -13,19 +14,21 @@ import {
   MANIFEST,
   objectIndexKey,
   objectProgressPrefix,
+  objectsManifestKey,
   postgresManifestKey,
   redisManifestKey,
   setManifestKey,
 } from '../domain/layout';
 import type {
   BackupSetManifest,
+  ObjectBackupManifest,
   ObjectIndexEntry,
   PostgresManifest,
   RedisBackupManifest,
 } from '../domain/manifests';
 import type { BackupStore, StoredObject } from '../infra/backupStore';
 import { memoryBudget, TRANSFER_MEMORY_BYTES, type MemoryBudget } from '../infra/adaptive';
-import { readJsonArray } from '../infra/jsonArrays';
+import { openJsonArray } from '../infra/jsonArrays';
 import { digesting, hashStream, mapLimit, unlessStreamFails } from '../infra/s3';
 import { uploadMemory } from '../infra/s3Upload';
 import type { BackupStores } from '../infra/stores';
@@ -54,6 +57,9 @@ export interface ReplicaRecord {
   copiedAt: string;
   checked: ReplicaReport['checked'];
 }
+
+/** Blobs copied and checked per batch of the index (what a replica copy holds in memory at a time). */
+const REPLICA_BATCH_BLOBS = 10_000;
 
 const blobSha256 = (key: string) => /^objects\/blobs\/sha256-([0-9a-f]{64})-\d+$/.exec(key)?.[1];
 
@@ -115,12 +121,15 @@ export function createReplicaActivities({
       );
     const pg = await primary.getJson<PostgresManifest>(postgresManifestKey(input.backupId));
     const redis = await primary.getJson<RedisBackupManifest>(redisManifestKey(input.backupId));
-    const index = await readJsonArray<ObjectIndexEntry>(primary, objectIndexKey(input.backupId));
+    const index = await openJsonArray<ObjectIndexEntry>(primary, objectIndexKey(input.backupId));
     if (!pg || !redis || !index)
       throw fail(
         ErrorType.BackupCorrupt,
         `backup set ${input.backupId} in ${primary.location} lacks a part manifest`,
       );
+    const entriesInIndex = (
+      await primary.getJson<ObjectBackupManifest>(objectsManifestKey(input.backupId)).catch(() => undefined)
+    )?.objects;
 
     await replica.ensureReady();
     // The set's own files (manifests last within each part), then the blobs its index names.
@@ -134,14 +143,45 @@ export function createReplicaActivities({
         ...files.filter((o) => o.key.endsWith(`/${MANIFEST}`)),
       );
     }
-    const blobs = [...new Map(index.map((e) => [e.blob, { key: e.blob, size: e.size }])).values()];
-    const copiedBlobs = new Set<string>();
     // Blobs the replica's retention has marked as unreferenced may be swept before this copy's
     // index names them: copied again (which restarts their grace), never counted as present.
     const marked = (await replica.getJson<Record<string, string>>(BLOB_GC_CANDIDATES_KEY)) ?? {};
-    const progress = () => ({ phase: 'copying to the replica', ...report, of: own.length + blobs.length });
-    // Copies stream store to store; an S3 replica holds up to a part per copy (infra/s3Upload.ts).
-    await withHeartbeats(progress, async () => {
+    let entriesRead = 0;
+    const progress = () => ({
+      phase: 'copying to the replica',
+      ...report,
+      entriesRead,
+      entriesInIndex,
+      ownFiles: own.length,
+    });
+    const mismatch: string[] = [];
+    const bad: string[] = [];
+    /** The copy's bytes read back from the replica against what the manifests say. */
+    const expect = async (key: string, size: number, sha256: string | undefined) => {
+      const got = await hashStream(await replica.getStream(key));
+      if (got.bytes !== size || (sha256 && got.sha256 !== sha256)) {
+        bad.push(key);
+        mismatch.push(
+          `${key}: ${got.bytes} B sha256 ${got.sha256.slice(0, 12)}…, manifest ${size} B ${sha256?.slice(0, 12) ?? ''}…`,
+        );
+      }
+    };
+    /** The bad copies go, so that the retry this error causes copies them again. */
+    const failOnMismatch = async () => {
+      if (mismatch.length === 0) return;
+      await replica.removeKeys(bad);
+      throw new Error(
+        `the replica copy of ${input.backupId} in ${replica.location} differs from its manifest: ${mismatch.slice(0, 3).join('; ')}${mismatch.length > 3 ? ` (+${mismatch.length - 3})` : ''}`,
+      );
+    };
+
+    /**
+     * One batch of the index's blobs: copied (streamed store to store; an S3 replica holds up to a
+     * part per copy, infra/s3Upload.ts), then checked — a blob copied now hashed back, one already
+     * there by its size (it was hashed when it was copied).
+     */
+    const replicateBlobs = async (blobs: StoredObject[]) => {
+      const copiedBlobs = new Set<string>();
       await mapLimit(blobs, config.transferConcurrency, async (blob) => {
         const copied = await budget.within(uploadMemory(blob.size), () =>
           copyKey(primary, replica, blob, marked[blob.key] !== undefined),
@@ -156,48 +196,51 @@ export function createReplicaActivities({
           report.blobsAlreadyPresent++;
         }
       });
+      await mapLimit(blobs, config.transferConcurrency, async (blob) => {
+        if (copiedBlobs.has(blob.key)) {
+          await expect(blob.key, blob.size, blobSha256(blob.key));
+          report.checked.blobsHashed++;
+        } else {
+          const stat = await replica.stat(blob.key);
+          if (stat?.size !== blob.size) {
+            bad.push(blob.key);
+            mismatch.push(`${blob.key}: ${stat ? `${stat.size} B` : 'missing'}`);
+          }
+          report.checked.blobsSized++;
+        }
+      });
+      await failOnMismatch();
+    };
+
+    await withHeartbeats(progress, async () => {
+      // The index is read a batch at a time (its blobs, each once per batch), so memory stays
+      // bounded whatever the number of objects. A blob two batches name (the same content under
+      // keys far apart) is copied once and found present, by size, the second time.
+      let batch = new Map<string, StoredObject>();
+      for await (const e of index) {
+        entriesRead++;
+        batch.set(e.blob, { key: e.blob, size: e.size });
+        if (batch.size >= REPLICA_BATCH_BLOBS) {
+          await replicateBlobs([...batch.values()]);
+          batch = new Map();
+        }
+      }
+      if (batch.size > 0) await replicateBlobs([...batch.values()]);
+
       for (const object of own) {
         if (await copyKey(primary, replica, object)) {
           report.copied++;
           report.bytesCopied += object.size;
         } else report.alreadyPresent++;
       }
-
-      // The check, read back from the replica against the manifests.
-      const mismatch: string[] = [];
-      const bad: string[] = [];
-      const expect = async (key: string, size: number, sha256: string | undefined) => {
-        const got = await hashStream(await replica.getStream(key));
-        if (got.bytes !== size || (sha256 && got.sha256 !== sha256)) bad.push(key);
-        if (got.bytes !== size || (sha256 && got.sha256 !== sha256))
-          mismatch.push(
-            `${key}: ${got.bytes} B sha256 ${got.sha256.slice(0, 12)}…, manifest ${size} B ${sha256?.slice(0, 12) ?? ''}…`,
-          );
-      };
+      // The set's own dumps and RDB, read back against the manifests.
       for (const d of pg.databases) {
         await expect(d.key, d.size, d.sha256);
         report.checked.dumps++;
       }
       await expect(redis.key, redis.size, redis.sha256);
       report.checked.rdb++;
-      await mapLimit(blobs, config.transferConcurrency, async (blob) => {
-        if (copiedBlobs.has(blob.key)) {
-          await expect(blob.key, blob.size, blobSha256(blob.key));
-          report.checked.blobsHashed++;
-        } else {
-          // Checked by hash when it was copied; its size shows it is still the same file.
-          const stat = await replica.stat(blob.key);
-          if (stat?.size !== blob.size) bad.push(blob.key);
-          if (stat?.size !== blob.size) mismatch.push(`${blob.key}: ${stat ? `${stat.size} B` : 'missing'}`);
-          report.checked.blobsSized++;
-        }
-      });
-      // The bad copies go, so that the retry this error causes copies them again.
-      await replica.removeKeys(bad);
-      if (mismatch.length)
-        throw new Error(
-          `the replica copy of ${input.backupId} in ${replica.location} differs from its manifest: ${mismatch.slice(0, 3).join('; ')}${mismatch.length > 3 ? ` (+${mismatch.length - 3})` : ''}`,
-        );
+      await failOnMismatch();
     });
     const record: ReplicaRecord = {
       copiedFrom: primary.location,
