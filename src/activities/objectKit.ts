@@ -11,7 +11,7 @@ import { ErrorType, fail } from '../domain/errors';
 import type { BackupStore } from '../infra/backupStore';
 import type { MemoryBudget } from '../infra/adaptive';
 import { openJsonArray } from '../infra/jsonArrays';
-import type { ContentDigest } from '../infra/s3';
+import { mapLimit, type ContentDigest } from '../infra/s3';
 
 export interface ObjectStoreDeps {
   config: Config;
@@ -162,15 +162,7 @@ export async function forEachInOrder<T, R>(
   const flush = async () => {
     const items = batch;
     batch = [];
-    const results: R[] = new Array(items.length);
-    let next = 0;
-    const worker = async () => {
-      while (next < items.length) {
-        const i = next++;
-        results[i] = await fn(items[i]!);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(options.concurrency, items.length) }, worker));
+    const results = await mapLimit(items, options.concurrency, fn);
     for (let i = 0; i < items.length; i++) await each(items[i]!, results[i]!);
   };
   for await (const item of items) {
