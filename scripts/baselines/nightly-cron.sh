@@ -16,15 +16,24 @@ postgres() {
 }
 
 redis() {
-  local waited=0
-  # The fork has happened when BGSAVE answers, so "in progress" shows until the save ends.
-  redis-cli -p "$REDIS_PORT" BGSAVE | grep -q 'Background saving started'
-  while redis-cli -p "$REDIS_PORT" INFO persistence | grep -q '^rdb_bgsave_in_progress:1'; do
+  local waited=0 saves reply
+  saves() { redis-cli -p "$REDIS_PORT" INFO persistence | sed -n 's/^rdb_saves:\([0-9]*\).*/\1/p'; }
+  local before
+  before="$(saves)"
+  # SCHEDULE: during an AOF rewrite (agents write while this runs) the save is started right after
+  # it instead of being refused. Done when the save counter moved and no save is in progress.
+  reply="$(redis-cli -p "$REDIS_PORT" BGSAVE SCHEDULE)"
+  case "$reply" in
+    *"Background saving started"* | *"Background saving scheduled"*) ;;
+    *) echo "BGSAVE refused: $reply" >&2; exit 1 ;;
+  esac
+  until [ "$(saves)" != "$before" ] && ! redis-cli -p "$REDIS_PORT" INFO persistence | grep -q '^rdb_bgsave_in_progress:1'; do
     sleep 0.05
     waited=$((waited + 1))
-    [ "$waited" -lt 1200 ] || { echo "BGSAVE did not finish within 60 s" >&2; exit 1; }
+    [ "$waited" -lt 2400 ] || { echo "BGSAVE did not finish within 120 s" >&2; exit 1; }
   done
-  redis-cli -p "$REDIS_PORT" INFO persistence | grep -q '^rdb_last_bgsave_status:ok'
+  redis-cli -p "$REDIS_PORT" INFO persistence | grep -q '^rdb_last_bgsave_status:ok' ||
+    { echo "BGSAVE failed (rdb_last_bgsave_status is not ok)" >&2; exit 1; }
   rclone copyto "$REDIS_DATA_DIR/dump.rdb" "dst:$BACKUP_BUCKET/cron/redis/$STAMP/dump.rdb"
 }
 
