@@ -71,9 +71,14 @@ export async function withDrillPlatform(
     '① starting the embedded stack (PostgreSQL, Redis with AOF, MinIO for Kohakku, VersityGW for the backups, a replica directory, Temporal dev server for DR)',
   );
   const stack = await startStack({ withTemporalUi: true, log: (l) => say(`   ${l}`) });
+  // Stopped once: an interrupt stops the stack while the drill's steps fail on it and reach the
+  // `finally` below, which must wait for that same stop (a second one raced the first's removal
+  // of the stack's directory, left half of it behind and ended in ENOENT).
+  let stopping: Promise<void> | undefined;
+  const stopOnce = () => (stopping ??= stopStack(readStack(stack.dir)));
   const stopOnSignal = () => {
     say('interrupted: stopping the stack');
-    void stopStack(readStack(stack.dir)).finally(() => process.exit(130));
+    void stopOnce().finally(() => process.exit(130));
   };
   process.once('SIGINT', stopOnSignal);
   process.once('SIGTERM', stopOnSignal);
@@ -144,7 +149,7 @@ export async function withDrillPlatform(
           `settings for the worker, the kohakku-dr CLI and the temporal CLI: source ${envFileWritten} (or: kohakku-dr stack env ${stack.dir})`,
         );
     } else {
-      await stopStack(readStack(stack.dir));
+      await stopOnce();
     }
     process.removeListener('SIGINT', stopOnSignal);
     process.removeListener('SIGTERM', stopOnSignal);
