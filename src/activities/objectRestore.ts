@@ -17,7 +17,14 @@ import type { ObjectBackupManifest, ObjectIndexEntry } from '../domain/manifests
 import { mapAdaptive, memoryBudget, TRANSFER_MEMORY_BYTES } from '../infra/adaptive';
 import { controllerRows } from '../infra/database';
 import { shortTag } from '../infra/hashing';
-import { digesting, hashObject, putHashed, recordedSha256, removeBucket, SHA256_METADATA } from '../infra/s3';
+import {
+  hashObject,
+  hashStream,
+  putHashed,
+  recordedSha256,
+  removeBucket,
+  SHA256_METADATA,
+} from '../infra/s3';
 import { uploadBounded, uploadMemory } from '../infra/s3Upload';
 import { createSpool } from '../infra/spool';
 import {
@@ -151,12 +158,7 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
     if (e.sha256) return Promise.resolve(e.sha256);
     let hash = blobHashes.get(e.blob);
     if (!hash) {
-      hash = store.getStream(e.blob).then(async (stream) => {
-        const digest = digesting(stream);
-        digest.resume();
-        await new Promise<void>((resolve, reject) => digest.once('end', resolve).once('error', reject));
-        return digest.digest().sha256;
-      });
+      hash = store.getStream(e.blob).then(async (stream) => (await hashStream(stream)).sha256);
       hash.catch(() => blobHashes.delete(e.blob));
       blobHashes.set(e.blob, hash);
     }
