@@ -11,7 +11,7 @@ import { ErrorType, fail } from '../domain/errors';
 import type { BackupStore } from '../infra/backupStore';
 import type { MemoryBudget } from '../infra/adaptive';
 import { openJsonArray } from '../infra/jsonArrays';
-import { mapLimit, type ContentDigest } from '../infra/s3';
+import { mapLimit, s3KeyOrder, type ContentDigest } from '../infra/s3';
 
 export interface ObjectStoreDeps {
   config: Config;
@@ -21,10 +21,7 @@ export interface ObjectStoreDeps {
   transferMemory?: MemoryBudget;
 }
 
-/** S3's key order: by the keys' UTF-8 bytes. */
-export function s3KeyOrder(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
+export { s3KeyOrder };
 
 /** What a bucket listing says of an object. */
 export interface LiveObject {

@@ -2,15 +2,17 @@
  * Objects as of an instant T, for point-in-time recovery: in a bucket with versioning on, each
  * key under the backed-up prefixes gets back the version that was current at T — a server-side
  * copy of that version, so every later version is kept — and a key that did not exist at T is
- * hidden by a delete marker (its versions kept too). Nothing is deleted. A listing page gives a
- * key's versions and its delete markers apart, so each prefix's version list is gathered before
- * keys are decided: memory grows with the versions under one prefix (issue 9's bounded-memory
- * work should page this by key marker). A retry changes nothing more: a key whose current version already
- * has T's content (same ETag) is left alone. Without versioning nothing is rewound, and the
+ * hidden by a delete marker (its versions kept too). Nothing is deleted. The versions are read a
+ * listing page at a time: a page covers a range of keys in key order but gives their versions and
+ * their delete markers apart, so a key is decided once its page is read — except the page's last
+ * key, whose versions may go on in the next page and are carried over. Memory holds one page and
+ * one key's versions, whatever the bucket holds. A retry changes nothing more: a key whose
+ * current version already has T's content (same ETag) is left alone. Without versioning nothing is rewound, and the
  * report says so (the recovery then restores the nearest object backup set before T instead).
  */
 import * as Minio from 'minio';
 import type { Config } from '../config';
+import { s3KeyOrder, versionPages, type ObjectVersion } from '../infra/s3';
 import { heartbeat } from './heartbeat';
 
 export interface ObjectRewindReport {
@@ -26,18 +28,23 @@ export interface ObjectRewindReport {
   examples: string[];
 }
 
-interface Version {
-  name: string;
-  versionId: string;
-  lastModified: Date;
-  etag: string;
-  isLatest: boolean;
-  isDeleteMarker: boolean;
-}
+/** S3's largest listing page (a test lists in smaller ones to cross page boundaries often). */
+const VERSIONS_PER_PAGE = 1000;
 
-export function createObjectRewindActivities({ config, s3 }: { config: Config; s3: Minio.Client }) {
+export function createObjectRewindActivities({
+  config,
+  s3,
+  versionsPerPage = VERSIONS_PER_PAGE,
+}: {
+  config: Pick<Config, 'kohakkuBucket' | 'backupPrefixes'>;
+  s3: Minio.Client;
+  versionsPerPage?: number;
+}) {
   /** What each key needs to be as at T: nothing, its version at T copied back, or hidden. */
-  function decide(versions: Version[], at: number): { action: 'none' | 'copy' | 'hide'; version?: Version } {
+  function decide(
+    versions: ObjectVersion[],
+    at: number,
+  ): { action: 'none' | 'copy' | 'hide'; version?: ObjectVersion } {
     const current = versions.find((v) => v.isLatest) ?? versions[0]!;
     const atT = versions.find((v) => v.lastModified.getTime() <= at);
     if (!atT || atT.isDeleteMarker) return current.isDeleteMarker ? { action: 'none' } : { action: 'hide' };
@@ -66,7 +73,7 @@ export function createObjectRewindActivities({ config, s3 }: { config: Config; s
     if (!(await s3.bucketExists(bucket))) return report;
     report.versioned = (await s3.getBucketVersioning(bucket))?.Status === 'Enabled';
     if (!report.versioned) return report;
-    const apply = async (listed: Version[]) => {
+    const apply = async (listed: ObjectVersion[]) => {
       // Newest first (servers do not all list a key's versions in that order).
       const versions = [...listed].sort(
         (x, y) =>
@@ -98,17 +105,19 @@ export function createObjectRewindActivities({ config, s3 }: { config: Config; s
       if (report.keys % 200 === 0) heartbeat({ rewinding: bucket, ...report, examples: undefined });
     };
     for (const prefix of config.backupPrefixes) {
-      // A listing page holds its versions, then its delete markers: a key's entries are not
-      // next to each other, so they are gathered per prefix first.
-      const byKey = new Map<string, Version[]>();
-      for await (const item of s3.listObjects(bucket, prefix, true, { IncludeVersion: true })) {
-        const v = item as unknown as Version;
-        if (!v.name) continue;
-        const list = byKey.get(v.name);
-        if (list) list.push(v);
-        else byKey.set(v.name, [v]);
+      let carried: ObjectVersion[] = [];
+      for await (const { versions, lastKey } of versionPages(s3, bucket, prefix, versionsPerPage)) {
+        const byKey = new Map<string, ObjectVersion[]>();
+        for (const v of [...carried, ...versions]) {
+          const list = byKey.get(v.name);
+          if (list) list.push(v);
+          else byKey.set(v.name, [v]);
+        }
+        // The page's last key waits for the rest of its versions in the next page.
+        carried = lastKey === undefined ? [] : (byKey.get(lastKey) ?? []);
+        for (const key of [...byKey.keys()].sort(s3KeyOrder))
+          if (key !== lastKey) await apply(byKey.get(key)!);
       }
-      for (const versions of byKey.values()) await apply(versions);
     }
     return report;
   }

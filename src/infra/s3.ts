@@ -30,26 +30,92 @@ export function s3Client(connection: S3Connection): Minio.Client {
   });
 }
 
+/** S3's key order: by the keys' UTF-8 bytes. */
+export function s3KeyOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** One version of an object, or a delete marker, as a version listing gives it. */
+export interface ObjectVersion {
+  name: string;
+  versionId: string;
+  lastModified: Date;
+  etag: string;
+  isLatest: boolean;
+  isDeleteMarker: boolean;
+}
+
+/** A query value escaped as SigV4's canonical request has it (RFC 3986: only A–Z a–z 0–9 - _ . ~ left). */
+function sigV4Escape(value: string): string {
+  return encodeURIComponent(value).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+}
+
+/**
+ * Every version and delete marker under `prefix`, a listing page at a time. A page covers a range
+ * of keys in key order, but gives its versions and its delete markers apart; `lastKey` is where
+ * a truncated page ends — that key's versions may go on in the next page. Paged by markers
+ * escaped as SigV4 wants: minio-js's own listObjects sends the server's URL-encoded
+ * NextKeyMarker unescaped, and past the first page a key with a space or a slash fails its
+ * signature.
+ */
+export async function* versionPages(
+  s3: Minio.Client,
+  bucket: string,
+  prefix: string,
+  pageSize = 1000,
+): AsyncGenerator<{ versions: ObjectVersion[]; lastKey?: string }> {
+  let keyMarker = '';
+  let versionIdMarker = '';
+  for (;;) {
+    const page = await s3.listObjectsQuery(bucket, prefix, '', {
+      Delimiter: '',
+      MaxKeys: pageSize,
+      IncludeVersion: true,
+      keyMarker,
+      versionIdMarker,
+    });
+    const versions = (page.objects as unknown as ObjectVersion[]).filter((v) => v.name);
+    if (!page.isTruncated) {
+      yield { versions };
+      return;
+    }
+    // The page ends at its greatest key (S3's NextKeyMarker, here decoded).
+    const lastKey = versions.map((v) => v.name).reduce((a, b) => (s3KeyOrder(a, b) >= 0 ? a : b), '');
+    if (!lastKey || !page.versionIdMarker)
+      throw new Error(`s3://${bucket}/${prefix}: a truncated version listing without its next markers`);
+    yield { versions, lastKey };
+    keyMarker = sigV4Escape(lastKey);
+    versionIdMarker = sigV4Escape(page.versionIdMarker);
+  }
+}
+
 /** Empties a bucket (every version, when versioned) and removes it; returns how many objects it held, undefined when there was none. */
-export async function removeBucket(s3: Minio.Client, name: string): Promise<number | undefined> {
+export async function removeBucket(
+  s3: Minio.Client,
+  name: string,
+  options: { versionsPerPage?: number } = {},
+): Promise<number | undefined> {
   if (!(await s3.bucketExists(name))) return undefined;
   // A versioned bucket is empty only once every version and delete marker is gone.
   const versioning = await s3.getBucketVersioning(name).catch(() => undefined);
   if (versioning?.Status === 'Enabled' || versioning?.Status === 'Suspended') {
-    const versions: { name: string; versionId: string }[] = [];
     let current = 0;
-    for await (const o of s3.listObjects(name, '', true, { IncludeVersion: true })) {
-      const v = o as unknown as {
-        name: string;
-        versionId: string;
-        isLatest: boolean;
-        isDeleteMarker: boolean;
-      };
-      if (!v.name) continue;
-      versions.push({ name: v.name, versionId: v.versionId });
-      if (v.isLatest && !v.isDeleteMarker) current++;
+    // The page's last key is removed after the next page is listed: its last version is where
+    // that listing starts from (and a newer version removed first would make an older one latest).
+    let pending: ObjectVersion[] = [];
+    for await (const { versions, lastKey } of versionPages(s3, name, '', options.versionsPerPage)) {
+      current += versions.filter((v) => v.isLatest && !v.isDeleteMarker).length;
+      const now = [...pending, ...versions.filter((v) => v.name !== lastKey)];
+      pending = versions.filter((v) => v.name === lastKey);
+      for (let i = 0; i < now.length; i += 1000)
+        await s3.removeObjects(
+          name,
+          now.slice(i, i + 1000).map(({ name, versionId }) => ({ name, versionId })),
+        );
     }
-    for (let i = 0; i < versions.length; i += 1000) await s3.removeObjects(name, versions.slice(i, i + 1000));
     await s3.removeBucket(name);
     return current;
   }
