@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import type { Config } from '../config';
 import { createCommandRunner } from '../infra/exec';
 import { s3Client } from '../infra/s3';
+import { objectReader } from '../infra/s3Reads';
 import { createBackupStores } from '../infra/stores';
 import type { ActivityDeps } from './index';
 
@@ -18,6 +19,7 @@ export function createDeps(config: Config): ActivityDeps & { close(): Promise<vo
   });
   redis.on('error', () => undefined);
   const stores = createBackupStores(config);
+  const reader = objectReader(config.s3);
   return {
     config,
     exec: createCommandRunner(),
@@ -25,8 +27,10 @@ export function createDeps(config: Config): ActivityDeps & { close(): Promise<vo
     stores,
     redis,
     s3: s3Client(config.s3),
+    objectReader: reader,
     async close() {
       redis.disconnect();
+      await reader.close();
     },
   };
 }

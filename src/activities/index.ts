@@ -16,6 +16,7 @@ import type { FromStore, StoreName } from '../domain/stores';
 import type { BackupStore } from '../infra/backupStore';
 import { memoryBudget, TRANSFER_MEMORY_BYTES, type MemoryBudget } from '../infra/adaptive';
 import type { CommandRunner } from '../infra/exec';
+import type { ObjectReader } from '../infra/s3Reads';
 import type { BackupStores } from '../infra/stores';
 import { createBackupSetActivities } from './backupSets';
 import { resolveAcrossStores, storeNotConfigured } from './backupSources';
@@ -40,6 +41,8 @@ export interface ActivityDeps {
   redis: Redis;
   /** Kohakku's object store (bucket KOHAKKU_BUCKET). */
   s3: Minio.Client;
+  /** Downloads from it for the mirror (undici: see infra/s3Reads.ts). */
+  objectReader?: ObjectReader;
   /** The memory all of this worker's object transfers share (TRANSFER_MEMORY_BYTES). */
   transferMemory?: MemoryBudget;
 }

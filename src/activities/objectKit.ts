@@ -10,6 +10,7 @@ import type { ObjectIndexEntry } from '../domain/manifests';
 import { ErrorType, fail } from '../domain/errors';
 import type { BackupStore } from '../infra/backupStore';
 import type { MemoryBudget } from '../infra/adaptive';
+import type { ObjectReader } from '../infra/s3Reads';
 import { openJsonArray } from '../infra/jsonArrays';
 import { mapLimit, s3KeyOrder, type ContentDigest } from '../infra/s3';
 
@@ -17,6 +18,8 @@ export interface ObjectStoreDeps {
   config: Config;
   store: BackupStore;
   s3: Minio.Client;
+  /** Downloads from Kohakku's object store for the mirror (one of its own, on config.s3, when not given). */
+  objectReader?: ObjectReader;
   /** The worker's transfer memory, shared with its other transfers (one of its own when not given). */
   transferMemory?: MemoryBudget;
 }

@@ -21,7 +21,6 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
 import { BACKUP_ID_PATTERN } from '../domain/backupIds';
 import {
   BLOB_PREFIX,
@@ -37,7 +36,8 @@ import type { ObjectBackupManifest, ObjectIndexEntry } from '../domain/manifests
 import { ErrorType, fail } from '../domain/errors';
 import { CONTENT_IN_MEMORY_BYTES } from '../infra/backupStore';
 import { shortTag } from '../infra/hashing';
-import { digesting, responseSize, responseETag } from '../infra/s3';
+import { digesting } from '../infra/s3';
+import { objectReader, type ObjectDownload, type ObjectReader } from '../infra/s3Reads';
 import { mapAdaptive, memoryBudget, TRANSFER_MEMORY_BYTES } from '../infra/adaptive';
 import { forEachJsonArrayEntry, openJsonArray, putJsonArray } from '../infra/jsonArrays';
 import { uploadMemory } from '../infra/s3Upload';
@@ -138,9 +138,18 @@ const MAX_MIRROR_PARTITIONS = 64;
 /** A mirror writes its progress down at most this often, so a retry resumes from there. */
 const CHECKPOINT_EVERY_MS = 5000;
 
-export function createObjectStoreActivities({ config, store, s3, transferMemory }: ObjectStoreDeps) {
+export function createObjectStoreActivities({
+  config,
+  store,
+  s3,
+  objectReader: reader,
+  transferMemory,
+}: ObjectStoreDeps) {
   const bucket = config.kohakkuBucket;
   const budget = transferMemory ?? memoryBudget(TRANSFER_MEMORY_BYTES);
+  /** The mirror's downloads (made when first needed: most activity sets built in tests never mirror). */
+  let ownReader: ObjectReader | undefined;
+  const downloads = () => reader ?? (ownReader ??= objectReader(config.s3));
 
   /** The backed-up prefixes in S3's key order, so their listings one after another are in that order too. */
   const prefixesInOrder = listingPrefixes(config.backupPrefixes);
@@ -434,15 +443,16 @@ export function createObjectStoreActivities({ config, store, s3, transferMemory 
      * small objects is bound by per-object work).
      */
     const transfer = async (o: { key: string } & LiveObject): Promise<ObjectIndexEntry | undefined> => {
-      let source: Readable;
+      let download: ObjectDownload;
       try {
-        source = await s3.getObject(bucket, o.key);
+        download = await downloads().get(bucket, o.key);
       } catch (err) {
         if (isNotFound(err)) return undefined; // deleted since the listing: not in the bucket any more
         throw err;
       }
-      const etag = responseETag(source) ?? o.etag;
-      if ((responseSize(source) ?? o.size) <= CONTENT_IN_MEMORY_BYTES) {
+      const source = download.body;
+      const etag = download.etag ?? o.etag;
+      if ((download.size ?? o.size) <= CONTENT_IN_MEMORY_BYTES) {
         const hash = createHash('sha256');
         const chunks: Buffer[] = [];
         let size = 0;

@@ -1,0 +1,115 @@
+/**
+ * Object downloads for the mirror's hot loop, where a backup reads objects by the ten thousand
+ * and per-request CPU is its speed (the S3 server shares the cores): undici's connection pool
+ * (Node's own HTTP client project) with aws4's SigV4 signing, instead of minio-js, whose
+ * http.request per object and signing key derived again for every request cost twice the CPU —
+ * measured on 10,000 objects of 1–64 KiB from MinIO, 24 at a time: 3.8–4.2 s of CPU against
+ * 1.7–2.1 s (and 5.0–5.5 s wall against 3.6–4.9 s). Plain path-style SigV4 GETs, so any S3
+ * server; everything else stays on minio-js.
+ */
+import { readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import aws4 from 'aws4';
+import { Pool } from 'undici';
+import type { S3Connection } from '../config';
+
+/** An object's bytes as they arrive, with what the response said of them. */
+export interface ObjectDownload {
+  body: Readable;
+  etag?: string;
+  size?: number;
+}
+
+export interface ObjectReader {
+  /** Starts the download of `bucket/key`; a missing key rejects with `code: 'NoSuchKey'` (as minio-js's do). */
+  get(bucket: string, key: string): Promise<ObjectDownload>;
+  close(): Promise<void>;
+}
+
+/** An S3 error response as an Error with its S3 code and HTTP status, naming the endpoint and the object. */
+export class S3ReadError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly statusCode: number,
+  ) {
+    super(message);
+    this.name = 'S3ReadError';
+  }
+}
+
+/** No headers (or no bytes of the body) for this long: the server is named as stalled, and the transfer fails. */
+const STALL_MS = 60_000;
+
+/** S3's path escaping of a key: every byte but unreserved characters and `/`. */
+function keyPath(key: string): string {
+  return key
+    .split('/')
+    .map((part) =>
+      encodeURIComponent(part).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
+    )
+    .join('/');
+}
+
+export function objectReader(connection: S3Connection, options: { connections?: number } = {}): ObjectReader {
+  const { endPoint, port, useSSL, accessKey, secretKey, region, caFile, url } = connection;
+  const host = `${endPoint}:${port}`;
+  const pool = new Pool(`${useSSL ? 'https' : 'http'}://${host}`, {
+    connections: options.connections ?? 64,
+    headersTimeout: STALL_MS,
+    bodyTimeout: STALL_MS,
+    ...(useSSL && caFile ? { connect: { ca: readFileSync(caFile) } } : {}),
+  });
+  const credentials = { accessKeyId: accessKey, secretAccessKey: secretKey };
+  return {
+    async get(bucket, key) {
+      const path = `/${bucket}/${keyPath(key)}`;
+      const signed = aws4.sign(
+        {
+          host,
+          path,
+          method: 'GET',
+          service: 's3',
+          region: region || 'us-east-1',
+          headers: { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
+        },
+        credentials,
+      );
+      const where = `${url}/${bucket}/${key}`;
+      const response = await pool
+        .request({ path, method: 'GET', headers: signed.headers as Record<string, string> })
+        .catch((err: Error & { code?: string }) => {
+          throw Object.assign(
+            new Error(`GET ${where}: ${err.code ?? ''} ${err.message}`.replace(/ {2}/, ' ')),
+            {
+              code: err.code,
+              cause: err,
+            },
+          );
+        });
+      const header = (name: string) => {
+        const v = response.headers[name];
+        return typeof v === 'string' ? v : undefined;
+      };
+      if (response.statusCode !== 200) {
+        // An S3 error document is small; read it for its code and message.
+        const text = (await response.body.text().catch(() => '')).slice(0, 4096);
+        const code =
+          /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? (response.statusCode === 404 ? 'NoSuchKey' : 'HTTP');
+        const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? '';
+        throw new S3ReadError(
+          `GET ${where}: ${response.statusCode} ${code}${message ? `: ${message}` : ''}`,
+          code,
+          response.statusCode,
+        );
+      }
+      const length = header('content-length');
+      return {
+        body: response.body,
+        etag: header('etag')?.replace(/"/g, ''),
+        size: length && /^\d+$/.test(length) ? Number(length) : undefined,
+      };
+    },
+    close: () => pool.close(),
+  };
+}
