@@ -10,7 +10,7 @@ import type { S3Connection } from '../src/config';
 import { isNotFound } from '../src/infra/backupStore';
 import { s3Client } from '../src/infra/s3';
 import { objectReader, S3ReadError } from '../src/infra/s3Reads';
-import { testStack } from './harness/kohakku';
+import { backupS3Connection, testStack } from './harness/kohakku';
 
 const stack = testStack();
 const minio: S3Connection = {
@@ -22,16 +22,7 @@ const minio: S3Connection = {
   region: 'us-east-1',
   url: `http://127.0.0.1:${stack.minio.port}`,
 };
-const versity: S3Connection = {
-  endPoint: '127.0.0.1',
-  port: stack.backupS3.port,
-  useSSL: true,
-  accessKey: stack.backupS3.accessKey,
-  secretKey: stack.backupS3.secretKey,
-  region: 'us-east-1',
-  caFile: stack.backupS3.caFile,
-  url: `https://127.0.0.1:${stack.backupS3.port}`,
-};
+const versity = backupS3Connection(stack);
 const BUCKET = `reads-${process.pid}`;
 const KEYS = ['plain.bin', 'dir/with space & plus+.bin', 'ünïcode/😀 (1).bin', 'empty.bin'];
 

@@ -15,6 +15,7 @@ import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { Redis } from 'ioredis';
 import * as Minio from 'minio';
 import { Client } from 'pg';
+import type { S3Connection } from '../../src/config';
 import { workerCommand } from '../../src/infra/processes';
 import { removeBucket, s3Client } from '../../src/infra/s3';
 import type { ReferenceModel } from '../../src/reference/model';
@@ -191,9 +192,9 @@ export function minioClient(stack: StackInfo): Minio.Client {
   });
 }
 
-/** A client of the backup store's own S3 server (VersityGW, bucket `kohakku-backups`). */
-export function backupS3Client(stack: StackInfo): Minio.Client {
-  return s3Client({
+/** Where the backup store's own S3 server (VersityGW, TLS with the stack's CA) is, with its credentials. */
+export function backupS3Connection(stack: StackInfo): S3Connection {
+  return {
     endPoint: '127.0.0.1',
     port: stack.backupS3.port,
     useSSL: true,
@@ -202,7 +203,12 @@ export function backupS3Client(stack: StackInfo): Minio.Client {
     region: 'us-east-1',
     caFile: stack.backupS3.caFile,
     url: `https://127.0.0.1:${stack.backupS3.port}`,
-  });
+  };
+}
+
+/** A client of the backup store's own S3 server (VersityGW, bucket `kohakku-backups`). */
+export function backupS3Client(stack: StackInfo): Minio.Client {
+  return s3Client(backupS3Connection(stack));
 }
 
 /** A real disaster for the object store: every object removed, then the bucket itself. */
