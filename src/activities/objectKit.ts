@@ -69,6 +69,30 @@ export function listingPrefixes(prefixes: readonly string[]): string[] {
 }
 
 /**
+ * `items` passed on as they come, checked to be in S3's key order: a key before the previous one
+ * (or the same key again, unless `repeats`) fails with the error `outOfOrder` makes.
+ */
+export async function* inKeyOrder<T>(
+  items: AsyncIterable<T>,
+  options: {
+    keyOf: (item: T) => string;
+    repeats?: boolean;
+    outOfOrder: (key: string, previous: string) => Error;
+  },
+): AsyncGenerator<T> {
+  let previous: string | undefined;
+  for await (const item of items) {
+    const key = options.keyOf(item);
+    if (previous !== undefined) {
+      const order = s3KeyOrder(previous, key);
+      if (order > 0 || (order === 0 && !options.repeats)) throw options.outOfOrder(key, previous);
+    }
+    previous = key;
+    yield item;
+  }
+}
+
+/**
  * The bucket's objects under `prefixes`, streamed in S3's key order (nothing when the bucket does
  * not exist). Listings come a page at a time: memory does not grow with the bucket.
  */
@@ -78,21 +102,23 @@ export async function* bucketInKeyOrder(
   prefixes: readonly string[],
 ): AsyncGenerator<ListedObject> {
   if (!(await s3.bucketExists(bucket))) return;
-  let previous: string | undefined;
-  for (const prefix of listingPrefixes(prefixes)) {
-    for await (const item of s3.listObjectsV2(bucket, prefix, true)) {
-      const o = item as { name?: string; size?: number; etag?: string };
-      if (!o.name) continue;
-      if (previous !== undefined && s3KeyOrder(previous, o.name) >= 0)
-        throw fail(
-          ErrorType.ToolUnavailable,
-          `the S3 server lists bucket ${bucket} out of key order (${o.name} after ${previous}): ` +
-            'kohakku-dr needs a server that lists keys in UTF-8 byte order, as S3 does',
-        );
-      previous = o.name;
-      yield { key: o.name, size: o.size ?? 0, etag: unquote(o.etag) };
+  async function* listed(): AsyncGenerator<ListedObject> {
+    for (const prefix of listingPrefixes(prefixes)) {
+      for await (const item of s3.listObjectsV2(bucket, prefix, true)) {
+        const o = item as { name?: string; size?: number; etag?: string };
+        if (o.name) yield { key: o.name, size: o.size ?? 0, etag: unquote(o.etag) };
+      }
     }
   }
+  yield* inKeyOrder(listed(), {
+    keyOf: (o) => o.key,
+    outOfOrder: (key, previous) =>
+      fail(
+        ErrorType.ToolUnavailable,
+        `the S3 server lists bucket ${bucket} out of key order (${key} after ${previous}): ` +
+          'kohakku-dr needs a server that lists keys in UTF-8 byte order, as S3 does',
+      ),
+  });
 }
 
 /**
@@ -108,18 +134,14 @@ export async function indexInKeyOrder(
     sortLegacy: (a, b) => s3KeyOrder(a.key, b.key),
   });
   if (!entries) return undefined;
-  return (async function* inOrder() {
-    let previous: string | undefined;
-    for await (const e of entries) {
-      if (previous !== undefined && s3KeyOrder(previous, e.key) >= 0)
-        throw fail(
-          ErrorType.BackupCorrupt,
-          `${indexKey}: ${e.key} comes after ${previous}; an index lists each key once, in key order`,
-        );
-      previous = e.key;
-      yield e;
-    }
-  })();
+  return inKeyOrder(entries, {
+    keyOf: (e) => e.key,
+    outOfOrder: (key, previous) =>
+      fail(
+        ErrorType.BackupCorrupt,
+        `${indexKey}: ${key} comes after ${previous}; an index lists each key once, in key order`,
+      ),
+  });
 }
 
 /**

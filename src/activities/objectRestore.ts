@@ -35,6 +35,7 @@ import {
   INITIAL_TRANSFERS,
   isNotFound,
   joinWithBucket,
+  inKeyOrder,
   s3KeyOrder,
   type Comparison,
   type LiveObject,
@@ -105,27 +106,30 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
     const sql =
       `SELECT brief_key FROM (${config.model.completedBriefsSql.trim().replace(/;+$/, '')}) AS completed ` +
       'WHERE brief_key IS NOT NULL ORDER BY brief_key COLLATE "C"';
-    const rows = controllerRows<{ brief_key: string }>(config, sql);
-    let first: IteratorResult<{ brief_key: string }>;
+    async function* keys(): AsyncGenerator<string> {
+      for await (const { brief_key: key } of controllerRows<{ brief_key: string }>(config, sql)) yield key;
+    }
+    // Two completed tasks may share a brief: a key may repeat.
+    const inOrder = inKeyOrder(keys(), {
+      keyOf: (key) => key,
+      repeats: true,
+      outOfOrder: (key, previous) =>
+        fail(
+          ErrorType.InvalidInput,
+          `KOHAKKU_COMPLETED_BRIEFS_SQL gave ${key} after ${previous}, not in UTF-8 byte order ` +
+            '(ORDER BY ... COLLATE "C"): is the Controller\'s database not encoded in UTF8?',
+        ),
+    });
+    let first: IteratorResult<string>;
     try {
-      first = await rows.next();
+      first = await inOrder.next();
     } catch (err) {
       if (options.unlessLost) return;
       throw err;
     }
     if (first.done) return;
-    let previous = first.value.brief_key;
-    yield previous;
-    for await (const { brief_key: key } of rows) {
-      if (s3KeyOrder(previous, key) > 0)
-        throw fail(
-          ErrorType.InvalidInput,
-          `KOHAKKU_COMPLETED_BRIEFS_SQL gave ${key} after ${previous}, not in UTF-8 byte order ` +
-            '(ORDER BY ... COLLATE "C"): is the Controller\'s database not encoded in UTF8?',
-        );
-      previous = key;
-      yield key;
-    }
+    yield first.value;
+    yield* inOrder;
   }
 
   /**
