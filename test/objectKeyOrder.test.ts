@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import {
   forEachInOrder,
   indexInKeyOrder,
+  inKeyOrder,
   joinWithBucket,
   listingPrefixes,
   s3KeyOrder,
@@ -52,6 +53,21 @@ test("S3's key order is the keys' UTF-8 bytes, which JavaScript's string order i
   expect([...KEYS].sort()).not.toEqual(KEYS);
   expect([...KEYS].sort(s3KeyOrder)).toEqual(KEYS);
   expect(listingPrefixes(['skills/', 'briefs/2026/', 'briefs/', 'skills/'])).toEqual(['briefs/', 'skills/']);
+});
+
+test('a stream checked for key order: passed on as it comes; a key before the last one fails, the same key again unless repeats are allowed', async () => {
+  const check = (keys: string[], repeats?: boolean) =>
+    collect(
+      inKeyOrder(listed(keys.map((key) => ({ key, size: 1, etag: 'e' }))), {
+        keyOf: (o) => o.key,
+        repeats,
+        outOfOrder: (key, previous) => new Error(`${key} after ${previous}`),
+      }),
+    ).then((out) => out.map((o) => o.key));
+  expect(await check(KEYS)).toEqual(KEYS);
+  await expect(check([KEYS[2]!, KEYS[1]!])).rejects.toThrow(`${KEYS[1]} after ${KEYS[2]}`);
+  await expect(check([KEYS[0]!, KEYS[0]!])).rejects.toThrow(`${KEYS[0]} after ${KEYS[0]}`);
+  expect(await check([KEYS[0]!, KEYS[0]!, KEYS[3]!], true)).toEqual([KEYS[0], KEYS[0], KEYS[3]]);
 });
 
 test('an index in key order streams as it is; one from before is sorted; one out of order is BackupCorrupt', async () => {
