@@ -145,28 +145,44 @@ export async function indexInKeyOrder(
 }
 
 /**
+ * Each item of `items` with the item of `others` that has its key (undefined when none), both
+ * streams in S3's key order: a merge of two sorted streams, holding one item of each at a time.
+ * Items of `others` that no item names are passed over.
+ */
+export async function* matchInKeyOrder<T, U>(
+  items: AsyncIterable<T>,
+  others: AsyncIterable<U>,
+  keys: { of: (item: T) => string; ofOther: (other: U) => string },
+): AsyncGenerator<{ item: T; match: U | undefined }> {
+  const rest = others[Symbol.asyncIterator]();
+  let next = await rest.next();
+  try {
+    for await (const item of items) {
+      const key = keys.of(item);
+      while (!next.done && s3KeyOrder(keys.ofOther(next.value), key) < 0) next = await rest.next();
+      if (!next.done && keys.ofOther(next.value) === key) {
+        yield { item, match: next.value };
+        next = await rest.next();
+      } else yield { item, match: undefined };
+    }
+  } finally {
+    await rest.return?.();
+  }
+}
+
+/**
  * Each entry of `index` with the live object of the same key (undefined when the bucket has
- * none), in key order: a merge of two sorted streams, holding one entry of each at a time.
- * Live objects no entry names are passed over (a restore leaves them alone).
+ * none), in key order. Live objects no entry names are passed over (a restore leaves them alone).
  */
 export async function* joinWithBucket(
   index: AsyncIterable<ObjectIndexEntry>,
   live: AsyncIterable<ListedObject>,
 ): AsyncGenerator<{ entry: ObjectIndexEntry; live: LiveObject | undefined }> {
-  const listing = live[Symbol.asyncIterator]();
-  let next = await listing.next();
-  try {
-    for await (const entry of index) {
-      while (!next.done && s3KeyOrder(next.value.key, entry.key) < 0) next = await listing.next();
-      if (!next.done && next.value.key === entry.key) {
-        const { size, etag } = next.value;
-        yield { entry, live: { size, etag } };
-        next = await listing.next();
-      } else yield { entry, live: undefined };
-    }
-  } finally {
-    await listing.return?.();
-  }
+  for await (const { item, match } of matchInKeyOrder(index, live, {
+    of: (e) => e.key,
+    ofOther: (o) => o.key,
+  }))
+    yield { entry: item, live: match && { size: match.size, etag: match.etag } };
 }
 
 /**

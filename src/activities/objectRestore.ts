@@ -36,7 +36,7 @@ import {
   isNotFound,
   joinWithBucket,
   inKeyOrder,
-  s3KeyOrder,
+  matchInKeyOrder,
   type Comparison,
   type LiveObject,
   type ObjectStoreDeps,
@@ -139,18 +139,14 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
   function wanted(index: AsyncIterable<ObjectIndexEntry>, completed: AsyncIterable<string>) {
     const counts = { inBackup: 0, wanted: 0 };
     const entries = (async function* () {
-      const skip = completed[Symbol.asyncIterator]();
-      let next = await skip.next();
-      try {
-        for await (const e of index) {
-          counts.inBackup++;
-          while (!next.done && s3KeyOrder(next.value, e.key) < 0) next = await skip.next();
-          if (!next.done && next.value === e.key) continue;
-          counts.wanted++;
-          yield e;
-        }
-      } finally {
-        await skip.return?.();
+      for await (const { item, match } of matchInKeyOrder(index, completed, {
+        of: (e) => e.key,
+        ofOther: (k) => k,
+      })) {
+        counts.inBackup++;
+        if (match !== undefined) continue;
+        counts.wanted++;
+        yield item;
       }
     })();
     return { entries, counts };
