@@ -472,12 +472,17 @@ export function createObjectStoreActivities({
       }
       // The blob's name needs the sha256 only (an md5 is for checking 0.1 entries).
       const digest = digesting(source, { md5: false });
-      const { key: blob, written } = await store.putContent({
-        stream: digest,
-        keyOf: () => contentBlobKey(digest.digest().sha256, digest.digest().bytes),
-        alreadyStored: (key) => stored.has(key) && reusable(key),
-        spoolDir,
-      });
+      const { key: blob, written } = await store
+        .putContent({
+          stream: digest,
+          keyOf: () => contentBlobKey(digest.digest().sha256, digest.digest().bytes),
+          alreadyStored: (key) => stored.has(key) && reusable(key),
+          spoolDir,
+        })
+        .catch((err: unknown) => {
+          source.destroy(); // the store failed: the download's connection is not left waiting
+          throw err;
+        });
       stored.add(blob);
       if (written) blobsWritten++;
       const { sha256, bytes: size } = digest.digest();
