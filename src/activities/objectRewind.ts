@@ -7,8 +7,9 @@
  * their delete markers apart, so a key is decided once its page is read — except the page's last
  * key, whose versions may go on in the next page and are carried over. Memory holds one page and
  * one key's versions, whatever the bucket holds. A retry changes nothing more: a key whose
- * current version already has T's content (same ETag) is left alone. Without versioning nothing is rewound, and the
- * report says so (the recovery then restores the nearest object backup set before T instead).
+ * current version already has T's content (same ETag) is left alone. Without versioning nothing
+ * is rewound, and the report says so (the recovery then restores the nearest object backup set
+ * before T instead).
  */
 import * as Minio from 'minio';
 import type { Config } from '../config';

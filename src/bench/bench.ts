@@ -411,34 +411,84 @@ function summaryTable(result: BenchResult): string {
   return lines.join('\n') + '\n';
 }
 
-/** Runs every comparison at `size`; writes the JSON and the summary into `outDir`. */
-export async function runBenchmarks(size: BenchSize, outDir: string): Promise<BenchResult> {
+/** The comparisons by the name `--only` takes, in the order a full run takes them. */
+export const BENCH_COMPARISONS = [
+  'requeue',
+  'objects',
+  'postgres-restore',
+  'nightly',
+  'full-cluster',
+] as const;
+export type BenchComparison = (typeof BENCH_COMPARISONS)[number];
+
+/**
+ * Before each comparison: the previous one's aftermath settled, so that neither side pays for it.
+ * The requeue comparison leaves millions of dead row versions that autovacuum would otherwise
+ * clean (and a checkpoint would write out) on the same two cores while the object mirror runs.
+ */
+async function quiesce(stack: StackInfo): Promise<void> {
+  const databases = await withStackDb(
+    stack,
+    'postgres',
+    async (c) =>
+      (await c.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datallowconn')).rows,
+  );
+  for (const { datname } of databases) await withStackDb(stack, datname, (c) => c.query('VACUUM (ANALYZE)'));
+  await withStackDb(stack, 'postgres', (c) => c.query('CHECKPOINT'));
+  const { rss, heapUsed } = process.memoryUsage();
+  console.log(
+    `   (stack quiet; this process: rss ${(rss / 1048576).toFixed(0)} MiB, heap ${(heapUsed / 1048576).toFixed(0)} MiB)`,
+  );
+}
+
+/**
+ * Runs the comparisons at `size` (all, or `only` those); writes the JSON into `outDir/results`,
+ * and the summary table into `outDir/README.md` when all of them ran.
+ */
+export async function runBenchmarks(
+  size: BenchSize,
+  outDir: string,
+  only: readonly BenchComparison[] = BENCH_COMPARISONS,
+): Promise<BenchResult> {
   const { tasks, objects, rounds, agentIntervalSeconds, graceSeconds } = BENCH_SIZES[size];
   const stack = await startStack({ log: (l) => console.log(`   ${l}`) });
   try {
     const model = await referenceModelOn(stack, 'bench');
+    // Every comparison needs the seeded tasks (the object restore leaves out completed tasks' briefs).
     console.log(`seeding the reference Kohakku with ${tasks} tasks`);
     await seedReferenceKohakku(model, { tasks, briefs: 1 });
     const config = loadConfig({ ...workerEnvFor(stack, model) });
-    const comparisons = [
-      await requeueComparison(stack, config, rounds),
-      ...(await mirrorComparisons(stack, config, objects, rounds)),
-      await restoreComparison(stack, config, rounds),
-      ...(await nightlyComparison(stack, config, rounds)),
-      await fullClusterComparison({ stack, model, config, rounds, agentIntervalSeconds, graceSeconds }),
-    ];
+    const runs: Record<BenchComparison, () => Promise<Comparison[]>> = {
+      requeue: async () => [await requeueComparison(stack, config, rounds)],
+      objects: () => mirrorComparisons(stack, config, objects, rounds),
+      'postgres-restore': async () => [await restoreComparison(stack, config, rounds)],
+      nightly: () => nightlyComparison(stack, config, rounds),
+      'full-cluster': async () => [
+        await fullClusterComparison({ stack, model, config, rounds, agentIntervalSeconds, graceSeconds }),
+      ],
+    };
+    const comparisons: Comparison[] = [];
+    for (const name of BENCH_COMPARISONS.filter((c) => only.includes(c))) {
+      await quiesce(stack);
+      comparisons.push(...(await runs[name]()));
+    }
     const result: BenchResult = {
       size,
       at: new Date().toISOString(),
       machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
       comparisons,
     };
+    const complete = only.length === BENCH_COMPARISONS.length;
     await fs.mkdir(path.join(outDir, 'results'), { recursive: true });
     await fs.writeFile(
-      path.join(outDir, 'results', `${result.at.replace(/[:.]/g, '-')}-${size}.json`),
+      path.join(
+        outDir,
+        'results',
+        `${result.at.replace(/[:.]/g, '-')}-${size}${complete ? '' : `-${only.join('+')}`}.json`,
+      ),
       JSON.stringify(result, null, 2),
     );
-    await fs.writeFile(path.join(outDir, 'README.md'), summaryTable(result));
+    if (complete) await fs.writeFile(path.join(outDir, 'README.md'), summaryTable(result));
     return result;
   } finally {
     await stopStack(stack);

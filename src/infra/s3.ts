@@ -45,8 +45,11 @@ export interface ObjectVersion {
   isDeleteMarker: boolean;
 }
 
-/** A query value escaped as SigV4's canonical request has it (RFC 3986: only A–Z a–z 0–9 - _ . ~ left). */
-function sigV4Escape(value: string): string {
+/**
+ * A value escaped as SigV4's canonical request has it (RFC 3986: only A–Z a–z 0–9 - _ . ~ left):
+ * query values here, each segment of a key's path in s3Reads.ts.
+ */
+export function sigV4Escape(value: string): string {
   return encodeURIComponent(value).replace(
     /[!'()*]/g,
     (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,

@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream';
 import aws4 from 'aws4';
 import { Pool } from 'undici';
 import type { S3Connection } from '../config';
+import { sigV4Escape } from './s3';
 
 /** An object's bytes as they arrive, with what the response said of them. */
 export interface ObjectDownload {
@@ -41,15 +42,8 @@ export class S3ReadError extends Error {
 /** No headers (or no bytes of the body) for this long: the server is named as stalled, and the transfer fails. */
 const STALL_MS = 60_000;
 
-/** S3's path escaping of a key: every byte but unreserved characters and `/`. */
-function keyPath(key: string): string {
-  return key
-    .split('/')
-    .map((part) =>
-      encodeURIComponent(part).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
-    )
-    .join('/');
-}
+/** S3's path escaping of a key: every segment escaped, `/` kept. */
+const keyPath = (key: string) => key.split('/').map(sigV4Escape).join('/');
 
 export function objectReader(connection: S3Connection, options: { connections?: number } = {}): ObjectReader {
   const { endPoint, port, useSSL, accessKey, secretKey, region, caFile, url } = connection;
