@@ -4,14 +4,12 @@
  * sets, run the drill. Commander parses (subcommands, typed options, generated --help) rather
  * than hand-rolled argv code.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import type { Workflow } from '@temporalio/client';
-import { loadConfig, optionsMarkdown } from '../config';
-import type { BackupSetManifest } from '../domain/manifests';
+import type { PitrWindow } from '../activities/pitrKit';
+import { loadConfig, optionsMarkdown, OPTIONS, type Config, type OptionSpec } from '../config';
 import { STORE_NAMES, type StoreName } from '../domain/stores';
-import { listBackupSets, readPostgresManifest } from '../infra/catalog';
-import { createBackupStores } from '../infra/stores';
-import { readEnvFile, readStack, stopStack } from '../stack/stack';
+import { parseEnvFile, readEnvFile, readStack, stopStack } from '../stack/stack';
 import {
   fullCluster,
   markRestorePoint,
@@ -31,10 +29,15 @@ import {
 } from '../workflows';
 import { approveSignal, progressQuery } from '../workflows/definitions';
 import type { TotalDatabaseLossInput } from '../workflows/totalDatabaseLoss';
+import { backupsLines, listBackups } from './backupsList';
 import { runDrill } from './drill';
 import { DRILL_SIZES, type DrillSize } from './drillLarge';
-import { applyAllSchedules, listSchedules, NIGHTLY_SCHEDULE_ID } from './schedules';
-import { AlreadyRunning, connect, startUnique, temporalSettings, watch, WORKFLOW_IDS } from './temporal';
+import { sayTo } from './drillPlatform';
+import { classify, CliError, exitCode, exitCodesHelp } from './exitCodes';
+import { createOutput, type Output } from './output';
+import { cancelRun, showStatus, startAndFollow, watchRun } from './runs';
+import { applyAllSchedules, listSchedules, NIGHTLY_SCHEDULE_ID, scheduleLines } from './schedules';
+import { connect, temporalSettings, WORKFLOW_IDS } from './temporal';
 
 const storeName = (v: string): StoreName => {
   if (!(STORE_NAMES as readonly string[]).includes(v))
@@ -48,30 +51,9 @@ const seconds = (v: string) => {
   return n;
 };
 
-/** Starts a workflow under its target-derived id (a second start is refused) and follows it. */
-async function startAndWatch(
-  workflow: Workflow,
-  workflowId: string,
-  args: unknown[],
-  wait: boolean,
-): Promise<void> {
-  const settings = temporalSettings();
-  const { client, close } = await connect(settings);
-  try {
-    const handle = await startUnique(client, workflowId, () =>
-      client.workflow.start(workflow, {
-        taskQueue: settings.taskQueue,
-        workflowId,
-        args,
-        workflowIdConflictPolicy: 'FAIL',
-      }),
-    );
-    console.log(`started ${workflow.name} as ${workflowId} (run ${handle.firstExecutionRunId})`);
-    if (wait) console.log(JSON.stringify(await watch(handle, console.log), null, 2));
-  } finally {
-    await close();
-  }
-}
+let output: Output | undefined;
+/** The run's output, --json or not (read once the arguments are parsed). */
+const out = (): Output => (output ??= createOutput({ json: process.argv.includes('--json') }));
 
 async function withClient<T>(
   fn: (client: Awaited<ReturnType<typeof connect>>['client']) => Promise<T>,
@@ -84,10 +66,73 @@ async function withClient<T>(
   }
 }
 
+/** Starts a workflow under its target-derived id (a second start is refused) and follows it. */
+function startAndWatch(
+  workflow: Workflow,
+  workflowId: string,
+  args: unknown[],
+  wait: boolean,
+  asksApproval = false,
+): Promise<void> {
+  return withClient((client) =>
+    startAndFollow({
+      client,
+      out: out(),
+      taskQueue: temporalSettings().taskQueue,
+      workflow,
+      workflowId,
+      args,
+      wait,
+      asksApproval,
+    }),
+  );
+}
+
+/** The point-in-time window, read by the worker on the database host (pgBackRest runs there). */
+async function readPitrWindow(config: Config): Promise<PitrWindow | { unavailable: string }> {
+  try {
+    return await withClient((client) =>
+      client.workflow.execute(pitrStatus, {
+        taskQueue: config.temporal.taskQueue,
+        workflowId: `kohakku-dr-pitr-status-${Date.now()}`,
+        args: [],
+        workflowExecutionTimeout: '2m',
+      }),
+    );
+  } catch (err) {
+    return { unavailable: (err as Error).message };
+  }
+}
+
+function pitrLines(w: PitrWindow | { unavailable: string }): string[] {
+  if ('unavailable' in w) return [`point-in-time: window unavailable: ${w.unavailable}`];
+  return [
+    `point-in-time (pgBackRest stanza ${w.stanza}, ${w.status}): recoverable from ${w.earliest ?? '—'} to ${w.latest ?? '—'}; WAL ${w.wal.min ?? '—'} … ${w.wal.max ?? '—'}`,
+    ...w.backups.map(
+      (b) =>
+        `  base backup ${b.label} (${b.type}) ${b.start} … ${b.stop}, ${b.repoSize} B in the repository, ${!b.verdict ? 'not verified' : b.verdict.ok ? `verified ${b.verdict.verifiedAt}` : `FAILED verification ${b.verdict.verifiedAt}: ${b.verdict.problems.join('; ')}`}`,
+    ),
+    ...w.restorePoints.map((p) => `  restore point "${p.name}" at ${p.at} (LSN ${p.lsn})`),
+  ];
+}
+
+/** A recovery stops for `kohakku-dr approve` unless approved in advance or only planned. */
+const asksApproval = (opts: { confirm?: boolean; plan?: boolean; replaceExisting?: boolean }) =>
+  !opts.confirm && !opts.plan && !opts.replaceExisting;
+
 async function run(): Promise<void> {
   const program = new Command('kohakku-dr')
     .description("Kohakku's Backup & Recovery runbook as durable Temporal workflows")
-    .showHelpAfterError();
+    .option(
+      '--json',
+      'one JSON document on stdout (the result, or {error, exit}); human lines on stderr',
+      false,
+    )
+    .option('--debug', 'print the stack trace of a failure', false)
+    .showHelpAfterError('(add --help for usage and exit codes)')
+    .addHelpText('afterAll', exitCodesHelp())
+    // Bad arguments exit 2 (not commander's 1), --help 0: the top level classifies what is thrown.
+    .exitOverride();
 
   program
     .command('drill')
@@ -129,13 +174,14 @@ async function run(): Promise<void> {
         scenario: 'full-cluster' | 'pitr';
       }) => {
         const size = DRILL_SIZES[opts.size];
+        sayTo(out().say);
         const report = await runDrill({
           ...opts,
           tasks: opts.tasks ?? size.tasks,
           grace: opts.grace ?? size.grace,
         });
-        console.log(['', '══ drill report ══', ...report.lines].join('\n'));
-        if (!report.ok) process.exitCode = 1;
+        out().result(report, () => ['', '══ drill report ══', ...report.lines]);
+        if (!report.ok) process.exitCode = exitCode('failed');
       },
     );
 
@@ -201,7 +247,13 @@ async function run(): Promise<void> {
         restartDeadlineSeconds: opts.restartDeadline,
         registrationDeadlineSeconds: opts.registrationDeadline,
       };
-      await startAndWatch(totalDatabaseLoss, WORKFLOW_IDS.postgresRecovery, [input], opts.wait);
+      await startAndWatch(
+        totalDatabaseLoss,
+        WORKFLOW_IDS.postgresRecovery,
+        [input],
+        opts.wait,
+        asksApproval(opts),
+      );
     });
   common(
     recover
@@ -225,6 +277,7 @@ async function run(): Promise<void> {
           },
         ],
         opts.wait,
+        asksApproval(opts),
       ),
     );
   common(
@@ -232,7 +285,13 @@ async function run(): Promise<void> {
       .command('object-store-loss')
       .description('restore the bucket from the backup mirror, minus completed-task briefs'),
   ).action((opts) =>
-    startAndWatch(objectStoreLoss, WORKFLOW_IDS.objectsRecovery, [commonInput(opts)], opts.wait),
+    startAndWatch(
+      objectStoreLoss,
+      WORKFLOW_IDS.objectsRecovery,
+      [commonInput(opts)],
+      opts.wait,
+      asksApproval(opts),
+    ),
   );
   common(
     recover
@@ -246,6 +305,7 @@ async function run(): Promise<void> {
         WORKFLOW_IDS.clusterRecovery,
         [{ ...commonInput(opts), checkInGraceSeconds: opts.grace }],
         opts.wait,
+        asksApproval(opts),
       ),
     );
   common(
@@ -272,6 +332,7 @@ async function run(): Promise<void> {
           },
         ],
         opts.wait,
+        asksApproval(opts),
       ),
     );
 
@@ -321,6 +382,7 @@ async function run(): Promise<void> {
           },
         ],
         opts.wait,
+        asksApproval(opts),
       ),
     );
 
@@ -390,70 +452,12 @@ async function run(): Promise<void> {
     )
     .action(async () => {
       const config = loadConfig();
-      const stores = createBackupStores(config);
-      const seen = new Map<string, Partial<Record<StoreName, BackupSetManifest>>>();
-      const sizes = new Map<string, string>();
-      for (const name of STORE_NAMES) {
-        const store = stores[name];
-        if (!store) continue;
-        try {
-          const sets = await listBackupSets(store);
-          console.log(`${name}: ${store.location} — ${sets.length} set(s)`);
-          for (const set of sets) {
-            seen.set(set.id, { ...seen.get(set.id), [name]: set });
-            if (!sizes.has(set.id)) {
-              const pg = await readPostgresManifest(store, set.id);
-              sizes.set(
-                set.id,
-                (pg?.databases ?? [])
-                  .map((d) => `${d.database}: ${d.size} B, ${d.tables.reduce((n, t) => n + t.rows, 0)} rows`)
-                  .join('  '),
-              );
-            }
-          }
-        } catch (err) {
-          console.log(`${name}: ${store.location} — UNREADABLE: ${(err as Error).message}`);
-        }
-      }
-      const verdict = (set: BackupSetManifest | undefined) =>
-        !set
-          ? '—'
-          : set.verification
-            ? set.verification.ok
-              ? 'verified'
-              : 'FAILED verification'
-            : 'not verified';
-      for (const id of [...seen.keys()].sort().reverse()) {
-        const where = seen.get(id)!;
-        const columns = STORE_NAMES.filter((n) => stores[n]).map(
-          (n) => `${n}: ${verdict(where[n])}${n === 'replica' && where[n]?.replica ? ' (copy checked)' : ''}`,
-        );
-        console.log(`${id}  ${columns.map((c) => c.padEnd(30)).join(' ')} ${sizes.get(id) ?? ''}`);
-      }
-      if (config.pitr) {
-        // pgBackRest runs on the database host: the worker there reads the window.
-        try {
-          const w = await withClient((client) =>
-            client.workflow.execute(pitrStatus, {
-              taskQueue: config.temporal.taskQueue,
-              workflowId: `kohakku-dr-pitr-status-${Date.now()}`,
-              args: [],
-              workflowExecutionTimeout: '2m',
-            }),
-          );
-          console.log(
-            `point-in-time (pgBackRest stanza ${w.stanza}, ${w.status}): recoverable from ${w.earliest ?? '—'} to ${w.latest ?? '—'}; WAL ${w.wal.min ?? '—'} … ${w.wal.max ?? '—'}`,
-          );
-          for (const b of w.backups)
-            console.log(
-              `  base backup ${b.label} (${b.type}) ${b.start} … ${b.stop}, ${b.repoSize} B in the repository, ${!b.verdict ? 'not verified' : b.verdict.ok ? `verified ${b.verdict.verifiedAt}` : `FAILED verification ${b.verdict.verifiedAt}: ${b.verdict.problems.join('; ')}`}`,
-            );
-          for (const p of w.restorePoints)
-            console.log(`  restore point "${p.name}" at ${p.at} (LSN ${p.lsn})`);
-        } catch (err) {
-          console.log(`point-in-time: window unavailable: ${(err as Error).message}`);
-        }
-      }
+      const listing = await listBackups(config);
+      const pitrWindow = config.pitr ? await readPitrWindow(config) : undefined;
+      out().result({ ...listing, ...(pitrWindow ? { pitr: pitrWindow } : {}) }, () => [
+        ...backupsLines(listing),
+        ...(pitrWindow ? pitrLines(pitrWindow) : []),
+      ]);
     });
 
   const schedules = program.command('schedules').description('the nightly backup schedule on Temporal');
@@ -470,20 +474,28 @@ async function run(): Promise<void> {
     });
   schedules
     .command('list')
-    .description('schedules with their state, next and recent runs')
-    .action(async () => console.log(JSON.stringify(await withClient(listSchedules), null, 2)));
-  for (const verb of ['pause', 'unpause', 'trigger'] as const) {
+    .description('schedules with their state, cron (in words), next and recent runs')
+    .action(async () => {
+      const list = await withClient(listSchedules);
+      out().result(list, () => scheduleLines(list));
+    });
+  for (const [verb, done] of [
+    ['pause', 'paused'],
+    ['unpause', 'unpaused'],
+    ['trigger', 'triggered'],
+  ] as const) {
     schedules
       .command(`${verb} [scheduleId]`)
       .description(`${verb} a schedule (default ${NIGHTLY_SCHEDULE_ID})`)
       .option('--note <text>', 'why (pause/unpause)')
       .action(async (id: string | undefined, opts: { note?: string }) => {
+        const scheduleId = id ?? NIGHTLY_SCHEDULE_ID;
         await withClient(async (client) => {
-          const handle = client.schedule.getHandle(id ?? NIGHTLY_SCHEDULE_ID);
+          const handle = client.schedule.getHandle(scheduleId);
           if (verb === 'trigger') await handle.trigger();
           else await handle[verb](opts.note);
         });
-        console.log(`${verb}d ${id ?? NIGHTLY_SCHEDULE_ID}`);
+        out().result({ scheduleId, [done]: true }, () => `${done} ${scheduleId}`);
       });
   }
 
@@ -497,51 +509,105 @@ async function run(): Promise<void> {
         const handle = client.workflow.getHandle(workflowId);
         // An approval applies to what a step replaces now: show it, and refuse when nothing waits.
         const progress = await handle.query(progressQuery);
-        if (!progress.awaitingApproval) {
-          console.error(
+        if (!progress.awaitingApproval)
+          throw new CliError(
+            'refused',
             `${workflowId} is not waiting for an approval (${progress.waitingFor ?? progress.status}); nothing sent`,
+            { workflowId, approved: false, status: progress.status, waitingFor: progress.waitingFor },
           );
-          process.exitCode = 3;
-          return;
-        }
         await handle.signal(approveSignal, { by: opts.by, note: opts.note });
-        console.log(
-          `approved "${progress.awaitingApproval.step}" of ${workflowId}, replacing: ${progress.awaitingApproval.replaces.join('; ')}`,
+        out().result(
+          {
+            workflowId,
+            approved: true,
+            step: progress.awaitingApproval.step,
+            replaces: progress.awaitingApproval.replaces,
+            by: opts.by,
+          },
+          () =>
+            `approved "${progress.awaitingApproval!.step}" of ${workflowId}, replacing: ${progress.awaitingApproval!.replaces.join('; ')}`,
         );
       });
     });
 
   program
     .command('watch <workflowId>')
-    .description("follow a running workflow's progress until it ends")
-    .action(async (workflowId: string) => {
-      const result = await withClient((client) => watch(client.workflow.getHandle(workflowId), console.log));
-      console.log(JSON.stringify(result, null, 2));
-    });
+    .description(
+      "follow a running workflow's progress until it ends (Ctrl-C stops following, not the workflow)",
+    )
+    .action((workflowId: string) => withClient((client) => watchRun(client, out(), workflowId)));
+
+  program
+    .command('status <workflowId>')
+    .description('where a workflow stands: its state, steps and what it waits for (exit 4 when an approval)')
+    .action((workflowId: string) => withClient((client) => showStatus(client, out(), workflowId)));
+
+  program
+    .command('cancel <workflowId>')
+    .description(
+      'cancel a running workflow: its cleanup still runs (staging removed, locks released); waits for it to close',
+    )
+    .option('--wait <s>', 'seconds to wait for the workflow to close', seconds, 120)
+    .action((workflowId: string, opts: { wait: number }) =>
+      withClient((client) => cancelRun(client, out(), workflowId, opts.wait)),
+    );
 
   program
     .command('config')
     .description('the worker settings (environment variables), their defaults and meaning, as Markdown')
-    .action(() => console.log(optionsMarkdown()));
+    .action(() =>
+      out().result(
+        (OPTIONS as readonly OptionSpec[]).map((o) => ({
+          setting: o.env,
+          group: o.group,
+          default: o.default,
+          required: o.default === undefined && !o.optional,
+          secret: Boolean(o.secret),
+          description: o.description,
+        })),
+        () => optionsMarkdown(),
+      ),
+    );
 
   const stack = program.command('stack').description('the embedded local stack');
   stack
     .command('stop <dir>')
     .description('stop a stack kept by `drill --keep` and remove its folder')
-    .action(async (dir: string) => stopStack(readStack(dir)));
+    .action(async (dir: string) => {
+      await stopStack(readStack(dir));
+      out().result({ stopped: dir }, () => `stopped the stack in ${dir}`);
+    });
   stack
     .command('env <dir>')
     .description(
       'print the sourceable settings of a stack kept by `drill --keep` (worker, kohakku-dr CLI, temporal CLI): `source <(kohakku-dr stack env DIR)`',
     )
     .action((dir: string) => {
-      process.stdout.write(readEnvFile(dir));
+      const text = readEnvFile(dir);
+      if (out().json) out().result(parseEnvFile(text));
+      else process.stdout.write(text);
     });
 
   await program.parseAsync(process.argv);
 }
 
-run().catch((err) => {
-  console.error(err instanceof AlreadyRunning || err?.name === 'ConfigError' ? err.message : err);
-  process.exit(err instanceof AlreadyRunning ? 3 : 1);
+run().catch((err: unknown) => {
+  // --help and --version are CommanderErrors too, already printed: they exit 0.
+  if (
+    err instanceof CommanderError &&
+    (err.code === 'commander.helpDisplayed' || err.code === 'commander.version')
+  )
+    process.exit(0);
+  const { exit, message } = classify(err, temporalSettings().address);
+  // Commander has printed its own message for bad arguments; everything else gets one line.
+  if (err instanceof CommanderError) {
+    if (out().json) out().result({ error: message, exit: exitCode(exit) });
+  } else
+    out().error(message, {
+      error: message,
+      exit: exitCode(exit),
+      ...(err instanceof CliError && typeof err.document === 'object' ? err.document : {}),
+    });
+  if (process.argv.includes('--debug')) console.error(err);
+  process.exit(exitCode(exit));
 });

@@ -36,7 +36,12 @@ export interface DrillReport {
   lines: string[];
 }
 
-export const say = (line: string) => console.log(line);
+let sink: (line: string) => void = (line) => console.log(line);
+/** The drill's running commentary (the CLI sends it to stderr under --json). */
+export const say = (line: string) => sink(line);
+export function sayTo(to: (line: string) => void): void {
+  sink = to;
+}
 
 export { withStackDb as withDb } from '../stack/stack';
 

@@ -4,11 +4,18 @@
  * `temporal schedule …` commands.
  */
 import {
+  DAYS_OF_WEEK,
+  MONTHS,
   ScheduleAlreadyRunning,
+  type CalendarSpecDescription,
   type Client,
+  type DayOfWeek,
+  type Month,
+  type Range,
   type ScheduleOptions,
   type ScheduleOverlapPolicy,
 } from '@temporalio/client';
+import cronstrue from 'cronstrue';
 import type { Config } from '../config';
 
 export const NIGHTLY_SCHEDULE_ID = 'kohakku-dr-nightly-backup';
@@ -101,9 +108,49 @@ export interface ScheduleSummary {
   id: string;
   paused: boolean;
   note?: string;
-  spec: string;
+  /** Each of the spec's calendars written back as cron, and in words (cronstrue). */
+  crons: { cron: string; inWords: string }[];
+  timezone?: string;
   nextRuns: string[];
   recentRuns: string[];
+}
+
+const MONTH_NUMBER = Object.fromEntries(MONTHS.map((m, i) => [m, i + 1])) as Record<Month, number>;
+const DAY_NUMBER = Object.fromEntries(DAYS_OF_WEEK.map((d, i) => [d, i])) as Record<DayOfWeek, number>;
+
+/**
+ * One cron field from the ranges the server keeps (it turns cron strings into calendars): none, or
+ * one covering [min, max] by 1, is `*`; `a`, `a-b`, `a-b/s` otherwise, comma-separated.
+ */
+function cronField(ranges: Range<number>[], min: number, max: number): string {
+  if (ranges.length === 0) return '*';
+  return ranges
+    .map(({ start, end, step }) => {
+      const last = end < start ? start : end;
+      const by = step > 1 ? `/${step}` : '';
+      if (start === min && last === max) return `*${by}`;
+      return start === last ? `${start}` : `${start}-${last}${by}`;
+    })
+    .join(',');
+}
+
+/** A calendar spec as the five-field cron it came from (seconds and years are the defaults: 0, every). */
+export function calendarToCron(c: CalendarSpecDescription): string {
+  return [
+    cronField(c.minute, 0, 59),
+    cronField(c.hour, 0, 23),
+    cronField(c.dayOfMonth, 1, 31),
+    cronField(
+      c.month.map((r) => ({ start: MONTH_NUMBER[r.start], end: MONTH_NUMBER[r.end], step: r.step })),
+      1,
+      12,
+    ),
+    cronField(
+      c.dayOfWeek.map((r) => ({ start: DAY_NUMBER[r.start], end: DAY_NUMBER[r.end], step: r.step })),
+      0,
+      6,
+    ),
+  ].join(' ');
 }
 
 export async function listSchedules(client: Client): Promise<ScheduleSummary[]> {
@@ -114,7 +161,11 @@ export async function listSchedules(client: Client): Promise<ScheduleSummary[]> 
       id: s.scheduleId,
       paused: d.state.paused,
       note: d.state.note,
-      spec: JSON.stringify(d.spec),
+      crons: (d.spec.calendars ?? []).map(calendarToCron).map((cron) => ({
+        cron,
+        inWords: cronstrue.toString(cron, { use24HourTimeFormat: true, verbose: true }),
+      })),
+      timezone: d.spec.timezone,
       nextRuns: d.info.nextActionTimes.slice(0, 3).map((t) => t.toISOString()),
       recentRuns: d.info.recentActions
         .slice(-3)
@@ -122,4 +173,15 @@ export async function listSchedules(client: Client): Promise<ScheduleSummary[]> 
     });
   }
   return out;
+}
+
+/** `schedules list` for a person. */
+export function scheduleLines(list: ScheduleSummary[]): string[] {
+  if (list.length === 0) return ['no schedules: create them with `kohakku-dr schedules apply`'];
+  return list.flatMap((s) => [
+    `${s.id}: ${s.paused ? `PAUSED${s.note ? ` (${s.note})` : ''}` : 'active'}`,
+    ...s.crons.map((c) => `  ${c.inWords} (${s.timezone || 'UTC'}) — cron "${c.cron}"`),
+    `  next: ${s.nextRuns.join(', ') || '—'}`,
+    `  recent: ${s.recentRuns.join(', ') || '—'}`,
+  ]);
 }

@@ -6,6 +6,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import { progressQuery, type Progress } from '../workflows/definitions';
+import { CliError } from './exitCodes';
 
 export interface TemporalSettings {
   address: string;
@@ -25,7 +26,14 @@ export function temporalSettings(env: NodeJS.ProcessEnv = process.env): Temporal
 export async function connect(
   settings: TemporalSettings,
 ): Promise<{ client: Client; close: () => Promise<void> }> {
-  const connection = await Connection.connect({ address: settings.address });
+  const connection = await Connection.connect({ address: settings.address, connectTimeout: '10s' }).catch(
+    (err: Error) => {
+      throw new CliError(
+        'unreachable',
+        `cannot reach the Temporal server at ${settings.address} (TEMPORAL_ADDRESS): ${err.message}`,
+      );
+    },
+  );
   return {
     client: new Client({ connection, namespace: settings.namespace }),
     close: () => connection.close(),
@@ -55,7 +63,7 @@ export class AlreadyRunning extends Error {
     super(
       `a run of ${workflowId} is already in progress (run ${runId ?? '?'}, started ${startedAt?.toISOString() ?? '?'}); ` +
         `watch it with \`kohakku-dr watch ${workflowId}\` ` +
-        `or cancel it with \`temporal workflow cancel --workflow-id ${workflowId}\` before starting another`,
+        `or cancel it with \`kohakku-dr cancel ${workflowId}\` before starting another`,
     );
     this.name = 'AlreadyRunning';
   }

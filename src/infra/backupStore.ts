@@ -20,6 +20,8 @@ export interface StoredObject {
 export interface BackupStore {
   /** For messages: `s3://bucket` or the directory. */
   readonly location: string;
+  /** Whether the bucket (or directory) is there at all: an empty store and a missing one differ. */
+  exists(): Promise<boolean>;
   ensureReady(): Promise<void>;
   putFile(key: string, localPath: string): Promise<void>;
   /** Streams `size` bytes into `key` without holding them in memory. */
@@ -88,6 +90,7 @@ export function s3BackupStore(
 ): BackupStore {
   return {
     location: endpoint ? `s3://${bucket} on ${endpoint}` : `s3://${bucket}`,
+    exists: () => client.bucketExists(bucket),
     async ensureReady() {
       if (await client.bucketExists(bucket)) return;
       // Backups of one set start side by side: another may have created it a moment ago.
@@ -211,6 +214,11 @@ export function dirBackupStore(root: string): BackupStore {
   };
   return {
     location: root,
+    exists: () =>
+      fs.stat(root).then(
+        (s) => s.isDirectory(),
+        () => false,
+      ),
     async ensureReady() {
       await fs.mkdir(root, { recursive: true });
     },

@@ -592,6 +592,18 @@ export async function writeEnvFile(stack: StackInfo, env: Record<string, string>
   return file;
 }
 
+/** The settings an env file (writeEnvFile's) sets, unquoted: what `stack env --json` prints. */
+export function parseEnvFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^export ([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (!m) continue;
+    const quoted = /^'((?:[^']|'\\'')*)'$/.exec(m[2]!);
+    out[m[1]!] = quoted ? quoted[1]!.replace(/'\\''/g, "'") : m[2]!;
+  }
+  return out;
+}
+
 /** The env file of a kept stack, or a clear error when the folder has none. */
 export function readEnvFile(dir: string): string {
   const file = envFile(dir);

@@ -80,7 +80,9 @@ export async function verifyBackupSet(rawInput?: VerifyBackupSetInput): Promise<
         ([pg, redis, objects]) =>
           `postgres ${pg.ok ? 'ok' : 'FAILED'}, redis ${redis.ok ? 'ok' : 'FAILED'}, objects ${objects.ok ? 'ok' : 'FAILED'}`,
       );
-      const problems = checks.flatMap((c) => c.problems);
+      // Each problem says which part failed (`backups` shows the first one).
+      const parts = ['postgres', 'redis', 'objects'] as const;
+      const problems = checks.flatMap((c, i) => c.problems.map((p) => `${parts[i]}: ${p}`));
       const verification: Verification = {
         verifiedAt: new Date(Date.now()).toISOString(),
         ok: problems.length === 0,

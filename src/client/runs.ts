@@ -1,0 +1,243 @@
+/**
+ * The CLI's commands on one workflow run: start one and follow it, follow one already running
+ * (`watch`), say where one stands (`status`), cancel one (`cancel`). Each ends in one result
+ * document (for --json) and an exit code from exitCodes.ts; Ctrl-C while following says that the
+ * workflow keeps running on the worker and how to follow or cancel it.
+ */
+import type { Client, Workflow, WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError } from '@temporalio/client';
+import { progressQuery, type Progress } from '../workflows/definitions';
+import { CliError, exitCode, failureOf } from './exitCodes';
+import type { Output } from './output';
+import { startUnique, watch } from './temporal';
+
+/** What to type next about a run, in the messages that hand it back to the operator. */
+const commandsFor = (workflowId: string) => ({
+  watchCommand: `kohakku-dr watch ${workflowId}`,
+  statusCommand: `kohakku-dr status ${workflowId}`,
+  cancelCommand: `kohakku-dr cancel ${workflowId}`,
+  approveCommand: `kohakku-dr approve ${workflowId}`,
+});
+
+/**
+ * Ctrl-C while `work` runs: the CLI stops following (exit 130) and says that the workflow goes
+ * on. The handler is removed when `work` ends.
+ */
+async function interruptible<T>(out: Output, workflowId: string, work: () => Promise<T>): Promise<T> {
+  const onInterrupt = () => {
+    const next = commandsFor(workflowId);
+    out.say('');
+    out.error(
+      `interrupted: ${workflowId} keeps running on the worker (Ctrl-C only stops this command). Follow it: ${next.watchCommand}; cancel it: ${next.cancelCommand}`,
+      { workflowId, interrupted: true, ...next },
+    );
+    process.exit(exitCode('interrupted'));
+  };
+  process.once('SIGINT', onInterrupt);
+  try {
+    return await work();
+  } finally {
+    process.removeListener('SIGINT', onInterrupt);
+  }
+}
+
+/** Follows a run to its end, printing its steps; the result, or a CliError naming the failure. */
+async function followToEnd(out: Output, handle: WorkflowHandle, runId: string | undefined): Promise<void> {
+  const workflowId = handle.workflowId;
+  try {
+    const result = await interruptible(out, workflowId, () => watch(handle, out.say));
+    out.result({ workflowId, runId, status: 'completed', result }, () => JSON.stringify(result, null, 2));
+  } catch (err) {
+    if (!(err instanceof WorkflowFailedError)) throw err;
+    const failure = failureOf(err);
+    const status =
+      failure.type === 'Cancelled' ? 'cancelled' : failure.type === 'Terminated' ? 'terminated' : 'failed';
+    throw new CliError(
+      failure.exit,
+      status === 'failed'
+        ? `${workflowId} failed${failure.type ? ` (${failure.type})` : ''}: ${failure.message}`
+        : `${workflowId} was ${failure.message}`,
+      { workflowId, runId, status, error: failure.message, type: failure.type },
+    );
+  }
+}
+
+/**
+ * With --no-wait: a run that will ask for an approval is followed until it does (exit 4, with
+ * what it would replace and the approve command) or ends; any other run is left at once.
+ */
+async function followToApproval(
+  out: Output,
+  handle: WorkflowHandle,
+  runId: string | undefined,
+): Promise<void> {
+  const workflowId = handle.workflowId;
+  const ended = handle.result().then(
+    () => true,
+    () => true,
+  );
+  for (;;) {
+    const progress = await handle.query(progressQuery).catch(() => undefined);
+    if (progress?.awaitingApproval) {
+      const next = commandsFor(workflowId);
+      out.result(
+        {
+          workflowId,
+          runId,
+          status: 'awaiting-approval',
+          awaitingApproval: progress.awaitingApproval,
+          ...next,
+        },
+        () => [
+          `${workflowId} waits for approval of "${progress.awaitingApproval!.step}", which replaces: ${progress.awaitingApproval!.replaces.join('; ')}`,
+          `approve: ${next.approveCommand}    follow: ${next.watchCommand}    cancel: ${next.cancelCommand}`,
+        ],
+      );
+      process.exitCode = exitCode('awaiting-approval');
+      return;
+    }
+    const done = await Promise.race([ended, new Promise<false>((r) => setTimeout(() => r(false), 1000))]);
+    if (done) return followToEnd(out, handle, runId);
+  }
+}
+
+/**
+ * Starts a workflow under its target-derived id (a second start is refused: exit 3) and follows
+ * it to its end, or (wait false) returns once it is started — or, when `asksApproval`, once it
+ * waits for the approval.
+ */
+export async function startAndFollow(options: {
+  client: Client;
+  out: Output;
+  taskQueue: string;
+  workflow: Workflow;
+  workflowId: string;
+  args: unknown[];
+  wait: boolean;
+  /** The run will stop for `kohakku-dr approve` (a recovery without --confirm or --plan). */
+  asksApproval?: boolean;
+}): Promise<void> {
+  const { client, out, workflow, workflowId } = options;
+  const handle = await startUnique(client, workflowId, () =>
+    client.workflow.start(workflow, {
+      taskQueue: options.taskQueue,
+      workflowId,
+      args: options.args,
+      workflowIdConflictPolicy: 'FAIL',
+    }),
+  );
+  const runId = handle.firstExecutionRunId;
+  out.say(`started ${workflow.name} as ${workflowId} (run ${runId})`);
+  if (options.wait) return followToEnd(out, handle, runId);
+  if (options.asksApproval) return interruptible(out, workflowId, () => followToApproval(out, handle, runId));
+  out.result(
+    { workflowId, runId, status: 'started', ...commandsFor(workflowId) },
+    () => `follow it: ${commandsFor(workflowId).watchCommand}`,
+  );
+}
+
+/** `watch`: follows a run already started, to its end. */
+export async function watchRun(client: Client, out: Output, workflowId: string): Promise<void> {
+  const handle = client.workflow.getHandle(workflowId);
+  const { runId } = await handle.describe();
+  return followToEnd(out, handle, runId);
+}
+
+const CLOSED_STATUS: Record<string, string> = {
+  COMPLETED: 'completed',
+  FAILED: 'failed',
+  CANCELLED: 'cancelled',
+  TERMINATED: 'terminated',
+  TIMED_OUT: 'timed out',
+  CONTINUED_AS_NEW: 'continued as new',
+};
+
+/** `status`: the run's state, its steps and what it waits for; exit 4 when that is an approval. */
+export async function showStatus(client: Client, out: Output, workflowId: string): Promise<void> {
+  const handle = client.workflow.getHandle(workflowId);
+  const d = await handle.describe();
+  const running = d.status.name === 'RUNNING';
+  // A closed run's progress needs a worker to answer the query: without one, the state is enough.
+  const progress: Progress | undefined = await handle.query(progressQuery).catch(() => undefined);
+  const state = running
+    ? progress?.awaitingApproval
+      ? 'awaiting-approval'
+      : 'running'
+    : (CLOSED_STATUS[d.status.name] ?? d.status.name);
+  const next = commandsFor(workflowId);
+  out.result(
+    {
+      workflowId,
+      runId: d.runId,
+      workflowType: d.type,
+      status: state,
+      startedAt: d.startTime.toISOString(),
+      closedAt: d.closeTime?.toISOString(),
+      progress,
+      ...(running ? next : {}),
+    },
+    () => [
+      `${workflowId} (${d.type}, run ${d.runId}): ${state}, started ${d.startTime.toISOString()}${d.closeTime ? `, closed ${d.closeTime.toISOString()}` : ''}`,
+      ...(progress?.steps ?? []).map(
+        (s) =>
+          `  ${s.status === 'done' ? '✔' : s.status === 'running' ? '▶' : s.status === 'failed' ? '✘' : '·'} ${s.name}${s.durationMs !== undefined ? ` (${(s.durationMs / 1000).toFixed(1)} s)` : ''}${s.detail ? ` — ${s.detail}` : ''}`,
+      ),
+      ...(progress?.waitingFor && running ? [`  waiting for: ${progress.waitingFor}`] : []),
+      ...(progress?.error ? [`  error: ${progress.error}`] : []),
+      ...(progress?.awaitingApproval
+        ? [`  approve: ${next.approveCommand} (replaces: ${progress.awaitingApproval.replaces.join('; ')})`]
+        : []),
+    ],
+  );
+  if (state === 'awaiting-approval') process.exitCode = exitCode('awaiting-approval');
+  else if (!running && state !== 'completed') process.exitCode = exitCode('failed');
+}
+
+/**
+ * `cancel`: asks a running run to cancel — its cleanup phases still run (the engine releases its
+ * locks and removes its staging) — and waits up to `waitSeconds` for it to close.
+ */
+export async function cancelRun(
+  client: Client,
+  out: Output,
+  workflowId: string,
+  waitSeconds: number,
+): Promise<void> {
+  const handle = client.workflow.getHandle(workflowId);
+  const d = await handle.describe();
+  if (d.status.name !== 'RUNNING')
+    throw new CliError(
+      'refused',
+      `${workflowId} is not running (${CLOSED_STATUS[d.status.name] ?? d.status.name}); nothing cancelled`,
+      {
+        workflowId,
+        runId: d.runId,
+        status: CLOSED_STATUS[d.status.name] ?? d.status.name,
+      },
+    );
+  await handle.cancel();
+  out.say(
+    `cancellation requested for ${workflowId} (run ${d.runId}); waiting up to ${waitSeconds} s for its cleanup`,
+  );
+  const closed = await Promise.race([
+    handle.result().then(
+      () => 'completed',
+      (err) =>
+        err instanceof WorkflowFailedError
+          ? failureOf(err).type === 'Cancelled'
+            ? 'cancelled'
+            : 'failed'
+          : 'unknown',
+    ),
+    // unref: a run that closes in time must not keep the CLI waiting for the timer.
+    new Promise<undefined>((r) => setTimeout(() => r(undefined), waitSeconds * 1000).unref()),
+  ]);
+  if (!closed)
+    throw new CliError(
+      'failed',
+      `${workflowId} has not closed within ${waitSeconds} s of the cancellation (its current step may not heartbeat yet); see ${commandsFor(workflowId).statusCommand}, or as a last resort \`temporal workflow terminate --workflow-id ${workflowId}\` (no cleanup)`,
+      { workflowId, runId: d.runId, status: 'cancelling' },
+    );
+  out.result({ workflowId, runId: d.runId, status: closed }, () => `${workflowId}: ${closed}`);
+  if (closed !== 'cancelled') process.exitCode = exitCode('failed');
+}

@@ -1,0 +1,284 @@
+/**
+ * The CLI as a script uses it: spawned as its own process, stdout, stderr and exit codes read —
+ * every documented exit code reached, `--json` parsed as one document, no stack trace on a
+ * failure, Ctrl-C leaving the workflow running. The recoveries it starts run on the real dev
+ * server with their activities STUBBED (test/harness/stubs.ts: nothing live is touched), since
+ * what is tested here is the CLI; `backups` reads real (missing, empty) stores.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Activities } from '../src/activities';
+import { EXIT_CODES, exitCodesMarkdown } from '../src/client/exitCodes';
+import { WORKFLOW_IDS } from '../src/client/temporal';
+import { DIST, testStack } from './harness/kohakku';
+import { stubActivities } from './harness/stubs';
+import { uniqueId, workflowSuite } from './harness/suite';
+
+const suite = workflowSuite();
+const taskQueue = uniqueId('cli');
+/** Whether the stubbed restore fails (a recovery that fails: exit 1). */
+let restoreFails = false;
+
+const activities = {
+  ...stubActivities,
+  // The controller's database is live: the swap needs an approval.
+  liveDatabaseStates: async ({ targets }: { targets: string[] }) =>
+    targets.map((t) => ({
+      target: t,
+      database: `kohakku-${t}`,
+      exists: true,
+      oid: 1,
+      allowConnections: true,
+    })),
+  restoreIntoStaging: async (input: { target: string }) => {
+    if (restoreFails)
+      throw ApplicationFailure.create({
+        type: 'RestoreVerificationFailed',
+        message: 'kohakku-controller: tasks_task has 9 rows, the manifest says 10',
+        nonRetryable: true,
+      });
+    return stubActivities.restoreIntoStaging(input);
+  },
+} as unknown as Partial<Activities>;
+
+/** Runs `work` while a worker with the stubbed activities polls the CLI's task queue. */
+async function withWorker(work: () => Promise<void>): Promise<void> {
+  const worker = await suite.createWorker(activities, taskQueue);
+  try {
+    await worker.runUntil(work);
+  } finally {
+    // Nothing a test started is left running on the shared server, even when it failed.
+    const handle = suite.env.client.workflow.getHandle(WORKFLOW_IDS.postgresRecovery);
+    if ((await handle.describe().catch(() => undefined))?.status.name === 'RUNNING')
+      await handle.terminate('cli.test cleanup');
+  }
+}
+
+interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Runs `kohakku-dr args…`; `interruptAfter` sends SIGINT once its output contains it. */
+function cli(
+  args: string[],
+  options: { env?: Record<string, string>; interruptAfter?: string } = {},
+): Promise<CliRun> {
+  const started = Date.now();
+  const child = spawn(process.execPath, [path.join(DIST, 'client/cli.js'), ...args], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      TEMPORAL_ADDRESS: `127.0.0.1:${testStack().temporal.port}`,
+      TEMPORAL_NAMESPACE: 'default',
+      KOHAKKU_DR_TASK_QUEUE: taskQueue,
+      ...options.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  let interrupted = false;
+  const maybeInterrupt = () => {
+    if (options.interruptAfter && !interrupted && (stdout + stderr).includes(options.interruptAfter)) {
+      interrupted = true;
+      child.kill('SIGINT');
+    }
+  };
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    maybeInterrupt();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    maybeInterrupt();
+  });
+  // A CLI that hangs fails its test with what it printed, not the file's timeout.
+  const hung = setTimeout(() => child.kill('SIGKILL'), 90_000);
+  return new Promise((resolve) =>
+    child.on('exit', (code) => {
+      clearTimeout(hung);
+      if (code === null) console.error(`kohakku-dr ${args.join(' ')} hung:\n${stdout}\n${stderr}`);
+      resolve({ code, stdout, stderr, ms: Date.now() - started });
+    }),
+  );
+}
+
+const json = (run: CliRun) => JSON.parse(run.stdout) as Record<string, unknown>;
+const code = (name: string) => EXIT_CODES.find((e) => e.name === name)!.code;
+/** A failure is one line of ours, never a Node stack trace. */
+const noStackTrace = (run: CliRun) => expect(run.stderr).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+
+test('--help ends with the exit codes, which the README documents', async () => {
+  const run = await cli(['--help']);
+  expect(run.code).toBe(0);
+  for (const e of EXIT_CODES) expect(run.stdout).toContain(e.meaning);
+  expect(readFileSync(path.resolve(__dirname, '../README.md'), 'utf8')).toContain(exitCodesMarkdown());
+});
+
+test('bad arguments exit 2 with one line; --json gives {error, exit}', async () => {
+  const run = await cli(['recover', 'full-cluster', '--grace', 'soon', '--json']);
+  expect(run.code).toBe(code('bad-input'));
+  expect(run.stderr).toContain("option '--grace <s>' argument 'soon' is invalid");
+  expect(json(run)).toMatchObject({ exit: 2 });
+  noStackTrace(run);
+});
+
+test('an unreachable Temporal server is named within seconds: exit 5', async () => {
+  const run = await cli(['status', 'anything', '--json'], { env: { TEMPORAL_ADDRESS: '127.0.0.1:1' } });
+  expect(run.code).toBe(code('unreachable'));
+  expect(run.stderr).toContain('cannot reach the Temporal server at 127.0.0.1:1 (TEMPORAL_ADDRESS)');
+  expect(json(run)).toMatchObject({ exit: 5 });
+  expect(run.ms).toBeLessThan(30_000);
+  noStackTrace(run);
+});
+
+test('a recovery waiting for approval: --no-wait exits 4, a second start 3, status 4, Ctrl-C 130, approve 0, then done', async () => {
+  await withWorker(async () => {
+    const started = await cli([
+      'recover',
+      'total-database-loss',
+      '--target',
+      'controller',
+      '--no-wait',
+      '--json',
+    ]);
+    expect(started.code).toBe(code('awaiting-approval'));
+    const doc = json(started);
+    expect(doc).toMatchObject({
+      workflowId: WORKFLOW_IDS.postgresRecovery,
+      status: 'awaiting-approval',
+      awaitingApproval: { step: 'swap databases in' },
+      approveCommand: `kohakku-dr approve ${WORKFLOW_IDS.postgresRecovery}`,
+    });
+    expect(started.stderr).toContain('started totalDatabaseLoss');
+
+    const again = await cli([
+      'recover',
+      'total-database-loss',
+      '--target',
+      'controller',
+      '--no-wait',
+      '--json',
+    ]);
+    expect(again.code).toBe(code('refused'));
+    expect(again.stderr).toContain(`a run of ${WORKFLOW_IDS.postgresRecovery} is already in progress`);
+    noStackTrace(again);
+
+    const status = await cli(['status', WORKFLOW_IDS.postgresRecovery, '--json']);
+    expect(status.code).toBe(code('awaiting-approval'));
+    expect(json(status)).toMatchObject({ status: 'awaiting-approval', workflowType: 'totalDatabaseLoss' });
+
+    // Ctrl-C while watching: the CLI says the workflow goes on — and it does.
+    const watched = await cli(['watch', WORKFLOW_IDS.postgresRecovery], { interruptAfter: 'waiting for:' });
+    expect(watched.code).toBe(code('interrupted'));
+    expect(watched.stderr).toContain(`${WORKFLOW_IDS.postgresRecovery} keeps running on the worker`);
+    expect(watched.stderr).toContain(`kohakku-dr cancel ${WORKFLOW_IDS.postgresRecovery}`);
+    const handle = suite.env.client.workflow.getHandle(WORKFLOW_IDS.postgresRecovery);
+    expect((await handle.describe()).status.name).toBe('RUNNING');
+
+    const approved = await cli(['approve', WORKFLOW_IDS.postgresRecovery, '--by', 'oncall', '--json']);
+    expect(approved.code).toBe(0);
+    expect(json(approved)).toMatchObject({ approved: true, step: 'swap databases in', by: 'oncall' });
+    await handle.result();
+
+    const done = await cli(['status', WORKFLOW_IDS.postgresRecovery, '--json']);
+    expect(done.code).toBe(0);
+    expect(json(done)).toMatchObject({ status: 'completed' });
+    const late = await cli(['approve', WORKFLOW_IDS.postgresRecovery, '--json']);
+    expect(late.code).toBe(code('refused'));
+    expect(json(late)).toMatchObject({ approved: false, exit: 3 });
+  });
+});
+
+test('cancel ends a waiting recovery; watch on it then exits 1 without a stack trace', async () => {
+  await withWorker(async () => {
+    const started = await cli(['recover', 'total-database-loss', '--target', 'controller', '--no-wait']);
+    expect(started.code).toBe(code('awaiting-approval'));
+    const cancelled = await cli(['cancel', WORKFLOW_IDS.postgresRecovery, '--json']);
+    expect(cancelled.code).toBe(0);
+    expect(json(cancelled)).toMatchObject({ status: 'cancelled' });
+    const again = await cli(['cancel', WORKFLOW_IDS.postgresRecovery]);
+    expect(again.code).toBe(code('refused'));
+
+    const watched = await cli(['watch', WORKFLOW_IDS.postgresRecovery, '--json']);
+    expect(watched.code).toBe(code('failed'));
+    expect(watched.stderr).toContain(`${WORKFLOW_IDS.postgresRecovery} was cancelled`);
+    expect(json(watched)).toMatchObject({ status: 'cancelled', exit: 1 });
+    noStackTrace(watched);
+  });
+});
+
+test('a failed recovery exits 1 naming the failure; input the workflow refuses exits 2', async () => {
+  await withWorker(async () => {
+    restoreFails = true;
+    try {
+      const failed = await cli([
+        'recover',
+        'total-database-loss',
+        '--target',
+        'controller',
+        '--confirm',
+        '--json',
+      ]);
+      expect(failed.code).toBe(code('failed'));
+      expect(json(failed)).toMatchObject({ status: 'failed', type: 'RestoreVerificationFailed', exit: 1 });
+      expect(failed.stderr).toContain('tasks_task has 9 rows, the manifest says 10');
+      noStackTrace(failed);
+    } finally {
+      restoreFails = false;
+    }
+    const refused = await cli(['recover', 'total-database-loss', '--backup', 'last-tuesday', '--json']);
+    expect(refused.code).toBe(code('bad-input'));
+    expect(json(refused)).toMatchObject({ type: 'InvalidInput', exit: 2 });
+    noStackTrace(refused);
+  });
+});
+
+test('backups says when a store is missing or empty, in words and as JSON', async () => {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'cli-backups-'));
+  const settings = { S3_ACCESS_KEY: 'x', S3_SECRET_KEY: 'y', BACKUP_STORE: 'dir' };
+  const missing = await cli(['backups', '--json'], {
+    env: { ...settings, BACKUP_DIR: path.join(root, 'nowhere') },
+  });
+  expect(missing.code).toBe(0);
+  expect(json(missing)).toMatchObject({ stores: [{ store: 'primary', state: 'missing' }], sets: [] });
+  const empty = await cli(['backups'], { env: { ...settings, BACKUP_DIR: root } });
+  expect(empty.code).toBe(0);
+  expect(empty.stdout).toContain(`primary: no backups in ${root}`);
+  const bad = await cli(['backups', '--json'], { env: { S3_ACCESS_KEY: 'x' } });
+  expect(bad.code).toBe(code('bad-input'));
+  expect(bad.stderr).toContain('S3_SECRET_KEY');
+  noStackTrace(bad);
+});
+
+test('schedules list gives the cron back, in words; pause says "paused"', async () => {
+  const settings = {
+    S3_ACCESS_KEY: 'x',
+    S3_SECRET_KEY: 'y',
+    BACKUP_STORE: 'dir',
+    BACKUP_DIR: os.tmpdir(),
+    BACKUP_SCHEDULE_CRON: '30 2 * * 1-5',
+    BACKUP_SCHEDULE_TIMEZONE: 'Asia/Tokyo',
+  };
+  const applied = await cli(['schedules', 'apply'], { env: settings });
+  expect(applied.code).toBe(0);
+  const list = await cli(['schedules', 'list', '--json'], { env: settings });
+  expect(list.code).toBe(0);
+  const nightly = (
+    JSON.parse(list.stdout) as { id: string; crons: { cron: string; inWords: string }[]; timezone: string }[]
+  ).find((s) => s.id === 'kohakku-dr-nightly-backup');
+  expect(nightly).toMatchObject({ crons: [{ cron: '30 2 * * 1-5' }], timezone: 'Asia/Tokyo' });
+  expect(nightly!.crons[0]!.inWords).toMatch(/02:30.*Monday through Friday/);
+  const human = await cli(['schedules', 'list'], { env: settings });
+  expect(human.stdout).toMatch(
+    /kohakku-dr-nightly-backup: active\n\s+At 02:30.*\(Asia\/Tokyo\) — cron "30 2 \* \* 1-5"/,
+  );
+  const paused = await cli(['schedules', 'pause', '--note', 'cli test'], { env: settings });
+  expect(paused.stdout).toContain('paused kohakku-dr-nightly-backup');
+  await suite.env.client.schedule.getHandle('kohakku-dr-nightly-backup').delete();
+});
