@@ -14,7 +14,7 @@ import type { Activities } from '../src/activities';
 import { EXIT_CODES, exitCodesMarkdown } from '../src/client/exitCodes';
 import { WORKFLOW_IDS } from '../src/client/temporal';
 import { DIST, testStack } from './harness/kohakku';
-import { stubActivities } from './harness/stubs';
+import { liveDatabasesExist, stubActivities } from './harness/stubs';
 import { uniqueId, workflowSuite } from './harness/suite';
 
 const suite = workflowSuite();
@@ -25,14 +25,7 @@ let restoreFails = false;
 const activities = {
   ...stubActivities,
   // The controller's database is live: the swap needs an approval.
-  liveDatabaseStates: async ({ targets }: { targets: string[] }) =>
-    targets.map((t) => ({
-      target: t,
-      database: `kohakku-${t}`,
-      exists: true,
-      oid: 1,
-      allowConnections: true,
-    })),
+  liveDatabaseStates: liveDatabasesExist,
   restoreIntoStaging: async (input: { target: string }) => {
     if (restoreFails)
       throw ApplicationFailure.create({
@@ -108,6 +101,8 @@ function cli(
   );
 }
 
+/** A recovery of the (live) controller database that stops at the approval. */
+const START_WAITING = ['recover', 'total-database-loss', '--target', 'controller', '--no-wait', '--json'];
 const json = (run: CliRun) => JSON.parse(run.stdout) as Record<string, unknown>;
 const code = (name: string) => EXIT_CODES.find((e) => e.name === name)!.code;
 /** A failure is one line of ours, never a Node stack trace. */
@@ -139,14 +134,7 @@ test('an unreachable Temporal server is named within seconds: exit 5', async () 
 
 test('a recovery waiting for approval: --no-wait exits 4, a second start 3, status 4, Ctrl-C 130, approve 0, then done', async () => {
   await withWorker(async () => {
-    const started = await cli([
-      'recover',
-      'total-database-loss',
-      '--target',
-      'controller',
-      '--no-wait',
-      '--json',
-    ]);
+    const started = await cli(START_WAITING);
     expect(started.code).toBe(code('awaiting-approval'));
     const doc = json(started);
     expect(doc).toMatchObject({
@@ -157,14 +145,7 @@ test('a recovery waiting for approval: --no-wait exits 4, a second start 3, stat
     });
     expect(started.stderr).toContain('started totalDatabaseLoss');
 
-    const again = await cli([
-      'recover',
-      'total-database-loss',
-      '--target',
-      'controller',
-      '--no-wait',
-      '--json',
-    ]);
+    const again = await cli(START_WAITING);
     expect(again.code).toBe(code('refused'));
     expect(again.stderr).toContain(`a run of ${WORKFLOW_IDS.postgresRecovery} is already in progress`);
     noStackTrace(again);

@@ -32,7 +32,7 @@ import {
   totalDatabaseLoss,
 } from '../src/workflows';
 import { awaitApprovalRequest } from './harness/kohakku';
-import { stubActivities } from './harness/stubs';
+import { liveDatabasesExist, stubActivities } from './harness/stubs';
 import { workflowSuite } from './harness/suite';
 
 const suite = workflowSuite();
@@ -43,14 +43,7 @@ const RECORD = process.env.RECORD_HISTORIES;
 const activities = {
   ...stubActivities,
   // Live databases exist, so the recorded runs ask for approval.
-  liveDatabaseStates: async ({ targets }: { targets: string[] }) =>
-    targets.map((t) => ({
-      target: t,
-      database: `kohakku-${t}`,
-      exists: true,
-      oid: 1,
-      allowConnections: true,
-    })),
+  liveDatabaseStates: liveDatabasesExist,
 };
 
 interface Scenario {

@@ -268,3 +268,13 @@ export const stubActivities = {
     checked: { dumps: 2, rdb: 1, blobsHashed: 1, blobsSized: 0 },
   }),
 };
+
+/** liveDatabaseStates with every target's database live: a recovery then asks for approval to swap. */
+export const liveDatabasesExist = async ({ targets }: { targets: string[] }) =>
+  targets.map((t) => ({
+    target: t,
+    database: `kohakku-${t}`,
+    exists: true,
+    oid: 1,
+    allowConnections: true,
+  }));
