@@ -2,7 +2,8 @@
 /**
  * kohakku-dr: start and watch recoveries and backups, manage the nightly schedule, list backup
  * sets, run the drill. Commander parses (subcommands, typed options, generated --help) rather
- * than hand-rolled argv code.
+ * than hand-rolled argv code. This file declares the commands; what a run's commands do is in
+ * runs.ts, the exit codes in exitCodes.ts, --json in output.ts.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import type { Workflow } from '@temporalio/client';

@@ -157,8 +157,12 @@ export async function showStatus(client: Client, out: Output, workflowId: string
   const handle = client.workflow.getHandle(workflowId);
   const d = await handle.describe();
   const running = d.status.name === 'RUNNING';
-  // A closed run's progress needs a worker to answer the query: without one, the state is enough.
-  const progress: Progress | undefined = await handle.query(progressQuery).catch(() => undefined);
+  // The progress needs a worker to answer the query: with none (a worker lost), after 5 s the
+  // server's state is enough.
+  const progress: Progress | undefined = await Promise.race([
+    handle.query(progressQuery).catch(() => undefined),
+    new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000).unref()),
+  ]);
   const state = running
     ? progress?.awaitingApproval
       ? 'awaiting-approval'
@@ -182,6 +186,9 @@ export async function showStatus(client: Client, out: Output, workflowId: string
         (s) =>
           `  ${s.status === 'done' ? '✔' : s.status === 'running' ? '▶' : s.status === 'failed' ? '✘' : '·'} ${s.name}${s.durationMs !== undefined ? ` (${(s.durationMs / 1000).toFixed(1)} s)` : ''}${s.detail ? ` — ${s.detail}` : ''}`,
       ),
+      ...(running && !progress
+        ? ['  no worker answered the progress query within 5 s: is a worker polling KOHAKKU_DR_TASK_QUEUE?']
+        : []),
       ...(progress?.waitingFor && running ? [`  waiting for: ${progress.waitingFor}`] : []),
       ...(progress?.error ? [`  error: ${progress.error}`] : []),
       ...(progress?.awaitingApproval
