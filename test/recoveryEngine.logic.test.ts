@@ -15,7 +15,7 @@ import { totalDatabaseLoss } from '../src/workflows';
 import { approveSignal } from '../src/workflows/definitions';
 import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
 import { awaitApprovalRequest, failureType, testStack } from './harness/kohakku';
-import { STUB_BACKUP, stubActivities } from './harness/stubs';
+import { liveDatabasesExist, STUB_BACKUP, stubActivities } from './harness/stubs';
 import { uniqueId, workflowSuite } from './harness/suite';
 
 const suite = workflowSuite();
@@ -141,15 +141,7 @@ test('approval is asked right before the swap, for what is live at that moment, 
 
 test('an approval sent before any step asks for one is ignored (and says so)', async () => {
   const { activities } = stubs({
-    liveDatabaseStates: jest.fn(async ({ targets }: { targets: string[] }) =>
-      targets.map((t) => ({
-        target: t,
-        database: `kohakku-${t}`,
-        exists: true,
-        oid: 1,
-        allowConnections: true,
-      })),
-    ),
+    liveDatabaseStates: jest.fn(liveDatabasesExist),
   });
   const worker = await suite.createWorker(activities);
   await worker.runUntil(async () => {

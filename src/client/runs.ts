@@ -4,12 +4,12 @@
  * document (for --json) and an exit code from exitCodes.ts; Ctrl-C while following says that the
  * workflow keeps running on the worker and how to follow or cancel it.
  */
-import type { Client, Workflow, WorkflowHandle } from '@temporalio/client';
+import type { Client, Workflow, WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
 import { progressQuery, type Progress } from '../workflows/definitions';
 import { CliError, exitCode, failureOf } from './exitCodes';
 import type { Output } from './output';
-import { startUnique, watch } from './temporal';
+import { startUnique, stepLine, watch } from './temporal';
 
 /** What to type next about a run, in the messages that hand it back to the operator. */
 const commandsFor = (workflowId: string) => ({
@@ -152,6 +152,9 @@ const CLOSED_STATUS: Record<string, string> = {
   CONTINUED_AS_NEW: 'continued as new',
 };
 
+/** A run's state in the CLI's words (describe()'s status names: RUNNING, COMPLETED, …). */
+const stateOf = (d: WorkflowExecutionDescription) => CLOSED_STATUS[d.status.name] ?? d.status.name;
+
 /** `status`: the run's state, its steps and what it waits for; exit 4 when that is an approval. */
 export async function showStatus(client: Client, out: Output, workflowId: string): Promise<void> {
   const handle = client.workflow.getHandle(workflowId);
@@ -163,11 +166,7 @@ export async function showStatus(client: Client, out: Output, workflowId: string
     handle.query(progressQuery).catch(() => undefined),
     new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000).unref()),
   ]);
-  const state = running
-    ? progress?.awaitingApproval
-      ? 'awaiting-approval'
-      : 'running'
-    : (CLOSED_STATUS[d.status.name] ?? d.status.name);
+  const state = running ? (progress?.awaitingApproval ? 'awaiting-approval' : 'running') : stateOf(d);
   const next = commandsFor(workflowId);
   out.result(
     {
@@ -182,10 +181,7 @@ export async function showStatus(client: Client, out: Output, workflowId: string
     },
     () => [
       `${workflowId} (${d.type}, run ${d.runId}): ${state}, started ${d.startTime.toISOString()}${d.closeTime ? `, closed ${d.closeTime.toISOString()}` : ''}`,
-      ...(progress?.steps ?? []).map(
-        (s) =>
-          `  ${s.status === 'done' ? '✔' : s.status === 'running' ? '▶' : s.status === 'failed' ? '✘' : '·'} ${s.name}${s.durationMs !== undefined ? ` (${(s.durationMs / 1000).toFixed(1)} s)` : ''}${s.detail ? ` — ${s.detail}` : ''}`,
-      ),
+      ...(progress?.steps ?? []).map(stepLine),
       ...(running && !progress
         ? ['  no worker answered the progress query within 5 s: is a worker polling KOHAKKU_DR_TASK_QUEUE?']
         : []),
@@ -213,15 +209,11 @@ export async function cancelRun(
   const handle = client.workflow.getHandle(workflowId);
   const d = await handle.describe();
   if (d.status.name !== 'RUNNING')
-    throw new CliError(
-      'refused',
-      `${workflowId} is not running (${CLOSED_STATUS[d.status.name] ?? d.status.name}); nothing cancelled`,
-      {
-        workflowId,
-        runId: d.runId,
-        status: CLOSED_STATUS[d.status.name] ?? d.status.name,
-      },
-    );
+    throw new CliError('refused', `${workflowId} is not running (${stateOf(d)}); nothing cancelled`, {
+      workflowId,
+      runId: d.runId,
+      status: stateOf(d),
+    });
   await handle.cancel();
   out.say(
     `cancellation requested for ${workflowId} (run ${d.runId}); waiting up to ${waitSeconds} s for its cleanup`,

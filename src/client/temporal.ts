@@ -5,7 +5,7 @@ import {
   WorkflowExecutionAlreadyStartedError,
   type WorkflowHandle,
 } from '@temporalio/client';
-import { progressQuery, type Progress } from '../workflows/definitions';
+import { progressQuery, type Progress, type StepProgress } from '../workflows/definitions';
 import { CliError } from './exitCodes';
 
 export interface TemporalSettings {
@@ -93,6 +93,15 @@ export async function startUnique<T extends WorkflowHandle>(
   }
 }
 
+/** One step as `watch` and `status` print it: ▶ running, ✔ done (duration, detail), ✘ failed, · not yet. */
+export function stepLine(s: StepProgress): string {
+  if (s.status === 'running') return `  ▶ ${s.name}…`;
+  if (s.status === 'done')
+    return `  ✔ ${s.name} (${((s.durationMs ?? 0) / 1000).toFixed(1)} s)${s.detail ? ` — ${s.detail}` : ''}`;
+  if (s.status === 'failed') return `  ✘ ${s.name}: ${s.detail ?? ''}`;
+  return `  · ${s.name}`;
+}
+
 /** Prints each step as it starts and ends, until the workflow closes; returns its result. */
 export async function watch<R>(
   handle: WorkflowHandle,
@@ -112,12 +121,7 @@ export async function watch<R>(
       const key = `${s.status}`;
       if (seen.get(s.name) === key) continue;
       seen.set(s.name, key);
-      if (s.status === 'running') print(`  ▶ ${s.name}…`);
-      else if (s.status === 'done')
-        print(
-          `  ✔ ${s.name} (${((s.durationMs ?? 0) / 1000).toFixed(1)} s)${s.detail ? ` — ${s.detail}` : ''}`,
-        );
-      else if (s.status === 'failed') print(`  ✘ ${s.name}: ${s.detail ?? ''}`);
+      if (s.status === 'running' || s.status === 'done' || s.status === 'failed') print(stepLine(s));
     }
     if (p.waitingFor && p.waitingFor !== waiting) print(`    waiting for: ${p.waitingFor}`);
     for (const w of p.warnings.slice(warned)) print(`  ! ${w}`);
