@@ -342,3 +342,37 @@ test('a Redis backup pulled over the network (redis-cli --rdb) when the worker i
     await networkWorker.stop();
   }
 });
+
+test('a Redis backup started during an AOF rewrite waits for it (Redis refuses a second child) and succeeds on its first attempt', async () => {
+  const redis = new Redis({ port: k.stack.redis.port });
+  try {
+    // Each key costs the rewrite's child 1 ms, so the rewrite outlives the backup's start; the
+    // delay is set back at once, so the backup's own BGSAVE (a later child) runs at full speed.
+    await redis.config('SET', 'rdb-key-save-delay', '1000');
+    await redis.bgrewriteaof();
+    await redis.config('SET', 'rdb-key-save-delay', '0');
+    expect(await redis.info('persistence')).toMatch(/aof_rewrite_in_progress:1/);
+    const marker = `dr-test:aof-rewrite:${Date.now()}`;
+    await redis.set(marker, '1');
+    const client = await temporalClient(k.stack);
+    const handle = await client.workflow.start(redisBackup, {
+      taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
+      workflowId: `test-backups-during-aof-rewrite-${Date.now()}`,
+      args: [{}],
+    });
+    const manifest = await handle.result();
+    expect(await redis.info('persistence')).toMatch(/aof_rewrite_in_progress:0/);
+    // The RDB taken holds the key written before the backup started, and every key.
+    expect(manifest.keys).toBe(await redis.dbsize());
+    const { events } = await handle.fetchHistory();
+    const attempts = (events ?? [])
+      .map((e) => e.activityTaskStartedEventAttributes?.attempt)
+      .filter((a): a is number => a !== undefined && a !== null);
+    expect(attempts.length).toBeGreaterThan(0);
+    expect(attempts.filter((a) => a > 1)).toEqual([]);
+    await redis.del(marker);
+  } finally {
+    await redis.config('SET', 'rdb-key-save-delay', '0');
+    redis.disconnect();
+  }
+});

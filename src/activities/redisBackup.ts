@@ -64,23 +64,27 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
 
   async function bgsaveAndCopy(local: string): Promise<void> {
     const persistence = async () => info(await redis.info('persistence'));
-    // Someone else's save (or an AOF rewrite's) first: ours must start after it.
-    while ((await persistence()).rdb_bgsave_in_progress === '1') await sleep(200, cancellationSignal());
-    const before = await persistence();
-    const savesBefore = Number(before.rdb_saves ?? '0');
-    const lastSaveBefore = await redis.lastsave();
-    for (;;) {
-      try {
-        await redis.bgsave();
-        break;
-      } catch (err) {
-        if (!/in progress/i.test((err as Error).message)) throw err;
-        await sleep(200, cancellationSignal());
-      }
-    }
+    const childBusy = (p: Record<string, string>) =>
+      p.rdb_bgsave_in_progress === '1' || p.aof_rewrite_in_progress === '1';
     await withHeartbeats(
       () => ({ stage: 'bgsave' }),
       async () => {
+        // Someone else's save or an AOF rewrite first (Redis runs one child at a time): ours
+        // must start after it. Redis answers BGSAVE during a rewrite with "Another child
+        // process is active (AOF?)"; that is a wait, not a failure.
+        while (childBusy(await persistence())) await sleep(200, cancellationSignal());
+        const before = await persistence();
+        const savesBefore = Number(before.rdb_saves ?? '0');
+        const lastSaveBefore = await redis.lastsave();
+        for (;;) {
+          try {
+            await redis.bgsave();
+            break;
+          } catch (err) {
+            if (!/in progress|another child process is active/i.test((err as Error).message)) throw err;
+            await sleep(200, cancellationSignal());
+          }
+        }
         for (;;) {
           const now = await persistence();
           const lastSave = await redis.lastsave();

@@ -5,7 +5,8 @@
  */
 import { appendFileSync, existsSync, promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { isAlive, startDaemon, stopDaemon, tcpOpen, waitUntil } from '../infra/processes';
+import { isAlive, startDaemon, stopDaemon, waitUntil } from '../infra/processes';
+import { waitForTemporalDevServer } from '../stack/temporalReady';
 import { toolPaths } from '../stack/tools';
 import { MODEL_ENV, referenceScript, type ReferenceModel } from './model';
 
@@ -93,18 +94,27 @@ export async function waitForServiceHealthy(
   name: Exclude<ReferenceService, 'agents'>,
   timeoutMs: number,
 ): Promise<void> {
+  const log = path.join(model.stateDir, `${name}.log`);
+  if (name === 'temporal') {
+    await waitForTemporalDevServer({
+      cli: toolPaths().temporal,
+      port: model.ports.temporal,
+      namespace: 'default',
+      log,
+      timeoutMs,
+    });
+    return;
+  }
   await waitUntil(
     `reference ${name}`,
     async () =>
-      name === 'temporal'
-        ? tcpOpen(model.ports.temporal)
-        : (
-            await fetch(`http://127.0.0.1:${model.ports[name]}/healthz`, {
-              signal: AbortSignal.timeout(2000),
-            })
-          ).ok,
+      (
+        await fetch(`http://127.0.0.1:${model.ports[name]}/healthz`, {
+          signal: AbortSignal.timeout(2000),
+        })
+      ).ok,
     timeoutMs,
-    path.join(model.stateDir, `${name}.log`),
+    log,
   );
 }
 

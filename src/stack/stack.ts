@@ -14,15 +14,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import { createCommandRunner } from '../infra/exec';
-import {
-  freePort,
-  isAlive,
-  startDaemon,
-  stopDaemon,
-  tcpOpen,
-  waitUntil,
-  type Daemon,
-} from '../infra/processes';
+import { freePort, isAlive, startDaemon, stopDaemon, waitUntil, type Daemon } from '../infra/processes';
+import { waitForTemporalDevServer } from './temporalReady';
 import { makeStackTls, type StackTls } from './tls';
 import { toolPaths, type ToolPaths } from './tools';
 
@@ -325,7 +318,6 @@ export async function startStack(
   const tools = toolPaths();
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), STACK_PREFIX));
   await fs.chmod(dir, 0o755);
-  const run = createCommandRunner();
   const runAs = postgresRunAs();
   const started: number[] = [];
   const partial: Partial<StackInfo> = {
@@ -454,25 +446,13 @@ export async function startStack(
     await waitForRedis(redisPort, partial.redis.log);
     await waitForS3Server(minio);
     await waitForS3Server(backupS3);
-    await waitUntil('temporal', () => tcpOpen(temporalPort), 60000, temporal.log);
-    // The frontend port opens before the namespace is usable; ask the server itself.
-    await waitUntil(
-      'temporal namespace default',
-      async () => {
-        await run(tools.temporal, [
-          'operator',
-          'namespace',
-          'describe',
-          '--address',
-          `127.0.0.1:${temporalPort}`,
-          '--namespace',
-          'default',
-        ]);
-        return true;
-      },
-      60000,
-      temporal.log,
-    );
+    await waitForTemporalDevServer({
+      cli: tools.temporal,
+      port: temporalPort,
+      namespace: 'default',
+      log: temporal.log,
+      timeoutMs: 60000,
+    });
     return partial as StackInfo;
   } catch (err) {
     await stopStack(partial as StackInfo, { keepDir: true }).catch(() => undefined);
