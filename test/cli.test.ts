@@ -5,7 +5,6 @@
  * server with their activities STUBBED (test/harness/stubs.ts: nothing live is touched), since
  * what is tested here is the CLI; `backups` reads real (missing, empty) stores.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,7 +12,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Activities } from '../src/activities';
 import { EXIT_CODES, exitCodesMarkdown } from '../src/client/exitCodes';
 import { WORKFLOW_IDS } from '../src/client/temporal';
-import { DIST, testStack } from './harness/kohakku';
+import { totalDatabaseLoss } from '../src/workflows';
+import { runCli, stackTraceLine, type CliOptions, type CliRun } from './harness/cli';
 import { liveDatabasesExist, stubActivities } from './harness/stubs';
 import { uniqueId, workflowSuite } from './harness/suite';
 
@@ -21,12 +21,15 @@ const suite = workflowSuite();
 const taskQueue = uniqueId('cli');
 /** Whether the stubbed restore fails (a recovery that fails: exit 1). */
 let restoreFails = false;
+/** Whether the stubbed restore fails as a lost connection would: retried by the server. */
+let restoreRetries = false;
 
 const activities = {
   ...stubActivities,
   // The controller's database is live: the swap needs an approval.
   liveDatabaseStates: liveDatabasesExist,
   restoreIntoStaging: async (input: { target: string }) => {
+    if (restoreRetries) throw new Error('connect ECONNREFUSED 127.0.0.1:9 (the backup store)');
     if (restoreFails)
       throw ApplicationFailure.create({
         type: 'RestoreVerificationFailed',
@@ -50,63 +53,16 @@ async function withWorker(work: () => Promise<void>): Promise<void> {
   }
 }
 
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs `kohakku-dr args…`; `interruptAfter` sends SIGINT once its output contains it. */
-function cli(
-  args: string[],
-  options: { env?: Record<string, string>; interruptAfter?: string } = {},
-): Promise<CliRun> {
-  const started = Date.now();
-  const child = spawn(process.execPath, [path.join(DIST, 'client/cli.js'), ...args], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      TEMPORAL_ADDRESS: `127.0.0.1:${testStack().temporal.port}`,
-      TEMPORAL_NAMESPACE: 'default',
-      KOHAKKU_DR_TASK_QUEUE: taskQueue,
-      ...options.env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  let interrupted = false;
-  const maybeInterrupt = () => {
-    if (options.interruptAfter && !interrupted && (stdout + stderr).includes(options.interruptAfter)) {
-      interrupted = true;
-      child.kill('SIGINT');
-    }
-  };
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    maybeInterrupt();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-    maybeInterrupt();
-  });
-  // A CLI that hangs fails its test with what it printed, not the file's timeout.
-  const hung = setTimeout(() => child.kill('SIGKILL'), 90_000);
-  return new Promise((resolve) =>
-    child.on('exit', (code) => {
-      clearTimeout(hung);
-      if (code === null) console.error(`kohakku-dr ${args.join(' ')} hung:\n${stdout}\n${stderr}`);
-      resolve({ code, stdout, stderr, ms: Date.now() - started });
-    }),
-  );
-}
+/** `kohakku-dr args…` on this file's task queue. */
+const cli = (args: string[], options: Omit<CliOptions, 'taskQueue'> = {}) =>
+  runCli(args, { taskQueue, ...options });
 
 /** A recovery of the (live) controller database that stops at the approval. */
 const START_WAITING = ['recover', 'total-database-loss', '--target', 'controller', '--no-wait', '--json'];
 const json = (run: CliRun) => JSON.parse(run.stdout) as Record<string, unknown>;
 const code = (name: string) => EXIT_CODES.find((e) => e.name === name)!.code;
 /** A failure is one line of ours, never a Node stack trace. */
-const noStackTrace = (run: CliRun) => expect(run.stderr).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+const noStackTrace = (run: CliRun) => expect(run.stderr).not.toMatch(stackTraceLine);
 
 test('--help ends with the exit codes, which the README documents', async () => {
   const run = await cli(['--help']);
@@ -217,6 +173,40 @@ test('a failed recovery exits 1 naming the failure; input the workflow refuses e
     expect(refused.code).toBe(code('bad-input'));
     expect(json(refused)).toMatchObject({ type: 'InvalidInput', exit: 2 });
     noStackTrace(refused);
+  });
+});
+
+test('status names an activity the server is retrying, its attempt and its last failure', async () => {
+  await withWorker(async () => {
+    restoreRetries = true;
+    try {
+      await suite.env.client.workflow.start(totalDatabaseLoss, {
+        taskQueue,
+        workflowId: WORKFLOW_IDS.postgresRecovery,
+        args: [{ targets: ['controller'] }],
+      });
+      // The first attempt fails at once; the second starts 2 s later (the retry policy).
+      let status: CliRun | undefined;
+      for (let i = 0; i < 30; i++) {
+        status = await cli(['status', WORKFLOW_IDS.postgresRecovery, '--json']);
+        if ((json(status).retrying as unknown[]).length > 0) break;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      expect(json(status!).retrying).toEqual([
+        expect.objectContaining({
+          activity: 'restoreIntoStaging',
+          attempt: expect.any(Number),
+          maximumAttempts: 10,
+          lastFailure: expect.stringContaining('ECONNREFUSED 127.0.0.1:9'),
+        }),
+      ]);
+      const words = await cli(['status', WORKFLOW_IDS.postgresRecovery]);
+      expect(words.stdout + words.stderr).toMatch(
+        /↻ restoreIntoStaging: attempt \d+ of 10 — last failure: connect ECONNREFUSED 127\.0\.0\.1:9/,
+      );
+    } finally {
+      restoreRetries = false;
+    }
   });
 });
 

@@ -195,6 +195,51 @@ const SCENARIOS: Scenario[] = [
       };
     })(),
   },
+  // 0.3.5, patch kohakku-dr-preflight: every recovery checks its endpoints first.
+  { name: 'totalDatabaseLoss-0.3.5-completed', workflow: totalDatabaseLoss, args: [{ confirm: true }] },
+  {
+    name: 'totalDatabaseLoss-0.3.5-waiting-for-approval',
+    workflow: totalDatabaseLoss,
+    args: [{}],
+    untilApproval: true,
+  },
+  {
+    name: 'tableRestore-0.3.5-completed',
+    workflow: tableRestore,
+    args: [{ target: 'controller', tables: ['tasks_task'], confirm: true }],
+  },
+  { name: 'redisLoss-0.3.5-completed', workflow: redisLoss, args: [{}] },
+  { name: 'objectStoreLoss-0.3.5-completed', workflow: objectStoreLoss, args: [{ confirm: true }] },
+  {
+    name: 'fullCluster-0.3.5-completed',
+    workflow: fullCluster,
+    args: [{ confirm: true, checkInGraceSeconds: 1 }],
+  },
+  {
+    name: 'fullCluster-0.3.5-waiting-for-approval',
+    workflow: fullCluster,
+    args: [{ checkInGraceSeconds: 1 }],
+    untilApproval: true,
+  },
+  {
+    name: 'pointInTimeRecovery-0.3.5-objects-versioned',
+    workflow: pointInTimeRecovery,
+    args: [{ target: '2026-11-25T01:30:00Z', objects: true, confirm: true, checkInGraceSeconds: 1 }],
+  },
+  {
+    name: 'totalDatabaseLoss-0.3.5-unreachable-endpoint',
+    workflow: totalDatabaseLoss,
+    args: [{ confirm: true }],
+    failWith: {
+      checkEndpoints: async () => {
+        throw ApplicationFailure.create({
+          type: 'EndpointUnreachable',
+          message: 'preflight: PostgreSQL at 127.0.0.1:5432: unreachable — ECONNREFUSED',
+          nonRetryable: true,
+        });
+      },
+    },
+  },
   // 0.3.2: the object mirror counts the bucket first, and fans out in partitions when it is big.
   { name: 'nightlyBackup-0.3.2-completed', workflow: nightlyBackup, args: [], children: true },
   {

@@ -8,6 +8,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType, fail } from '../domain/errors';
 import { STORE_NAMES, type StoreName } from '../domain/stores';
+import { credentialsRefused } from '../infra/probes';
 import type { BackupStores } from '../infra/stores';
 
 interface Choice {
@@ -78,9 +79,18 @@ export async function resolveAcrossStores<A, C extends Choice>(
     );
   }
   const message = failures.map((f) => `${f.name} (${stores[f.name]!.location}): ${why(f.err)}`).join('; ');
-  const infrastructure = failures.find((f) => !(f.err instanceof ApplicationFailure));
+  const refused = failures.filter((f) => credentialsRefused(f.err));
+  const infrastructure = failures.find(
+    (f) => !(f.err instanceof ApplicationFailure) && !credentialsRefused(f.err),
+  );
   // A store that could not be read may come back: retried by policy, naming every store's failure.
   if (infrastructure) throw new Error(`no backup store could be read: ${message}`);
+  // Refused credentials do not heal within the run (the worker reads its settings at start).
+  if (refused.length > 0)
+    throw fail(
+      ErrorType.EndpointAuthFailed,
+      `no backup store could be read: ${message} — ${refused.map((f) => f.name).join(' and ')} refused the worker's credentials: fix the key (the worker's settings, or the server's) and start the recovery again`,
+    );
   const first = failures[0]!.err as ApplicationFailure;
   throw ApplicationFailure.create({
     type: first.type ?? ErrorType.BackupNotFound,

@@ -32,7 +32,12 @@ export const EXIT_CODES = [
     name: 'awaiting-approval',
     meaning: 'the workflow waits for `kohakku-dr approve` (with --no-wait, or from `status`)',
   },
-  { code: 5, name: 'unreachable', meaning: 'the Temporal server (TEMPORAL_ADDRESS) cannot be reached' },
+  {
+    code: 5,
+    name: 'unreachable',
+    meaning:
+      "the Temporal server (TEMPORAL_ADDRESS) cannot be reached, or a recovery's preflight found an endpoint unreachable, refusing the credentials or missing (nothing was changed)",
+  },
   {
     code: 130,
     name: 'interrupted',
@@ -63,6 +68,12 @@ const BAD_INPUT_TYPES: string[] = [
   ErrorType.TargetOutsideWindow,
 ];
 const REFUSED_TYPES: string[] = [ErrorType.AlreadyRunning];
+/** The preflight's findings: an endpoint the recovery needs does not answer as it must. */
+const UNREACHABLE_TYPES: string[] = [
+  ErrorType.EndpointUnreachable,
+  ErrorType.EndpointAuthFailed,
+  ErrorType.EndpointMissing,
+];
 
 /** The innermost cause's message and type — the part an operator can act on — and its exit code. */
 export function failureOf(err: WorkflowFailedError): { message: string; type?: string; exit: ExitName } {
@@ -79,7 +90,9 @@ export function failureOf(err: WorkflowFailedError): { message: string; type?: s
       ? 'bad-input'
       : type && REFUSED_TYPES.includes(type)
         ? 'refused'
-        : 'failed';
+        : type && UNREACHABLE_TYPES.includes(type)
+          ? 'unreachable'
+          : 'failed';
   return { message: cause.message, type, exit };
 }
 

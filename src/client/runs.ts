@@ -9,7 +9,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { progressQuery, type Progress } from '../workflows/definitions';
 import { CliError, exitCode, failureOf } from './exitCodes';
 import type { Output } from './output';
-import { startUnique, stepLine, watch } from './temporal';
+import { retryingActivities, retryLine, startUnique, stepLine, watch } from './temporal';
 
 /** What to type next about a run, in the messages that hand it back to the operator. */
 const commandsFor = (workflowId: string) => ({
@@ -168,6 +168,7 @@ export async function showStatus(client: Client, out: Output, workflowId: string
   ]);
   const state = running ? (progress?.awaitingApproval ? 'awaiting-approval' : 'running') : stateOf(d);
   const next = commandsFor(workflowId);
+  const retrying = running ? retryingActivities(d) : [];
   out.result(
     {
       workflowId,
@@ -177,6 +178,7 @@ export async function showStatus(client: Client, out: Output, workflowId: string
       startedAt: d.startTime.toISOString(),
       closedAt: d.closeTime?.toISOString(),
       progress,
+      retrying,
       ...(running ? next : {}),
     },
     () => [
@@ -186,6 +188,7 @@ export async function showStatus(client: Client, out: Output, workflowId: string
         ? ['  no worker answered the progress query within 5 s: is a worker polling KOHAKKU_DR_TASK_QUEUE?']
         : []),
       ...(progress?.waitingFor && running ? [`  waiting for: ${progress.waitingFor}`] : []),
+      ...retrying.map(retryLine),
       ...(progress?.error ? [`  error: ${progress.error}`] : []),
       ...(progress?.awaitingApproval
         ? [`  approve: ${next.approveCommand} (replaces: ${progress.awaitingApproval.replaces.join('; ')})`]

@@ -3,6 +3,7 @@ import {
   Client,
   Connection,
   WorkflowExecutionAlreadyStartedError,
+  type WorkflowExecutionDescription,
   type WorkflowHandle,
 } from '@temporalio/client';
 import { progressQuery, type Progress, type StepProgress } from '../workflows/definitions';
@@ -102,16 +103,48 @@ export function stepLine(s: StepProgress): string {
   return `  · ${s.name}`;
 }
 
-/** Prints each step as it starts and ends, until the workflow closes; returns its result. */
+/** An activity the server is retrying: which, which attempt, and why the last one failed. */
+export interface RetryingActivity {
+  activity: string;
+  attempt: number;
+  maximumAttempts?: number;
+  lastFailure?: string;
+}
+
+/**
+ * The run's activities past their first attempt, from the server's own record (describe's
+ * pending activities): what the progress query cannot say, since the workflow does not see an
+ * activity's retries until it ends.
+ */
+export function retryingActivities(d: WorkflowExecutionDescription): RetryingActivity[] {
+  return (d.raw.pendingActivities ?? [])
+    .filter((a) => (a.attempt ?? 1) > 1)
+    .map((a) => ({
+      activity: a.activityType?.name ?? 'activity',
+      attempt: a.attempt ?? 1,
+      ...(a.maximumAttempts ? { maximumAttempts: a.maximumAttempts } : {}),
+      ...(a.lastFailure?.message ? { lastFailure: a.lastFailure.message.split('\n')[0]!.slice(0, 300) } : {}),
+    }));
+}
+
+export const retryLine = (r: RetryingActivity) =>
+  `  ↻ ${r.activity}: attempt ${r.attempt}${r.maximumAttempts ? ` of ${r.maximumAttempts}` : ''}${r.lastFailure ? ` — last failure: ${r.lastFailure}` : ''}`;
+
+/**
+ * Prints each step as it starts and ends, and each retry of an activity as it is scheduled,
+ * until the workflow closes; returns its result.
+ */
 export async function watch<R>(
   handle: WorkflowHandle,
   print: (line: string) => void,
   everyMs = 1000,
 ): Promise<R> {
   const seen = new Map<string, string>();
+  const attempts = new Map<string, number>();
   let waiting: string | undefined;
   let warned = 0;
   let finished = false;
+  let polls = 0;
   const result = handle.result().finally(() => (finished = true)) as Promise<R>;
   result.catch(() => undefined);
   const poll = async () => {
@@ -127,6 +160,14 @@ export async function watch<R>(
     for (const w of p.warnings.slice(warned)) print(`  ! ${w}`);
     warned = p.warnings.length;
     waiting = p.waitingFor;
+    // Retries are the server's to tell: asked every fifth poll.
+    if (polls++ % 5 !== 0) return;
+    const d = await handle.describe().catch(() => undefined);
+    for (const r of d ? retryingActivities(d) : []) {
+      if ((attempts.get(r.activity) ?? 1) >= r.attempt) continue;
+      attempts.set(r.activity, r.attempt);
+      print(retryLine(r));
+    }
   };
   while (!finished) {
     await poll();

@@ -43,6 +43,12 @@ export const ErrorType = {
    * the point-in-time target (no transaction after it in that WAL).
    */
   RecoveryTargetNotReached: 'RecoveryTargetNotReached',
+  /** The preflight check could not reach an endpoint (refused, timed out, DNS, TLS): named with its address. */
+  EndpointUnreachable: 'EndpointUnreachable',
+  /** An endpoint refused the configured credentials (wrong password, access key or secret). */
+  EndpointAuthFailed: 'EndpointAuthFailed',
+  /** An endpoint answered, but what the settings name there (bucket, directory, program) is not there. */
+  EndpointMissing: 'EndpointMissing',
 } as const;
 export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -60,6 +66,9 @@ export const NON_RETRYABLE_ERRORS: ErrorTypeName[] = [
   ErrorType.AlreadyRunning,
   ErrorType.TargetOutsideWindow,
   ErrorType.RecoveryTargetNotReached,
+  ErrorType.EndpointUnreachable,
+  ErrorType.EndpointAuthFailed,
+  ErrorType.EndpointMissing,
 ];
 
 export function fail(type: ErrorTypeName, message: string, details?: unknown): ApplicationFailure {

@@ -118,6 +118,8 @@ export const fullClusterDefinition: RecoveryDefinition<typeof fullClusterInput, 
   title: 'Full cluster',
   input: fullClusterInput,
   locks: () => ['postgres', 'redis', 'objects'],
+  // Redis and Kohakku's S3 server are what it brings back; PostgreSQL's server must be up.
+  endpoints: () => ['postgres', 'backup-store', 'service-adapter'],
   initialState: () => ({ services: [] }),
   phases: [
     resolve,

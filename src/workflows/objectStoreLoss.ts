@@ -147,6 +147,8 @@ export const objectStoreLossDefinition: RecoveryDefinition<
   title: 'Object-store loss',
   input: objectStoreLossInput,
   locks: () => ['objects'],
+  // Kohakku's S3 server is what it brings back; PostgreSQL says which briefs to skip.
+  endpoints: () => ['postgres', 'backup-store', 'service-adapter'],
   initialState: () => ({}),
   phases: [
     objectStoreServerPhase("kohakku's s3 server back"),

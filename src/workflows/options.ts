@@ -38,3 +38,13 @@ export const long: ActivityOptions = {
 export function waitUpTo(deadlineSeconds: number): ActivityOptions {
   return { startToCloseTimeout: `${deadlineSeconds * 4 + 600}s`, heartbeatTimeout: '30s', retry };
 }
+
+/**
+ * The preflight check: every probe answers within seconds, so a lost worker is noticed within
+ * 30 s and the check is tried again at most twice; what it finds wrong fails at once (typed,
+ * non-retryable).
+ */
+export const preflight: ActivityOptions = {
+  startToCloseTimeout: '30s',
+  retry: { ...retry, maximumAttempts: 3 },
+};

@@ -367,6 +367,12 @@ export const pointInTimeRecoveryDefinition: RecoveryDefinition<
   title: 'Point-in-time recovery',
   input: pointInTimeRecoveryInput,
   locks: (input) => (input.objects ? ['postgres', 'redis', 'objects'] : ['postgres', 'redis']),
+  endpoints: (input) => [
+    'postgres',
+    'redis',
+    'service-adapter',
+    ...(input.objects ? (['kohakku-s3'] as const) : []),
+  ],
   initialState: () => ({ services: [] }),
   phases,
   cleanup: [

@@ -51,6 +51,8 @@ export const redisLossDefinition: RecoveryDefinition<typeof redisLossInput, Stat
   title: 'Redis loss',
   input: redisLossInput,
   locks: () => ['redis'],
+  // Redis is what it brings back; the pending tasks come from PostgreSQL.
+  endpoints: () => ['postgres', 'service-adapter'],
   initialState: () => ({}),
   phases: [
     {

@@ -62,6 +62,7 @@ export const tableRestoreDefinition: RecoveryDefinition<
   title: 'Table restore',
   input: tableRestoreInput,
   locks: () => ['postgres'],
+  endpoints: () => ['postgres', 'backup-store'],
   initialState: () => ({}),
   phases: [
     {

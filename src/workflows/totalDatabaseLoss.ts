@@ -330,6 +330,8 @@ export const totalDatabaseLossDefinition: RecoveryDefinition<
   input: totalDatabaseLossInput,
   confirmedInAdvance: (input) => input.confirm === true || input.replaceExisting === true,
   locks: () => ['postgres'],
+  // The Monitor re-registers containers in Redis afterwards.
+  endpoints: () => ['postgres', 'redis', 'backup-store', 'service-adapter'],
   initialState: () => ({}),
   phases: [
     ...pg.all,

@@ -16,6 +16,7 @@ const ok = async () => undefined;
 let lastSetWritten: string | undefined;
 
 export const stubActivities = {
+  checkEndpoints: async () => ({ checks: [], warnings: [] }),
   resolvePostgresBackup: async () => STUB_BACKUP,
   resolveBackupSet: async () => ({
     id: STUB_BACKUP.id,

@@ -34,7 +34,9 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { z } from 'zod';
 import type { Activities } from '../../activities';
+import { ENDPOINTS, type Endpoint } from '../../domain/endpoints';
 import { ErrorType, fail } from '../../domain/errors';
+import type { StoreName } from '../../domain/stores';
 import {
   approveSignal,
   releaseLockSignal,
@@ -46,7 +48,7 @@ import {
   type RecoveryEnvelope,
   type RecoveryPlan,
 } from '../definitions';
-import { quick } from '../options';
+import { preflight, quick } from '../options';
 import { targetLock } from '../targetLock';
 import { parseInput } from './input';
 import { ProgressTracker, rootMessage, surfaceFailure } from './progress';
@@ -151,14 +153,54 @@ export interface RecoveryDefinition<Schema extends z.ZodObject, S, D> {
   backup(state: S): BackupChoice | undefined;
   /** The recovery's own details, beside the envelope. */
   result(ctx: PhaseContext<z.infer<Schema>, S>): D;
+  /**
+   * The endpoints that must answer when the recovery starts — not the ones it is about to bring
+   * back. The engine checks them in its first step, PREFLIGHT_STEP, before anything is read or
+   * changed (plan mode too), and fails at once naming any that does not answer and why.
+   */
+  readonly endpoints?: (input: z.infer<Schema>) => Endpoint[];
 }
 
 export const CLEANUP_STEP = 'cleanup';
+export const PREFLIGHT_STEP = 'preflight';
+
+/** Recoveries that started before the preflight step existed replay without it. */
+export const PREFLIGHT_PATCH = 'kohakku-dr-preflight';
 
 /** Seconds a backup lock lasts unless renewed; renewed at every phase and hourly while waiting. */
 export const BACKUP_LEASE_SECONDS = 6 * 3600;
 
 const { lockBackup, unlockBackup } = proxyActivities<Activities>(quick);
+const { checkEndpoints } = proxyActivities<Activities>(preflight);
+
+/** The engine's first step when a definition lists its endpoints. */
+function preflightPhase<I extends { from?: StoreName }, S>(endpoints: (input: I) => Endpoint[]): Phase<I, S> {
+  let passed = '';
+  return {
+    name: PREFLIGHT_STEP,
+    effect: 'read',
+    patch: PREFLIGHT_PATCH,
+    waitingFor: ({ input }) =>
+      `${endpoints(input)
+        .map((e) => ENDPOINTS[e])
+        .join(', ')} answering`,
+    async run({ input, warn }) {
+      const report = await checkEndpoints({ endpoints: endpoints(input), from: input.from });
+      for (const w of report.warnings) warn(`preflight: ${w}`);
+      passed = report.checks
+        .filter((c) => c.ok)
+        .map((c) => `${ENDPOINTS[c.endpoint]} ${c.address} (${c.ms} ms)`)
+        .join('; ');
+    },
+    describe: () => `answered: ${passed}`,
+    plan: ({ input }) => ({
+      action: `check that ${endpoints(input)
+        .map((e) => ENDPOINTS[e])
+        .join(', ')} answer`,
+      touches: [],
+    }),
+  };
+}
 
 function phasesOf<I, S>(entries: readonly PhaseEntry<I, S>[]): Phase<I, S>[] {
   return entries.flatMap((e) => ('parallel' in e ? e.parallel.flat() : [e]));
@@ -173,7 +215,10 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
   rawInput: unknown,
 ): Promise<(RecoveryEnvelope & D) | RecoveryPlan> {
   type I = z.infer<Schema>;
-  const phases = phasesOf(definition.phases);
+  // The preflight runs before the locks are taken and the phases run; plan mode runs it too.
+  const preflightStep = definition.endpoints ? preflightPhase<I, S>(definition.endpoints) : undefined;
+  let pastPreflight = !preflightStep;
+  const phases = [...(preflightStep ? [preflightStep] : []), ...phasesOf(definition.phases)];
   const tracker = new ProgressTracker(definition.title, [...phases.map((p) => p.name), CLEANUP_STEP]);
   const info = workflowInfo();
   const recoveryId = `${info.workflowId}/${info.runId}`;
@@ -320,6 +365,9 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
       return plan;
     }
 
+    if (preflightStep) await runPhase(preflightStep, ctxFor(false));
+    pastPreflight = true;
+
     for (const target of definition.locks(input)) {
       try {
         lockHandles.push(
@@ -361,7 +409,8 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
         lockHandles,
         lockedBackup,
         recoveryId,
-        state !== undefined,
+        // Nothing to clean up when the preflight stopped it: no phase had run.
+        state !== undefined && pastPreflight,
       ),
     );
     // What the cleanup did is part of the truth about live data once something live had changed.
@@ -507,6 +556,10 @@ async function renderPlan<Schema extends z.ZodObject, S, D>(
 ): Promise<RecoveryPlan> {
   const steps: PlanStep[] = [];
   for (const phase of phases) {
+    if (phase.patch && !patched(phase.patch)) {
+      tracker.skip(phase.name, 'added by a later kohakku-dr; this run started before it');
+      continue;
+    }
     const skip = phase.skip?.(ctx);
     if (phase.effect === 'read' && phase.runsInPlan !== false && !skip) {
       const t0 = tracker.start(phase.name, phase.waitingFor(ctx));
