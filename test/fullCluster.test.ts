@@ -6,19 +6,16 @@
  */
 import { Redis } from 'ioredis';
 import { seededStatus } from '../src/reference/model';
-import { servicePid } from '../src/reference/supervisor';
-import { loseS3Server } from '../src/stack/stack';
 import { fullCluster, nightlyBackup } from '../src/workflows';
 import type { FullClusterResult } from '../src/workflows/fullCluster';
 import {
-  dropDatabase,
+  clusterFingerprints,
   freshKohakku,
   health,
-  killStackRedis,
+  loseWholeCluster,
   sql,
   startWorker,
   stopKohakku,
-  tableFingerprints,
   temporalClient,
   testStack,
   type TestKohakku,
@@ -46,23 +43,6 @@ afterAll(async () => {
   if (k) await stopKohakku(k);
 });
 
-/** Fingerprints of the rows the recovery must not touch: everything but the lost tasks. */
-async function untouchable() {
-  return {
-    tasks: await sql(
-      k.stack,
-      'kohakku-controller',
-      `SELECT count(*) AS n, md5(string_agg(t::text, '|' ORDER BY id)) AS h FROM tasks_task t WHERE id % 10 <> 9`,
-    ),
-    dispatcher: await tableFingerprints(k.stack, 'kohakku-dispatcher'),
-    skills: await sql(
-      k.stack,
-      'kohakku-controller',
-      `SELECT count(*) AS n, md5(string_agg(t::text, '|' ORDER BY task_id)) AS h FROM tasks_task_skills t`,
-    ),
-  };
-}
-
 jest.setTimeout(240000);
 
 test('full cluster loss: lost tasks re-dispatched exactly once, live tasks untouched, data identical to the backup', async () => {
@@ -72,17 +52,10 @@ test('full cluster loss: lost tasks re-dispatched exactly once, live tasks untou
     taskQueue,
     workflowId: 'test-cluster-nightly',
   });
-  const before = await untouchable();
+  const before = await clusterFingerprints(k);
 
   // The disaster: everything but the agents.
-  for (const service of ['controller', 'dispatcher', 'monitor', 'temporal'] as const) {
-    const pid = servicePid(k.model.stateDir, service);
-    if (pid) process.kill(-pid, 'SIGKILL');
-  }
-  await dropDatabase(k.stack, 'kohakku-controller');
-  await dropDatabase(k.stack, 'kohakku-dispatcher');
-  await killStackRedis({ deleteFiles: true });
-  await loseS3Server(k.stack.dir, 'minio'); // Kohakku's S3 server and its disk
+  await loseWholeCluster(k);
 
   const result = (await client.workflow.execute(fullCluster, {
     taskQueue,
@@ -117,7 +90,7 @@ test('full cluster loss: lost tasks re-dispatched exactly once, live tasks untou
   redis.disconnect();
 
   // Everything else identical to the backup; objects back minus completed briefs; services healthy.
-  expect(await untouchable()).toEqual(before);
+  expect(await clusterFingerprints(k)).toEqual(before);
   expect(result.objects.skippedCompletedBriefs).toBe(120);
   for (const service of ['controller', 'dispatcher', 'monitor'] as const)
     expect(await health(k.model.ports[service])).toBe(200);

@@ -55,34 +55,52 @@ export function serviceCommand(
   }
 }
 
-async function probe(target: string, timeoutMs: number): Promise<string | undefined> {
+/** One health check: undefined when healthy, else what failed and whether nothing listened. */
+async function probe(
+  target: string,
+  timeoutMs: number,
+): Promise<{ error: string; refused: boolean } | undefined> {
   const url = new URL(target);
   if (url.protocol === 'tcp:') {
     return new Promise((resolve) => {
       const socket = net.connect({ host: url.hostname, port: Number(url.port) });
-      const done = (err?: string) => {
+      const done = (result?: { error: string; refused: boolean }) => {
         socket.destroy();
-        resolve(err);
+        resolve(result);
       };
-      socket.setTimeout(timeoutMs, () => done('timeout'));
+      socket.setTimeout(timeoutMs, () => done({ error: 'timeout', refused: false }));
       socket.once('connect', () => done());
-      socket.once('error', (e) => done(e.message));
+      socket.once('error', (e: NodeJS.ErrnoException) =>
+        done({ error: e.message, refused: e.code === 'ECONNREFUSED' }),
+      );
     });
   }
   try {
     const res = await fetch(target, { signal: AbortSignal.timeout(timeoutMs) });
-    return res.ok ? undefined : `HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`;
+    return res.ok
+      ? undefined
+      : { error: `HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`, refused: false };
   } catch (err) {
-    return (err as Error).message;
+    const code = ((err as { cause?: { code?: string } }).cause ?? {}).code;
+    return {
+      error: code ? `${(err as Error).message} (${code})` : (err as Error).message,
+      refused: code === 'ECONNREFUSED',
+    };
   }
 }
 
 export function createServiceActivities({ config, exec }: { config: Config; exec: CommandRunner }) {
-  /** Polls a service's health until it is healthy or the deadline passes; never throws on unhealthy. */
+  /**
+   * Polls a service's health until it is healthy or the deadline passes; never throws on
+   * unhealthy. With `endWhenRefused`, a refused connection ends the wait at once: nothing
+   * listens, and a process that is gone does not reconnect by itself (a full-cluster loss need
+   * not wait out the reconnect deadline of every service it is about to start).
+   */
   async function waitForHealthy(input: {
     service: KohakkuService;
     deadlineSeconds: number;
     pollMs?: number;
+    endWhenRefused?: boolean;
   }): Promise<HealthReport> {
     const started = Date.now();
     const target = config.services.health[input.service];
@@ -90,13 +108,14 @@ export function createServiceActivities({ config, exec }: { config: Config; exec
     let lastError: string | undefined;
     for (;;) {
       checks++;
-      lastError = await probe(target, 3000);
+      const failed = await probe(target, 3000);
       const waitedMs = Date.now() - started;
-      if (!lastError) return { service: input.service, healthy: true, checks, waitedMs };
+      if (!failed) return { service: input.service, healthy: true, checks, waitedMs };
+      lastError = failed.error;
       heartbeat({ service: input.service, checks, lastError });
-      if (waitedMs >= input.deadlineSeconds * 1000)
+      if (waitedMs >= input.deadlineSeconds * 1000 || (input.endWhenRefused && failed.refused))
         return { service: input.service, healthy: false, checks, waitedMs, lastError };
-      await sleep(input.pollMs ?? 1000, cancellationSignal());
+      await sleep(input.pollMs ?? 250, cancellationSignal());
     }
   }
 

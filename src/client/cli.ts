@@ -39,11 +39,18 @@ import { createOutput, type Output } from './output';
 import { cancelRun, showStatus, startAndFollow, watchRun } from './runs';
 import { applyAllSchedules, listSchedules, NIGHTLY_SCHEDULE_ID, scheduleLines } from './schedules';
 import { connect, temporalSettings, WORKFLOW_IDS } from './temporal';
+import { up } from './up';
 
 const storeName = (v: string): StoreName => {
   if (!(STORE_NAMES as readonly string[]).includes(v))
     throw new InvalidArgumentError(`expected ${STORE_NAMES.join(' or ')}`);
   return v as StoreName;
+};
+
+const portNumber = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('expected a port, 1–65535');
+  return n;
 };
 
 const seconds = (v: string) => {
@@ -569,6 +576,46 @@ async function run(): Promise<void> {
         () => optionsMarkdown(),
       ),
     );
+
+  program
+    .command('up')
+    .description(
+      'break-glass: run a Temporal dev server (persisted in --dir, with its UI) and a worker from the settings here, until Ctrl-C; `--recover full-cluster -- --confirm` also starts that recovery',
+    )
+    .argument('[recover-args...]', 'after `--`: the arguments of `kohakku-dr recover <procedure>`')
+    .option('--dir <dir>', "where the server's database and the logs are kept", 'kohakku-dr-up')
+    .option('--ip <ip>', 'the address both listen on', '127.0.0.1')
+    .option('--port <port>', "the Temporal server's port", portNumber, 7233)
+    .option('--ui-port <port>', "the Temporal UI's port", portNumber, 8233)
+    .option('--namespace <name>', 'the Temporal namespace', 'default')
+    .option(
+      '--temporal-bin <path>',
+      'the temporal CLI (default: KOHAKKU_DR_TEMPORAL_BIN, the installed tools, PATH)',
+    )
+    .option(
+      '--recover <procedure>',
+      `start this recovery once up: ${recover.commands.map((c) => c.name()).join(', ')}`,
+    )
+    .action(async (recoverArgs: string[], opts) => {
+      const procedures = recover.commands.map((c) => c.name());
+      if (opts.recover && !procedures.includes(opts.recover))
+        throw new CliError(
+          'bad-input',
+          `--recover ${opts.recover}: expected one of ${procedures.join(', ')}`,
+        );
+      if (!opts.recover && recoverArgs.length > 0)
+        throw new CliError('bad-input', `arguments without --recover: ${recoverArgs.join(' ')}`);
+      process.exitCode = await up({
+        dir: opts.dir,
+        ip: opts.ip,
+        port: opts.port,
+        uiPort: opts.uiPort,
+        namespace: opts.namespace,
+        temporalBin: opts.temporalBin,
+        recover: opts.recover ? { procedure: opts.recover, args: recoverArgs } : undefined,
+        say: (line) => process.stderr.write(`kohakku-dr up: ${line}\n`),
+      });
+    });
 
   const stack = program.command('stack').description('the embedded local stack');
   stack

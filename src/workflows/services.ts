@@ -28,7 +28,8 @@ export async function reconnectOrRestart(
   const { waitForHealthy } = proxyActivities<Activities>(
     waitUpTo(Math.max(reconnectSeconds, restartSeconds)),
   );
-  const first = await waitForHealthy({ service, deadlineSeconds: reconnectSeconds });
+  // Nothing listening (refused): it is gone, not reconnecting: started at once.
+  const first = await waitForHealthy({ service, deadlineSeconds: reconnectSeconds, endWhenRefused: true });
   if (first.healthy) return { ...first, restarted: false };
   await restartService({ service });
   const second = await waitForHealthy({ service, deadlineSeconds: restartSeconds });

@@ -22,11 +22,12 @@ import type { ReferenceModel } from '../../src/reference/model';
 import { referenceModelOn, workerEnvFor } from '../../src/reference/onStack';
 import { seedReferenceKohakku, type SeedOptions } from '../../src/reference/seed';
 import {
+  servicePid,
   startReferenceService,
   stopReferenceServices,
   type ServiceOptions,
 } from '../../src/reference/supervisor';
-import { controlPostgres, killRedis, readStack, type StackInfo } from '../../src/stack/stack';
+import { controlPostgres, killRedis, loseS3Server, readStack, type StackInfo } from '../../src/stack/stack';
 import { progressQuery, type Progress } from '../../src/workflows/definitions';
 import { STACK_DIR_ENV } from './globalSetup';
 
@@ -219,6 +220,44 @@ export async function deleteBucket(s3: Minio.Client, bucket: string): Promise<vo
 /** A real disaster for Redis: SIGKILL the stack's redis-server; optionally delete its AOF and RDB too. */
 export function killStackRedis(options: { deleteFiles: boolean }): Promise<void> {
   return killRedis(testStack().dir, options);
+}
+
+/**
+ * The full-cluster disaster on the reference model: Controller, Dispatcher, Monitor and
+ * Kohakku's Temporal SIGKILLed, both databases dropped, Redis killed with its files deleted,
+ * Kohakku's S3 server SIGKILLed with its data directory deleted — only the live agents keep
+ * running (fullCluster.test.ts, up.test.ts).
+ */
+export async function loseWholeCluster(k: TestKohakku): Promise<void> {
+  for (const service of ['controller', 'dispatcher', 'monitor', 'temporal'] as const) {
+    const pid = servicePid(k.model.stateDir, service);
+    if (pid) process.kill(-pid, 'SIGKILL');
+  }
+  await dropDatabase(k.stack, k.model.postgres.controllerDb);
+  await dropDatabase(k.stack, k.model.postgres.dispatcherDb);
+  await killStackRedis({ deleteFiles: true });
+  await loseS3Server(k.stack.dir, 'minio');
+}
+
+/**
+ * Fingerprints of what a full-cluster recovery must give back as the backup had it: every task
+ * but the lost ones (ids ≡ 9 mod 10 hold them; see seededStatus), the Dispatcher's tables, the
+ * skills.
+ */
+export async function clusterFingerprints(k: TestKohakku) {
+  return {
+    tasks: await sql(
+      k.stack,
+      k.model.postgres.controllerDb,
+      `SELECT count(*) AS n, md5(string_agg(t::text, '|' ORDER BY id)) AS h FROM tasks_task t WHERE id % 10 <> 9`,
+    ),
+    dispatcher: await tableFingerprints(k.stack, k.model.postgres.dispatcherDb),
+    skills: await sql(
+      k.stack,
+      k.model.postgres.controllerDb,
+      `SELECT count(*) AS n, md5(string_agg(t::text, '|' ORDER BY task_id)) AS h FROM tasks_task_skills t`,
+    ),
+  };
 }
 
 export interface WorkerProcess {

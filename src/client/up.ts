@@ -1,0 +1,274 @@
+/**
+ * `kohakku-dr up` — break-glass. When nothing of the cluster survives but the backups and one
+ * host, there is no Temporal server to run a recovery on and no worker to run its activities.
+ * `up` starts both here: a Temporal dev server persisted in a folder (so a run in flight survives
+ * `up` being stopped and started again) with its web UI, and a kohakku-dr worker from the
+ * settings in the environment (through scripts/worker, with its memory settings). It supervises
+ * them — either one that dies is started again, the server on the same database — prints how to
+ * reach both and keeps running until Ctrl-C. With `--recover <procedure>` it also starts that
+ * recovery and follows it, exactly as `kohakku-dr recover <procedure>` would (the arguments after
+ * `--` go to that command).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError, loadConfig } from '../config';
+import { probeProgram } from '../infra/probes';
+import { tcpOpen, workerCommand } from '../infra/processes';
+import { waitForTemporalDevServer } from '../stack/temporalReady';
+import { CliError } from './exitCodes';
+
+export interface UpOptions {
+  /** Where the server's database and both logs are kept. */
+  dir: string;
+  ip: string;
+  port: number;
+  uiPort: number;
+  namespace: string;
+  /** The `temporal` CLI; found when not given. */
+  temporalBin?: string;
+  /** A recovery to start once both are up: the procedure and `recover`'s own arguments. */
+  recover?: { procedure: string; args: string[] };
+  say: (line: string) => void;
+}
+
+/** The `temporal` CLI: the setting, the tools scripts/install-tools.sh built, or PATH. */
+export async function findTemporalCli(given?: string): Promise<string> {
+  const candidates = [given, process.env.KOHAKKU_DR_TEMPORAL_BIN].filter((c): c is string => !!c);
+  const toolsFile = path.join(
+    process.env.KOHAKKU_DR_TOOLS ??
+      path.join(
+        process.env.XDG_CACHE_HOME ?? path.join(process.env.HOME ?? '/root', '.cache'),
+        'kohakku-dr',
+        'tools',
+      ),
+    'paths.env',
+  );
+  if (!given && existsSync(toolsFile)) {
+    const m = /^KOHAKKU_DR_TEMPORAL_BIN=(.+)$/m.exec(readFileSync(toolsFile, 'utf8'));
+    if (m) candidates.push(m[1]!.trim());
+  }
+  candidates.push('temporal');
+  for (const candidate of candidates) {
+    if ((await probeProgram(candidate)).ok) return candidate;
+    if (candidate === given) break;
+  }
+  throw new CliError(
+    'bad-input',
+    given
+      ? `--temporal-bin ${given} is not an executable file`
+      : 'no Temporal CLI found (--temporal-bin, KOHAKKU_DR_TEMPORAL_BIN, scripts/install-tools.sh, or `temporal` on PATH): install it from https://github.com/temporalio/cli/releases',
+  );
+}
+
+/** A child process that is started again when it dies, until `stop()`. */
+class Supervised {
+  private child?: ChildProcess;
+  private stopping = false;
+  private restarts = 0;
+
+  constructor(
+    private readonly name: string,
+    private readonly start: () => ChildProcess,
+    private readonly ready: () => Promise<void>,
+    private readonly say: (line: string) => void,
+  ) {}
+
+  async run(): Promise<void> {
+    this.child = this.start();
+    const child = this.child;
+    child.once('exit', (code, signal) => {
+      if (this.stopping || this.child !== child) return;
+      this.restarts++;
+      this.say(
+        `${this.name} exited (${signal ?? `code ${code}`}); starting it again (restart ${this.restarts}) in 2 s`,
+      );
+      setTimeout(() => {
+        if (this.stopping) return;
+        this.run().catch((err: Error) => this.say(`${this.name} did not come back: ${err.message}`));
+      }, 2000).unref();
+    });
+    await this.ready();
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs until SIGINT/SIGTERM: returns the exit code for the process (the recovery's when one was
+ * started and failed, else 0).
+ */
+export async function up(options: UpOptions): Promise<number> {
+  const { say } = options;
+  const address = `${options.ip}:${options.port}`;
+  const workerEnv = { ...process.env, TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: options.namespace };
+  // The worker's settings first: a missing one is named now, not after the server started.
+  let taskQueue: string;
+  try {
+    taskQueue = loadConfig(workerEnv).temporal.taskQueue;
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError('bad-input', err.message);
+    throw err;
+  }
+  for (const [what, port] of [
+    ['--port', options.port],
+    ['--ui-port', options.uiPort],
+  ] as const)
+    if (await tcpOpen(port, options.ip))
+      throw new CliError(
+        'refused',
+        `${what} ${port}: something already listens on ${options.ip}:${port} (another \`kohakku-dr up\`, or a Temporal server: use it with TEMPORAL_ADDRESS instead)`,
+      );
+  const temporalBin = await findTemporalCli(options.temporalBin);
+  const dir = path.resolve(options.dir);
+  mkdirSync(dir, { recursive: true });
+  const dbFile = path.join(dir, 'temporal.db');
+  const serverLog = path.join(dir, 'temporal.log');
+  const workerLog = path.join(dir, 'worker.log');
+  const resuming = existsSync(dbFile);
+
+  const logTo = (file: string, child: ChildProcess) => {
+    const out = createWriteStream(file, { flags: 'a' });
+    child.stdout?.pipe(out);
+    child.stderr?.pipe(out);
+    return child;
+  };
+  let workerChild: ChildProcess | undefined;
+  const server = new Supervised(
+    'the Temporal server',
+    () =>
+      logTo(
+        serverLog,
+        spawn(
+          temporalBin,
+          [
+            'server',
+            'start-dev',
+            '--ip',
+            options.ip,
+            '--port',
+            String(options.port),
+            '--ui-port',
+            String(options.uiPort),
+            '--db-filename',
+            dbFile,
+            '--namespace',
+            options.namespace,
+            '--log-level',
+            'warn',
+          ],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        ),
+      ),
+    () =>
+      waitForTemporalDevServer({
+        cli: temporalBin,
+        port: options.port,
+        namespace: options.namespace,
+        log: serverLog,
+        timeoutMs: 60000,
+      }),
+    say,
+  );
+  const launch = workerCommand();
+  const worker = new Supervised(
+    'the worker',
+    () => {
+      workerChild = logTo(
+        workerLog,
+        spawn(launch.file, launch.args, {
+          env: { ...workerEnv, ...launch.env },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
+      );
+      return workerChild;
+    },
+    // Its log is appended to across restarts: ready once a new "polling" line appears.
+    async () => {
+      const before = existsSync(workerLog)
+        ? readFileSync(workerLog, 'utf8').split('worker polling').length
+        : 1;
+      const deadline = Date.now() + 60000;
+      for (;;) {
+        const seen = existsSync(workerLog)
+          ? readFileSync(workerLog, 'utf8').split('worker polling').length
+          : 1;
+        if (seen > before) return;
+        if (workerChild && (workerChild.exitCode !== null || workerChild.signalCode !== null))
+          throw new Error(
+            `the worker exited (${workerChild.signalCode ?? `code ${workerChild.exitCode}`}): see ${workerLog}`,
+          );
+        if (Date.now() > deadline) throw new Error(`the worker did not start within 60 s: see ${workerLog}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    },
+    say,
+  );
+
+  let stopping: Promise<void> | undefined;
+  let recovery: ChildProcess | undefined;
+  const stopAll = () =>
+    (stopping ??= (async () => {
+      say(
+        'stopping: the worker first (it finishes what it is doing, at most 60 s), then the Temporal server',
+      );
+      if (recovery && recovery.exitCode === null) recovery.kill('SIGINT');
+      await worker.stop(60000);
+      await server.stop(15000);
+      say(
+        `stopped. The server's database stays in ${dbFile}: \`kohakku-dr up --dir ${options.dir}\` resumes any run in flight.`,
+      );
+    })());
+  const signalled = new Promise<void>((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const)
+      process.once(signal, () => {
+        void stopAll().then(resolve);
+      });
+  });
+
+  try {
+    say(`starting the Temporal server (${resuming ? `resuming ${dbFile}` : `a new database in ${dbFile}`})`);
+    await server.run();
+    say('starting the kohakku-dr worker');
+    await worker.run();
+  } catch (err) {
+    await stopAll();
+    throw new CliError('failed', `kohakku-dr up could not start: ${(err as Error).message}`);
+  }
+  const uiUrl = `http://${options.ip}:${options.uiPort}/namespaces/${options.namespace}/workflows`;
+  say(`up. Temporal ${address} (namespace ${options.namespace}); its UI ${uiUrl}`);
+  say(`     worker polling ${taskQueue}; logs ${serverLog} and ${workerLog}`);
+  say(`     from another shell: export TEMPORAL_ADDRESS=${address} KOHAKKU_DR_TASK_QUEUE=${taskQueue}`);
+  say(`     then e.g. kohakku-dr recover full-cluster, kohakku-dr status <workflow-id>, or the UI above`);
+  say('     Ctrl-C stops the worker and the server.');
+
+  let exit = 0;
+  if (options.recover) {
+    const { procedure, args } = options.recover;
+    say(`starting: kohakku-dr recover ${[procedure, ...args].join(' ')}`);
+    recovery = spawn(process.execPath, [path.join(__dirname, 'cli.js'), 'recover', procedure, ...args], {
+      env: { ...workerEnv, KOHAKKU_DR_TASK_QUEUE: taskQueue },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    const child = recovery;
+    const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 130)));
+    if (!stopping) {
+      exit = code;
+      say(
+        `the recovery's command ended (exit ${code}); still up for the UI and further commands — Ctrl-C to stop`,
+      );
+    }
+  }
+  await signalled;
+  return exit;
+}
