@@ -91,6 +91,9 @@ export function timeShares(events: HistoryEvent[]): TimeShares {
   return { wallMs, activityMs: covered(activity), retryMs: covered(retry), timerMs: covered(timer) };
 }
 
+/** How long one run of a baseline script may take. */
+const SCRIPT_TIMEOUT_MS = 20 * 60_000;
+
 export async function fullClusterComparison(options: {
   stack: StackInfo;
   model: ReferenceModel;
@@ -127,6 +130,9 @@ export async function fullClusterComparison(options: {
     exec('bash', [path.resolve(__dirname, '../../scripts/baselines', name)], {
       isolatedEnv: true,
       env: { ...scriptEnv, ...extra },
+      // A wedged baseline (an rclone retrying against a broken server) fails the comparison
+      // instead of holding the benchmark forever.
+      signal: AbortSignal.timeout(SCRIPT_TIMEOUT_MS),
     });
   const shares: TimeShares[] = [];
   const stepTimes: FullClusterResult['steps'][] = [];

@@ -10,11 +10,11 @@
  * `--` go to that command).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, loadConfig } from '../config';
 import { probeProgram } from '../infra/probes';
-import { tcpOpen, workerCommand } from '../infra/processes';
+import { isAlive, tcpOpen, workerCommand } from '../infra/processes';
 import { waitForTemporalDevServer } from '../stack/temporalReady';
 import { CliError } from './exitCodes';
 
@@ -120,54 +120,78 @@ export async function up(options: UpOptions): Promise<number> {
     if (err instanceof ConfigError) throw new CliError('bad-input', err.message);
     throw err;
   }
+  const dir = path.resolve(options.dir);
+  const pidsFile = path.join(dir, 'up-pids.json');
   for (const [what, port] of [
     ['--port', options.port],
     ['--ui-port', options.uiPort],
   ] as const)
-    if (await tcpOpen(port, options.ip))
+    if (await tcpOpen(port, options.ip)) {
+      // A previous `up` on this folder that was killed leaves its children running: name them.
+      const left = existsSync(pidsFile)
+        ? Object.entries(JSON.parse(readFileSync(pidsFile, 'utf8')) as Record<string, number>).filter(
+            ([, pid]) => isAlive(pid),
+          )
+        : [];
       throw new CliError(
         'refused',
-        `${what} ${port}: something already listens on ${options.ip}:${port} (another \`kohakku-dr up\`, or a Temporal server: use it with TEMPORAL_ADDRESS instead)`,
+        `${what} ${port}: something already listens on ${options.ip}:${port}` +
+          (left.length
+            ? ` — a previous \`kohakku-dr up\` on ${dir} left ${left.map(([name, pid]) => `its ${name} (pid ${pid})`).join(' and ')} running: stop them (kill ${left.map(([, pid]) => pid).join(' ')}) and start again`
+            : ' (another `kohakku-dr up`, or a Temporal server: use it with TEMPORAL_ADDRESS instead)'),
       );
+    }
   const temporalBin = await findTemporalCli(options.temporalBin);
-  const dir = path.resolve(options.dir);
   mkdirSync(dir, { recursive: true });
+  const pids: Record<string, number> = {};
+  const notePid = (name: string, child: ChildProcess) => {
+    if (child.pid) pids[name] = child.pid;
+    writeFileSync(pidsFile, JSON.stringify(pids));
+    return child;
+  };
   const dbFile = path.join(dir, 'temporal.db');
   const serverLog = path.join(dir, 'temporal.log');
   const workerLog = path.join(dir, 'worker.log');
   const resuming = existsSync(dbFile);
 
-  const logTo = (file: string, child: ChildProcess) => {
-    const out = createWriteStream(file, { flags: 'a' });
-    child.stdout?.pipe(out);
-    child.stderr?.pipe(out);
-    return child;
+  /** The child writes to its log file itself (no pipe through `up`, which it may outlive). */
+  const logTo = (file: string, start: (stdio: ['ignore', number, number]) => ChildProcess) => {
+    const fd = openSync(file, 'a');
+    try {
+      return start(['ignore', fd, fd]);
+    } finally {
+      closeSync(fd);
+    }
   };
   let workerChild: ChildProcess | undefined;
   const server = new Supervised(
     'the Temporal server',
     () =>
-      logTo(
-        serverLog,
-        spawn(
-          temporalBin,
-          [
-            'server',
-            'start-dev',
-            '--ip',
-            options.ip,
-            '--port',
-            String(options.port),
-            '--ui-port',
-            String(options.uiPort),
-            '--db-filename',
-            dbFile,
-            '--namespace',
-            options.namespace,
-            '--log-level',
-            'warn',
-          ],
-          { stdio: ['ignore', 'pipe', 'pipe'] },
+      notePid(
+        'Temporal server',
+        logTo(serverLog, (stdio) =>
+          spawn(
+            temporalBin,
+            [
+              'server',
+              'start-dev',
+              '--ip',
+              options.ip,
+              '--port',
+              String(options.port),
+              '--ui-port',
+              String(options.uiPort),
+              '--db-filename',
+              dbFile,
+              '--namespace',
+              options.namespace,
+              '--log-level',
+              'warn',
+            ],
+            // Its own process group, as the worker's: a terminal's Ctrl-C reaches `up` alone, which
+            // then stops the worker first and the server after it.
+            { stdio, detached: true },
+          ),
         ),
       ),
     () =>
@@ -184,12 +208,15 @@ export async function up(options: UpOptions): Promise<number> {
   const worker = new Supervised(
     'the worker',
     () => {
-      workerChild = logTo(
-        workerLog,
-        spawn(launch.file, launch.args, {
-          env: { ...workerEnv, ...launch.env },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        }),
+      workerChild = notePid(
+        'worker',
+        logTo(workerLog, (stdio) =>
+          spawn(launch.file, launch.args, {
+            env: { ...workerEnv, ...launch.env },
+            stdio,
+            detached: true,
+          }),
+        ),
       );
       return workerChild;
     },
@@ -225,6 +252,7 @@ export async function up(options: UpOptions): Promise<number> {
       if (recovery && recovery.exitCode === null) recovery.kill('SIGINT');
       await worker.stop(60000);
       await server.stop(15000);
+      rmSync(pidsFile, { force: true });
       say(
         `stopped. The server's database stays in ${dbFile}: \`kohakku-dr up --dir ${options.dir}\` resumes any run in flight.`,
       );
@@ -259,6 +287,7 @@ export async function up(options: UpOptions): Promise<number> {
     recovery = spawn(process.execPath, [path.join(__dirname, 'cli.js'), 'recover', procedure, ...args], {
       env: { ...workerEnv, KOHAKKU_DR_TASK_QUEUE: taskQueue },
       stdio: ['ignore', 'inherit', 'inherit'],
+      detached: true,
     });
     const child = recovery;
     const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 130)));

@@ -9,7 +9,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { stopDaemon } from '../infra/processes';
-import { controlPostgres, readStack, restartS3Server, startRedis, stackFile } from '../stack/stack';
+import { controlPostgres, readStack, restartS3Server, startRedis, updateStack } from '../stack/stack';
 import {
   REFERENCE_SERVICES,
   restartReferenceService,
@@ -27,9 +27,10 @@ async function stackRedis(stateDir: string, action: Action): Promise<string> {
   await stopDaemon(stack.redis.pid, 10000);
   if (action === 'stop') return 'stopped';
   const daemon = startRedis(stack);
-  stack.redis.pid = daemon.pid;
   await fs.appendFile(stack.extraPidsFile, `${daemon.pid}\n`);
-  await fs.writeFile(stackFile(stackDir), JSON.stringify(stack, null, 2));
+  await updateStack(stackDir, (s) => {
+    s.redis.pid = daemon.pid;
+  });
   return `pid ${daemon.pid}`;
 }
 

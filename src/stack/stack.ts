@@ -171,15 +171,49 @@ export async function loseS3Server(stackDir: string, which: 'minio' | 'backupS3'
   await fs.rm(server.dataDir, { recursive: true, force: true });
 }
 
+/**
+ * Changes stack.json under a lock, reading it again inside: the service adapter restarts Redis
+ * and Kohakku's S3 server side by side (a full-cluster recovery does), each recording its new pid,
+ * and a read-modify-write of the whole file would lose the other's.
+ */
+export async function updateStack(stackDir: string, change: (stack: StackInfo) => void): Promise<void> {
+  const lock = `${stackFile(stackDir)}.lock`;
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    try {
+      await fs.mkdir(lock);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // A holder that died: its lock is stale after the deadline.
+      if (Date.now() > deadline) {
+        await fs.rm(lock, { recursive: true, force: true });
+        continue;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  try {
+    const stack = readStack(stackDir);
+    change(stack);
+    const partial = `${stackFile(stackDir)}.${process.pid}.partial`;
+    await fs.writeFile(partial, JSON.stringify(stack, null, 2));
+    await fs.rename(partial, stackFile(stackDir));
+  } finally {
+    await fs.rm(lock, { recursive: true, force: true });
+  }
+}
+
 /** Starts a lost S3 server of the stack again (empty when its data was deleted) and records its pid. */
 export async function restartS3Server(stackDir: string, which: 'minio' | 'backupS3'): Promise<number> {
   const stack = readStack(stackDir);
   const server = stack[which];
   await stopDaemon(server.pid, 10000);
   const daemon = await startS3Server(server);
-  stack[which] = { ...server, pid: daemon.pid };
   await fs.appendFile(stack.extraPidsFile, `${daemon.pid}\n`);
-  await fs.writeFile(stackFile(stackDir), JSON.stringify(stack, null, 2));
+  await updateStack(stackDir, (s) => {
+    s[which] = { ...s[which], pid: daemon.pid };
+  });
   await waitForS3Server(server);
   return daemon.pid;
 }
