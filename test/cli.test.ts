@@ -8,7 +8,7 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { Activities } from '../src/activities';
 import { EXIT_CODES, exitCodesMarkdown } from '../src/client/exitCodes';
 import { WORKFLOW_IDS } from '../src/client/temporal';
@@ -100,6 +100,28 @@ test('a recovery waiting for approval: --no-wait exits 4, a second start 3, stat
       approveCommand: `kohakku-dr approve ${WORKFLOW_IDS.postgresRecovery}`,
     });
     expect(started.stderr).toContain('started totalDatabaseLoss');
+    // The Temporal UI's summary and details tell this run from the others under the same id.
+    const described = await suite.env.client.workflow.getHandle(WORKFLOW_IDS.postgresRecovery).describe();
+    expect(await described.staticSummary()).toMatch(/^totalDatabaseLoss: targets controller — by \S+@\S+$/);
+    // Its search attributes, which the suite's server has registered as the embedded stack does.
+    expect(
+      described.typedSearchAttributes.get(
+        defineSearchAttributeKey('KohakkuDrProcedure', SearchAttributeType.KEYWORD),
+      ),
+    ).toBe('totalDatabaseLoss');
+    expect(
+      described.typedSearchAttributes.get(
+        defineSearchAttributeKey('KohakkuDrTarget', SearchAttributeType.KEYWORD),
+      ),
+    ).toBe('controller');
+    expect(
+      described.typedSearchAttributes.get(
+        defineSearchAttributeKey('KohakkuDrBackupId', SearchAttributeType.KEYWORD),
+      ),
+    ).toBe('latest');
+    expect(await described.staticDetails()).toContain(
+      `approve: \`kohakku-dr approve ${WORKFLOW_IDS.postgresRecovery}\``,
+    );
 
     const again = await cli(START_WAITING);
     expect(again.code).toBe(code('refused'));

@@ -126,8 +126,23 @@ test('approval is asked right before the swap, for what is live at that moment, 
     // Everything non-destructive already ran; the swap did not.
     expect(calls).toContain('restoreIntoStaging');
     expect(calls).not.toContain('swapInStaging');
+    // The UI's current details say first what it waits for, with the approve command.
+    const details = (await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata'))
+      .currentDetails;
+    expect(details.split('\n\n').slice(0, 2)).toEqual([
+      '**Total database loss** — running',
+      expect.stringMatching(/^waiting for: approval to swap databases in, .* \(kohakku-dr approve /),
+    ]);
+    // The operator takes 1.5 s to decide: reported beside the RTO, not hidden in it.
+    await new Promise((r) => setTimeout(r, 1500));
     await handle.signal(approveSignal, { by: 'test', note: 'go' });
     const result = (await handle.result()) as TotalDatabaseLossResult;
+    const m = result.measurements;
+    expect(m.approvalWaitSeconds).toBeGreaterThanOrEqual(1.4);
+    // Each figure is rounded to tenths on its own.
+    expect(
+      Math.abs(m.rtoWithoutApprovalSeconds! - (m.rtoSeconds - m.approvalWaitSeconds!)),
+    ).toBeLessThanOrEqual(0.15);
     expect(mocks.swapInStaging).toHaveBeenCalledWith(expect.objectContaining({ replace: ['controller'] }));
     expect(result.approvals).toEqual([
       expect.objectContaining({

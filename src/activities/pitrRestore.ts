@@ -242,6 +242,19 @@ export function createPitrRestoreActivities(kit: PitrKit) {
    * on a retry). `endOfArchive`: the second restore, over the first, after PostgreSQL replayed
    * all the WAL it could read without reaching the target (always --delta).
    */
+  /** What pgbackrest --delta needs to recognise a directory it restored: PG_VERSION or its manifest. */
+  async function looksLikePgData(dir: string): Promise<boolean> {
+    for (const marker of ['PG_VERSION', 'backup.manifest'])
+      if (
+        await fs.stat(path.join(dir, marker)).then(
+          () => true,
+          () => false,
+        )
+      )
+        return true;
+    return false;
+  }
+
   async function restoreToTarget(input: {
     recoveryId: string;
     restoreArgs: string[];
@@ -261,6 +274,16 @@ export function createPitrRestoreActivities(kit: PitrKit) {
       const orphans = await processesMatching([pitr.bin, `--config=${pitr.configFile}`, 'restore']);
       for (const pid of orphans) await stopDaemon(pid, 10000);
     }
+    let delta = resumed || !!input.endOfArchive;
+    if (resumed && !(await looksLikePgData(pitr.dataDir))) {
+      // Killed before pgbackrest wrote PG_VERSION or its manifest: what is there is the start of
+      // this recovery's own restore (the live directory has been aside since movedAt), and
+      // pgbackrest refuses to --delta over a directory it cannot recognise. Emptied, the restore
+      // starts over.
+      for (const entry of await fs.readdir(pitr.dataDir))
+        await fs.rm(path.join(pitr.dataDir, entry), { recursive: true, force: true });
+      delta = false;
+    }
     await writeRecord(pitr, { ...record, [startedField]: record[startedField] ?? new Date().toISOString() });
     const started = Date.now();
     let progress = 'starting';
@@ -268,12 +291,7 @@ export function createPitrRestoreActivities(kit: PitrKit) {
       () => ({ restore: input.restoreArgs.join(' '), progress }),
       () =>
         tool().run(
-          [
-            ...input.restoreArgs,
-            ...(resumed || input.endOfArchive ? ['--delta'] : []),
-            '--log-level-console=detail',
-            'restore',
-          ],
+          [...input.restoreArgs, ...(delta ? ['--delta'] : []), '--log-level-console=detail', 'restore'],
           {
             signal: cancellationSignal(),
             onStdoutLine: (line) => {

@@ -13,6 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, loadConfig } from '../config';
+import { searchAttributeFlags } from '../domain/searchAttributes';
 import { probeProgram } from '../infra/probes';
 import { isAlive, tcpOpen, workerCommand } from '../infra/processes';
 import { waitForTemporalDevServer } from '../stack/temporalReady';
@@ -59,6 +60,12 @@ export async function findTemporalCli(given?: string): Promise<string> {
       ? `--temporal-bin ${given} is not an executable file`
       : 'no Temporal CLI found (--temporal-bin, KOHAKKU_DR_TEMPORAL_BIN, scripts/install-tools.sh, or `temporal` on PATH): install it from https://github.com/temporalio/cli/releases',
   );
+}
+
+/** The environment a child that needs no settings gets: where programs are, whose home, the locale. */
+function onlyBasics(): NodeJS.ProcessEnv {
+  const keep = ['PATH', 'HOME', 'USER', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'NODE_OPTIONS'];
+  return Object.fromEntries(keep.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]));
 }
 
 /** A child process that is started again when it dies, until `stop()`. */
@@ -185,12 +192,14 @@ export async function up(options: UpOptions): Promise<number> {
               dbFile,
               '--namespace',
               options.namespace,
+              ...searchAttributeFlags(),
               '--log-level',
               'warn',
             ],
             // Its own process group, as the worker's: a terminal's Ctrl-C reaches `up` alone, which
             // then stops the worker first and the server after it.
-            { stdio, detached: true },
+            // The server needs none of the worker's settings (its secrets among them).
+            { stdio, detached: true, env: onlyBasics() },
           ),
         ),
       ),
@@ -285,7 +294,13 @@ export async function up(options: UpOptions): Promise<number> {
     const { procedure, args } = options.recover;
     say(`starting: kohakku-dr recover ${[procedure, ...args].join(' ')}`);
     recovery = spawn(process.execPath, [path.join(__dirname, 'cli.js'), 'recover', procedure, ...args], {
-      env: { ...workerEnv, KOHAKKU_DR_TASK_QUEUE: taskQueue },
+      // The CLI needs only where the server and the worker are, not the worker's secrets.
+      env: {
+        ...onlyBasics(),
+        TEMPORAL_ADDRESS: address,
+        TEMPORAL_NAMESPACE: options.namespace,
+        KOHAKKU_DR_TASK_QUEUE: taskQueue,
+      },
       stdio: ['ignore', 'inherit', 'inherit'],
       detached: true,
     });

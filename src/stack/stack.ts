@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { Client } from 'pg';
 import { createCommandRunner } from '../infra/exec';
 import { freePort, isAlive, startDaemon, stopDaemon, waitUntil, type Daemon } from '../infra/processes';
+import { searchAttributeFlags } from '../domain/searchAttributes';
 import { waitForTemporalDevServer } from './temporalReady';
 import { makeStackTls, type StackTls } from './tls';
 import { toolPaths, type ToolPaths } from './tools';
@@ -447,6 +448,7 @@ export async function startStack(
         '--ui-port',
         String(uiPort),
         ...(options.withTemporalUi ? [] : ['--headless']),
+        ...searchAttributeFlags(),
         '--db-filename',
         path.join(temporalDir, 'temporal.db'),
         '--log-level',

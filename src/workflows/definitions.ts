@@ -79,8 +79,12 @@ export interface RecoveryPlan {
 
 export interface Measurements {
   startedAt: string;
-  /** Start of the recovery to verified-healthy, in seconds. */
+  /** Start of the recovery to verified-healthy, in seconds (waits for approval included). */
   rtoSeconds: number;
+  /** How long the recovery waited for approvals, in seconds (0 when approved in advance). */
+  approvalWaitSeconds?: number;
+  /** The RTO without those waits: what the recovery itself took. */
+  rtoWithoutApprovalSeconds?: number;
   incidentAt: string;
   backupCreatedAt?: string;
   /** Incident time minus the backup's time, in seconds: the window of writes lost. */

@@ -99,15 +99,17 @@ export class ProgressTracker {
       failed: '✘',
       skipped: '–',
     };
+    // What an operator must read first comes first: the UI shows current details in a panel of
+    // fixed height, which clipped the approve instruction when it came after the steps.
     const lines = [
       `**${p.procedure}** — ${p.status}`,
+      ...(p.waitingFor ? [`waiting for: ${p.waitingFor}`] : []),
+      ...(p.error ? [`error: ${p.error}`] : []),
+      ...p.warnings.map((w) => `warning: ${w}`),
       ...p.steps.map(
         (s) =>
           `${icon[s.status]} ${s.name}${s.durationMs !== undefined ? ` (${(s.durationMs / 1000).toFixed(1)} s)` : ''}${s.detail ? ` — ${s.detail}` : ''}`,
       ),
-      ...(p.waitingFor ? [`waiting for: ${p.waitingFor}`] : []),
-      ...p.warnings.map((w) => `warning: ${w}`),
-      ...(p.error ? [`error: ${p.error}`] : []),
     ];
     setCurrentDetails(lines.join('\n\n'));
   }

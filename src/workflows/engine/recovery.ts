@@ -228,6 +228,8 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
   // Approvals: a destructive phase raises a request; the signal grants the request pending now.
   let pending: { step: string; replaces: string[]; granted?: Approval } | undefined;
   const approvals: ApprovalRecord[] = [];
+  /** Time spent waiting for approvals, reported beside the RTO. */
+  let approvalWaitMs = 0;
   setHandler(approveSignal, (approval) => {
     if (pending && !pending.granted) pending.granted = approval ?? {};
     else
@@ -300,7 +302,9 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
             `approval to ${phase.name}, replacing: ${what.join('; ')} — send the "approve" signal (kohakku-dr approve ${info.workflowId}), or cancel to leave everything as it is`,
           );
           // Renew the backup's lease while the operator decides.
+          const askedAt = Date.now();
           while (!(await condition(() => pending?.granted !== undefined, '1h'))) await renewBackupLease();
+          approvalWaitMs += Date.now() - askedAt;
           granted = pending.granted!;
           pending = undefined;
           tracker.progress.awaitingApproval = undefined;
@@ -453,7 +457,7 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
     startedAt: new Date(started).toISOString(),
     completedAt: new Date(now).toISOString(),
     durationMs: now - started,
-    measurements: measure(started, input.incidentAt as string | undefined, backup?.createdAt),
+    measurements: measure(started, input.incidentAt as string | undefined, backup?.createdAt, approvalWaitMs),
   };
   return { ...envelope, ...definition.result(ctx) };
 }
@@ -617,12 +621,16 @@ export function measure(
   startedMs: number,
   incidentAt: string | undefined,
   backupCreatedAt: string | undefined,
+  approvalWaitMs = 0,
 ): Measurements {
   const now = Date.now();
   const incident = incidentAt ? Date.parse(incidentAt) : startedMs;
+  const tenths = (ms: number) => Math.round(ms / 100) / 10;
   return {
     startedAt: new Date(startedMs).toISOString(),
-    rtoSeconds: Math.round((now - startedMs) / 100) / 10,
+    rtoSeconds: tenths(now - startedMs),
+    approvalWaitSeconds: tenths(approvalWaitMs),
+    rtoWithoutApprovalSeconds: tenths(now - startedMs - approvalWaitMs),
     incidentAt: new Date(incident).toISOString(),
     backupCreatedAt,
     rpoSeconds: backupCreatedAt ? Math.round((incident - Date.parse(backupCreatedAt)) / 100) / 10 : undefined,
