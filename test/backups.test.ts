@@ -348,10 +348,21 @@ test('a Redis backup started during an AOF rewrite waits for it (Redis refuses a
   try {
     // Each key costs the rewrite's child 1 ms, so the rewrite outlives the backup's start; the
     // delay is set back at once, so the backup's own BGSAVE (a later child) runs at full speed.
+    // Redis runs one child at a time: a save of its own (its save policy) first ends, else the
+    // rewrite is only scheduled behind it.
+    const persistence = () => redis.info('persistence');
+    const until = async (pattern: RegExp) => {
+      const deadline = Date.now() + 20000;
+      while (!pattern.test(await persistence())) {
+        if (Date.now() > deadline) throw new Error(`Redis never showed ${pattern}: ${await persistence()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await until(/rdb_bgsave_in_progress:0[\s\S]*aof_rewrite_in_progress:0/);
     await redis.config('SET', 'rdb-key-save-delay', '1000');
     await redis.bgrewriteaof();
+    await until(/aof_rewrite_in_progress:1/);
     await redis.config('SET', 'rdb-key-save-delay', '0');
-    expect(await redis.info('persistence')).toMatch(/aof_rewrite_in_progress:1/);
     const marker = `dr-test:aof-rewrite:${Date.now()}`;
     await redis.set(marker, '1');
     const client = await temporalClient(k.stack);
