@@ -104,6 +104,16 @@ async function followToApproval(
   }
 }
 
+/** A workflow's input object (its first argument), as the CLI built it. */
+const inputOf = (args: unknown[]) =>
+  (args[0] && typeof args[0] === 'object' ? args[0] : {}) as Record<string, unknown>;
+
+/** What a recovery's input names as its target: databases, a database, never an instant (point-in-time). */
+function targetOf(input: Record<string, unknown>): string | undefined {
+  if (Array.isArray(input.targets)) return input.targets.join(', ');
+  return typeof input.target === 'string' && !/^\d{4}-/.test(input.target) ? input.target : undefined;
+}
+
 /**
  * The run's procedure, target and requested backup as search attributes — those the server has
  * registered (SEARCH_ATTRIBUTES); none when it has none of them or cannot say.
@@ -117,15 +127,10 @@ async function searchAttributesFor(
     .listSearchAttributes({ namespace: client.options.namespace })
     .then((r) => new Set(Object.keys(r.customAttributes ?? {})))
     .catch(() => new Set<string>());
-  const input = (args[0] && typeof args[0] === 'object' ? args[0] : {}) as Record<string, unknown>;
-  const target = Array.isArray(input.targets)
-    ? input.targets.join(',')
-    : typeof input.target === 'string' && !/^\d{4}-/.test(input.target)
-      ? input.target
-      : undefined;
+  const input = inputOf(args);
   const values: [string, string | undefined][] = [
     [SEARCH_ATTRIBUTES.procedure, workflowType],
-    [SEARCH_ATTRIBUTES.target, target],
+    [SEARCH_ATTRIBUTES.target, targetOf(input)],
     // Only for a recovery from a backup set (its input has the field, maybe unset: "latest").
     [SEARCH_ATTRIBUTES.backup, 'backupId' in input ? String(input.backupId ?? 'latest') : undefined],
   ];
@@ -145,13 +150,13 @@ export function uiMetadata(
   workflowId: string,
   args: unknown[],
 ): { staticSummary: string; staticDetails: string } {
-  const input = (args[0] && typeof args[0] === 'object' ? args[0] : {}) as Record<string, unknown>;
+  const input = inputOf(args);
+  const target = targetOf(input);
   const parts = [
     input.plan ? 'plan only' : undefined,
     typeof input.backupId === 'string' ? `backup ${input.backupId}` : undefined,
-    typeof input.target === 'string' && !/^\d{4}-/.test(input.target) ? `target ${input.target}` : undefined,
-    typeof input.target === 'string' && /^\d{4}-/.test(input.target) ? `to ${input.target}` : undefined,
-    Array.isArray(input.targets) ? `targets ${input.targets.join(', ')}` : undefined,
+    target ? `${Array.isArray(input.targets) ? 'targets' : 'target'} ${target}` : undefined,
+    typeof input.target === 'string' && !target ? `to ${input.target}` : undefined,
     Array.isArray(input.tables) ? `tables ${input.tables.join(', ')}` : undefined,
     typeof input.from === 'string' ? `from the ${input.from} store` : undefined,
     input.confirm ? 'approved in advance' : undefined,
