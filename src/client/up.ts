@@ -17,6 +17,7 @@ import { searchAttributeFlags } from '../domain/searchAttributes';
 import { probeProgram } from '../infra/probes';
 import { isAlive, tcpOpen, workerCommand } from '../infra/processes';
 import { waitForTemporalDevServer } from '../stack/temporalReady';
+import { configuredToolPaths } from '../stack/tools';
 import { CliError } from './exitCodes';
 
 export interface UpOptions {
@@ -35,21 +36,8 @@ export interface UpOptions {
 
 /** The `temporal` CLI: the setting, the tools scripts/install-tools.sh built, or PATH. */
 export async function findTemporalCli(given?: string): Promise<string> {
-  const candidates = [given, process.env.KOHAKKU_DR_TEMPORAL_BIN].filter((c): c is string => !!c);
-  const toolsFile = path.join(
-    process.env.KOHAKKU_DR_TOOLS ??
-      path.join(
-        process.env.XDG_CACHE_HOME ?? path.join(process.env.HOME ?? '/root', '.cache'),
-        'kohakku-dr',
-        'tools',
-      ),
-    'paths.env',
-  );
-  if (!given && existsSync(toolsFile)) {
-    const m = /^KOHAKKU_DR_TEMPORAL_BIN=(.+)$/m.exec(readFileSync(toolsFile, 'utf8'));
-    if (m) candidates.push(m[1]!.trim());
-  }
-  candidates.push('temporal');
+  // Given, else KOHAKKU_DR_TEMPORAL_BIN or the installed tools (as the stack finds it), else PATH.
+  const candidates = [...(given ? [given] : configuredToolPaths('temporal')), 'temporal'];
   for (const candidate of candidates) {
     if ((await probeProgram(candidate)).ok) return candidate;
     if (candidate === given) break;
@@ -231,15 +219,12 @@ export async function up(options: UpOptions): Promise<number> {
     },
     // Its log is appended to across restarts: ready once a new "polling" line appears.
     async () => {
-      const before = existsSync(workerLog)
-        ? readFileSync(workerLog, 'utf8').split('worker polling').length
-        : 1;
+      const pollingLines = () =>
+        existsSync(workerLog) ? readFileSync(workerLog, 'utf8').split('worker polling').length - 1 : 0;
+      const before = pollingLines();
       const deadline = Date.now() + 60000;
       for (;;) {
-        const seen = existsSync(workerLog)
-          ? readFileSync(workerLog, 'utf8').split('worker polling').length
-          : 1;
-        if (seen > before) return;
+        if (pollingLines() > before) return;
         if (workerChild && (workerChild.exitCode !== null || workerChild.signalCode !== null))
           throw new Error(
             `the worker exited (${workerChild.signalCode ?? `code ${workerChild.exitCode}`}): see ${workerLog}`,

@@ -33,7 +33,8 @@ function toolsDir(): string {
   );
 }
 
-export function toolPaths(): ToolPaths {
+/** The paths scripts/install-tools.sh wrote (paths.env), by variable name. */
+function installedPaths(): Record<string, string> {
   const fromFile: Record<string, string> = {};
   const file = path.join(toolsDir(), 'paths.env');
   if (existsSync(file)) {
@@ -42,6 +43,16 @@ export function toolPaths(): ToolPaths {
       if (m) fromFile[m[1]!] = m[2]!;
     }
   }
+  return fromFile;
+}
+
+/** One tool's configured paths, unchecked, in the order tried: its variable, then the installed one. */
+export function configuredToolPaths(key: keyof ToolPaths): string[] {
+  return [process.env[VARS[key]], installedPaths()[VARS[key]]].filter((p): p is string => !!p);
+}
+
+export function toolPaths(): ToolPaths {
+  const fromFile = installedPaths();
   const out = {} as ToolPaths;
   for (const [key, env] of Object.entries(VARS) as [keyof ToolPaths, string][]) {
     const value = process.env[env] ?? fromFile[env];
