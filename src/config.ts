@@ -116,6 +116,33 @@ export const OPTIONS = [
     default: '25',
     schema: z.coerce.number().int().min(10).max(400),
   },
+  {
+    env: 'WORKER_METRICS_ADDRESS',
+    group: 'Temporal',
+    description:
+      "host:port where the worker serves the Temporal SDK's Prometheus metrics at /metrics (activity and workflow task latencies, failures, poll results, slots); unset, no metrics endpoint.",
+    optional: true,
+    schema: z
+      .string()
+      .trim()
+      .refine((v) => /^[^\s:/]+:\d{1,5}$/.test(v), 'expected host:port, e.g. 0.0.0.0:9464'),
+  },
+  {
+    env: 'WORKER_LOG_FORMAT',
+    group: 'Temporal',
+    description:
+      "The worker's log lines: `text` for a person, or `json` — one object per line with time, level, message and the SDK's ids (workflowId, runId, activityId, activityType, taskQueue) — for a log pipeline.",
+    default: 'text',
+    schema: z.enum(['text', 'json']),
+  },
+  {
+    env: 'WORKER_LOG_LEVEL',
+    group: 'Temporal',
+    description:
+      'Least severe log level the worker writes: TRACE, DEBUG (adds every activity start and completion), INFO, WARN or ERROR.',
+    default: 'INFO',
+    schema: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']),
+  },
   // PostgreSQL
   {
     env: 'POSTGRES_HOST',
@@ -819,6 +846,9 @@ export interface Config {
     taskQueue: string;
     maxConcurrentActivities: number;
     heapGrowingPercent: number;
+    metricsAddress?: string;
+    logFormat: 'text' | 'json';
+    logLevel: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
   };
   postgres: {
     host: string;
@@ -1059,6 +1089,9 @@ export function loadConfig(env: Env = process.env): Config {
       taskQueue: str('KOHAKKU_DR_TASK_QUEUE'),
       maxConcurrentActivities: num('WORKER_MAX_CONCURRENT_ACTIVITIES'),
       heapGrowingPercent: num('WORKER_HEAP_GROWING_PERCENT'),
+      metricsAddress: opt('WORKER_METRICS_ADDRESS'),
+      logFormat: str('WORKER_LOG_FORMAT') as 'text' | 'json',
+      logLevel: str('WORKER_LOG_LEVEL') as Config['temporal']['logLevel'],
     },
     postgres: {
       host: str('POSTGRES_HOST'),

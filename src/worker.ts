@@ -8,9 +8,11 @@ import { getHeapStatistics } from 'node:v8';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { createDeps } from './activities/deps';
+import { MAX_HEARTBEAT_THROTTLE } from './activities/heartbeat';
 import { WORKFLOW_BUNDLE } from './bundleWorkflows';
 import { ConfigError, loadConfig, type Config } from './config';
 import { checkFailureDomains } from './infra/failureDomains';
+import { installTelemetry } from './telemetry';
 
 /**
  * One line on the memory settings this worker runs with: those of scripts/worker
@@ -31,6 +33,7 @@ function memorySettings(config: Config): string {
 
 async function run(): Promise<void> {
   const config = loadConfig();
+  const logger = installTelemetry(config.temporal);
   await checkFailureDomains(config);
   const deps = createDeps(config);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
@@ -46,9 +49,12 @@ async function run(): Promise<void> {
       dataConverter: { payloadConverterPath: require.resolve('./payloadConverter') },
       activities: createActivities(deps),
       maxConcurrentActivityTaskExecutions: config.temporal.maxConcurrentActivities,
+      maxHeartbeatThrottleInterval: MAX_HEARTBEAT_THROTTLE,
     });
-    console.log(memorySettings(config));
-    console.log(
+    logger.info(memorySettings(config));
+    if (config.temporal.metricsAddress)
+      logger.info(`Prometheus metrics at http://${config.temporal.metricsAddress}/metrics`);
+    logger.info(
       `kohakku-dr worker polling ${config.temporal.taskQueue} on ${config.temporal.address} (${config.temporal.namespace})`,
     );
     await worker.run(); // returns after SIGINT/SIGTERM, once in-flight tasks are done

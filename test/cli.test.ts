@@ -8,7 +8,9 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure, defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { meter } from '../src/domain/meter';
 import type { Activities } from '../src/activities';
 import { EXIT_CODES, exitCodesMarkdown } from '../src/client/exitCodes';
 import { WORKFLOW_IDS } from '../src/client/temporal';
@@ -23,6 +25,10 @@ const taskQueue = uniqueId('cli');
 let restoreFails = false;
 /** Whether the stubbed restore fails as a lost connection would: retried by the server. */
 let restoreRetries = false;
+/** While set, the stubbed restore heartbeats a download's growing meter until it is unset. */
+let restoreDownloads = false;
+/** The size of the stubbed download, and how much of it the stub says is done each second. */
+const DOWNLOAD = { size: 100 * 1048576, perSecond: 4 * 1048576 };
 
 const activities = {
   ...stubActivities,
@@ -30,6 +36,13 @@ const activities = {
   liveDatabaseStates: liveDatabasesExist,
   restoreIntoStaging: async (input: { target: string }) => {
     if (restoreRetries) throw new Error('connect ECONNREFUSED 127.0.0.1:9 (the backup store)');
+    for (let done = 0; restoreDownloads; done = Math.min(DOWNLOAD.size, done + DOWNLOAD.perSecond)) {
+      Context.current().heartbeat({
+        stage: 'downloading',
+        meter: meter('downloading kohakku-controller.dump', 'bytes', done, DOWNLOAD.size),
+      });
+      await Context.current().sleep(1000);
+    }
     if (restoreFails)
       throw ApplicationFailure.create({
         type: 'RestoreVerificationFailed',
@@ -228,6 +241,50 @@ test('status names an activity the server is retrying, its attempt and its last 
       );
     } finally {
       restoreRetries = false;
+    }
+  });
+});
+
+test("status and watch show a long activity's heartbeated meter: amount, percentage, time left", async () => {
+  await withWorker(async () => {
+    restoreDownloads = true;
+    try {
+      await suite.env.client.workflow.start(totalDatabaseLoss, {
+        taskQueue,
+        workflowId: WORKFLOW_IDS.postgresRecovery,
+        args: [{ targets: ['controller'], confirm: true }],
+      });
+      let status: CliRun | undefined;
+      for (let i = 0; i < 30; i++) {
+        status = await cli(['status', WORKFLOW_IDS.postgresRecovery, '--json']);
+        if ((json(status).meters as unknown[]).length > 0) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      expect(json(status!).meters).toEqual([
+        {
+          activityId: expect.any(String),
+          activityType: 'restoreIntoStaging',
+          meter: {
+            what: 'downloading kohakku-controller.dump',
+            unit: 'bytes',
+            done: expect.any(Number),
+            total: DOWNLOAD.size,
+          },
+        },
+      ]);
+      // Not a terminal: a plain line when the meter shows, then at most every 15 s, with the time
+      // left once a second reading (heartbeats reach the server every 5 s) has moved: watched
+      // until it comes, then interrupted.
+      const watched = await cli(['watch', WORKFLOW_IDS.postgresRecovery], { interruptAfter: ' left' });
+      expect(watched.code).toBe(code('interrupted'));
+      const lines = watched.stdout.split('\n').filter((l) => l.includes('… downloading'));
+      expect(lines[0]).toMatch(
+        /^ {4}… downloading kohakku-controller\.dump: [\d.]+ (B|KiB|MiB) of 100\.0 MiB \(\d+ %\)/,
+      );
+      expect(lines.at(-1)).toMatch(/of 100\.0 MiB \(\d+ %\), about \d+ (s|min \d+ s) left$/);
+      noStackTrace(watched);
+    } finally {
+      restoreDownloads = false;
     }
   });
 });

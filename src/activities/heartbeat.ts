@@ -5,8 +5,10 @@
  * details show progress; a retry resumes from durable state (a verified staging database, the
  * blobs already mirrored or restored), which outlives the worker that heartbeated.
  */
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
+import { meter } from '../domain/meter';
 import { sha256File } from '../infra/hashing';
 
 export function inActivity(): boolean {
@@ -27,6 +29,13 @@ export function heartbeat(details: unknown): void {
   lastDetails.set(context, details);
   context.heartbeat(details);
 }
+
+/**
+ * The worker's maxHeartbeatThrottleInterval: heartbeat details (the meters `kohakku-dr watch`
+ * draws) reach the server at least this often, not only every 0.8 × the heartbeat timeout (16 s)
+ * — one small call per long activity.
+ */
+export const MAX_HEARTBEAT_THROTTLE = '5s';
 
 /** How often every activity heartbeats while it runs: well within a third of the shortest heartbeat timeout (20 s). */
 export const STEADY_HEARTBEAT_MS = 2000;
@@ -88,10 +97,34 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /** sha256 of a file while heartbeating how much is hashed: a multi-GB dump outlasts any heartbeat timeout. */
-export function sha256WithHeartbeats(file: string): Promise<string> {
+export async function sha256WithHeartbeats(file: string): Promise<string> {
+  const size = (await fs.stat(file)).size;
   let hashed = 0;
   return withHeartbeats(
-    () => ({ stage: 'hashing', file: path.basename(file), hashed }),
+    () => ({
+      stage: 'hashing',
+      file: path.basename(file),
+      hashed,
+      meter: meter(`hashing ${path.basename(file)}`, 'bytes', hashed, size),
+    }),
     () => sha256File(file, (n) => (hashed = n)),
+  );
+}
+
+/**
+ * A transfer of `size` bytes (a download, an upload) while heartbeating `details` with a bytes
+ * meter of how far it has got — what `kohakku-dr watch` draws as a bar with an ETA.
+ */
+export function transferWithHeartbeats<T>(options: {
+  details: Record<string, unknown>;
+  /** The meter's words: "downloading kohakku_controller.dump". */
+  what: string;
+  size?: number;
+  transfer: (onBytes: (bytes: number) => void) => Promise<T>;
+}): Promise<T> {
+  let moved = 0;
+  return withHeartbeats(
+    () => ({ ...options.details, meter: meter(options.what, 'bytes', moved, options.size) }),
+    () => options.transfer((n) => (moved = n)),
   );
 }

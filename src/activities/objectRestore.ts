@@ -41,6 +41,7 @@ import {
   type LiveObject,
   type ObjectStoreDeps,
 } from './objectKit';
+import { meter } from '../domain/meter';
 import { withHeartbeats } from './heartbeat';
 
 export interface ObjectRestorePlan {
@@ -196,7 +197,7 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
   ): Promise<void> {
     let compared = 0;
     await withHeartbeats(
-      () => ({ ...progress, compared }),
+      () => ({ ...progress, compared, meter: meter(progress.stage, 'objects', compared, progress.inBackup) }),
       () =>
         forEachInOrder(
           joinWithBucket(entries, live()),
@@ -310,6 +311,7 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
           toCopy,
           alreadyPresent: counts.wanted - toCopy,
           concurrency,
+          meter: meter(`restoring objects into ${bucket}`, 'objects', copied, toCopy),
         }),
         () =>
           mapAdaptive(
@@ -368,7 +370,12 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
       const problems: string[] = [];
       let checked = 0;
       await withHeartbeats(
-        () => ({ stage: 'checking the restored bucket', checked, inBackup }),
+        () => ({
+          stage: 'checking the restored bucket',
+          checked,
+          inBackup,
+          meter: meter(`checking ${bucket}`, 'objects', checked, inBackup),
+        }),
         () =>
           forEachInOrder(
             joinWithBucket(again, live()),
@@ -435,7 +442,12 @@ export function createObjectRestoreActivities({ config, store, s3, transferMemor
       let done = 0;
       const total = await indexSize(input.backupId);
       await withHeartbeats(
-        () => ({ stage: 'verifying objects', done, total }),
+        () => ({
+          stage: 'verifying objects',
+          done,
+          total,
+          meter: meter('verifying objects', 'objects', done, total),
+        }),
         () =>
           mapAdaptive(
             index,

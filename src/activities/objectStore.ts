@@ -41,6 +41,7 @@ import { objectReader, type ObjectDownload, type ObjectReader } from '../infra/s
 import { mapAdaptive, memoryBudget, TRANSFER_MEMORY_BYTES } from '../infra/adaptive';
 import { forEachJsonArrayEntry, openJsonArray, putJsonArray } from '../infra/jsonArrays';
 import { uploadMemory } from '../infra/s3Upload';
+import { meter } from '../domain/meter';
 import { withHeartbeats } from './heartbeat';
 import {
   INITIAL_TRANSFERS,
@@ -491,7 +492,15 @@ export function createObjectStoreActivities({
 
     try {
       const outcome = await withHeartbeats(
-        () => ({ stage: 'mirroring', copied, toCopy: todo.length, bytes, alreadyMirrored, concurrency }),
+        () => ({
+          stage: 'mirroring',
+          copied,
+          toCopy: todo.length,
+          bytes,
+          alreadyMirrored,
+          concurrency,
+          meter: meter(`mirroring ${bucket}`, 'objects', copied, todo.length),
+        }),
         () =>
           mapAdaptive(
             todo,

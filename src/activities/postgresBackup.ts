@@ -13,7 +13,13 @@ import { POSTGRES_TARGETS, type PostgresTarget } from '../domain/targets';
 import { chooseBackup, readCatalog } from '../infra/catalog';
 import { CommandFailed } from '../infra/exec';
 import { shortTag } from '../infra/hashing';
-import { cancellationSignal, heartbeat, sha256WithHeartbeats, withHeartbeats } from './heartbeat';
+import {
+  cancellationSignal,
+  heartbeat,
+  sha256WithHeartbeats,
+  transferWithHeartbeats,
+  withHeartbeats,
+} from './heartbeat';
 import { CHECKSUM_VERSION } from '../domain/checksums';
 import { readDatabaseProperties, readGlobals } from './postgresGlobals';
 import { MAX_BASE, tableStats, type PostgresBackupSummary, type PostgresKit } from './postgresKit';
@@ -67,10 +73,12 @@ export function createPostgresBackupActivities(kit: PostgresKit) {
         const key = dumpKey(backupId, database);
         const size = (await fs.stat(local)).size;
         const sha256 = await sha256WithHeartbeats(local);
-        await withHeartbeats(
-          () => ({ stage: 'uploading', database, size }),
-          () => store.putFile(key, local),
-        );
+        await transferWithHeartbeats({
+          details: { stage: 'uploading', database, size },
+          what: `uploading ${path.basename(key)}`,
+          size,
+          transfer: (onBytes) => store.putFile(key, local, onBytes),
+        });
         return { target, database, key, size, sha256, tables, properties };
       } finally {
         await client.query('COMMIT').catch(() => undefined);

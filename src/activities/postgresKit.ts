@@ -19,7 +19,14 @@ import { readSet } from '../infra/catalog';
 import { withDatabase } from '../infra/database';
 import { CommandFailed, type CommandRunner } from '../infra/exec';
 import { shortTag } from '../infra/hashing';
-import { heartbeat, cancellationSignal, sha256WithHeartbeats, withHeartbeats } from './heartbeat';
+import { meter } from '../domain/meter';
+import {
+  heartbeat,
+  cancellationSignal,
+  sha256WithHeartbeats,
+  transferWithHeartbeats,
+  withHeartbeats,
+} from './heartbeat';
 import { CHECKSUM_VERSION, pinChecksumSettingsSql } from '../domain/checksums';
 import {
   applyDatabaseProperties,
@@ -156,10 +163,12 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
         ErrorType.BackupNotFound,
         `dump ${entry.key} listed in the manifest is missing from ${store.location}`,
       );
-    await withHeartbeats(
-      () => ({ stage: 'downloading', key: entry.key, size: entry.size }),
-      () => store.getFile(entry.key, local),
-    );
+    await transferWithHeartbeats({
+      details: { stage: 'downloading', key: entry.key, size: entry.size },
+      what: `downloading ${path.basename(entry.key)}`,
+      size: entry.size,
+      transfer: (onBytes) => store.getFile(entry.key, local, onBytes),
+    });
     if (!(await matches())) {
       const actual = await sha256WithHeartbeats(local);
       await fs.rm(local, { force: true });
@@ -203,7 +212,14 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
     });
     let itemsDone = 0;
     await withHeartbeats(
-      () => ({ stage: 'restoring', database: entry.database, into, itemsDone, itemsTotal: tocTotal }),
+      () => ({
+        stage: 'restoring',
+        database: entry.database,
+        into,
+        itemsDone,
+        itemsTotal: tocTotal,
+        meter: meter(`pg_restore into ${into}`, 'items', itemsDone, tocTotal),
+      }),
       () =>
         exec(tool('pg_restore'), ['--exit-on-error', '-v', '-j', String(pg.restoreJobs), '-d', into, local], {
           env: toolEnv,

@@ -18,7 +18,13 @@ import { ErrorType, fail } from '../domain/errors';
 import type { BackupStore } from '../infra/backupStore';
 import { siblingTool, type CommandRunner } from '../infra/exec';
 import { shortTag } from '../infra/hashing';
-import { cancellationSignal, sha256WithHeartbeats, sleep, withHeartbeats } from './heartbeat';
+import {
+  cancellationSignal,
+  sha256WithHeartbeats,
+  sleep,
+  transferWithHeartbeats,
+  withHeartbeats,
+} from './heartbeat';
 import { startDaemon, stopDaemon } from '../infra/processes';
 import { pathExists } from '../infra/files';
 
@@ -145,10 +151,12 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
       const size = (await fs.stat(local)).size;
       const sha256 = await sha256WithHeartbeats(local);
       const key = redisBackupKey(input.backupId);
-      await withHeartbeats(
-        () => ({ stage: 'uploading', key, size }),
-        () => store.putFile(key, local),
-      );
+      await transferWithHeartbeats({
+        details: { stage: 'uploading', key, size },
+        what: `uploading ${path.basename(key)}`,
+        size,
+        transfer: (onBytes) => store.putFile(key, local, onBytes),
+      });
       const manifest: RedisBackupManifest = {
         kind: 'redis',
         formatVersion: 1,
@@ -187,10 +195,12 @@ export function createRedisBackupActivities({ config, exec, store, redis }: Redi
     await fs.rm(dir, { recursive: true, force: true });
     await fs.mkdir(dir, { recursive: true });
     const rdb = path.join(dir, 'dump.rdb');
-    await withHeartbeats(
-      () => ({ stage: 'downloading', key: manifest.key, size: manifest.size }),
-      () => store.getFile(manifest.key, rdb),
-    );
+    await transferWithHeartbeats({
+      details: { stage: 'downloading', key: manifest.key, size: manifest.size },
+      what: `downloading ${path.basename(manifest.key)}`,
+      size: manifest.size,
+      transfer: (onBytes) => store.getFile(manifest.key, rdb, onBytes),
+    });
     const problems: string[] = [];
     const size = (await fs.stat(rdb)).size;
     const sha = await sha256WithHeartbeats(rdb);

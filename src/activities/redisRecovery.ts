@@ -3,6 +3,7 @@
  * redis-check-rdb), move damaged files aside (never delete them), and re-dispatch tasks from
  * Postgres onto the queue — each exactly once, even when the activity is retried.
  */
+import { meter } from '../domain/meter';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
@@ -347,7 +348,13 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
             ]);
             for (const row of r.rows) noteRequeued(String(row.id));
           }
-          heartbeat({ stage: 'requeueing', requeued, lostSeen, inFlightRead: inFlight });
+          heartbeat({
+            stage: 'requeueing',
+            requeued,
+            lostSeen,
+            inFlightRead: inFlight,
+            meter: meter('requeueing lost tasks', 'tasks', requeued, lostSeen),
+          });
         };
         return withControllerDb(config, async (reader) => {
           await forEachPage<{ id: string | number; container: string }>(
@@ -364,7 +371,13 @@ export function createRedisRecoveryActivities({ config, exec }: { config: Config
               });
               lostSeen = inFlight - checkedBack;
               if (lost.length >= REQUEUE_BATCH) await requeue();
-              else heartbeat({ stage: 'reading in-flight tasks', inFlightRead: inFlight, lostSeen });
+              else
+                heartbeat({
+                  stage: 'reading in-flight tasks',
+                  inFlightRead: inFlight,
+                  lostSeen,
+                  meter: meter('reading in-flight tasks', 'tasks', inFlight),
+                });
             },
           );
           await requeue();

@@ -32,6 +32,7 @@ import { openJsonArray } from '../infra/jsonArrays';
 import { digesting, hashStream, mapLimit, unlessStreamFails } from '../infra/s3';
 import { uploadMemory } from '../infra/s3Upload';
 import type { BackupStores } from '../infra/stores';
+import { meter } from '../domain/meter';
 import { withHeartbeats } from './heartbeat';
 
 export interface ReplicaReport {
@@ -153,6 +154,7 @@ export function createReplicaActivities({
       entriesRead,
       entriesInIndex,
       ownFiles: own.length,
+      meter: meter(`copying ${input.backupId} to the replica`, 'objects', entriesRead, entriesInIndex),
     });
     const mismatch: string[] = [];
     const bad: string[] = [];

@@ -5,6 +5,8 @@
  */
 export interface Output {
   readonly json: boolean;
+  /** Where `say` writes: stdout, or stderr with --json (a terminal or not decides how progress is drawn). */
+  readonly humanStream: NodeJS.WriteStream;
   /** A line for a person. */
   say(line: string): void;
   /** The command's result: JSON on stdout with --json, else `human` (if given) for a person. */
@@ -22,9 +24,11 @@ export function createOutput(options: { json: boolean }): Output {
     emitted = true;
     process.stdout.write(JSON.stringify(document, null, 2) + '\n');
   };
+  const humanStream = json ? process.stderr : process.stdout;
   return {
     json,
-    say: (line) => (json ? process.stderr : process.stdout).write(line + '\n'),
+    humanStream,
+    say: (line) => humanStream.write(line + '\n'),
     result(document, human) {
       if (json) return emit(document);
       const text = human ? human() : JSON.stringify(document, null, 2);

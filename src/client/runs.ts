@@ -11,8 +11,9 @@ import { defineSearchAttributeKey, SearchAttributeType, TypedSearchAttributes } 
 import { SEARCH_ATTRIBUTES } from '../domain/searchAttributes';
 import { progressQuery, type Progress } from '../workflows/definitions';
 import { CliError, exitCode, failureOf } from './exitCodes';
+import { amountLine, barMeterDisplay, plainMeterDisplay } from './meters';
 import type { Output } from './output';
-import { retryingActivities, retryLine, startUnique, stepLine, watch } from './temporal';
+import { activityMeters, retryingActivities, retryLine, startUnique, stepLine, watch } from './temporal';
 
 /** What to type next about a run, in the messages that hand it back to the operator. */
 const commandsFor = (workflowId: string) => ({
@@ -26,8 +27,15 @@ const commandsFor = (workflowId: string) => ({
  * Ctrl-C while `work` runs: the CLI stops following (exit 130) and says that the workflow goes
  * on. The handler is removed when `work` ends.
  */
-async function interruptible<T>(out: Output, workflowId: string, work: () => Promise<T>): Promise<T> {
+async function interruptible<T>(
+  out: Output,
+  workflowId: string,
+  work: () => Promise<T>,
+  /** Put the terminal back first (progress bars hide the cursor). */
+  beforeExit?: () => void,
+): Promise<T> {
   const onInterrupt = () => {
+    beforeExit?.();
     const next = commandsFor(workflowId);
     out.say('');
     out.error(
@@ -48,7 +56,15 @@ async function interruptible<T>(out: Output, workflowId: string, work: () => Pro
 async function followToEnd(out: Output, handle: WorkflowHandle, runId: string | undefined): Promise<void> {
   const workflowId = handle.workflowId;
   try {
-    const result = await interruptible(out, workflowId, () => watch(handle, out.say));
+    const meters = out.humanStream.isTTY
+      ? barMeterDisplay(out.humanStream)
+      : plainMeterDisplay((line) => out.say(line));
+    const result = await interruptible(
+      out,
+      workflowId,
+      () => watch(handle, out.say, { meters }),
+      () => meters.stop(),
+    );
     out.result({ workflowId, runId, status: 'completed', result }, () => JSON.stringify(result, null, 2));
   } catch (err) {
     if (!(err instanceof WorkflowFailedError)) throw err;
@@ -244,6 +260,7 @@ export async function showStatus(client: Client, out: Output, workflowId: string
   const state = running ? (progress?.awaitingApproval ? 'awaiting-approval' : 'running') : stateOf(d);
   const next = commandsFor(workflowId);
   const retrying = running ? retryingActivities(d) : [];
+  const meters = running ? activityMeters(d) : [];
   out.result(
     {
       workflowId,
@@ -254,6 +271,7 @@ export async function showStatus(client: Client, out: Output, workflowId: string
       closedAt: d.closeTime?.toISOString(),
       progress,
       retrying,
+      meters,
       ...(running ? next : {}),
     },
     () => [
@@ -264,6 +282,7 @@ export async function showStatus(client: Client, out: Output, workflowId: string
         : []),
       ...(progress?.waitingFor && running ? [`  waiting for: ${progress.waitingFor}`] : []),
       ...retrying.map(retryLine),
+      ...meters.map((m) => `    … ${m.meter.what}: ${amountLine(m.meter)}`),
       ...(progress?.error ? [`  error: ${progress.error}`] : []),
       ...(progress?.awaitingApproval
         ? [`  approve: ${next.approveCommand} (replaces: ${progress.awaitingApproval.replaces.join('; ')})`]

@@ -6,8 +6,11 @@ import {
   type WorkflowExecutionDescription,
   type WorkflowHandle,
 } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { meterIn } from '../domain/meter';
 import { progressQuery, type Progress, type StepProgress } from '../workflows/definitions';
 import { CliError } from './exitCodes';
+import type { ActivityMeter, MeterDisplay } from './meters';
 
 export interface TemporalSettings {
   address: string;
@@ -131,14 +134,45 @@ export const retryLine = (r: RetryingActivity) =>
   `  ↻ ${r.activity}: attempt ${r.attempt}${r.maximumAttempts ? ` of ${r.maximumAttempts}` : ''}${r.lastFailure ? ` — last failure: ${r.lastFailure}` : ''}`;
 
 /**
+ * The meters (src/domain/meter.ts) the run's pending activities last heartbeated, from the
+ * server's record: what the workflow itself never sees while an activity runs.
+ */
+export function activityMeters(d: WorkflowExecutionDescription): ActivityMeter[] {
+  const meters: ActivityMeter[] = [];
+  for (const a of d.raw.pendingActivities ?? []) {
+    const payload = a.heartbeatDetails?.payloads?.at(-1);
+    if (!payload) continue;
+    let details: unknown;
+    try {
+      details = defaultPayloadConverter.fromPayload(payload);
+    } catch {
+      continue; // not JSON: no meter, nothing to draw
+    }
+    const meter = meterIn(details);
+    if (meter)
+      meters.push({
+        activityId: a.activityId ?? '',
+        activityType: a.activityType?.name ?? 'activity',
+        meter,
+      });
+  }
+  return meters;
+}
+
+/**
  * Prints each step as it starts and ends, and each retry of an activity as it is scheduled,
- * until the workflow closes; returns its result.
+ * until the workflow closes; returns its result. With `meters`, the long activities' heartbeated
+ * progress is drawn there too (bars with an ETA on a terminal, a line now and then otherwise) and
+ * the lines go through it.
  */
 export async function watch<R>(
   handle: WorkflowHandle,
   print: (line: string) => void,
-  everyMs = 1000,
+  options: { everyMs?: number; meters?: MeterDisplay } = {},
 ): Promise<R> {
+  const everyMs = options.everyMs ?? 1000;
+  const meters = options.meters;
+  if (meters) print = (line) => meters.print(line);
   const seen = new Map<string, string>();
   const attempts = new Map<string, number>();
   let waiting: string | undefined;
@@ -160,19 +194,25 @@ export async function watch<R>(
     for (const w of p.warnings.slice(warned)) print(`  ! ${w}`);
     warned = p.warnings.length;
     waiting = p.waitingFor;
-    // Retries are the server's to tell: asked every fifth poll.
-    if (polls++ % 5 !== 0) return;
+    // Retries and heartbeats are the server's to tell: asked every other poll.
+    if (polls++ % 2 !== 0) return;
     const d = await handle.describe().catch(() => undefined);
-    for (const r of d ? retryingActivities(d) : []) {
+    if (!d) return;
+    for (const r of retryingActivities(d)) {
       if ((attempts.get(r.activity) ?? 1) >= r.attempt) continue;
       attempts.set(r.activity, r.attempt);
       print(retryLine(r));
     }
+    meters?.show(finished ? [] : activityMeters(d));
   };
-  while (!finished) {
+  try {
+    while (!finished) {
+      await poll();
+      await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, everyMs))]);
+    }
     await poll();
-    await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, everyMs))]);
+  } finally {
+    meters?.stop();
   }
-  await poll();
   return result;
 }

@@ -5,7 +5,7 @@
  */
 import { createReadStream, createWriteStream, promises as fs, renameSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type * as Minio from 'minio';
 import { uploadBounded } from './s3Upload';
@@ -23,7 +23,8 @@ export interface BackupStore {
   /** Whether the bucket (or directory) is there at all: an empty store and a missing one differ. */
   exists(): Promise<boolean>;
   ensureReady(): Promise<void>;
-  putFile(key: string, localPath: string): Promise<void>;
+  /** `onBytes` hears how many bytes have gone so far (for a heartbeat's meter). */
+  putFile(key: string, localPath: string, onBytes?: ByteCounter): Promise<void>;
   /** Streams `size` bytes into `key` without holding them in memory. */
   putStream(key: string, stream: Readable, size: number): Promise<void>;
   getStream(key: string): Promise<Readable>;
@@ -45,7 +46,8 @@ export interface BackupStore {
   removeKeys(keys: string[]): Promise<void>;
   /** Removes every object under `prefix`; returns how many. */
   removePrefix(prefix: string): Promise<number>;
-  getFile(key: string, localPath: string): Promise<void>;
+  /** `onBytes` hears how many bytes have arrived so far (for a heartbeat's meter). */
+  getFile(key: string, localPath: string, onBytes?: ByteCounter): Promise<void>;
   putJson(key: string, value: unknown): Promise<void>;
   getJson<T>(key: string): Promise<T | undefined>;
   stat(key: string): Promise<StoredObject | undefined>;
@@ -56,6 +58,28 @@ export interface BackupStore {
    * ids under `postgres/` — without walking what is below them (a delimiter listing).
    */
   listChildren(prefix: string): Promise<string[]>;
+}
+
+/** Told the running total of bytes a transfer has moved. */
+export type ByteCounter = (bytes: number) => void;
+
+/**
+ * `stream`, with `onBytes` told the running total of what flows through it: a pass-through that
+ * counts, so how the consumer reads (piped, iterated, in parts) and its back-pressure are its own.
+ */
+function counted(stream: Readable, onBytes?: ByteCounter): Readable {
+  if (!onBytes) return stream;
+  let bytes = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      onBytes((bytes += chunk.length));
+      done(null, chunk);
+    },
+  });
+  stream.on('error', (err) => counter.destroy(err));
+  // A consumer that gives up destroys the counter: the source (a file, an S3 response) goes too.
+  counter.once('close', () => stream.destroy());
+  return stream.pipe(counter);
 }
 
 /** Objects at most this big are held whole when stored by content (putBytes); bigger ones stream (putContent). */
@@ -98,14 +122,14 @@ export function s3BackupStore(
         if ((err as { code?: string }).code !== 'BucketAlreadyOwnedByYou') throw err;
       });
     },
-    async putFile(key, localPath) {
+    async putFile(key, localPath, onBytes) {
       const { size } = await fs.stat(localPath);
-      await uploadBounded(client, { bucket, key, size }, createReadStream(localPath));
+      await uploadBounded(client, { bucket, key, size }, counted(createReadStream(localPath), onBytes));
     },
-    async getFile(key, localPath) {
+    async getFile(key, localPath, onBytes) {
       await fs.mkdir(path.dirname(localPath), { recursive: true });
       const partial = `${localPath}.partial`;
-      await pipeline(await client.getObject(bucket, key), createWriteStream(partial));
+      await pipeline(counted(await client.getObject(bucket, key), onBytes), createWriteStream(partial));
       await fs.rename(partial, localPath);
     },
     async putStream(key, stream, size) {
@@ -206,10 +230,10 @@ export function dirBackupStore(root: string): BackupStore {
       throw new Error(`key escapes the backup directory: ${key}`);
     return resolved;
   };
-  const copy = async (from: string, to: string) => {
+  const copy = async (from: string, to: string, onBytes?: ByteCounter) => {
     await fs.mkdir(path.dirname(to), { recursive: true });
     const partial = `${to}.partial`;
-    await pipeline(createReadStream(from), createWriteStream(partial));
+    await pipeline(counted(createReadStream(from), onBytes), createWriteStream(partial));
     await fs.rename(partial, to);
   };
   return {
@@ -222,8 +246,8 @@ export function dirBackupStore(root: string): BackupStore {
     async ensureReady() {
       await fs.mkdir(root, { recursive: true });
     },
-    putFile: (key, localPath) => copy(localPath, full(key)),
-    getFile: (key, localPath) => copy(full(key), localPath),
+    putFile: (key, localPath, onBytes) => copy(localPath, full(key), onBytes),
+    getFile: (key, localPath, onBytes) => copy(full(key), localPath, onBytes),
     async putStream(key, stream) {
       const target = full(key);
       await fs.mkdir(path.dirname(target), { recursive: true });

@@ -14,6 +14,7 @@ import {
 } from '@temporalio/worker';
 import type { Workflow, WorkflowStartOptions } from '@temporalio/client';
 import type { Activities } from '../../src/activities';
+import { MAX_HEARTBEAT_THROTTLE } from '../../src/activities/heartbeat';
 import { testStack } from './kohakku';
 
 const silent = {
@@ -68,6 +69,7 @@ export function workflowSuite(): Suite {
         workflowBundle: bundle,
         activities,
         dataConverter: { payloadConverterPath: require.resolve('../../src/payloadConverter') },
+        maxHeartbeatThrottleInterval: MAX_HEARTBEAT_THROTTLE, // as the production worker
       });
     },
     async executeWorkflow(workflow, options) {
