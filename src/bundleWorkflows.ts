@@ -10,10 +10,27 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 
 export const WORKFLOW_BUNDLE = path.join(__dirname, 'workflow-bundle.js');
 
+/**
+ * What every worker, replayer and bundle of kohakku-dr's workflows is made of — the workflows,
+ * their interceptors (activity summaries), the payload converter — named once, so a test's
+ * worker and a replay run the same code as production.
+ */
+export const WORKFLOW_CODE = {
+  workflowsPath: require.resolve('./workflows'),
+  workflowInterceptorModules: [require.resolve('./workflows/interceptors')],
+  payloadConverterPath: require.resolve('./payloadConverter'),
+};
+
+/** Worker.create's (and the replayer's) options for that code, when it is not bundled ahead. */
+export const workflowCodeOptions = () => ({
+  workflowsPath: WORKFLOW_CODE.workflowsPath,
+  interceptors: { workflowModules: WORKFLOW_CODE.workflowInterceptorModules },
+  dataConverter: { payloadConverterPath: WORKFLOW_CODE.payloadConverterPath },
+});
+
 async function run(): Promise<void> {
   const { code } = await bundleWorkflowCode({
-    workflowsPath: require.resolve('./workflows'),
-    payloadConverterPath: require.resolve('./payloadConverter'),
+    ...WORKFLOW_CODE,
     logger: { trace() {}, debug() {}, info() {}, warn: console.warn, error: console.error, log() {} },
   });
   await fs.writeFile(WORKFLOW_BUNDLE, code);

@@ -9,7 +9,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { createDeps } from './activities/deps';
 import { MAX_HEARTBEAT_THROTTLE } from './activities/heartbeat';
-import { WORKFLOW_BUNDLE } from './bundleWorkflows';
+import { WORKFLOW_BUNDLE, WORKFLOW_CODE, workflowCodeOptions } from './bundleWorkflows';
 import { ConfigError, loadConfig, type Config } from './config';
 import { checkFailureDomains } from './infra/failureDomains';
 import { installTelemetry } from './telemetry';
@@ -44,9 +44,11 @@ async function run(): Promise<void> {
       taskQueue: config.temporal.taskQueue,
       // Bundled at build time when the build made it (bundleWorkflows.ts), else here.
       ...(existsSync(WORKFLOW_BUNDLE)
-        ? { workflowBundle: { codePath: WORKFLOW_BUNDLE } }
-        : { workflowsPath: require.resolve('./workflows') }),
-      dataConverter: { payloadConverterPath: require.resolve('./payloadConverter') },
+        ? {
+            workflowBundle: { codePath: WORKFLOW_BUNDLE },
+            dataConverter: { payloadConverterPath: WORKFLOW_CODE.payloadConverterPath },
+          }
+        : workflowCodeOptions()),
       activities: createActivities(deps),
       maxConcurrentActivityTaskExecutions: config.temporal.maxConcurrentActivities,
       maxHeartbeatThrottleInterval: MAX_HEARTBEAT_THROTTLE,

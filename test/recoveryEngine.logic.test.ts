@@ -8,7 +8,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { WorkflowFailedError } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import type { Activities } from '../src/activities';
 import { toolPaths } from '../src/stack/tools';
 import { totalDatabaseLoss } from '../src/workflows';
@@ -371,5 +371,29 @@ describe('from the temporal CLI', () => {
       release();
       await suite.env.client.workflow.getHandle(workflowId).result();
     });
+  });
+});
+
+test('every activity the recovery schedules carries a summary in words naming what it acts on', async () => {
+  const { activities } = stubs();
+  const { error, workflowId } = await suite.executeWorkflow(totalDatabaseLoss, {
+    activities,
+    args: [{ targets: ['controller'], confirm: true }],
+  });
+  expect(error).toBeUndefined();
+  const history = await suite.env.client.workflow.getHandle(workflowId).fetchHistory();
+  const summaries = (history.events ?? [])
+    .filter((e) => e.activityTaskScheduledEventAttributes)
+    .map((e) => ({
+      type: e.activityTaskScheduledEventAttributes!.activityType!.name,
+      summary: e.userMetadata?.summary
+        ? defaultPayloadConverter.fromPayload<string>(e.userMetadata.summary)
+        : undefined,
+    }));
+  expect(summaries.length).toBeGreaterThan(3);
+  for (const s of summaries) expect(s.summary).toBeDefined();
+  expect(summaries).toContainEqual({
+    type: 'restoreIntoStaging',
+    summary: expect.stringMatching(/^restore into staging — target controller, backup 20261124T020000Z/),
   });
 });

@@ -3,6 +3,7 @@
  * both sides in alternating rounds from the same reset, the median ratio, and a kohakku-dr worker
  * in the benchmark's own process for the comparisons that run workflows.
  */
+import { workflowCodeOptions } from '../bundleWorkflows';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
@@ -71,13 +72,13 @@ export async function compare(options: {
 export async function benchWorker(config: Config, taskQueue: string) {
   const deps = createDeps(config);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
-  const dataConverter = { payloadConverterPath: require.resolve('../payloadConverter') };
+  const code = workflowCodeOptions();
+  const dataConverter = code.dataConverter;
   const worker = await Worker.create({
     connection,
     namespace: config.temporal.namespace,
     taskQueue,
-    workflowsPath: require.resolve('../workflows'),
-    dataConverter,
+    ...code,
     activities: createActivities(deps),
   });
   const clientConnection = await Connection.connect({ address: config.temporal.address });

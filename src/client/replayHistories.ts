@@ -6,6 +6,7 @@
  * own recoveries in flight. Binary, not JSON: the SDK's JSON history
  * conversion trips over two protobufjs copies in this dependency tree (`type must be a Type`).
  */
+import { workflowCodeOptions } from '../bundleWorkflows';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { temporal } from '@temporalio/proto';
@@ -27,13 +28,7 @@ async function run(): Promise<void> {
   })();
   const failures: string[] = [];
   let replayed = 0;
-  for await (const result of Worker.runReplayHistories(
-    {
-      workflowsPath: require.resolve('../workflows'),
-      dataConverter: { payloadConverterPath: require.resolve('../payloadConverter') },
-    },
-    histories,
-  )) {
+  for await (const result of Worker.runReplayHistories(workflowCodeOptions(), histories)) {
     replayed++;
     if (result.error) failures.push(`${result.workflowId}: ${result.error.message}`);
   }

@@ -15,6 +15,7 @@ import {
 import type { Workflow, WorkflowStartOptions } from '@temporalio/client';
 import type { Activities } from '../../src/activities';
 import { MAX_HEARTBEAT_THROTTLE } from '../../src/activities/heartbeat';
+import { WORKFLOW_CODE } from '../../src/bundleWorkflows';
 import { testStack } from './kohakku';
 
 const silent = {
@@ -50,8 +51,7 @@ export function workflowSuite(): Suite {
       address: `127.0.0.1:${testStack().temporal.port}`,
     });
     bundle = await bundleWorkflowCode({
-      workflowsPath: require.resolve('../../src/workflows'),
-      payloadConverterPath: require.resolve('../../src/payloadConverter'),
+      ...WORKFLOW_CODE,
       logger: silent,
     });
   });
@@ -68,7 +68,7 @@ export function workflowSuite(): Suite {
         taskQueue,
         workflowBundle: bundle,
         activities,
-        dataConverter: { payloadConverterPath: require.resolve('../../src/payloadConverter') },
+        dataConverter: { payloadConverterPath: WORKFLOW_CODE.payloadConverterPath },
         maxHeartbeatThrottleInterval: MAX_HEARTBEAT_THROTTLE, // as the production worker
       });
     },
