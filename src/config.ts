@@ -63,6 +63,7 @@ export interface OptionSpec {
     | 'Backup replica'
     | 'Point-in-time recovery'
     | 'Schedules'
+    | 'Notifications'
     | 'Services'
     | 'Kohakku model';
   description: string;
@@ -142,6 +143,19 @@ export const OPTIONS = [
       'Least severe log level the worker writes: TRACE, DEBUG (adds every activity start and completion), INFO, WARN or ERROR.',
     default: 'INFO',
     schema: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']),
+  },
+  // Notifications
+  {
+    env: 'NOTIFY_WEBHOOK_URL',
+    group: 'Notifications',
+    description:
+      "Incoming-webhook URL (Slack's, or any that takes Slack's JSON: Mattermost, Rocket.Chat, a chat bridge) that hears of a recovery waiting for approval, completed or failed, a failed nightly backup or verification, and a paused schedule. Only the worker holds it: it never reaches a workflow's input or history, and messages name its host only. Unset, nothing is sent.",
+    optional: true,
+    secret: true,
+    schema: z
+      .string()
+      .trim()
+      .refine((v) => /^https?:\/\/[^/\s]+/.test(v), 'expected an http(s):// URL'),
   },
   // PostgreSQL
   {
@@ -840,6 +854,7 @@ export interface PitrConfig {
 }
 
 export interface Config {
+  notify: { webhookUrl?: string };
   temporal: {
     address: string;
     namespace: string;
@@ -1083,6 +1098,7 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   return {
+    notify: { webhookUrl: opt('NOTIFY_WEBHOOK_URL') },
     temporal: {
       address: str('TEMPORAL_ADDRESS'),
       namespace: str('TEMPORAL_NAMESPACE'),

@@ -46,6 +46,11 @@ const activities = {
   liveDatabaseStates: liveDatabasesExist,
 };
 
+/** A worker with a notification webhook: its preflight says so. */
+const NOTIFYING: Partial<typeof activities> = {
+  checkEndpoints: async () => ({ checks: [], warnings: [], notifications: true }),
+};
+
 interface Scenario {
   name: string;
   workflow: Workflow;
@@ -235,6 +240,51 @@ const SCENARIOS: Scenario[] = [
         throw ApplicationFailure.create({
           type: 'EndpointUnreachable',
           message: 'preflight: PostgreSQL at 127.0.0.1:5432: unreachable — ECONNREFUSED',
+          nonRetryable: true,
+        });
+      },
+    },
+  },
+  // 0.3.6: with a notification webhook (the preflight says so), recoveries start a
+  // deliverNotification child when they wait for approval, complete and fail; a failed nightly
+  // backup does too (patch kohakku-dr-notify).
+  {
+    name: 'totalDatabaseLoss-0.3.6-notified-completed',
+    workflow: totalDatabaseLoss,
+    args: [{ confirm: true }],
+    failWith: NOTIFYING,
+  },
+  {
+    name: 'totalDatabaseLoss-0.3.6-notified-waiting-for-approval',
+    workflow: totalDatabaseLoss,
+    args: [{}],
+    untilApproval: true,
+    failWith: NOTIFYING,
+  },
+  {
+    name: 'fullCluster-0.3.6-notified-failed',
+    workflow: fullCluster,
+    args: [{ confirm: true, checkInGraceSeconds: 1 }],
+    failWith: {
+      ...NOTIFYING,
+      restoreIntoStaging: async () => {
+        throw ApplicationFailure.create({
+          type: 'RestoreVerificationFailed',
+          message: 'differs',
+          nonRetryable: true,
+        });
+      },
+    },
+  },
+  {
+    name: 'nightlyBackup-0.3.6-failed',
+    workflow: nightlyBackup,
+    args: [],
+    failWith: {
+      backupPostgres: async () => {
+        throw ApplicationFailure.create({
+          type: 'ToolUnavailable',
+          message: 'no pg_dump',
           nonRetryable: true,
         });
       },

@@ -11,7 +11,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import type { Activities } from '../src/activities';
 import { toolPaths } from '../src/stack/tools';
-import { totalDatabaseLoss } from '../src/workflows';
+import { nightlyBackup, totalDatabaseLoss } from '../src/workflows';
 import { approveSignal } from '../src/workflows/definitions';
 import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
 import { awaitApprovalRequest, failureType, testStack } from './harness/kohakku';
@@ -396,4 +396,38 @@ test('every activity the recovery schedules carries a summary in words naming wh
     type: 'restoreIntoStaging',
     summary: expect.stringMatching(/^restore into staging — target controller, backup 20261124T020000Z/),
   });
+});
+
+test('a failed nightly backup hands a backup-failed notification to its own delivery workflow', async () => {
+  const sent = jest.fn(async () => ({ sent: true }));
+  const { activities } = stubs({
+    backupPostgres: jest.fn(async () => {
+      throw nonRetryable('ToolUnavailable', 'pg_dump 14 cannot dump a PostgreSQL 15 server');
+    }),
+    sendNotification: sent,
+  });
+  const worker = await suite.createWorker(activities);
+  await worker.runUntil(async () => {
+    const workflowId = uniqueId('nightly-notify');
+    await expect(
+      suite.env.client.workflow.execute(nightlyBackup, {
+        taskQueue: worker.options.taskQueue,
+        workflowId,
+        args: [],
+      }),
+    ).rejects.toThrow();
+    // Delivered beside the run, which has already failed.
+    for (let i = 0; i < 100 && sent.mock.calls.length === 0; i++)
+      await new Promise((r) => setTimeout(r, 100));
+  });
+  expect(sent).toHaveBeenCalledTimes(1);
+  expect(sent.mock.calls[0]).toEqual([
+    expect.objectContaining({
+      event: 'backup-failed',
+      title: expect.stringMatching(/^nightly backup \d{8}T\d{6}Z failed$/),
+      lines: expect.arrayContaining([
+        expect.stringContaining('pg_dump 14 cannot dump a PostgreSQL 15 server'),
+      ]),
+    }),
+  ]);
 });

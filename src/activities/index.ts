@@ -24,6 +24,7 @@ import { heartbeatingThroughout } from './heartbeat';
 import { createObjectRewindActivities } from './objectRewind';
 import { createObjectStoreActivities } from './objectStore';
 import { createPitrActivities } from './pitr';
+import { createNotificationActivities } from './notifications';
 import { createPreflightActivities } from './preflight';
 import { createPostgresActivities } from './postgres';
 import { createRedisBackupActivities } from './redisBackup';
@@ -117,11 +118,13 @@ export function createActivities(input: Omit<ActivityDeps, 'store' | 'stores'> &
   const activities = routed as unknown as Routed<OnOneStore>;
   // The preflight looks at every store itself (any answering one will do without a `from`).
   const { checkEndpoints } = createPreflightActivities(deps);
+  const { sendNotification } = createNotificationActivities(deps);
   // Without a `from`, "which backup" is the first store holding a verified copy.
   return {
     ...activities,
     checkEndpoints: (input: Parameters<typeof checkEndpoints>[0]) =>
       heartbeatingThroughout('checkEndpoints', () => checkEndpoints(input)),
+    sendNotification,
     resolvePostgresBackup: (input: Parameters<OnOneStore['resolvePostgresBackup']>[0] & FromStore) =>
       resolveAcrossStores(input.from, on, (a) => a.resolvePostgresBackup(input), deps.stores),
     resolveBackupSet: (input: Parameters<OnOneStore['resolveBackupSet']>[0] & FromStore) =>

@@ -33,6 +33,11 @@ export interface PreflightReport {
   checks: EndpointCheck[];
   /** Failures that did not stop the recovery (a second backup store that did not answer). */
   warnings: string[];
+  /**
+   * Whether the worker has a notification webhook (NOTIFY_WEBHOOK_URL): the recovery then sends
+   * its notifications. Absent from runs recorded before 0.3.6, which replay sending none.
+   */
+  notifications?: boolean;
 }
 
 const TYPE_OF_CAUSE: Record<NonNullable<EndpointCheck['cause']>, ErrorTypeName> = {
@@ -144,7 +149,7 @@ export function createPreflightActivities({ config, s3 }: PreflightDeps) {
         { checks },
       );
     }
-    return { checks, warnings };
+    return { checks, warnings, notifications: Boolean(config.notify.webhookUrl) };
   }
 
   return { checkEndpoints };

@@ -36,7 +36,7 @@ import { DRILL_SIZES, type DrillSize } from './drillLarge';
 import { sayTo } from './drillPlatform';
 import { classify, CliError, exitCode, exitCodesHelp } from './exitCodes';
 import { createOutput, type Output } from './output';
-import { cancelRun, showStatus, startAndFollow, watchRun } from './runs';
+import { cancelRun, notifySchedulePaused, showStatus, startAndFollow, watchRun } from './runs';
 import { applyAllSchedules, listSchedules, NIGHTLY_SCHEDULE_ID, scheduleLines } from './schedules';
 import { connect, temporalSettings, WORKFLOW_IDS } from './temporal';
 import { up } from './up';
@@ -502,6 +502,10 @@ async function run(): Promise<void> {
           const handle = client.schedule.getHandle(scheduleId);
           if (verb === 'trigger') await handle.trigger();
           else await handle[verb](opts.note);
+          // Heard where the failures are heard: the worker delivers it (nothing without a webhook).
+          const warning =
+            verb === 'pause' ? await notifySchedulePaused(client, scheduleId, opts.note) : undefined;
+          if (warning) out().say(`warning: ${warning}`);
         });
         out().result({ scheduleId, [done]: true }, () => `${done} ${scheduleId}`);
       });

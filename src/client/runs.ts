@@ -10,10 +10,19 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { defineSearchAttributeKey, SearchAttributeType, TypedSearchAttributes } from '@temporalio/common';
 import { SEARCH_ATTRIBUTES } from '../domain/searchAttributes';
 import { progressQuery, type Progress } from '../workflows/definitions';
+import { deliverNotification } from '../workflows/notify';
 import { CliError, exitCode, failureOf } from './exitCodes';
 import { amountLine, barMeterDisplay, plainMeterDisplay } from './meters';
 import type { Output } from './output';
-import { activityMeters, retryingActivities, retryLine, startUnique, stepLine, watch } from './temporal';
+import {
+  activityMeters,
+  retryingActivities,
+  retryLine,
+  startUnique,
+  stepLine,
+  temporalSettings,
+  watch,
+} from './temporal';
 
 /** What to type next about a run, in the messages that hand it back to the operator. */
 const commandsFor = (workflowId: string) => ({
@@ -336,4 +345,38 @@ export async function cancelRun(
     );
   out.result({ workflowId, runId: d.runId, status: closed }, () => `${workflowId}: ${closed}`);
   if (closed !== 'cancelled') process.exitCode = exitCode('failed');
+}
+
+/**
+ * Hands a "schedule paused" notification to the worker (`deliverNotification`, retried there by
+ * Temporal; nothing is sent by a worker without NOTIFY_WEBHOOK_URL). The pause stands whether or
+ * not it could be handed over: what went wrong is returned, for a warning.
+ */
+export async function notifySchedulePaused(
+  client: Client,
+  scheduleId: string,
+  note?: string,
+): Promise<string | undefined> {
+  const by = `${os.userInfo().username}@${os.hostname()}`;
+  const at = new Date().toISOString();
+  return client.workflow
+    .start(deliverNotification, {
+      taskQueue: temporalSettings().taskQueue,
+      workflowId: `${scheduleId}/notify/schedule-paused/${at}`,
+      args: [
+        {
+          event: 'schedule-paused',
+          title: `schedule ${scheduleId} paused by ${by}`,
+          lines: [
+            ...(note ? [`Note: ${note}`] : []),
+            `No backup runs until \`kohakku-dr schedules unpause ${scheduleId}\`.`,
+          ],
+          workflowId: scheduleId,
+        },
+      ],
+    })
+    .then(
+      () => undefined,
+      (err: Error) => `the "schedule paused" notification was not handed to the worker: ${err.message}`,
+    );
 }

@@ -49,6 +49,8 @@ export const ErrorType = {
   EndpointAuthFailed: 'EndpointAuthFailed',
   /** An endpoint answered, but what the settings name there (bucket, directory, program) is not there. */
   EndpointMissing: 'EndpointMissing',
+  /** The notification webhook refused a delivery (a 4xx: revoked or mistyped); not retried. */
+  NotificationRejected: 'NotificationRejected',
 } as const;
 export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];
 

@@ -13,3 +13,4 @@ export { totalDatabaseLoss } from './totalDatabaseLoss';
 export { verifyBackupSet } from './verifyBackupSet';
 export { markRestorePoint, pitrBackup, pitrSetup, pitrStatus } from './pitr';
 export { pointInTimeRecovery } from './pointInTimeRecovery';
+export { deliverNotification } from './notify';

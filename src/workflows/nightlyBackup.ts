@@ -4,7 +4,9 @@
  * to the replica store (when there is one) and check the copy, then prune sets past retention in
  * both stores. A failure fails the run, so a paused-on-failure schedule shows it.
  */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { executeChild, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ErrorType } from '../domain/errors';
 import type { Activities } from '../activities';
 import type { PruneReport } from '../activities/backupSets';
 import type { PitrVerification } from '../activities/pitr';
@@ -15,7 +17,8 @@ import { long, quick, scan } from './options';
 import { postgresBackup } from './postgresBackup';
 import { backupIdOfThisRun, noInput } from './backupRun';
 import { parseInput } from './engine/input';
-import { Procedure } from './engine/progress';
+import { failureTypeOf, Procedure, rootMessage } from './engine/progress';
+import { notifyBeside } from './notify';
 import { redisBackup } from './redisBackup';
 import { verifyBackupSet, type VerifyBackupSetResult } from './verifyBackupSet';
 
@@ -45,10 +48,44 @@ const STEPS = [
   'prune the replica',
 ] as const;
 
+/** Runs started before 0.3.6 replay without the failure notification. */
+export const NOTIFY_PATCH = 'kohakku-dr-notify';
+
+/** The schedule that started this run, if one did (the server's TemporalScheduledById). */
+const scheduledBy = () =>
+  workflowInfo().typedSearchAttributes.get(
+    defineSearchAttributeKey('TemporalScheduledById', SearchAttributeType.KEYWORD),
+  );
+
 export async function nightlyBackup(rawInput?: Record<string, never>): Promise<NightlyBackupResult> {
   const procedure = new Procedure('Nightly backup', STEPS);
   parseInput(noInput, rawInput, 'nightlyBackup');
   const backupId = backupIdOfThisRun();
+  try {
+    return await backUpVerifyCopyPrune(procedure, backupId);
+  } catch (err) {
+    if (patched(NOTIFY_PATCH)) {
+      const verification = failureTypeOf(err) === ErrorType.VerificationFailed;
+      const warning = await notifyBeside({
+        event: verification ? 'verification-failed' : 'backup-failed',
+        title: verification
+          ? `nightly backup set ${backupId} failed verification`
+          : `nightly backup ${backupId} failed`,
+        lines: [
+          rootMessage(err),
+          verification
+            ? 'The set is kept but never chosen as "latest"; recoveries use the newest verified set. `kohakku-dr backups` shows the problem.'
+            : 'No new set: recoveries use the newest verified one. `kohakku-dr backups` lists what there is.',
+        ],
+        ...(scheduledBy() ? { schedule: scheduledBy() } : {}),
+      });
+      if (warning) procedure.warn(warning);
+    }
+    throw err;
+  }
+}
+
+async function backUpVerifyCopyPrune(procedure: Procedure, backupId: string): Promise<NightlyBackupResult> {
   const startedAt = workflowInfo().runStartTime.toISOString();
   const child = (name: string) => `${workflowInfo().workflowId}/${name}`;
   return procedure.run(async () => {

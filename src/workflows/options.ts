@@ -1,6 +1,6 @@
 /** Activity options shared by the workflows: what is retried, how often, and for how long. */
 import { ActivityCancellationType, type ActivityOptions } from '@temporalio/workflow';
-import { NON_RETRYABLE_ERRORS } from '../domain/errors';
+import { ErrorType, NON_RETRYABLE_ERRORS } from '../domain/errors';
 
 const retry = {
   initialInterval: '2s',
@@ -47,4 +47,20 @@ export function waitUpTo(deadlineSeconds: number): ActivityOptions {
 export const preflight: ActivityOptions = {
   startToCloseTimeout: '30s',
   retry: { ...retry, maximumAttempts: 3 },
+};
+
+/**
+ * Delivering a notification: a webhook that does not answer within 10 s fails the attempt, which
+ * is retried for about half an hour (a chat service's outage) — by its own workflow, so no
+ * recovery waits for it.
+ */
+export const notification: ActivityOptions = {
+  startToCloseTimeout: '30s',
+  retry: {
+    initialInterval: '5s',
+    backoffCoefficient: 2,
+    maximumInterval: '5m',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes: [ErrorType.NotificationRejected],
+  },
 };

@@ -48,6 +48,8 @@ import {
   type RecoveryEnvelope,
   type RecoveryPlan,
 } from '../definitions';
+import type { Notification } from '../../domain/notifications';
+import { notifyBeside } from '../notify';
 import { preflight, quick } from '../options';
 import { targetLock } from '../targetLock';
 import { parseInput } from './input';
@@ -173,8 +175,14 @@ export const BACKUP_LEASE_SECONDS = 6 * 3600;
 const { lockBackup, unlockBackup } = proxyActivities<Activities>(quick);
 const { checkEndpoints } = proxyActivities<Activities>(preflight);
 
-/** The engine's first step when a definition lists its endpoints. */
-function preflightPhase<I extends { from?: StoreName }, S>(endpoints: (input: I) => Endpoint[]): Phase<I, S> {
+/**
+ * The engine's first step when a definition lists its endpoints; `onPassed` hears its report
+ * (whether the worker sends notifications, too).
+ */
+function preflightPhase<I extends { from?: StoreName }, S>(
+  endpoints: (input: I) => Endpoint[],
+  onPassed: (report: { notifications?: boolean }) => void,
+): Phase<I, S> {
   let passed = '';
   return {
     name: PREFLIGHT_STEP,
@@ -186,6 +194,7 @@ function preflightPhase<I extends { from?: StoreName }, S>(endpoints: (input: I)
         .join(', ')} answering`,
     async run({ input, warn }) {
       const report = await checkEndpoints({ endpoints: endpoints(input), from: input.from });
+      onPassed(report);
       for (const w of report.warnings) warn(`preflight: ${w}`);
       passed = report.checks
         .filter((c) => c.ok)
@@ -215,12 +224,22 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
   rawInput: unknown,
 ): Promise<(RecoveryEnvelope & D) | RecoveryPlan> {
   type I = z.infer<Schema>;
+  // Notifications go out when the preflight says the worker has a webhook: a run recorded before
+  // 0.3.6 has no such answer in its history, and replays sending none.
+  let notifications = false;
   // The preflight runs before the locks are taken and the phases run; plan mode runs it too.
-  const preflightStep = definition.endpoints ? preflightPhase<I, S>(definition.endpoints) : undefined;
+  const preflightStep = definition.endpoints
+    ? preflightPhase<I, S>(definition.endpoints, (report) => (notifications = report.notifications === true))
+    : undefined;
   let pastPreflight = !preflightStep;
   const phases = [...(preflightStep ? [preflightStep] : []), ...phasesOf(definition.phases)];
   const tracker = new ProgressTracker(definition.title, [...phases.map((p) => p.name), CLEANUP_STEP]);
   const info = workflowInfo();
+  const notify = async (n: Omit<Notification, 'workflowId' | 'runId'>) => {
+    if (!notifications) return;
+    const warning = await notifyBeside(n);
+    if (warning) tracker.warn(warning);
+  };
   const recoveryId = `${info.workflowId}/${info.runId}`;
   const started = Date.now();
   upsertMemo({ kohakkuDr: { generation: WORKFLOW_GENERATION, procedure: definition.procedure } });
@@ -301,6 +320,15 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
           tracker.waiting(
             `approval to ${phase.name}, replacing: ${what.join('; ')} — send the "approve" signal (kohakku-dr approve ${info.workflowId}), or cancel to leave everything as it is`,
           );
+          await notify({
+            event: 'approval-waiting',
+            title: `${definition.title} waits for approval to ${phase.name}`,
+            lines: [
+              `It would replace: ${what.join('; ')}`,
+              `Approve: \`kohakku-dr approve ${info.workflowId}\` (or \`temporal workflow signal --workflow-id ${info.workflowId} --name approve --input '{"by":"you"}'\`)`,
+              `Leave everything as it is: \`kohakku-dr cancel ${info.workflowId}\``,
+            ],
+          });
           // Renew the backup's lease while the operator decides.
           const askedAt = Date.now();
           while (!(await condition(() => pending?.granted !== undefined, '1h'))) await renewBackupLease();
@@ -420,6 +448,11 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
     // What the cleanup did is part of the truth about live data once something live had changed.
     if (undoable.length || liveChanges.length || liveStatement) statement += ` — cleanup: ${cleanupReport}`;
     tracker.finish('failed', `${(failure as Error).message} — ${statement}`);
+    await notify({
+      event: 'recovery-failed',
+      title: `${definition.title} ${isCancellation(err) ? 'was cancelled' : 'failed'}`,
+      lines: [`${(failure as Error).message}`, `Live data: ${statement}`],
+    });
     if (isCancellation(err)) throw err;
     if (failure instanceof ApplicationFailure) {
       throw ApplicationFailure.create({
@@ -459,6 +492,22 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
     durationMs: now - started,
     measurements: measure(started, input.incidentAt as string | undefined, backup?.createdAt, approvalWaitMs),
   };
+  const m = envelope.measurements;
+  await notify({
+    event: 'recovery-completed',
+    title: `${definition.title} completed, verified`,
+    lines: [
+      `RTO ${m.rtoSeconds} s (${m.rtoWithoutApprovalSeconds} s without the ${m.approvalWaitSeconds} s waiting for approval)${m.rpoSeconds !== undefined ? `, RPO ${m.rpoSeconds} s` : ''}`,
+      ...(backup
+        ? [
+            `Backup ${backup.id} (${backup.createdAt}${backup.source ? `, from the ${backup.source} store` : ''})`,
+          ]
+        : []),
+      ...(envelope.warnings.length
+        ? [`${envelope.warnings.length} warning(s): ${envelope.warnings.slice(0, 3).join('; ')}`]
+        : []),
+    ],
+  });
   return { ...envelope, ...definition.result(ctx) };
 }
 
