@@ -64,6 +64,7 @@ export interface OptionSpec {
     | 'Point-in-time recovery'
     | 'Schedules'
     | 'Notifications'
+    | 'Reports'
     | 'Services'
     | 'Kohakku model';
   description: string;
@@ -156,6 +157,23 @@ export const OPTIONS = [
       .string()
       .trim()
       .refine((v) => /^https?:\/\/[^/\s]+/.test(v), 'expected an http(s):// URL'),
+  },
+  // Reports
+  {
+    env: 'REPORTS_DIR',
+    group: 'Reports',
+    description:
+      "A folder that receives every report (JSON + Markdown) besides the backup store's `reports/`: the worker writes recoveries' and verifications' there, `kohakku-dr drill` its own; `kohakku-dr history` reads it.",
+    optional: true,
+    schema: nonEmpty,
+  },
+  {
+    env: 'EVIDENCE_SIGNING_KEY_FILE',
+    group: 'Reports',
+    description:
+      'An ed25519 private key (PKCS#8 PEM; `kohakku-dr evidence keygen` makes one) that signs every report; `kohakku-dr evidence verify REPORT --public-key KEY.pub` checks one. A file that is not such a key stops the worker at start.',
+    optional: true,
+    schema: nonEmpty,
   },
   // PostgreSQL
   {
@@ -855,6 +873,7 @@ export interface PitrConfig {
 
 export interface Config {
   notify: { webhookUrl?: string };
+  reports: { dir?: string; signingKeyFile?: string };
   temporal: {
     address: string;
     namespace: string;
@@ -1099,6 +1118,7 @@ export function loadConfig(env: Env = process.env): Config {
 
   return {
     notify: { webhookUrl: opt('NOTIFY_WEBHOOK_URL') },
+    reports: { dir: opt('REPORTS_DIR'), signingKeyFile: opt('EVIDENCE_SIGNING_KEY_FILE') },
     temporal: {
       address: str('TEMPORAL_ADDRESS'),
       namespace: str('TEMPORAL_NAMESPACE'),

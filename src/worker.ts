@@ -12,6 +12,7 @@ import { MAX_HEARTBEAT_THROTTLE } from './activities/heartbeat';
 import { WORKFLOW_BUNDLE, WORKFLOW_CODE, workflowCodeOptions } from './bundleWorkflows';
 import { ConfigError, loadConfig, type Config } from './config';
 import { checkFailureDomains } from './infra/failureDomains';
+import { readSigningKey } from './infra/evidence';
 import { installTelemetry } from './telemetry';
 
 /**
@@ -35,6 +36,11 @@ async function run(): Promise<void> {
   const config = loadConfig();
   const logger = installTelemetry(config.temporal);
   await checkFailureDomains(config);
+  // A signing key that cannot sign stops the worker now, not the first report.
+  if (config.reports.signingKeyFile)
+    await readSigningKey(config.reports.signingKeyFile).catch((err: Error) => {
+      throw new ConfigError('EVIDENCE_SIGNING_KEY_FILE', err.message);
+    });
   const deps = createDeps(config);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   try {

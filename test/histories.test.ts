@@ -276,6 +276,8 @@ const SCENARIOS: Scenario[] = [
       },
     },
   },
+  // 0.3.6, patch kohakku-dr-report: recoveries and verifications write a report at their end.
+  { name: 'nightlyBackup-0.3.6-completed', workflow: nightlyBackup, args: [], children: true },
   {
     name: 'nightlyBackup-0.3.6-failed',
     workflow: nightlyBackup,

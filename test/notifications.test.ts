@@ -5,10 +5,19 @@
  * receiver gets the approval-waiting notice with the exact approve command, the completion with
  * its RTO, the failure saying live data was untouched, and the pause — the completion after a
  * first delivery answered 503, retried by Temporal while the recovery had already ended. The
- * webhook's secret path is in no workflow history.
+ * webhook's secret path is in no workflow history. The same worker signs its reports
+ * (EVIDENCE_SIGNING_KEY_FILE): each recovery, completed or failed, leaves a signed JSON report and
+ * a Markdown summary in the backup store and REPORTS_DIR, with its steps, RTO, approvals and what
+ * happened to live data.
  */
+import { promises as fs } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Report } from '../src/domain/reports';
+import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
+import { generateSigningKey, readPublicKey, verifyReport } from '../src/infra/evidence';
 import { WORKFLOW_IDS } from '../src/client/temporal';
 import { postgresBackup, totalDatabaseLoss } from '../src/workflows';
 import { approveSignal } from '../src/workflows/definitions';
@@ -38,6 +47,18 @@ let receiver: http.Server;
 const deliveries: Delivery[] = [];
 /** Texts matching this are answered 503 the first time (a chat service's hiccup). */
 let failFirst: RegExp | undefined;
+let reportsDir: string;
+let publicKeyFile: string;
+
+/** The reports the worker wrote into REPORTS_DIR for `workflowId`'s runs, oldest first. */
+async function reportsOf(workflowId: string): Promise<Report[]> {
+  const dir = path.join(reportsDir, 'recovery');
+  const files = (await fs.readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.json')).sort();
+  const reports = await Promise.all(
+    files.map(async (f) => JSON.parse(await fs.readFile(path.join(dir, f), 'utf8')) as Report),
+  );
+  return reports.filter((r) => r.workflowId === workflowId);
+}
 
 beforeAll(async () => {
   receiver = http.createServer((req, res) => {
@@ -54,8 +75,14 @@ beforeAll(async () => {
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
   const port = (receiver.address() as AddressInfo).port;
   k = await freshKohakku('notifications', { tasks: 300, briefs: 5 }, { agents: false });
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'notifications-'));
+  reportsDir = path.join(dir, 'reports');
+  const key = await generateSigningKey(dir);
+  publicKeyFile = key.publicKeyFile;
   worker = await startWorker({
     ...k.workerEnv,
+    REPORTS_DIR: reportsDir,
+    EVIDENCE_SIGNING_KEY_FILE: key.keyFile,
     NOTIFY_WEBHOOK_URL: `http://127.0.0.1:${port}/services/T0/B0/${TOKEN}`,
   });
   await (
@@ -102,13 +129,38 @@ test('approval waiting, then completed (delivered on the second attempt, after t
   expect(waiting.text).toMatch(/It would replace: .*kohakku-controller/);
 
   await handle.signal(approveSignal, { by: 'notifications.test' });
-  const result = await handle.result();
+  const result = (await handle.result()) as TotalDatabaseLossResult;
   expect(result).toMatchObject({ outcome: 'completed' });
   const completed = await delivered(/Total database loss completed, verified/);
   expect(completed.text).toMatch(/RTO [\d.]+ s \([\d.]+ s without the [\d.]+ s waiting for approval\)/);
   // The first attempt was answered 503 and retried by Temporal, after the recovery had ended.
   expect(deliveries.filter((d) => d.text === completed.text).map((d) => d.status)).toEqual([503, 200]);
   failFirst = undefined;
+
+  // Its report: in the backup store and REPORTS_DIR, signed, with what an audit asks.
+  expect(result.report).toEqual([
+    expect.stringMatching(
+      /^reports\/recovery\/\d{8}T\d{6}Z-total-database-loss-\w{8}\.json in s3:\/\/kohakku-backups/,
+    ),
+    expect.stringContaining(reportsDir),
+  ]);
+  expect(completed.text).toContain('Report: reports/recovery/');
+  const [report] = (await reportsOf(WORKFLOW_IDS.postgresRecovery)).filter(
+    (r) => r.runId === handle.firstExecutionRunId,
+  );
+  expect(report).toMatchObject({
+    kind: 'recovery',
+    procedure: 'total-database-loss',
+    outcome: 'completed',
+    approvals: [expect.objectContaining({ step: 'swap databases in', by: 'notifications.test' })],
+    liveData: expect.stringMatching(/^changed by swap databases in/),
+  });
+  expect(report!.steps.find((s) => s.name === 'restore into staging')!.detail).toMatch(/rows verified/);
+  expect(report!.measurements!.rtoSeconds).toBeGreaterThan(0);
+  expect(verifyReport(report!, await readPublicKey(publicKeyFile))).toMatchObject({ ok: true });
+  const markdown = await fs.readFile(result.report![1]!.replace(/\.json$/, '.md'), 'utf8');
+  expect(markdown).toMatch(/^# Total database loss: COMPLETED/);
+  expect(markdown).toContain('approved by notifications.test');
 });
 
 test('a failed recovery is notified with what happened to live data', async () => {
@@ -122,6 +174,15 @@ test('a failed recovery is notified with what happened to live data', async () =
   const failed = await delivered(/Total database loss failed/);
   expect(failed.text).toContain('20200101T000000Z');
   expect(failed.text).toMatch(/Live data: live data untouched/);
+  const [report] = (await reportsOf(WORKFLOW_IDS.postgresRecovery)).filter(
+    (r) => r.runId === handle.firstExecutionRunId,
+  );
+  expect(report).toMatchObject({
+    outcome: 'failed',
+    error: { type: 'BackupNotFound', message: expect.stringContaining('20200101T000000Z') },
+    liveData: expect.stringMatching(/^live data untouched/),
+  });
+  expect(verifyReport(report!, await readPublicKey(publicKeyFile))).toMatchObject({ ok: true });
 });
 
 test('a paused schedule is notified; the webhook secret is in no history', async () => {

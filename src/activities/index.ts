@@ -26,6 +26,7 @@ import { createObjectStoreActivities } from './objectStore';
 import { createPitrActivities } from './pitr';
 import { createNotificationActivities } from './notifications';
 import { createPreflightActivities } from './preflight';
+import { createReportActivities } from './reports';
 import { createPostgresActivities } from './postgres';
 import { createRedisBackupActivities } from './redisBackup';
 import { createRedisRecoveryActivities } from './redisRecovery';
@@ -119,12 +120,14 @@ export function createActivities(input: Omit<ActivityDeps, 'store' | 'stores'> &
   // The preflight looks at every store itself (any answering one will do without a `from`).
   const { checkEndpoints } = createPreflightActivities(deps);
   const { sendNotification } = createNotificationActivities(deps);
+  const { writeReport } = createReportActivities(deps);
   // Without a `from`, "which backup" is the first store holding a verified copy.
   return {
     ...activities,
     checkEndpoints: (input: Parameters<typeof checkEndpoints>[0]) =>
       heartbeatingThroughout('checkEndpoints', () => checkEndpoints(input)),
     sendNotification,
+    writeReport,
     resolvePostgresBackup: (input: Parameters<OnOneStore['resolvePostgresBackup']>[0] & FromStore) =>
       resolveAcrossStores(input.from, on, (a) => a.resolvePostgresBackup(input), deps.stores),
     resolveBackupSet: (input: Parameters<OnOneStore['resolveBackupSet']>[0] & FromStore) =>

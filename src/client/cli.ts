@@ -31,6 +31,15 @@ import {
 import { approveSignal, progressQuery } from '../workflows/definitions';
 import type { TotalDatabaseLossInput } from '../workflows/totalDatabaseLoss';
 import { backupsLines, listBackups } from './backupsList';
+import {
+  drillReport,
+  historyLines,
+  reportHistory,
+  reportsDir,
+  verifyEvidence,
+  writeReportFiles,
+} from './evidence';
+import { generateSigningKey } from '../infra/evidence';
 import { runDrill } from './drill';
 import { DRILL_SIZES, type DrillSize } from './drillLarge';
 import { sayTo } from './drillPlatform';
@@ -183,11 +192,21 @@ async function run(): Promise<void> {
       }) => {
         const size = DRILL_SIZES[opts.size];
         sayTo(out().say);
+        const startedAt = new Date();
         const report = await runDrill({
           ...opts,
           tasks: opts.tasks ?? size.tasks,
           grace: opts.grace ?? size.grace,
         });
+        // The evidence: signed with EVIDENCE_SIGNING_KEY_FILE when set, into REPORTS_DIR.
+        report.evidence = await writeReportFiles(
+          drillReport(report, startedAt),
+          reportsDir(),
+          process.env.EVIDENCE_SIGNING_KEY_FILE || undefined,
+        );
+        report.lines.push(
+          `report: ${report.evidence.json} and ${report.evidence.markdown} (${report.evidence.signedBy ? `signed, key ${report.evidence.signedBy}` : 'not signed: no EVIDENCE_SIGNING_KEY_FILE'})`,
+        );
         out().result(report, () => ['', '══ drill report ══', ...report.lines]);
         if (!report.ok) process.exitCode = exitCode('failed');
       },
@@ -510,6 +529,58 @@ async function run(): Promise<void> {
         out().result({ scheduleId, [done]: true }, () => `${done} ${scheduleId}`);
       });
   }
+
+  const evidence = program
+    .command('evidence')
+    .description('signed reports: check one (verify), make a signing key (keygen)');
+  evidence
+    .command('verify <report>')
+    .description("check a report's ed25519 signature: exit 0 when it holds, 1 when it does not")
+    .requiredOption('--public-key <file>', "the signer's public key (PEM), e.g. kohakku-dr-evidence.pub")
+    .action(async (file: string, opts: { publicKey: string }) => {
+      const checked = await verifyEvidence(file, opts.publicKey);
+      const { kind, procedure, outcome, endedAt } = checked.report;
+      const what = `${procedure.startsWith(kind) ? procedure : `${kind} ${procedure}`} (${outcome}, ${endedAt})`;
+      if (!checked.verdict.ok)
+        throw new CliError('failed', `${file}: NOT verified — ${checked.verdict.reason}`, {
+          ...checked,
+          verified: false,
+        });
+      out().result(
+        { ...checked, verified: true },
+        () => `${file}: verified — ${what}, signed by key ${(checked.verdict as { keyId: string }).keyId}`,
+      );
+    });
+  evidence
+    .command('keygen')
+    .description('make an ed25519 key pair for EVIDENCE_SIGNING_KEY_FILE (the .key stays private, mode 0600)')
+    .option('--dir <dir>', 'where to write kohakku-dr-evidence.key and .pub', '.')
+    .action(async (opts: { dir: string }) => {
+      const made = await generateSigningKey(opts.dir).catch((err: NodeJS.ErrnoException) => {
+        throw new CliError(
+          err.code === 'EEXIST' ? 'refused' : 'failed',
+          err.code === 'EEXIST' ? `a key already exists in ${opts.dir}: not overwritten` : err.message,
+        );
+      });
+      out().result(made, () => [
+        `private key ${made.keyFile} (EVIDENCE_SIGNING_KEY_FILE; keep it on the worker and the drill host only)`,
+        `public key  ${made.publicKeyFile} (give it to whoever checks: kohakku-dr evidence verify REPORT --public-key ${made.publicKeyFile})`,
+        `key id      ${made.keyId}`,
+      ]);
+    });
+
+  program
+    .command('history')
+    .description(
+      'RTO and RPO of past drills (and with --all, recoveries and verifications) from their reports, as a trend',
+    )
+    .option('--dir <dir>', 'the reports folder (default REPORTS_DIR, else ./kohakku-dr-reports)')
+    .option('--all', 'recoveries and verifications too, not only drills', false)
+    .action(async (opts: { dir?: string; all: boolean }) => {
+      const dir = opts.dir ?? reportsDir();
+      const rows = await reportHistory(dir, opts.all);
+      out().result({ dir, reports: rows }, () => historyLines(rows, dir));
+    });
 
   program
     .command('approve <workflowId>')

@@ -6,6 +6,7 @@
  * deleted, Kohakku's S3 server SIGKILLed with its data directory deleted, every service killed; only the agents keep running — run the
  * full-cluster workflow on a real worker, verify against the backup, print a report, tear down.
  */
+import type { ReportCheck } from '../domain/reports';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../config';
 import { s3Client } from '../infra/s3';
@@ -111,9 +112,11 @@ async function verify(
   t0: number,
 ): Promise<DrillReport> {
   const lines: string[] = [];
+  const checks: ReportCheck[] = [];
   let ok = true;
   const check = (pass: boolean, text: string) => {
     ok &&= pass;
+    checks.push({ ok: pass, text });
     lines.push(`${pass ? '✔' : '✘'} ${text}`);
   };
   check(
@@ -205,5 +208,5 @@ async function verify(
     `RPO (incident ${m.incidentAt} vs backup ${m.backupCreatedAt}): ${m.rpoSeconds} s of writes at risk`,
     `drill total: ${((Date.now() - t0) / 1000).toFixed(1)} s — ${ok ? 'PASSED' : 'FAILED'}`,
   );
-  return { ok, lines };
+  return { ok, lines, checks, recovery: result, scenario: 'full-cluster' };
 }

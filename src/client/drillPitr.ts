@@ -10,6 +10,7 @@
  * the same data just after the base backup — physical against logical backup and scratch-restore
  * times, side by side.
  */
+import type { ReportCheck } from '../domain/reports';
 import { Client } from 'pg';
 import { loadConfig } from '../config';
 import { switchAndAwaitArchive } from '../infra/database';
@@ -186,9 +187,11 @@ export async function pitrScenario({ stack, model, env, client, t0 }: DrillPlatf
 
   say('⑥ verifying against what the writer saw committed');
   const lines: string[] = [];
+  const checks: ReportCheck[] = [];
   let ok = true;
   const check = (pass: boolean, text: string) => {
     ok &&= pass;
+    checks.push({ ok: pass, text });
     lines.push(`${pass ? '✔' : '✘'} ${text}`);
   };
   const survived = async (database: string, sql: string) =>
@@ -271,5 +274,5 @@ export async function pitrScenario({ stack, model, env, client, t0 }: DrillPlatf
     `RPO (T ${T.toISOString()} vs the last write that survived, ${lastSurvivor ? new Date(lastSurvivor.at).toISOString() : 'none'}): ${lastSurvivor ? ((tMs - lastSurvivor.at) / 1000).toFixed(3) : '?'} s`,
     `drill total: ${((Date.now() - t0) / 1000).toFixed(1)} s — ${ok ? 'PASSED' : 'FAILED'}`,
   );
-  return { ok, lines };
+  return { ok, lines, checks, recovery: result, scenario: 'pitr' };
 }

@@ -3,6 +3,8 @@
  * running (Controller, Dispatcher, Monitor, agents, its own Temporal) and a kohakku-dr worker,
  * started before the scenario and torn down after it (or kept, with its env file, for --keep).
  */
+import type { ReportCheck } from '../domain/reports';
+import type { RecoveryEnvelope } from '../workflows/definitions';
 import { appendFileSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { startDaemon, workerCommand } from '../infra/processes';
@@ -34,6 +36,14 @@ export interface DrillOptions {
 export interface DrillReport {
   ok: boolean;
   lines: string[];
+  /** What was checked of the end state (the ✔/✘ lines). */
+  checks: ReportCheck[];
+  /** The drill's recovery: its result's envelope (steps, RTO, RPO, backup, approvals). */
+  recovery: RecoveryEnvelope;
+  /** The drill's scenario, for its report: `full-cluster`, `pitr`. */
+  scenario: string;
+  /** Where the drill's signed report went (src/client/evidence.ts). */
+  evidence?: { json: string; markdown: string; signedBy?: string };
 }
 
 let sink: (line: string) => void = (line) => console.log(line);

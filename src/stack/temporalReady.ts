@@ -4,7 +4,11 @@
  * "Namespace not found: 'default'" although `operator namespace describe` had passed at start.
  * So the check asks what a start needs: `temporal workflow count` in the namespace goes
  * through the frontend's namespace lookup, as StartWorkflowExecution does, and it must pass
- * twice in a row, a second apart, before the server is called ready.
+ * twice in a row, a second apart, before the server is called ready. The check reads no user
+ * config (`--disable-config-file --disable-config-env`): a CLI run without HOME — `kohakku-dr`
+ * from a minimal environment — would otherwise fail on "neither $XDG_CONFIG_HOME nor $HOME are
+ * defined" for ever, and a profile of the operator's could point it elsewhere. When the server
+ * does not come up, the check's last error is named beside the log.
  */
 import { createCommandRunner } from '../infra/exec';
 import { tcpOpen, waitUntil } from '../infra/processes';
@@ -34,14 +38,22 @@ export async function waitForTemporalDevServer(server: TemporalDevServer): Promi
       server.namespace,
       '--command-timeout',
       '5s',
+      '--disable-config-file',
+      '--disable-config-env',
     ]);
     return true;
   };
   let answeredAt = 0;
+  let lastError = '';
   await waitUntil(
     `temporal namespace ${server.namespace} on port ${server.port}`,
     async () => {
-      if (!(await count().catch(() => false))) {
+      if (
+        !(await count().catch((err: Error) => {
+          lastError = err.message.split('\n').slice(-3).join(' ').trim();
+          return false;
+        }))
+      ) {
         answeredAt = 0;
         return false;
       }
@@ -53,5 +65,7 @@ export async function waitForTemporalDevServer(server: TemporalDevServer): Promi
     },
     left(),
     server.log,
-  );
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}${lastError ? `; last check: ${lastError.slice(0, 500)}` : ''}`);
+  });
 }

@@ -112,4 +112,6 @@ export interface RecoveryEnvelope {
   completedAt: string;
   durationMs: number;
   measurements: Measurements;
+  /** Where the run's report (JSON + Markdown) was written; absent in runs from before 0.3.6. */
+  report?: string[];
 }

@@ -64,3 +64,12 @@ export const notification: ActivityOptions = {
     nonRetryableErrorTypes: [ErrorType.NotificationRejected],
   },
 };
+
+/**
+ * Writing a run's report: small puts to the backup store (or the replica); tried three times in
+ * about a minute, then given up as a warning — a report never holds a finished recovery open.
+ */
+export const reporting: ActivityOptions = {
+  startToCloseTimeout: '1m',
+  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 3 },
+};

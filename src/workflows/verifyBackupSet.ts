@@ -3,7 +3,12 @@
  * scratch bucket — compare each with the manifest, record the verdict on the set's manifest.
  * The cleanup phase always removes the scratch copies, also on failure or cancellation.
  */
-import { ActivityCancellationType, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityCancellationType,
+  isCancellation,
+  proxyActivities,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Verification } from '../domain/manifests';
 import type { StoreName } from '../domain/stores';
@@ -11,7 +16,8 @@ import { ErrorType, fail } from '../domain/errors';
 import { long, quick } from './options';
 import { verifyBackupSetInput } from './backupRun';
 import { parseInput } from './engine/input';
-import { Procedure } from './engine/progress';
+import { failureTypeOf, Procedure, rootMessage } from './engine/progress';
+import { recordReport } from './reporting';
 
 // On cancellation, wait until each verification has stopped (it drops what it made) before the
 // cleanup phase runs, so nothing is created behind the cleanup's back.
@@ -50,6 +56,45 @@ export async function verifyBackupSet(rawInput?: VerifyBackupSetInput): Promise<
   const input = parseInput(verifyBackupSetInput, rawInput, 'verifyBackupSet');
   const info = workflowInfo();
   const verifyId = `${info.workflowId}/${info.runId}`;
+  const startedAt = new Date(Date.now()).toISOString();
+  const reported = (outcome: 'completed' | 'failed' | 'cancelled', error?: unknown) =>
+    recordReport(
+      {
+        kind: 'verification',
+        procedure: 'verify',
+        title: 'Verify backup set',
+        outcome,
+        startedAt,
+        steps: procedure.progress.steps,
+        approvals: [],
+        warnings: procedure.progress.warnings,
+        liveData: 'untouched: a verification restores into scratch copies only',
+        ...(error
+          ? {
+              error: {
+                ...(failureTypeOf(error) ? { type: failureTypeOf(error) } : {}),
+                message: rootMessage(error),
+              },
+            }
+          : {}),
+      },
+      (w) => procedure.warn(w),
+    );
+  try {
+    const result = await verifySteps(procedure, input, verifyId);
+    await reported('completed');
+    return result;
+  } catch (err) {
+    await reported(isCancellation(err) ? 'cancelled' : 'failed', err);
+    throw err;
+  }
+}
+
+async function verifySteps(
+  procedure: Procedure,
+  input: VerifyBackupSetInput,
+  verifyId: string,
+): Promise<VerifyBackupSetResult> {
   return procedure.run(
     async () => {
       const backupId = await procedure.step(

@@ -18,6 +18,7 @@ let lastSetWritten: string | undefined;
 export const stubActivities = {
   checkEndpoints: async () => ({ checks: [], warnings: [] }),
   sendNotification: async () => ({ sent: true, to: 'http://127.0.0.1/…' }),
+  writeReport: async () => ({ written: ['reports/recovery/stub.json in s3://stub'], failures: [] }),
   resolvePostgresBackup: async () => STUB_BACKUP,
   resolveBackupSet: async () => ({
     id: STUB_BACKUP.id,

@@ -49,8 +49,10 @@ import {
   type RecoveryPlan,
 } from '../definitions';
 import type { Notification } from '../../domain/notifications';
+import type { Report } from '../../domain/reports';
 import { notifyBeside } from '../notify';
 import { preflight, quick } from '../options';
+import { recordReport } from '../reporting';
 import { targetLock } from '../targetLock';
 import { parseInput } from './input';
 import { ProgressTracker, rootMessage, surfaceFailure } from './progress';
@@ -240,6 +242,21 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
     const warning = await notifyBeside(n);
     if (warning) tracker.warn(warning);
   };
+  /** The run's report (src/workflows/reporting.ts); where it went, or undefined. */
+  const report = (r: Pick<Report, 'outcome' | 'liveData' | 'measurements' | 'backup' | 'error'>) =>
+    recordReport(
+      {
+        kind: 'recovery',
+        procedure: definition.procedure,
+        title: definition.title,
+        startedAt: new Date(started).toISOString(),
+        steps: tracker.progress.steps,
+        approvals,
+        warnings: tracker.progress.warnings,
+        ...r,
+      },
+      (w) => tracker.warn(w),
+    );
   const recoveryId = `${info.workflowId}/${info.runId}`;
   const started = Date.now();
   upsertMemo({ kohakkuDr: { generation: WORKFLOW_GENERATION, procedure: definition.procedure } });
@@ -448,6 +465,17 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
     // What the cleanup did is part of the truth about live data once something live had changed.
     if (undoable.length || liveChanges.length || liveStatement) statement += ` — cleanup: ${cleanupReport}`;
     tracker.finish('failed', `${(failure as Error).message} — ${statement}`);
+    // No report for input refused before anything ran, nor for plan mode.
+    if (input !== undefined && state !== undefined)
+      await report({
+        outcome: isCancellation(err) ? 'cancelled' : 'failed',
+        liveData: statement,
+        backup: definition.backup(state),
+        error: {
+          ...(failure instanceof ApplicationFailure && failure.type ? { type: failure.type } : {}),
+          message: (failure as Error).message,
+        },
+      });
     await notify({
       event: 'recovery-failed',
       title: `${definition.title} ${isCancellation(err) ? 'was cancelled' : 'failed'}`,
@@ -492,6 +520,16 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
     durationMs: now - started,
     measurements: measure(started, input.incidentAt as string | undefined, backup?.createdAt, approvalWaitMs),
   };
+  const written = await report({
+    outcome: 'completed',
+    liveData:
+      liveChanges.length || undoable.length
+        ? `changed by ${[...liveChanges, ...undoable].join('; ')}`
+        : 'no step changed live data',
+    measurements: envelope.measurements,
+    backup,
+  });
+  if (written) envelope.report = written;
   const m = envelope.measurements;
   await notify({
     event: 'recovery-completed',
@@ -506,6 +544,7 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
       ...(envelope.warnings.length
         ? [`${envelope.warnings.length} warning(s): ${envelope.warnings.slice(0, 3).join('; ')}`]
         : []),
+      ...(written ? [`Report: ${written.join('; ')}`] : []),
     ],
   });
   return { ...envelope, ...definition.result(ctx) };
