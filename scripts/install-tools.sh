@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every real tool kohakku-dr's stack, tests and drill need, idempotently:
-#  - Temporal CLI, MinIO, mc and VersityGW, built with `go install` into $KOHAKKU_DR_TOOLS/<name>-<version>/bin
+#  - Temporal CLI, MinIO and VersityGW, built with `go install` into $KOHAKKU_DR_TOOLS/<name>-<version>/bin
+#  - tools/compose-check (compose-go: docker-compose.yml validated without a Docker engine), built
+#    into $KOHAKKU_DR_TOOLS/compose-check-<hash of its sources>/bin
 #  - PostgreSQL 15 server and client tools, redis-server/redis-cli/redis-check-aof, openssl, pgbackrest and rclone (a benchmark baseline) from Debian, when missing
 #  - the npm dependencies (npm ci), when node_modules does not match package-lock.json
 # Prints nothing but progress; writes $KOHAKKU_DR_TOOLS/paths.env for the other scripts.
@@ -74,21 +76,38 @@ go_tool temporal "$TEMPORAL_PKG" "$TEMPORAL_VERSION" >"$KOHAKKU_DR_TOOLS/.tempor
 p1=$!
 go_tool minio "$MINIO_PKG" "$MINIO_VERSION" >"$KOHAKKU_DR_TOOLS/.minio.path" &
 p2=$!
-go_tool mc "$MC_PKG" "$MC_VERSION" >"$KOHAKKU_DR_TOOLS/.mc.path" &
-p3=$!
 go_tool versitygw "$VERSITYGW_PKG" "$VERSITYGW_VERSION" >"$KOHAKKU_DR_TOOLS/.versitygw.path" &
+p3=$!
+# This repository's own Go tool, keyed by a hash of its sources (go.mod, go.sum, main.go).
+compose_check() {
+  local src="$repo/tools/compose-check" version dest tmp
+  version="$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)"
+  dest="$KOHAKKU_DR_TOOLS/compose-check-$version/bin"
+  if [ -x "$dest/compose-check" ]; then
+    log "compose-check $version: cached"
+  else
+    log "compose-check $version: building (go build)"
+    tmp="$(mktemp -d "$KOHAKKU_DR_TOOLS/.build-compose-check-XXXXXX")"
+    (cd "$src" && go build -o "$tmp/compose-check" .)
+    mkdir -p "$(dirname "$dest")"
+    rm -rf "$dest"
+    mv "$tmp" "$dest"
+  fi
+  printf '%s\n' "$dest/compose-check"
+}
+compose_check >"$KOHAKKU_DR_TOOLS/.compose-check.path" &
 p4=$!
 wait $p1 && wait $p2 && wait $p3 && wait $p4
 
 cat >"$KOHAKKU_DR_TOOLS/paths.env" <<ENV
 KOHAKKU_DR_TEMPORAL_BIN=$(cat "$KOHAKKU_DR_TOOLS/.temporal.path")
 KOHAKKU_DR_MINIO_BIN=$(cat "$KOHAKKU_DR_TOOLS/.minio.path")
-KOHAKKU_DR_MC_BIN=$(cat "$KOHAKKU_DR_TOOLS/.mc.path")
 KOHAKKU_DR_VERSITYGW_BIN=$(cat "$KOHAKKU_DR_TOOLS/.versitygw.path")
 KOHAKKU_DR_PG_BIN_DIR=$PG_BIN_DIR
 KOHAKKU_DR_REDIS_SERVER_BIN=$(command -v redis-server)
 KOHAKKU_DR_REDIS_CLI_BIN=$(command -v redis-cli)
 KOHAKKU_DR_REDIS_CHECK_AOF_BIN=$(command -v redis-check-aof)
+KOHAKKU_DR_COMPOSE_CHECK_BIN=$(cat "$KOHAKKU_DR_TOOLS/.compose-check.path")
 ENV
 
 # npm dependencies, only when the lock file changed since the last install.

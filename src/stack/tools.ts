@@ -6,24 +6,25 @@ import * as path from 'node:path';
 export interface ToolPaths {
   temporal: string;
   minio: string;
-  mc: string;
   /** VersityGW, the second S3 server (the stack's backup store). */
   versitygw: string;
   pgBinDir: string;
   redisServer: string;
   redisCli: string;
   redisCheckAof: string;
+  /** tools/compose-check: validates docker-compose.yml as `docker compose config` would (compose-go). */
+  composeCheck: string;
 }
 
 const VARS: Record<keyof ToolPaths, string> = {
   temporal: 'KOHAKKU_DR_TEMPORAL_BIN',
   minio: 'KOHAKKU_DR_MINIO_BIN',
-  mc: 'KOHAKKU_DR_MC_BIN',
   versitygw: 'KOHAKKU_DR_VERSITYGW_BIN',
   pgBinDir: 'KOHAKKU_DR_PG_BIN_DIR',
   redisServer: 'KOHAKKU_DR_REDIS_SERVER_BIN',
   redisCli: 'KOHAKKU_DR_REDIS_CLI_BIN',
   redisCheckAof: 'KOHAKKU_DR_REDIS_CHECK_AOF_BIN',
+  composeCheck: 'KOHAKKU_DR_COMPOSE_CHECK_BIN',
 };
 
 function toolsDir(): string {
