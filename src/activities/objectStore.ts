@@ -446,7 +446,7 @@ export function createObjectStoreActivities({
     const transfer = async (o: { key: string } & LiveObject): Promise<ObjectIndexEntry | undefined> => {
       let download: ObjectDownload;
       try {
-        download = await downloads().get(bucket, o.key);
+        download = await downloads().get(bucket, o.key, { size: o.size });
       } catch (err) {
         if (isNotFound(err)) return undefined; // deleted since the listing: not in the bucket any more
         throw err;

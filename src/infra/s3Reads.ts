@@ -6,13 +6,21 @@
  * measured on 10,000 objects of 1–64 KiB from MinIO, 24 at a time, three rounds: 3.8–4.2 s of
  * CPU against 1.7–3.3 s (3.3 in the first round, 2.1 and 1.7 after), and 5.0–5.5 s wall against
  * 3.6–4.9 s. Plain path-style SigV4 GETs, so any S3 server; everything else stays on minio-js.
+ *
+ * Objects larger than LARGE_OBJECT_BYTES go through minio-js (Node's http) instead: their bytes,
+ * not the requests, are the cost there, and undici 6 has a bug they would meet — a response body
+ * paused by back-pressure (the mirror spooling a big object) when the server closes the
+ * connection (VersityGW does after a large GET) throws an uncatchable AssertionError from the
+ * socket's 'end' handler and kills the worker (nodejs/undici#5360; fixed only in undici 8,
+ * which needs Node 22). Found by the object-store tests on VersityGW (`scripts/test-any-s3`).
  */
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import aws4 from 'aws4';
+import type * as Minio from 'minio';
 import { Pool } from 'undici';
 import type { S3Connection } from '../config';
-import { sigV4Escape } from './s3';
+import { s3Client, sigV4Escape } from './s3';
 
 /** An object's bytes as they arrive, with what the response said of them. */
 export interface ObjectDownload {
@@ -22,8 +30,11 @@ export interface ObjectDownload {
 }
 
 export interface ObjectReader {
-  /** Starts the download of `bucket/key`; a missing key rejects with `code: 'NoSuchKey'` (as minio-js's do). */
-  get(bucket: string, key: string): Promise<ObjectDownload>;
+  /**
+   * Starts the download of `bucket/key` (`size`: as listed, when known); a missing key rejects
+   * with `code: 'NoSuchKey'` (as minio-js's do).
+   */
+  get(bucket: string, key: string, options?: { size?: number }): Promise<ObjectDownload>;
   close(): Promise<void>;
 }
 
@@ -38,6 +49,9 @@ export class S3ReadError extends Error {
     this.name = 'S3ReadError';
   }
 }
+
+/** Objects above this size are read through minio-js (see above); smaller ones are read whole as they arrive. */
+export const LARGE_OBJECT_BYTES = 1 << 20;
 
 /** No headers (or no bytes of the body) for this long: the server is named as stalled, and the transfer fails. */
 const STALL_MS = 60_000;
@@ -55,8 +69,26 @@ export function objectReader(connection: S3Connection, options: { connections?: 
     ...(useSSL && caFile ? { connect: { ca: readFileSync(caFile) } } : {}),
   });
   const credentials = { accessKeyId: accessKey, secretAccessKey: secretKey };
+  let minio: Minio.Client | undefined;
+  /** A large object through minio-js's http.request: what it says of the bytes, from the response's headers. */
+  const getLarge = async (bucket: string, key: string): Promise<ObjectDownload> => {
+    const body = (await (minio ??= s3Client(connection)).getObject(bucket, key)) as Readable & {
+      headers?: Record<string, string | string[] | undefined>;
+    };
+    const header = (name: string) => {
+      const v = body.headers?.[name];
+      return typeof v === 'string' ? v : undefined;
+    };
+    const length = header('content-length');
+    return {
+      body,
+      etag: header('etag')?.replace(/"/g, ''),
+      size: length && /^\d+$/.test(length) ? Number(length) : undefined,
+    };
+  };
   return {
-    async get(bucket, key) {
+    async get(bucket, key, options) {
+      if ((options?.size ?? 0) > LARGE_OBJECT_BYTES) return getLarge(bucket, key);
       const path = `/${bucket}/${keyPath(key)}`;
       const signed = aws4.sign(
         {

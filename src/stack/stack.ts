@@ -37,7 +37,10 @@ export interface StackInfo {
     startOptions: string;
   };
   redis: { port: number; dir: string; args: string[]; pid: number; log: string };
-  /** Kohakku's object store (bucket `kohakku`): MinIO. */
+  /**
+   * Kohakku's object store (bucket `kohakku`): MinIO, or VersityGW with
+   * KOHAKKU_DR_STACK_OBJECT_STORE=versitygw (the object-store tests on a second S3 server).
+   */
   minio: S3Server;
   /** The backup store, on a second, separate S3 server: VersityGW (its own process, port, data). */
   backupS3: S3Server;
@@ -65,6 +68,8 @@ export interface S3Server {
   healthUrl: string;
   /** For a server speaking TLS: the CA that signed its certificate (the stack's own). */
   caFile?: string;
+  /** Where else it keeps data (VersityGW's object versions): lost with its disk too. */
+  otherDataDirs?: string[];
 }
 
 function minioServer(
@@ -101,6 +106,47 @@ function minioServer(
     },
     healthUrl: `http://127.0.0.1:${port}/minio/health/live`,
   };
+}
+
+/**
+ * Kohakku's object store as VersityGW instead of MinIO: plain HTTP like MinIO's, with object
+ * versioning (point-in-time recovery rewinds a versioned bucket).
+ */
+function versitygwObjectStore(tools: ToolPaths, dir: string, port: number): Omit<S3Server, 'pid'> {
+  const accessKey = 'kohakku-dr';
+  const secretKey = 'kohakku-dr-local-secret';
+  const dataDir = path.join(dir, 'data');
+  return {
+    kind: 'versitygw',
+    port,
+    dataDir,
+    accessKey,
+    secretKey,
+    log: path.join(dir, 'versitygw.log'),
+    file: tools.versitygw,
+    args: [
+      '--port',
+      `127.0.0.1:${port}`,
+      '--quiet',
+      '--health',
+      '/health',
+      'posix',
+      '--versioning-dir',
+      path.join(dir, 'versions'),
+      dataDir,
+    ],
+    otherDataDirs: [path.join(dir, 'versions')],
+    env: { ROOT_ACCESS_KEY: accessKey, ROOT_SECRET_KEY: secretKey },
+    healthUrl: `http://127.0.0.1:${port}/health`,
+  };
+}
+
+/** Which S3 server the stack runs as Kohakku's object store (KOHAKKU_DR_STACK_OBJECT_STORE). */
+export function stackObjectStoreKind(env: NodeJS.ProcessEnv = process.env): S3Server['kind'] {
+  const kind = env.KOHAKKU_DR_STACK_OBJECT_STORE || 'minio';
+  if (kind !== 'minio' && kind !== 'versitygw')
+    throw new Error(`KOHAKKU_DR_STACK_OBJECT_STORE=${kind}: expected minio or versitygw`);
+  return kind;
 }
 
 function versitygwServer(tools: ToolPaths, dir: string, port: number, tls: StackTls): Omit<S3Server, 'pid'> {
@@ -149,7 +195,7 @@ function httpStatus(url: string, caFile?: string): Promise<number> {
 
 /** Starts (or starts again) one of the stack's S3 servers; its data directory is created when missing. */
 export async function startS3Server(server: Omit<S3Server, 'pid'>): Promise<Daemon> {
-  await fs.mkdir(server.dataDir, { recursive: true });
+  for (const d of [server.dataDir, ...(server.otherDataDirs ?? [])]) await fs.mkdir(d, { recursive: true });
   return startDaemon(server.kind, server.file, server.args, { log: server.log, env: server.env });
 }
 
@@ -169,7 +215,8 @@ export async function waitForS3Server(server: Omit<S3Server, 'pid'>, timeoutMs =
 export async function loseS3Server(stackDir: string, which: 'minio' | 'backupS3'): Promise<void> {
   const server = readStack(stackDir)[which];
   await stopDaemon(server.pid, 0, 'SIGKILL');
-  await fs.rm(server.dataDir, { recursive: true, force: true });
+  for (const d of [server.dataDir, ...(server.otherDataDirs ?? [])])
+    await fs.rm(d, { recursive: true, force: true });
 }
 
 /**
@@ -412,8 +459,11 @@ export async function startStack(
     partial.redis.pid = redis.pid;
     started.push(redis.pid);
     await save();
-    // Kohakku's object store (MinIO), and the backup store on a second S3 server (VersityGW)
-    const minio = minioServer(tools, path.join(dir, 'minio'), await freePort(), await freePort());
+    // Kohakku's object store (MinIO, or VersityGW), and the backup store on a second S3 server (VersityGW)
+    const minio =
+      stackObjectStoreKind() === 'versitygw'
+        ? versitygwObjectStore(tools, path.join(dir, 'objectstore'), await freePort())
+        : minioServer(tools, path.join(dir, 'minio'), await freePort(), await freePort());
     const minioDaemon = await startS3Server(minio);
     started.push(minioDaemon.pid);
     partial.minio = { ...minio, pid: minioDaemon.pid };
@@ -467,7 +517,7 @@ export async function startStack(
     };
     await save();
 
-    say('waiting for postgres, redis, minio, versitygw and temporal');
+    say(`waiting for postgres, redis, ${minio.kind} (Kohakku's objects), versitygw (backups) and temporal`);
     await waitUntil(
       'postgres',
       async () => {
