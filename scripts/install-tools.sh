@@ -3,7 +3,7 @@
 #  - Temporal CLI, MinIO and VersityGW, built with `go install` into $KOHAKKU_DR_TOOLS/<name>-<version>/bin
 #  - tools/compose-check (compose-go: docker-compose.yml validated without a Docker engine), built
 #    into $KOHAKKU_DR_TOOLS/compose-check-<hash of its sources>/bin
-#  - PostgreSQL 15 server and client tools, redis-server/redis-cli/redis-check-aof, openssl, pgbackrest and rclone (a benchmark baseline) from Debian, when missing
+#  - PostgreSQL 15 server and client tools, redis-server/redis-cli/redis-check-aof, openssl, pgbackrest, chromium (the UI test) and rclone (a benchmark baseline) from Debian, when missing
 #  - the npm dependencies (npm ci), when node_modules does not match package-lock.json
 # Prints nothing but progress; writes $KOHAKKU_DR_TOOLS/paths.env for the other scripts.
 set -euo pipefail
@@ -43,6 +43,10 @@ fi
 # pgBackRest: continuous WAL archiving, base backups and point-in-time restores.
 if ! command -v pgbackrest >/dev/null; then
   apt_install pgbackrest
+fi
+# Chromium: ui.test.ts opens the Temporal UI in it (headless, driven by playwright-core).
+if ! command -v chromium >/dev/null; then
+  apt_install chromium
 fi
 # rclone: the object mirror's baseline in the benchmarks (scripts/bench), never used by the product.
 if ! command -v rclone >/dev/null; then

@@ -34,7 +34,11 @@ function killNow(stack: StackInfo): void {
 
 export default async function globalSetup(): Promise<void> {
   const started = Date.now();
-  const stack = await startStack({ log: (line) => process.stderr.write(`[stack] ${line}\n`) });
+  // With the Temporal UI: ui.test.ts opens it in a headless Chromium.
+  const stack = await startStack({
+    withTemporalUi: true,
+    log: (line) => process.stderr.write(`[stack] ${line}\n`),
+  });
   process.stderr.write(`[stack] up in ${((Date.now() - started) / 1000).toFixed(1)} s at ${stack.dir}\n`);
   process.env[STACK_DIR_ENV] = stack.dir;
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
