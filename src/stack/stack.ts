@@ -108,39 +108,6 @@ function minioServer(
   };
 }
 
-/**
- * Kohakku's object store as VersityGW instead of MinIO: plain HTTP like MinIO's, with object
- * versioning (point-in-time recovery rewinds a versioned bucket).
- */
-function versitygwObjectStore(tools: ToolPaths, dir: string, port: number): Omit<S3Server, 'pid'> {
-  const accessKey = 'kohakku-dr';
-  const secretKey = 'kohakku-dr-local-secret';
-  const dataDir = path.join(dir, 'data');
-  return {
-    kind: 'versitygw',
-    port,
-    dataDir,
-    accessKey,
-    secretKey,
-    log: path.join(dir, 'versitygw.log'),
-    file: tools.versitygw,
-    args: [
-      '--port',
-      `127.0.0.1:${port}`,
-      '--quiet',
-      '--health',
-      '/health',
-      'posix',
-      '--versioning-dir',
-      path.join(dir, 'versions'),
-      dataDir,
-    ],
-    otherDataDirs: [path.join(dir, 'versions')],
-    env: { ROOT_ACCESS_KEY: accessKey, ROOT_SECRET_KEY: secretKey },
-    healthUrl: `http://127.0.0.1:${port}/health`,
-  };
-}
-
 /** Which S3 server the stack runs as Kohakku's object store (KOHAKKU_DR_STACK_OBJECT_STORE). */
 export function stackObjectStoreKind(env: NodeJS.ProcessEnv = process.env): S3Server['kind'] {
   const kind = env.KOHAKKU_DR_STACK_OBJECT_STORE || 'minio';
@@ -149,10 +116,20 @@ export function stackObjectStoreKind(env: NodeJS.ProcessEnv = process.env): S3Se
   return kind;
 }
 
-function versitygwServer(tools: ToolPaths, dir: string, port: number, tls: StackTls): Omit<S3Server, 'pid'> {
-  const accessKey = 'kohakku-dr-backups';
-  const secretKey = 'kohakku-dr-backups-local-secret';
+/**
+ * A VersityGW (posix backend): the backup store (over TLS, with the stack's CA), or Kohakku's
+ * object store instead of MinIO (plain HTTP like MinIO's, with object versioning: point-in-time
+ * recovery rewinds a versioned bucket).
+ */
+function versitygwServer(
+  tools: ToolPaths,
+  dir: string,
+  port: number,
+  options: { accessKey: string; secretKey: string; tls?: StackTls; versioning?: boolean },
+): Omit<S3Server, 'pid'> {
+  const { accessKey, secretKey, tls } = options;
   const dataDir = path.join(dir, 'data');
+  const versionsDir = path.join(dir, 'versions');
   return {
     kind: 'versitygw',
     port,
@@ -164,19 +141,18 @@ function versitygwServer(tools: ToolPaths, dir: string, port: number, tls: Stack
     args: [
       '--port',
       `127.0.0.1:${port}`,
-      '--cert',
-      tls.certFile,
-      '--key',
-      tls.keyFile,
+      ...(tls ? ['--cert', tls.certFile, '--key', tls.keyFile] : []),
       '--quiet',
       '--health',
       '/health',
       'posix',
+      ...(options.versioning ? ['--versioning-dir', versionsDir] : []),
       dataDir,
     ],
+    ...(options.versioning ? { otherDataDirs: [versionsDir] } : {}),
     env: { ROOT_ACCESS_KEY: accessKey, ROOT_SECRET_KEY: secretKey },
-    healthUrl: `https://127.0.0.1:${port}/health`,
-    caFile: tls.caFile,
+    healthUrl: `${tls ? 'https' : 'http'}://127.0.0.1:${port}/health`,
+    ...(tls ? { caFile: tls.caFile } : {}),
   };
 }
 
@@ -462,18 +438,21 @@ export async function startStack(
     // Kohakku's object store (MinIO, or VersityGW), and the backup store on a second S3 server (VersityGW)
     const minio =
       stackObjectStoreKind() === 'versitygw'
-        ? versitygwObjectStore(tools, path.join(dir, 'objectstore'), await freePort())
+        ? versitygwServer(tools, path.join(dir, 'objectstore'), await freePort(), {
+            accessKey: 'kohakku-dr',
+            secretKey: 'kohakku-dr-local-secret',
+            versioning: true,
+          })
         : minioServer(tools, path.join(dir, 'minio'), await freePort(), await freePort());
     const minioDaemon = await startS3Server(minio);
     started.push(minioDaemon.pid);
     partial.minio = { ...minio, pid: minioDaemon.pid };
     await save();
-    const backupS3 = versitygwServer(
-      tools,
-      path.join(dir, 'backup-s3'),
-      await freePort(),
-      await makeStackTls(path.join(dir, 'tls')),
-    );
+    const backupS3 = versitygwServer(tools, path.join(dir, 'backup-s3'), await freePort(), {
+      accessKey: 'kohakku-dr-backups',
+      secretKey: 'kohakku-dr-backups-local-secret',
+      tls: await makeStackTls(path.join(dir, 'tls')),
+    });
     const backupDaemon = await startS3Server(backupS3);
     started.push(backupDaemon.pid);
     partial.backupS3 = { ...backupS3, pid: backupDaemon.pid };

@@ -465,8 +465,10 @@ export async function runRecovery<Schema extends z.ZodObject, S, D>(
     // What the cleanup did is part of the truth about live data once something live had changed.
     if (undoable.length || liveChanges.length || liveStatement) statement += ` — cleanup: ${cleanupReport}`;
     tracker.finish('failed', `${(failure as Error).message} — ${statement}`);
-    // No report for input refused before anything ran, nor for plan mode.
-    if (input !== undefined && state !== undefined)
+    // No report for input refused, or endpoints that did not answer, before anything ran: the
+    // operator who started it is told at once, and a report to a backup store that does not
+    // answer would only hold the failure back.
+    if (input !== undefined && state !== undefined && pastPreflight)
       await report({
         outcome: isCancellation(err) ? 'cancelled' : 'failed',
         liveData: statement,
