@@ -191,7 +191,13 @@ test('a service that never comes back is restarted once, then ServiceUnhealthy; 
   expect(String((error as WorkflowFailedError).cause?.message)).toMatch(
     /live data was changed by earlier steps: swap databases in/,
   );
-  expect(calls.slice(-3)).toEqual(['cleanupPostgresRestore', 'cleanupPostgresGlobals', 'unlockBackup']);
+  // The cleanup, then the run's report of it all.
+  expect(calls.slice(-4)).toEqual([
+    'cleanupPostgresRestore',
+    'cleanupPostgresGlobals',
+    'unlockBackup',
+    'writeReport',
+  ]);
   expect(calls).not.toContain('waitForRegistrations');
 });
 

@@ -47,15 +47,15 @@ test('a recovery waiting for approval: its summary and details, the approve comm
         },
       );
       expect(started.code).toBe(4);
+      const { runId } = JSON.parse(started.stdout) as { runId: string };
       const ui = `http://127.0.0.1:${testStack().temporal.uiPort}`;
       const page = await browser.newPage();
-      await page.goto(`${ui}/namespaces/default/workflows/${workflowId}`);
-      // The Summary and Details fixed at the start, and the Current Details the workflow keeps
-      // (the UI renders markdown in a sandboxed frame: every frame's text is read).
+      // This run's page (not the id's latest run), its User Metadata tab: the Summary and Details
+      // fixed at the start, and the Current Details the workflow keeps (the UI renders markdown in
+      // a sandboxed frame: every frame's text is read).
+      await page.goto(`${ui}/namespaces/default/workflows/${workflowId}/${runId}/history`);
+      await page.getByText(runId).first().waitFor({ timeout: 60000 });
       await page.getByText('User Metadata', { exact: true }).click();
-      await page
-        .getByText(/^totalDatabaseLoss: targets controller — by \S+@\S+$/)
-        .waitFor({ timeout: 30000 });
       const framesText = async () =>
         (
           await Promise.all(
@@ -67,12 +67,14 @@ test('a recovery waiting for approval: its summary and details, the approve comm
             ),
           )
         ).join('\n');
+      const SUMMARY = /^totalDatabaseLoss: targets controller — by \S+@\S+$/m;
       let details = '';
-      for (let i = 0; i < 60 && !details.includes('kohakku-dr approve'); i++) {
-        details = await framesText();
+      for (let i = 0; i < 120 && !(SUMMARY.test(details) && details.includes('kohakku-dr approve')); i++) {
         await page.waitForTimeout(500);
+        details = await framesText();
       }
       await page.screenshot({ path: path.join(os.tmpdir(), 'kohakku-dr-ui-test.png') });
+      expect(details).toMatch(SUMMARY);
       expect(details).toContain(`follow: kohakku-dr watch ${workflowId}`);
       // Current details: the state, then what it waits for with the exact command, before any step.
       const current = details.slice(details.indexOf('Total database loss — running'));
