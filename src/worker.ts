@@ -9,7 +9,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { createDeps } from './activities/deps';
 import { MAX_HEARTBEAT_THROTTLE } from './activities/heartbeat';
-import { WORKFLOW_BUNDLE, WORKFLOW_CODE, workflowCodeOptions } from './bundleWorkflows';
+import { WORKFLOW_BUNDLE, workflowCodeOptions } from './bundleWorkflows';
 import { ConfigError, loadConfig, type Config } from './config';
 import { checkFailureDomains } from './infra/failureDomains';
 import { readSigningKey } from './infra/evidence';
@@ -52,7 +52,7 @@ async function run(): Promise<void> {
       ...(existsSync(WORKFLOW_BUNDLE)
         ? {
             workflowBundle: { codePath: WORKFLOW_BUNDLE },
-            dataConverter: { payloadConverterPath: WORKFLOW_CODE.payloadConverterPath },
+            dataConverter: workflowCodeOptions().dataConverter,
           }
         : workflowCodeOptions()),
       activities: createActivities(deps),

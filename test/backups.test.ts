@@ -18,7 +18,7 @@ import { redisBackupKey } from '../src/activities/redisBackup';
 import { createPostgresActivities, dumpKey } from '../src/activities/postgres';
 import { applySchedules, NIGHTLY_SCHEDULE_ID } from '../src/client/schedules';
 import { loadConfig } from '../src/config';
-import { nightlyBackup, postgresBackup, redisBackup, verifyBackupSet } from '../src/workflows';
+import { nightlyBackup, redisBackup, verifyBackupSet } from '../src/workflows';
 import {
   databases,
   failureType,
@@ -31,6 +31,7 @@ import {
   testStack,
   type TestKohakku,
   type WorkerProcess,
+  backUpPostgres,
 } from './harness/kohakku';
 
 let k: TestKohakku;
@@ -289,16 +290,11 @@ test('a backup taken while Kohakku keeps writing restores consistently (foreign 
 });
 
 test('recovery picks the newest verified set by default, over a newer unverified backup, and says so', async () => {
-  const client = await temporalClient(k.stack);
   const [verifiedSet] = (
     await createBackupSetActivities({ store: store(), config: { retentionDays: 14 } }).listBackupSets()
   ).filter((s) => s.verification?.ok);
   await new Promise((r) => setTimeout(r, 1100)); // backup ids have one-second resolution
-  const unverified = await client.workflow.execute(postgresBackup, {
-    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
-    workflowId: 'test-backups-unverified',
-    args: [{}],
-  });
+  const unverified = await backUpPostgres(k, 'test-backups-unverified');
   expect(unverified.id > verifiedSet!.id).toBe(true);
   // exec is not used to resolve a backup: a stub that would fail loudly if it were.
   const pg = createPostgresActivities({

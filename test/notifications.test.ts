@@ -19,7 +19,7 @@ import type { Report } from '../src/domain/reports';
 import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
 import { generateSigningKey, readPublicKey, verifyReport } from '../src/infra/evidence';
 import { WORKFLOW_IDS } from '../src/client/temporal';
-import { postgresBackup, totalDatabaseLoss } from '../src/workflows';
+import { totalDatabaseLoss } from '../src/workflows';
 import { approveSignal } from '../src/workflows/definitions';
 import { runCli } from './harness/cli';
 import {
@@ -30,6 +30,7 @@ import {
   temporalClient,
   type TestKohakku,
   type WorkerProcess,
+  backUpPostgres,
 } from './harness/kohakku';
 
 /** The part of a webhook URL that authorizes it (Slack's …/services/T…/B…/<token>). */
@@ -85,13 +86,7 @@ beforeAll(async () => {
     EVIDENCE_SIGNING_KEY_FILE: key.keyFile,
     NOTIFY_WEBHOOK_URL: `http://127.0.0.1:${port}/services/T0/B0/${TOKEN}`,
   });
-  await (
-    await temporalClient(k.stack)
-  ).workflow.execute(postgresBackup, {
-    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
-    workflowId: 'test-notifications-backup',
-    args: [{}],
-  });
+  await backUpPostgres(k, 'test-notifications-backup');
 });
 
 afterAll(async () => {

@@ -6,8 +6,7 @@
  * either.
  */
 import { freePort } from '../src/infra/processes';
-import { postgresBackup } from '../src/workflows';
-import { freshKohakku, startWorker, stopKohakku, temporalClient, type TestKohakku } from './harness/kohakku';
+import { freshKohakku, startWorker, stopKohakku, type TestKohakku, backUpPostgres } from './harness/kohakku';
 
 let k: TestKohakku;
 
@@ -31,13 +30,7 @@ test('JSON log lines with workflow and activity ids, and Prometheus metrics, fro
   });
   let metrics = '';
   try {
-    await (
-      await temporalClient(k.stack)
-    ).workflow.execute(postgresBackup, {
-      taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
-      workflowId: 'test-observability-backup',
-      args: [{}],
-    });
+    await backUpPostgres(k, 'test-observability-backup');
     const response = await fetch(`http://${metricsAddress}/metrics`);
     expect(response.status).toBe(200);
     metrics = await response.text();

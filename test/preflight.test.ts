@@ -10,7 +10,6 @@ import { freePort } from '../src/infra/processes';
 import { EXIT_CODES } from '../src/client/exitCodes';
 import { WORKFLOW_IDS } from '../src/client/temporal';
 import { progressQuery } from '../src/workflows/definitions';
-import { postgresBackup } from '../src/workflows';
 import { runCli, stackTraceLine } from './harness/cli';
 import {
   databases,
@@ -20,6 +19,7 @@ import {
   tableFingerprints,
   temporalClient,
   type TestKohakku,
+  backUpPostgres,
 } from './harness/kohakku';
 
 let k: TestKohakku;
@@ -29,13 +29,7 @@ beforeAll(async () => {
   // A backup in the primary store, for the recovery that gets past its preflight.
   const worker = await startWorker(k.workerEnv);
   try {
-    await (
-      await temporalClient(k.stack)
-    ).workflow.execute(postgresBackup, {
-      taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
-      workflowId: 'test-preflight-backup',
-      args: [{}],
-    });
+    await backUpPostgres(k, 'test-preflight-backup');
   } finally {
     await worker.stop();
   }

@@ -4,7 +4,7 @@
  */
 import { WorkflowFailedError } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
-import { postgresBackup, totalDatabaseLoss } from '../src/workflows';
+import { totalDatabaseLoss } from '../src/workflows';
 import type { RecoveryPlan } from '../src/workflows/definitions';
 import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
 import { dumpKey } from '../src/activities/postgres';
@@ -21,6 +21,7 @@ import {
   temporalClient,
   type TestKohakku,
   type WorkerProcess,
+  backUpPostgres,
 } from './harness/kohakku';
 
 let k: TestKohakku;
@@ -30,14 +31,7 @@ let backupId: string;
 beforeAll(async () => {
   k = await freshKohakku('safety', { tasks: 2000, briefs: 10 }, { agents: { agentIntervalSeconds: 300 } });
   worker = await startWorker(k.workerEnv);
-  const client = await temporalClient(k.stack);
-  backupId = (
-    await client.workflow.execute(postgresBackup, {
-      taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
-      workflowId: 'test-safety-backup',
-      args: [{}],
-    })
-  ).id;
+  backupId = (await backUpPostgres(k, 'test-safety-backup')).id;
 });
 
 afterAll(async () => {

@@ -3,7 +3,7 @@
  * must come back with its rows, indexes, constraints (and the foreign key pointing at it),
  * trigger and sequence value, exactly as before.
  */
-import { postgresBackup, tableRestore } from '../src/workflows';
+import { tableRestore } from '../src/workflows';
 import type { RecoveryPlan } from '../src/workflows/definitions';
 import type { TableRestoreResult } from '../src/workflows/tableRestore';
 import {
@@ -15,6 +15,7 @@ import {
   temporalClient,
   type TestKohakku,
   type WorkerProcess,
+  backUpPostgres,
 } from './harness/kohakku';
 
 let k: TestKohakku;
@@ -24,14 +25,7 @@ let backupId: string;
 beforeAll(async () => {
   k = await freshKohakku('tables', { tasks: 5000, briefs: 5 }, { agents: false });
   worker = await startWorker(k.workerEnv);
-  const client = await temporalClient(k.stack);
-  backupId = (
-    await client.workflow.execute(postgresBackup, {
-      taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
-      workflowId: 'test-tables-backup',
-      args: [{}],
-    })
-  ).id;
+  backupId = (await backUpPostgres(k, 'test-tables-backup')).id;
 });
 
 afterAll(async () => {

@@ -14,7 +14,7 @@ import { createBackupStore } from '../src/infra/stores';
 import { loadConfig } from '../src/config';
 import { postgresManifestKey } from '../src/domain/layout';
 import type { PostgresManifest } from '../src/domain/manifests';
-import { postgresBackup, totalDatabaseLoss } from '../src/workflows';
+import { totalDatabaseLoss } from '../src/workflows';
 import { progressQuery, type Progress } from '../src/workflows/definitions';
 import type { TotalDatabaseLossResult } from '../src/workflows/totalDatabaseLoss';
 import {
@@ -32,6 +32,7 @@ import {
   temporalClient,
   type TestKohakku,
   type WorkerProcess,
+  backUpPostgres,
 } from './harness/kohakku';
 
 const CONTROLLER = 'kohakku-controller';
@@ -51,12 +52,7 @@ beforeAll(async () => {
     [CONTROLLER]: await tableFingerprints(k.stack, CONTROLLER),
     [DISPATCHER]: await tableFingerprints(k.stack, DISPATCHER),
   };
-  const client = await temporalClient(k.stack);
-  const manifest = await client.workflow.execute(postgresBackup, {
-    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
-    workflowId: 'test-tdlfaults-backup',
-    args: [{}],
-  });
+  const manifest = await backUpPostgres(k, 'test-tdlfaults-backup');
   backupId = manifest.id;
   // Live data moves on after the backup, so a database swapped to the backup shows in its rows.
   await sql(k.stack, CONTROLLER, `UPDATE tasks_task SET title = title || ' (after backup)' WHERE id <= 3`);

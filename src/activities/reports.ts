@@ -5,13 +5,12 @@
  * Returns where it went; a report that could be written nowhere is an error the workflow turns
  * into a warning, never the run's failure.
  */
-import { promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import type { Config } from '../config';
 import { reportKey, reportMarkdown, type Report } from '../domain/reports';
 import type { BackupStores } from '../infra/stores';
 import { readSigningKey, signReport } from '../infra/evidence';
+import { writeReportFiles } from '../infra/reportFiles';
 
 export interface ReportDeps {
   config: Pick<Config, 'reports'>;
@@ -51,12 +50,8 @@ export function createReportActivities({ config, stores }: ReportDeps) {
       }
     }
     if (config.reports.dir) {
-      const file = path.join(config.reports.dir, `${base.replace(/^reports\//, '')}.json`);
       try {
-        await fs.mkdir(path.dirname(file), { recursive: true });
-        await fs.writeFile(file, json);
-        await fs.writeFile(file.replace(/\.json$/, '.md'), markdown);
-        written.push(file);
+        written.push((await writeReportFiles(report, config.reports.dir)).json);
       } catch (err) {
         failures.push(`${config.reports.dir}: ${(err as Error).message}`);
       }

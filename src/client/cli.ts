@@ -37,7 +37,7 @@ import {
   reportHistory,
   reportsDir,
   verifyEvidence,
-  writeReportFiles,
+  writeDrillReport,
 } from './evidence';
 import { generateSigningKey } from '../infra/evidence';
 import { runDrill } from './drill';
@@ -199,7 +199,7 @@ async function run(): Promise<void> {
           grace: opts.grace ?? size.grace,
         });
         // The evidence: signed with EVIDENCE_SIGNING_KEY_FILE when set, into REPORTS_DIR.
-        report.evidence = await writeReportFiles(
+        report.evidence = await writeDrillReport(
           drillReport(report, startedAt),
           reportsDir(),
           process.env.EVIDENCE_SIGNING_KEY_FILE || undefined,

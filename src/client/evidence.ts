@@ -7,14 +7,9 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import {
-  DRILL_CONTROLS,
-  REPORT_FORMAT_VERSION,
-  reportMarkdown,
-  reportSteps,
-  type Report,
-} from '../domain/reports';
+import { DRILL_CONTROLS, REPORT_FORMAT_VERSION, reportSteps, tenths, type Report } from '../domain/reports';
 import { readPublicKey, readSigningKey, signReport, verifyReport, type Verdict } from '../infra/evidence';
+import { writeReportFiles } from '../infra/reportFiles';
 import { CliError } from './exitCodes';
 import type { DrillReport } from './drillPlatform';
 
@@ -37,7 +32,7 @@ export function drillReport(drill: DrillReport, startedAt: Date): Report {
     outcome: drill.ok ? 'passed' : 'failed',
     startedAt: startedAt.toISOString(),
     endedAt: now.toISOString(),
-    durationSeconds: Math.round((now.getTime() - startedAt.getTime()) / 100) / 10,
+    durationSeconds: tenths(now.getTime() - startedAt.getTime()),
     measurements: r.measurements,
     ...(r.backup ? { backup: r.backup } : {}),
     steps: reportSteps(r.steps),
@@ -50,8 +45,8 @@ export function drillReport(drill: DrillReport, startedAt: Date): Report {
   };
 }
 
-/** Signs `report` when a key file is given, writes `<dir>/<kind>/<name>.json` and `.md`. */
-export async function writeReportFiles(
+/** Signs `report` when a key file is given, writes it as the worker writes into REPORTS_DIR. */
+export async function writeDrillReport(
   report: Report,
   dir: string,
   signingKeyFile?: string,
@@ -63,14 +58,8 @@ export async function writeReportFiles(
     });
     signed = signReport(report, key);
   }
-  const at = signed.endedAt.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  const base = path.join(dir, signed.kind, `${at}-${signed.procedure.replace(/[^a-z0-9]+/gi, '-')}`);
-  await fs.mkdir(path.dirname(base), { recursive: true });
-  await fs.writeFile(`${base}.json`, JSON.stringify(signed, null, 2) + '\n');
-  await fs.writeFile(`${base}.md`, reportMarkdown(signed));
   return {
-    json: `${base}.json`,
-    markdown: `${base}.md`,
+    ...(await writeReportFiles(signed, dir)),
     ...(signed.signature ? { signedBy: signed.signature.keyId } : {}),
   };
 }

@@ -34,6 +34,11 @@ export function amountLine(m: Meter): string {
   return `${formatAmount(m.done, m.unit)} of ${formatAmount(m.total, m.unit)} (${pct} %)`;
 }
 
+/** `    … downloading x.dump: 1.2 GiB of 5.0 GiB (24 %), about 2 min 10 s left`: a meter as one line. */
+export function meterLine(m: Meter, etaSeconds?: number): string {
+  return `    … ${m.what}: ${amountLine(m)}${etaSeconds !== undefined ? `, about ${formatDuration(etaSeconds)} left` : ''}`;
+}
+
 /**
  * Seconds left at the rate seen between two readings of the same meter, when it has a total and
  * moved; undefined otherwise.
@@ -71,9 +76,7 @@ export function plainMeterDisplay(
         if (at - s.printedAt < everyMs) continue;
         s.printedAt = at;
         const eta = etaSeconds(s.first, { at, meter });
-        write(
-          `    … ${meter.what}: ${amountLine(meter)}${eta !== undefined ? `, about ${formatDuration(eta)} left` : ''}`,
-        );
+        write(meterLine(meter, eta));
       }
     },
     print: write,

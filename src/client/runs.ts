@@ -12,7 +12,7 @@ import { SEARCH_ATTRIBUTES } from '../domain/searchAttributes';
 import { progressQuery, type Progress } from '../workflows/definitions';
 import { deliverNotification } from '../workflows/notify';
 import { CliError, exitCode, failureOf } from './exitCodes';
-import { amountLine, barMeterDisplay, plainMeterDisplay } from './meters';
+import { barMeterDisplay, meterLine, plainMeterDisplay } from './meters';
 import type { Output } from './output';
 import {
   activityMeters,
@@ -23,6 +23,9 @@ import {
   temporalSettings,
   watch,
 } from './temporal';
+
+/** Who runs this CLI, where: `oncall@host`, as the UI's summary and the notifications name them. */
+const operator = () => `${os.userInfo().username}@${os.hostname()}`;
 
 /** What to type next about a run, in the messages that hand it back to the operator. */
 const commandsFor = (workflowId: string) => ({
@@ -186,7 +189,7 @@ export function uiMetadata(
     typeof input.from === 'string' ? `from the ${input.from} store` : undefined,
     input.confirm ? 'approved in advance' : undefined,
   ].filter(Boolean);
-  const by = `${os.userInfo().username}@${os.hostname()}`;
+  const by = operator();
   const next = commandsFor(workflowId);
   return {
     staticSummary: `${workflowType}${parts.length ? `: ${parts.join(', ')}` : ''} — by ${by}`,
@@ -291,7 +294,7 @@ export async function showStatus(client: Client, out: Output, workflowId: string
         : []),
       ...(progress?.waitingFor && running ? [`  waiting for: ${progress.waitingFor}`] : []),
       ...retrying.map(retryLine),
-      ...meters.map((m) => `    … ${m.meter.what}: ${amountLine(m.meter)}`),
+      ...meters.map((m) => meterLine(m.meter)),
       ...(progress?.error ? [`  error: ${progress.error}`] : []),
       ...(progress?.awaitingApproval
         ? [`  approve: ${next.approveCommand} (replaces: ${progress.awaitingApproval.replaces.join('; ')})`]
@@ -357,7 +360,7 @@ export async function notifySchedulePaused(
   scheduleId: string,
   note?: string,
 ): Promise<string | undefined> {
-  const by = `${os.userInfo().username}@${os.hostname()}`;
+  const by = operator();
   const at = new Date().toISOString();
   return client.workflow
     .start(deliverNotification, {

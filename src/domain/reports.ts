@@ -86,7 +86,8 @@ export interface Report {
   signature?: ReportSignature;
 }
 
-const tenths = (ms: number) => Math.round(ms / 100) / 10;
+/** Milliseconds as seconds to a tenth, as reports and measurements give durations. */
+export const tenths = (ms: number) => Math.round(ms / 100) / 10;
 
 /** Steps as a report gives them: durations in seconds. */
 export const reportSteps = (steps: StepProgress[]): ReportStep[] =>

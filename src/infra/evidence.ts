@@ -25,30 +25,28 @@ export function keyIdOf(publicKey: KeyObject): string {
     .slice(0, 16);
 }
 
-/** Reads an ed25519 private key (PKCS#8 PEM); a clear error naming the file otherwise. */
-export async function readSigningKey(file: string): Promise<KeyObject> {
+/** An ed25519 key from a PEM file, by `parse`; a clear error naming the file otherwise. */
+async function readEd25519(
+  file: string,
+  parse: (pem: Buffer) => KeyObject,
+  what: string,
+): Promise<KeyObject> {
   let key: KeyObject;
   try {
-    key = createPrivateKey(await fs.readFile(file));
+    key = parse(await fs.readFile(file));
   } catch (err) {
-    throw new Error(`${file}: not a readable private key (${(err as Error).message})`);
+    throw new Error(`${file}: not a readable ${what} (${(err as Error).message})`);
   }
   if (key.asymmetricKeyType !== 'ed25519')
     throw new Error(`${file}: an ${key.asymmetricKeyType} key, expected ed25519`);
   return key;
 }
 
-export async function readPublicKey(file: string): Promise<KeyObject> {
-  let key: KeyObject;
-  try {
-    key = createPublicKey(await fs.readFile(file));
-  } catch (err) {
-    throw new Error(`${file}: not a readable public key (${(err as Error).message})`);
-  }
-  if (key.asymmetricKeyType !== 'ed25519')
-    throw new Error(`${file}: an ${key.asymmetricKeyType} key, expected ed25519`);
-  return key;
-}
+/** An ed25519 private key (PKCS#8 PEM): EVIDENCE_SIGNING_KEY_FILE. */
+export const readSigningKey = (file: string) => readEd25519(file, createPrivateKey, 'private key');
+
+/** An ed25519 public key (SPKI PEM): what `evidence verify` checks against. */
+export const readPublicKey = (file: string) => readEd25519(file, createPublicKey, 'public key');
 
 /** The report with its signature. */
 export function signReport(report: Report, privateKey: KeyObject): Report {

@@ -20,6 +20,7 @@ import aws4 from 'aws4';
 import type * as Minio from 'minio';
 import { Pool } from 'undici';
 import type { S3Connection } from '../config';
+import { CONTENT_IN_MEMORY_BYTES } from './backupStore';
 import { s3Client, sigV4Escape } from './s3';
 
 /** An object's bytes as they arrive, with what the response said of them. */
@@ -50,8 +51,25 @@ export class S3ReadError extends Error {
   }
 }
 
-/** Objects above this size are read through minio-js (see above); smaller ones are read whole as they arrive. */
-export const LARGE_OBJECT_BYTES = 1 << 20;
+/**
+ * Objects above this size are read through minio-js (see above): those the mirror streams into
+ * the store (and so may pause) rather than holding whole as they arrive.
+ */
+export const LARGE_OBJECT_BYTES = CONTENT_IN_MEMORY_BYTES;
+
+/** A download as its response's headers describe it: ETag without quotes, Content-Length as a number. */
+function downloadOf(body: Readable, headers: Record<string, string | string[] | undefined>): ObjectDownload {
+  const header = (name: string) => {
+    const v = headers[name];
+    return typeof v === 'string' ? v : undefined;
+  };
+  const length = header('content-length');
+  return {
+    body,
+    etag: header('etag')?.replace(/"/g, ''),
+    size: length && /^\d+$/.test(length) ? Number(length) : undefined,
+  };
+}
 
 /** No headers (or no bytes of the body) for this long: the server is named as stalled, and the transfer fails. */
 const STALL_MS = 60_000;
@@ -75,16 +93,7 @@ export function objectReader(connection: S3Connection, options: { connections?: 
     const body = (await (minio ??= s3Client(connection)).getObject(bucket, key)) as Readable & {
       headers?: Record<string, string | string[] | undefined>;
     };
-    const header = (name: string) => {
-      const v = body.headers?.[name];
-      return typeof v === 'string' ? v : undefined;
-    };
-    const length = header('content-length');
-    return {
-      body,
-      etag: header('etag')?.replace(/"/g, ''),
-      size: length && /^\d+$/.test(length) ? Number(length) : undefined,
-    };
+    return downloadOf(body, body.headers ?? {});
   };
   return {
     async get(bucket, key, options) {
@@ -113,10 +122,6 @@ export function objectReader(connection: S3Connection, options: { connections?: 
             },
           );
         });
-      const header = (name: string) => {
-        const v = response.headers[name];
-        return typeof v === 'string' ? v : undefined;
-      };
       if (response.statusCode !== 200) {
         // An S3 error document is small; read it for its code and message.
         const text = (await response.body.text().catch(() => '')).slice(0, 4096);
@@ -129,12 +134,7 @@ export function objectReader(connection: S3Connection, options: { connections?: 
           response.statusCode,
         );
       }
-      const length = header('content-length');
-      return {
-        body: response.body,
-        etag: header('etag')?.replace(/"/g, ''),
-        size: length && /^\d+$/.test(length) ? Number(length) : undefined,
-      };
+      return downloadOf(response.body, response.headers);
     },
     close: () => pool.close(),
   };

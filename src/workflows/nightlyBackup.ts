@@ -66,6 +66,7 @@ export async function nightlyBackup(rawInput?: Record<string, never>): Promise<N
   } catch (err) {
     if (patched(NOTIFY_PATCH)) {
       const verification = failureTypeOf(err) === ErrorType.VerificationFailed;
+      const schedule = scheduledBy();
       const warning = await notifyBeside({
         event: verification ? 'verification-failed' : 'backup-failed',
         title: verification
@@ -77,7 +78,7 @@ export async function nightlyBackup(rawInput?: Record<string, never>): Promise<N
             ? 'The set is kept but never chosen as "latest"; recoveries use the newest verified set. `kohakku-dr backups` shows the problem.'
             : 'No new set: recoveries use the newest verified one. `kohakku-dr backups` lists what there is.',
         ],
-        ...(scheduledBy() ? { schedule: scheduledBy() } : {}),
+        ...(schedule ? { schedule } : {}),
       });
       if (warning) procedure.warn(warning);
     }

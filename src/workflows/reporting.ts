@@ -6,7 +6,7 @@
  */
 import { CancellationScope, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { REPORT_FORMAT_VERSION, reportSteps, type Report } from '../domain/reports';
+import { REPORT_FORMAT_VERSION, reportSteps, tenths, type Report } from '../domain/reports';
 import type { StepProgress } from './definitions';
 import { rootMessage } from './engine/progress';
 import { reporting } from './options';
@@ -36,7 +36,7 @@ export async function recordReport(
         workflowId: info.workflowId,
         runId: info.runId,
         endedAt: new Date(now).toISOString(),
-        durationSeconds: Math.round((now - Date.parse(fields.startedAt)) / 100) / 10,
+        durationSeconds: tenths(now - Date.parse(fields.startedAt)),
         steps: reportSteps(fields.steps),
       }),
     );

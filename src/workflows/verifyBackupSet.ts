@@ -57,8 +57,9 @@ export async function verifyBackupSet(rawInput?: VerifyBackupSetInput): Promise<
   const info = workflowInfo();
   const verifyId = `${info.workflowId}/${info.runId}`;
   const startedAt = new Date(Date.now()).toISOString();
-  const reported = (outcome: 'completed' | 'failed' | 'cancelled', error?: unknown) =>
-    recordReport(
+  const reported = (outcome: 'completed' | 'failed' | 'cancelled', error?: unknown) => {
+    const type = error ? failureTypeOf(error) : undefined;
+    return recordReport(
       {
         kind: 'verification',
         procedure: 'verify',
@@ -69,17 +70,11 @@ export async function verifyBackupSet(rawInput?: VerifyBackupSetInput): Promise<
         approvals: [],
         warnings: procedure.progress.warnings,
         liveData: 'untouched: a verification restores into scratch copies only',
-        ...(error
-          ? {
-              error: {
-                ...(failureTypeOf(error) ? { type: failureTypeOf(error) } : {}),
-                message: rootMessage(error),
-              },
-            }
-          : {}),
+        ...(error ? { error: { ...(type ? { type } : {}), message: rootMessage(error) } } : {}),
       },
       (w) => procedure.warn(w),
     );
+  };
   try {
     const result = await verifySteps(procedure, input, verifyId);
     await reported('completed');

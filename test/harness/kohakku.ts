@@ -28,6 +28,8 @@ import {
   type ServiceOptions,
 } from '../../src/reference/supervisor';
 import { controlPostgres, killRedis, loseS3Server, readStack, type StackInfo } from '../../src/stack/stack';
+import type { PostgresManifest } from '../../src/domain/manifests';
+import { postgresBackup } from '../../src/workflows';
 import { progressQuery, type Progress } from '../../src/workflows/definitions';
 import { STACK_DIR_ENV } from './globalSetup';
 
@@ -324,6 +326,15 @@ export function failureType(err: unknown): string | undefined {
     e = e.cause;
   }
   return undefined;
+}
+
+/** A Postgres backup of `k` on its worker's task queue (a worker must poll it), as `workflowId`; its manifest. */
+export async function backUpPostgres(k: TestKohakku, workflowId: string): Promise<PostgresManifest> {
+  return (await temporalClient(k.stack)).workflow.execute(postgresBackup, {
+    taskQueue: k.workerEnv.KOHAKKU_DR_TASK_QUEUE!,
+    workflowId,
+    args: [{}],
+  });
 }
 
 /** Waits until a recovery asks for approval; returns its progress (step and what it replaces). */

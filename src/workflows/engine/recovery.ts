@@ -49,7 +49,7 @@ import {
   type RecoveryPlan,
 } from '../definitions';
 import type { Notification } from '../../domain/notifications';
-import type { Report } from '../../domain/reports';
+import { tenths, type Report } from '../../domain/reports';
 import { notifyBeside } from '../notify';
 import { preflight, quick } from '../options';
 import { recordReport } from '../reporting';
@@ -715,7 +715,6 @@ export function measure(
 ): Measurements {
   const now = Date.now();
   const incident = incidentAt ? Date.parse(incidentAt) : startedMs;
-  const tenths = (ms: number) => Math.round(ms / 100) / 10;
   return {
     startedAt: new Date(startedMs).toISOString(),
     rtoSeconds: tenths(now - startedMs),
@@ -723,6 +722,6 @@ export function measure(
     rtoWithoutApprovalSeconds: tenths(now - startedMs - approvalWaitMs),
     incidentAt: new Date(incident).toISOString(),
     backupCreatedAt,
-    rpoSeconds: backupCreatedAt ? Math.round((incident - Date.parse(backupCreatedAt)) / 100) / 10 : undefined,
+    rpoSeconds: backupCreatedAt ? tenths(incident - Date.parse(backupCreatedAt)) : undefined,
   };
 }
