@@ -118,16 +118,16 @@ export function createActivities(input: Omit<ActivityDeps, 'store' | 'stores'> &
   }
   const activities = routed as unknown as Routed<OnOneStore>;
   // The preflight looks at every store itself (any answering one will do without a `from`).
-  const { checkEndpoints } = createPreflightActivities(deps);
-  const { sendNotification } = createNotificationActivities(deps);
-  const { writeReport } = createReportActivities(deps);
+  // They heartbeat too: every activity option has a heartbeat timeout (workflows/options.ts).
+  const acrossStores = everyOneHeartbeating({
+    ...createPreflightActivities(deps),
+    ...createNotificationActivities(deps),
+    ...createReportActivities(deps),
+  });
   // Without a `from`, "which backup" is the first store holding a verified copy.
   return {
     ...activities,
-    checkEndpoints: (input: Parameters<typeof checkEndpoints>[0]) =>
-      heartbeatingThroughout('checkEndpoints', () => checkEndpoints(input)),
-    sendNotification,
-    writeReport,
+    ...acrossStores,
     resolvePostgresBackup: (input: Parameters<OnOneStore['resolvePostgresBackup']>[0] & FromStore) =>
       resolveAcrossStores(input.from, on, (a) => a.resolvePostgresBackup(input), deps.stores),
     resolveBackupSet: (input: Parameters<OnOneStore['resolveBackupSet']>[0] & FromStore) =>

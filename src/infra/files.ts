@@ -1,5 +1,10 @@
-/** Small filesystem questions the activities ask (whether a path is there), answered one way. */
+/**
+ * Small filesystem questions the activities ask (whether a path is there), answered one way, and
+ * the names of a process's own work files, so a killed worker's are not left behind for ever.
+ */
 import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { isAlive } from './processes';
 
 /** Whether `p` exists (any kind of entry); false on any error reaching it. */
 export function pathExists(p: string): Promise<boolean> {
@@ -7,4 +12,22 @@ export function pathExists(p: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+let fileSeq = 0;
+
+/**
+ * A new file name of this process in `dir` (created if missing): `${prefix}-${pid}-${n}${ext}`.
+ * A worker that is killed leaves such files behind (a spool, an index being written), and its
+ * retry runs in another process; so first the files with this prefix whose process is no longer
+ * running on this host are removed — a live sibling worker's are left alone.
+ */
+export async function processFileName(dir: string, prefix: string, ext: string): Promise<string> {
+  await fs.mkdir(dir, { recursive: true });
+  const own = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-(\\d+)-\\d+`);
+  for (const name of await fs.readdir(dir)) {
+    const pid = Number(own.exec(name)?.[1]);
+    if (pid && pid !== process.pid && !isAlive(pid)) await fs.rm(path.join(dir, name), { force: true });
+  }
+  return path.join(dir, `${prefix}-${process.pid}-${fileSeq++}${ext}`);
 }

@@ -13,13 +13,11 @@
  * line) is recognised by its second line and parsed whole, as it always was.
  */
 import { createWriteStream, promises as fs } from 'node:fs';
-import * as path from 'node:path';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { ErrorType, fail } from '../domain/errors';
 import { isNotFound, type BackupStore } from './backupStore';
-
-let tempSeq = 0;
+import { processFileName } from './files';
 
 /**
  * Writes `items` as a JSON array, one entry per line, into `key`: through a file in `workDir`
@@ -30,8 +28,7 @@ export async function putJsonArray<T>(
   target: { key: string; workDir: string },
   items: Iterable<T> | AsyncIterable<T>,
 ): Promise<number> {
-  await fs.mkdir(target.workDir, { recursive: true });
-  const file = path.join(target.workDir, `json-array-${process.pid}-${tempSeq++}.json`);
+  const file = await processFileName(target.workDir, 'json-array', '.json');
   const out = createWriteStream(file);
   try {
     const closed = once(out, 'close');

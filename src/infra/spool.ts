@@ -1,14 +1,13 @@
 /**
  * A spool of JSON lines on the worker's disk: what a restore decided for each object, written in
  * one pass and read back in the next, so the plan of a million objects is never in memory whole.
- * Local to one activity attempt (a retry plans again): the file is removed when it is done with.
+ * Local to one activity attempt (a retry plans again): the file is removed when it is done with,
+ * and a killed attempt's by the next spool of the same name (infra/files.ts).
  */
 import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import { once } from 'node:events';
-import * as path from 'node:path';
 import { createInterface } from 'node:readline';
-
-let spoolSeq = 0;
+import { processFileName } from './files';
 
 export interface Spool<T> {
   /** Appends one item (waits when the disk is behind). */
@@ -22,8 +21,7 @@ export interface Spool<T> {
 }
 
 export async function createSpool<T>(dir: string, name: string): Promise<Spool<T>> {
-  await fs.mkdir(dir, { recursive: true });
-  const file = path.join(dir, `${name}-${process.pid}-${spoolSeq++}.jsonl`);
+  const file = await processFileName(dir, name, '.jsonl');
   const out = createWriteStream(file);
   const closed = once(out, 'close');
   closed.catch(() => undefined); // an error is reported by the write or close that meets it

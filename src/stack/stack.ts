@@ -46,9 +46,65 @@ export interface StackInfo {
   backupS3: S3Server;
   /** The backup replica: a directory. */
   replicaDir: string;
-  temporal: { port: number; uiPort: number; dbFile: string; pid: number; log: string; namespace: string };
+  temporal: TemporalServer & { pid: number; log: string; namespace: string };
   /** Other daemons started on this stack (reference Kohakku services); stopped with it. */
   extraPidsFile: string;
+}
+
+/** The stack's Temporal dev server: how it was started, so it can be started again on the same SQLite file. */
+export interface TemporalServer {
+  port: number;
+  uiPort: number;
+  dbFile: string;
+  /** Without the UI unless set (absent in stacks from before 0.3.7: headless). */
+  withUi?: boolean;
+}
+
+/** `temporal server start-dev` on its SQLite file: its workflows survive its own SIGKILL. */
+function startTemporalServer(tools: ToolPaths, server: TemporalServer, log: string): Daemon {
+  return startDaemon(
+    'temporal',
+    tools.temporal,
+    [
+      'server',
+      'start-dev',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(server.port),
+      '--ui-port',
+      String(server.uiPort),
+      ...(server.withUi ? [] : ['--headless']),
+      ...searchAttributeFlags(),
+      '--db-filename',
+      server.dbFile,
+      '--log-level',
+      'warn',
+    ],
+    { log },
+  );
+}
+
+/**
+ * A Temporal server crash, for the crash matrix: SIGKILL the stack's Temporal dev server, wait
+ * `downMs`, start it again on the same ports and SQLite file, and wait until it answers.
+ */
+export async function crashTemporalServer(stackDir: string, options: { downMs: number }): Promise<void> {
+  const stack = readStack(stackDir);
+  await stopDaemon(stack.temporal.pid, 0, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, options.downMs));
+  const daemon = startTemporalServer(stack.tools, stack.temporal, stack.temporal.log);
+  await fs.appendFile(stack.extraPidsFile, `${daemon.pid}\n`);
+  await updateStack(stackDir, (s) => {
+    s.temporal = { ...s.temporal, pid: daemon.pid };
+  });
+  await waitForTemporalDevServer({
+    cli: stack.tools.temporal,
+    port: stack.temporal.port,
+    namespace: stack.temporal.namespace,
+    log: stack.temporal.log,
+    timeoutMs: 60000,
+  });
 }
 
 /** An S3 server of the stack: how it was started (so it can be started again) and where it keeps its data. */
@@ -462,34 +518,16 @@ export async function startStack(
     // Temporal dev server (SQLite on disk, so it survives its own restart)
     const temporalDir = path.join(dir, 'temporal');
     await fs.mkdir(temporalDir);
-    const temporalPort = await freePort();
-    const uiPort = await freePort();
-    const temporal = startDaemon(
-      'temporal',
-      tools.temporal,
-      [
-        'server',
-        'start-dev',
-        '--ip',
-        '127.0.0.1',
-        '--port',
-        String(temporalPort),
-        '--ui-port',
-        String(uiPort),
-        ...(options.withTemporalUi ? [] : ['--headless']),
-        ...searchAttributeFlags(),
-        '--db-filename',
-        path.join(temporalDir, 'temporal.db'),
-        '--log-level',
-        'warn',
-      ],
-      { log: path.join(temporalDir, 'temporal.log') },
-    );
+    const temporalServer: TemporalServer = {
+      port: await freePort(),
+      uiPort: await freePort(),
+      dbFile: path.join(temporalDir, 'temporal.db'),
+      withUi: Boolean(options.withTemporalUi),
+    };
+    const temporal = startTemporalServer(tools, temporalServer, path.join(temporalDir, 'temporal.log'));
     started.push(temporal.pid);
     partial.temporal = {
-      port: temporalPort,
-      uiPort,
-      dbFile: path.join(temporalDir, 'temporal.db'),
+      ...temporalServer,
       pid: temporal.pid,
       log: temporal.log,
       namespace: 'default',
@@ -513,7 +551,7 @@ export async function startStack(
     await waitForS3Server(backupS3);
     await waitForTemporalDevServer({
       cli: tools.temporal,
-      port: temporalPort,
+      port: temporalServer.port,
       namespace: 'default',
       log: temporal.log,
       timeoutMs: 60000,

@@ -1,6 +1,17 @@
-/** Activity options shared by the workflows: what is retried, how often, and for how long. */
+/**
+ * Activity options shared by the workflows: what is retried, how often, and for how long.
+ *
+ * Every class has a heartbeat timeout of LOST_WORKER_NOTICED (every activity heartbeats every
+ * 2 s from its first moment to its last: activities/heartbeat.ts), so a worker that dies —
+ * SIGKILL, OOM, a lost host — costs at most that, plus the retry's first interval, before
+ * another worker runs the activity again, whatever its start-to-close limit.
+ * test/crashMatrix.test.ts measures it.
+ */
 import { ActivityCancellationType, type ActivityOptions } from '@temporalio/workflow';
 import { ErrorType, NON_RETRYABLE_ERRORS } from '../domain/errors';
+
+/** How soon the server notices that the worker running an activity is gone. */
+export const LOST_WORKER_NOTICED = '20s';
 
 const retry = {
   initialInterval: '2s',
@@ -11,13 +22,22 @@ const retry = {
 };
 
 /** Quick look-ups and commands: work that does not grow with the data. */
-export const quick: ActivityOptions = { startToCloseTimeout: '2m', retry };
+export const quick: ActivityOptions = {
+  startToCloseTimeout: '2m',
+  heartbeatTimeout: LOST_WORKER_NOTICED,
+  retry,
+};
 
 /**
  * Work that grows with the data but changes nothing live: listings, comparisons, plans,
- * retention. Heartbeating throughout, so a dead worker is noticed within 20 s whatever the size.
+ * retention. Heartbeating throughout, so a dead worker is noticed within
+ * LOST_WORKER_NOTICED whatever the size.
  */
-export const scan: ActivityOptions = { startToCloseTimeout: '1h', heartbeatTimeout: '20s', retry };
+export const scan: ActivityOptions = {
+  startToCloseTimeout: '1h',
+  heartbeatTimeout: LOST_WORKER_NOTICED,
+  retry,
+};
 
 /**
  * Dumps, restores, transfers: long, heartbeating; a dead worker is noticed within the heartbeat
@@ -26,26 +46,31 @@ export const scan: ActivityOptions = { startToCloseTimeout: '1h', heartbeatTimeo
  */
 export const long: ActivityOptions = {
   startToCloseTimeout: '6h',
-  heartbeatTimeout: '20s',
+  heartbeatTimeout: LOST_WORKER_NOTICED,
   retry,
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 };
 
 /**
  * Polling waits with their own deadline inside (some count it from the last progress, so the
- * outer limit is generous; a dead worker is still noticed within the heartbeat timeout).
+ * outer limit is generous; a dead worker is still noticed within LOST_WORKER_NOTICED).
  */
 export function waitUpTo(deadlineSeconds: number): ActivityOptions {
-  return { startToCloseTimeout: `${deadlineSeconds * 4 + 600}s`, heartbeatTimeout: '30s', retry };
+  return {
+    startToCloseTimeout: `${deadlineSeconds * 4 + 600}s`,
+    heartbeatTimeout: LOST_WORKER_NOTICED,
+    retry,
+  };
 }
 
 /**
  * The preflight check: every probe answers within seconds, so a lost worker is noticed within
- * 30 s and the check is tried again at most twice; what it finds wrong fails at once (typed,
+ * LOST_WORKER_NOTICED and the check is tried again at most twice; what it finds wrong fails at once (typed,
  * non-retryable).
  */
 export const preflight: ActivityOptions = {
   startToCloseTimeout: '30s',
+  heartbeatTimeout: LOST_WORKER_NOTICED,
   retry: { ...retry, maximumAttempts: 3 },
 };
 
@@ -56,6 +81,7 @@ export const preflight: ActivityOptions = {
  */
 export const notification: ActivityOptions = {
   startToCloseTimeout: '30s',
+  heartbeatTimeout: LOST_WORKER_NOTICED,
   retry: {
     initialInterval: '5s',
     backoffCoefficient: 2,
@@ -71,5 +97,6 @@ export const notification: ActivityOptions = {
  */
 export const reporting: ActivityOptions = {
   startToCloseTimeout: '1m',
+  heartbeatTimeout: LOST_WORKER_NOTICED,
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '20s', maximumAttempts: 3 },
 };

@@ -1,0 +1,343 @@
+/**
+ * Full cluster on the reference model (10,000 tasks: Postgres dropped, Redis killed with its
+ * files deleted, Kohakku's S3 server SIGKILLed with its data directory deleted, Controller,
+ * Dispatcher, Monitor and Kohakku's Temporal killed — only the live agents keep running), and
+ * the crash matrix on it: the same recovery again and again, each time with a crash at another
+ * point (harness/crashes.ts) — the worker SIGKILLed as an activity is scheduled, after it
+ * completes, halfway through the long ones, during the check-in grace timer, at random times;
+ * the Temporal server SIGKILLed and started again on its SQLite file. Every run must end
+ * completed and identical: every task but the lost ones, the Dispatcher's tables and the skills
+ * as the backup has them, each lost task re-dispatched exactly once, every live task still
+ * running in its container, no staging or moved-aside database, backup lock, target lock or
+ * work file left behind — and a lost worker must cost at most 30 s.
+ *
+ * The normal test command runs the crash-free recovery, three kill points and a second recovery
+ * over live databases. `bash scripts/crash-matrix` runs every kill point the crash-free run's
+ * history gives plus random ones, and prints kill points tried / recovered / identical.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { Redis } from 'ioredis';
+import { seededStatus } from '../src/reference/model';
+import { crashTemporalServer } from '../src/stack/stack';
+import { LOCK_PREFIX } from '../src/domain/layout';
+import { fullCluster, nightlyBackup } from '../src/workflows';
+import type { FullClusterResult } from '../src/workflows/fullCluster';
+import {
+  activitiesOf,
+  describePoint,
+  lostWorkerCost,
+  momentOf,
+  runningActivities,
+  seededRandom,
+  type ActivityRun,
+  type KillPoint,
+} from './harness/crashes';
+import {
+  backupS3Client,
+  clusterFingerprints,
+  databases,
+  failureType,
+  freshKohakku,
+  health,
+  loseWholeCluster,
+  sql,
+  startWorker,
+  stopKohakku,
+  temporalClient,
+  testStack,
+  type TestKohakku,
+  type WorkerProcess,
+} from './harness/kohakku';
+
+/** `all` (scripts/crash-matrix): every kill point; otherwise the normal suite's subset. */
+const ALL = process.env.KOHAKKU_DR_CRASH_MATRIX === 'all';
+const RANDOM_KILLS = Number(process.env.KOHAKKU_DR_CRASH_RANDOM ?? (ALL ? 6 : 0));
+const SEED = Number(process.env.KOHAKKU_DR_CRASH_SEED ?? Date.now() % 1000000);
+/** What the recovery of a lost worker may cost: the heartbeat timeout (20 s), the retry's 2 s, the new worker's start. */
+const LOST_WORKER_LIMIT_SECONDS = 30;
+const TASKS = 10000;
+const LOST = { inFlight: 3000, checkedBack: 2000, requeued: 1000 };
+const GRACE_SECONDS = 6;
+
+let k: TestKohakku;
+let worker: WorkerProcess;
+let client: Client;
+let taskQueue: string;
+let before: Awaited<ReturnType<typeof clusterFingerprints>>;
+let backupId: string;
+/** From the crash-free run: the activities in order, and how long the whole recovery took. */
+let baseline: { activities: ActivityRun[]; millis: number } | undefined;
+let runs = 0;
+
+beforeAll(async () => {
+  k = await freshKohakku(
+    'cluster',
+    { tasks: TASKS, briefs: 300 },
+    {
+      monitor: { monitorIntervalSeconds: 2 },
+      agents: { agentIntervalSeconds: 1 },
+      temporal: {},
+    },
+  );
+  worker = await startWorker(k.workerEnv);
+  client = await temporalClient(k.stack);
+  taskQueue = k.workerEnv.KOHAKKU_DR_TASK_QUEUE!;
+  const nightly = await client.workflow.execute(nightlyBackup, {
+    taskQueue,
+    workflowId: 'test-cluster-nightly',
+  });
+  backupId = nightly.set.id;
+  before = await clusterFingerprints(k);
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  if (k) await stopKohakku(k);
+});
+
+const sleep = (millis: number) => new Promise((r) => setTimeout(r, millis));
+
+function startRecovery(name: string, extra: Record<string, unknown> = {}): Promise<WorkflowHandle> {
+  runs += 1;
+  return client.workflow.start(fullCluster, {
+    taskQueue,
+    workflowId: `test-cluster-${runs}-${name}`,
+    args: [
+      {
+        checkInGraceSeconds: GRACE_SECONDS,
+        startDeadlineSeconds: 30,
+        registrationDeadlineSeconds: 10,
+        ...extra,
+      },
+    ],
+  });
+}
+
+/** The result, riding out a Temporal server that is down for a while. */
+async function outcomeOf(handle: WorkflowHandle): Promise<{ result?: FullClusterResult; error?: string }> {
+  const deadline = Date.now() + 300000;
+  for (;;) {
+    try {
+      return { result: (await handle.result()) as FullClusterResult };
+    } catch (err) {
+      if (err instanceof WorkflowFailedError)
+        return { error: `${failureType(err) ?? 'failed'}: ${err.cause?.message ?? err.message}` };
+      if (Date.now() > deadline) throw err;
+      await sleep(1000);
+    }
+  }
+}
+
+/**
+ * Everything a recovered cluster must be, checked against the live services independently of
+ * the code under test; what is not, as sentences (none: identical).
+ */
+async function differences(result: FullClusterResult): Promise<string[]> {
+  const found: string[] = [];
+  const same = (what: string, actual: unknown, expected: unknown) => {
+    if (JSON.stringify(actual) !== JSON.stringify(expected))
+      found.push(`${what}: ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`);
+  };
+  same('backup', result.backupId, backupId);
+  same('lost tasks', result.lostTasks, LOST);
+  same('data but the lost tasks', await clusterFingerprints(k), before);
+  // Lost tasks pending again and queued exactly once; live tasks still running in their container.
+  const rows = await sql<{ id: string; status: string; container: string | null }>(
+    k.stack,
+    k.model.postgres.controllerDb,
+    `SELECT id, status, container FROM tasks_task WHERE id % 10 IN (7, 8, 9)`,
+  );
+  let wrongLost = 0;
+  let touchedLive = 0;
+  for (const row of rows) {
+    const lost = seededStatus(Number(row.id)) === 'running-lost';
+    if (lost && (row.status !== 'pending' || row.container !== null)) wrongLost += 1;
+    if (!lost && (row.status !== 'running' || row.container !== `agent-${row.id.padStart(7, '0')}`))
+      touchedLive += 1;
+  }
+  same('lost tasks not pending again', wrongLost, 0);
+  same('live tasks touched', touchedLive, 0);
+  const redis = new Redis({ port: testStack().redis.port });
+  try {
+    const queue = await redis.lrange('kohakku:queue:pending', 0, -1);
+    same('tasks queued more than once', queue.length - new Set(queue).size, 0);
+    same('queue length', queue.length, LOST.inFlight + LOST.requeued);
+    const queued = new Set(queue);
+    const lostIds = Array.from({ length: TASKS }, (_, i) => i + 1).filter(
+      (id) => seededStatus(id) === 'running-lost',
+    );
+    same('lost tasks not queued', lostIds.filter((id) => !queued.has(String(id))).length, 0);
+  } finally {
+    redis.disconnect();
+  }
+  // Nothing left behind.
+  same(
+    'staging or moved-aside databases',
+    (await databases(k.stack)).filter((d) => d.includes('__dr_')),
+    [],
+  );
+  const locks: string[] = [];
+  const bucket = k.workerEnv.BACKUP_S3_BUCKET ?? 'kohakku-backups';
+  for await (const o of backupS3Client(k.stack).listObjectsV2(bucket, LOCK_PREFIX, true))
+    if (o.name) locks.push(o.name);
+  same('backup locks', locks, []);
+  const targetLocks: string[] = [];
+  for await (const w of client.workflow.list({
+    query: `WorkflowType = 'targetLock' AND ExecutionStatus = 'Running'`,
+  }))
+    targetLocks.push(w.workflowId);
+  same('target locks', targetLocks, []);
+  const workDir = k.workerEnv.KOHAKKU_DR_WORK_DIR ?? `${k.stack.dir}/dr-work`;
+  // Its directories stay; a file in them is a crashed attempt's download, spool or index.
+  const files = (await fs.readdir(workDir, { recursive: true, withFileTypes: true }).catch(() => []))
+    .filter((e) => !e.isDirectory())
+    .map((e) => path.relative(workDir, path.join(e.parentPath, e.name)));
+  same('work files left', files, []);
+  for (const service of ['controller', 'dispatcher', 'monitor'] as const)
+    same(`${service} health`, await health(k.model.ports[service]).catch((e: Error) => e.message), 200);
+  return found;
+}
+
+interface Outcome {
+  point: string;
+  fired: boolean;
+  recovered: boolean;
+  identical: boolean;
+  problems: string[];
+  seconds: number;
+  lostWorkerSeconds?: number;
+}
+
+/** One recovery of the whole cluster with a crash at `point`. */
+async function crashRun(point: KillPoint, name: string): Promise<Outcome> {
+  await loseWholeCluster(k);
+  const startedAt = Date.now();
+  const handle = await startRecovery(name);
+  const fired = await momentOf(client, handle, point.trigger, startedAt);
+  let lostWorkerSeconds: number | undefined;
+  if (fired && point.victim === 'worker') {
+    const wasRunning = await runningActivities(handle);
+    await worker.kill();
+    const killedAt = Date.now();
+    worker = await startWorker(k.workerEnv);
+    lostWorkerSeconds = await lostWorkerCost(handle, wasRunning, killedAt);
+  } else if (fired) {
+    await crashTemporalServer(k.stack.dir, { downMs: 3000 });
+  }
+  const { result, error } = await outcomeOf(handle);
+  const problems = result ? await differences(result) : [error!];
+  if (lostWorkerSeconds !== undefined && lostWorkerSeconds > LOST_WORKER_LIMIT_SECONDS)
+    problems.push(
+      `a lost worker cost ${lostWorkerSeconds.toFixed(1)} s (limit ${LOST_WORKER_LIMIT_SECONDS} s)`,
+    );
+  if (worker.child.exitCode !== null || worker.child.signalCode !== null) {
+    problems.push(
+      `the worker exited (${worker.child.exitCode ?? worker.child.signalCode}): ${worker.output().slice(-2000)}`,
+    );
+    worker = await startWorker(k.workerEnv);
+  }
+  return {
+    point: describePoint(point),
+    fired,
+    recovered: Boolean(result),
+    identical: Boolean(result) && problems.length === 0,
+    problems,
+    seconds: (Date.now() - startedAt) / 1000,
+    lostWorkerSeconds,
+  };
+}
+
+/** The kill points: every one the crash-free run's history gives (ALL), or the normal suite's three. */
+function killPoints(activities: ActivityRun[], millis: number): KillPoint[] {
+  const longest = [...activities].sort((a, b) => b.millis - a.millis)[0];
+  const inside = (a: ActivityRun) => ({
+    at: 'inside' as const,
+    activity: a.activity,
+    afterMs: Math.round(a.millis / 2),
+  });
+  const timer = { at: 'timer' as const, afterMs: (GRACE_SECONDS * 1000) / 2 };
+  if (!ALL)
+    return [
+      { victim: 'worker', trigger: { at: 'scheduled', activity: 'swapInStaging' } },
+      { victim: 'worker', trigger: inside(longest) },
+      { victim: 'temporal', trigger: timer },
+    ];
+  const points: KillPoint[] = [];
+  for (const a of activities) {
+    points.push({ victim: 'worker', trigger: { at: 'scheduled', activity: a.activity } });
+    if (a.millis >= 3000) points.push({ victim: 'worker', trigger: inside(a) });
+    points.push({ victim: 'worker', trigger: { at: 'completed', activity: a.activity } });
+  }
+  points.push({ victim: 'worker', trigger: timer });
+  const random = seededRandom(SEED);
+  for (let i = 0; i < RANDOM_KILLS; i++)
+    points.push({ victim: 'worker', trigger: { at: 'time', afterMs: Math.round(random() * 0.9 * millis) } });
+  points.push(
+    { victim: 'temporal', trigger: { at: 'scheduled', activity: 'restoreIntoStaging' } },
+    { victim: 'temporal', trigger: inside(longest) },
+    { victim: 'temporal', trigger: timer },
+    { victim: 'temporal', trigger: { at: 'scheduled', activity: 'redispatchPendingTasks' } },
+  );
+  return points;
+}
+
+jest.setTimeout(300000);
+
+test('full cluster loss: lost tasks re-dispatched exactly once, live tasks untouched, data identical to the backup', async () => {
+  // The disaster: everything but the agents.
+  await loseWholeCluster(k);
+  const startedAt = Date.now();
+  const handle = await startRecovery('recovery');
+  const result = (await handle.result()) as FullClusterResult;
+  baseline = { activities: await activitiesOf(handle), millis: Date.now() - startedAt };
+
+  expect(result.objectStoreServer).toMatchObject({ restarted: true, healthy: true });
+  expect(result.redis.recoveredFrom).toBe('its own AOF/RDB');
+  expect(result.objects.skippedCompletedBriefs).toBe(120);
+  expect(result.services.map((s) => s.service)).toEqual(['controller', 'dispatcher', 'temporal']);
+  expect(result.measurements.rpoSeconds).toBeGreaterThan(0);
+  expect(await differences(result)).toEqual([]);
+});
+
+test(
+  `crash matrix (${ALL ? 'every kill point' : 'a subset; all of it: bash scripts/crash-matrix'}): each run completes, identical`,
+  async () => {
+    expect(baseline).toBeDefined();
+    const points = killPoints(baseline!.activities, baseline!.millis);
+    const say = (line: string) => process.stderr.write(`[crash-matrix] ${line}\n`);
+    say(
+      `${points.length} kill points on a ${(baseline!.millis / 1000).toFixed(1)} s recovery of ${baseline!.activities.length} activities; random seed ${SEED}`,
+    );
+    const outcomes: Outcome[] = [];
+    for (const [i, point] of points.entries()) {
+      const o = await crashRun(point, `crash-${i + 1}`);
+      outcomes.push(o);
+      say(
+        `${String(i + 1).padStart(3)}. ${o.point}: ${o.fired ? '' : 'NOT REACHED; '}${o.recovered ? 'recovered' : 'FAILED'}, ${o.identical ? 'identical' : 'DIFFERENT'}` +
+          `${o.lostWorkerSeconds !== undefined ? `, lost worker cost ${o.lostWorkerSeconds.toFixed(1)} s` : ''}, ${o.seconds.toFixed(1)} s` +
+          `${o.problems.length ? `\n       ${o.problems.join('\n       ')}` : ''}`,
+      );
+    }
+    const costs = outcomes.flatMap((o) => (o.lostWorkerSeconds === undefined ? [] : [o.lostWorkerSeconds]));
+    say(
+      `kill points tried ${outcomes.length}, reached ${outcomes.filter((o) => o.fired).length}, recovered ${outcomes.filter((o) => o.recovered).length}, identical ${outcomes.filter((o) => o.identical).length}` +
+        ` (worker ${points.filter((p) => p.victim === 'worker').length}, Temporal server ${points.filter((p) => p.victim === 'temporal').length}` +
+        `; lost worker cost at most ${costs.length ? Math.max(...costs).toFixed(1) : '–'} s)`,
+    );
+    expect(outcomes.filter((o) => !o.fired || !o.identical)).toEqual([]);
+  },
+  1000 * 60 * 60 * 3,
+);
+
+test('a second full recovery over live databases moves them aside, and still queues no task twice', async () => {
+  const handle = await startRecovery('again', { checkInGraceSeconds: 1, confirm: true });
+  const again = (await handle.result()) as FullClusterResult;
+  expect(again.lostTasks.requeued).toBe(1000);
+  expect(again.redispatch.pushed).toBe(0);
+  expect(again.postgres.every((p) => p.movedAsideTo?.includes('__dr_replaced_'))).toBe(true);
+  const redis = new Redis({ port: testStack().redis.port });
+  expect(await redis.llen('kohakku:queue:pending')).toBe(4000);
+  redis.disconnect();
+});
