@@ -12,6 +12,8 @@ module.exports = {
   },
   globalSetup: '<rootDir>/test/harness/globalSetup.ts',
   globalTeardown: '<rootDir>/test/harness/globalTeardown.ts',
+  // The secret sweep last: it reads what every other file left.
+  testSequencer: '<rootDir>/test/harness/sequencer.js',
   maxWorkers: 1,
   testTimeout: 300000,
   verbose: true,

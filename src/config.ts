@@ -689,6 +689,19 @@ export const OPTIONS = [
     schema: commandTemplate,
   },
   {
+    env: 'SERVICE_COMMAND_ENV',
+    group: 'Services',
+    description:
+      "For SERVICE_ADAPTER=command: comma-separated names of worker variables the command gets (a name ending in `*` is a prefix). It gets no others but PATH, HOME, USER, LOGNAME, the locale, TZ and TMPDIR: never the worker's secrets.",
+    default: '',
+    schema: z.string().transform((v) =>
+      v
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean),
+    ),
+  },
+  {
     env: 'COMPOSE_FILE',
     group: 'Services',
     description: 'For SERVICE_ADAPTER=compose: the compose file.',
@@ -932,6 +945,8 @@ export interface Config {
   services: {
     adapter: ServiceAdapterKind;
     restartCommand?: string[];
+    /** Worker variables SERVICE_RESTART_COMMAND gets (SERVICE_COMMAND_ENV). */
+    commandEnv: string[];
     composeFile?: string;
     kubeNamespace: string;
     names: Record<KohakkuService, string>;
@@ -1173,6 +1188,7 @@ export function loadConfig(env: Env = process.env): Config {
     services: {
       adapter,
       restartCommand,
+      commandEnv: v['SERVICE_COMMAND_ENV'] as string[],
       composeFile: opt('COMPOSE_FILE'),
       kubeNamespace: str('KUBE_NAMESPACE'),
       names,

@@ -57,9 +57,12 @@ const RANDOM_KILLS = Number(process.env.KOHAKKU_DR_CRASH_RANDOM ?? (ALL ? 6 : 0)
 const SEED = Number(process.env.KOHAKKU_DR_CRASH_SEED ?? Date.now() % 1000000);
 /** What the recovery of a lost worker may cost: the heartbeat timeout (20 s), the retry's 2 s, the new worker's start. */
 const LOST_WORKER_LIMIT_SECONDS = 30;
-const TASKS = 10000;
-const LOST = { inFlight: 3000, checkedBack: 2000, requeued: 1000 };
+/** Tasks in the reference model (a multiple of 10: seededStatus gives each tenth its status). */
+const TASKS = Number(process.env.KOHAKKU_DR_CRASH_TASKS ?? 10000);
+const LOST = { inFlight: (TASKS * 3) / 10, checkedBack: (TASKS * 2) / 10, requeued: TASKS / 10 };
 const GRACE_SECONDS = 6;
+/** An activity that took this long in the crash-free run also gets a kill point halfway through it. */
+const INSIDE_MIN_MS = 1000;
 
 let k: TestKohakku;
 let worker: WorkerProcess;
@@ -267,7 +270,7 @@ function killPoints(activities: ActivityRun[], millis: number): KillPoint[] {
   const points: KillPoint[] = [];
   for (const a of activities) {
     points.push({ victim: 'worker', trigger: { at: 'scheduled', activity: a.activity } });
-    if (a.millis >= 3000) points.push({ victim: 'worker', trigger: inside(a) });
+    if (a.millis >= INSIDE_MIN_MS) points.push({ victim: 'worker', trigger: inside(a) });
     points.push({ victim: 'worker', trigger: { at: 'completed', activity: a.activity } });
   }
   points.push({ victim: 'worker', trigger: timer });
@@ -295,7 +298,7 @@ test('full cluster loss: lost tasks re-dispatched exactly once, live tasks untou
 
   expect(result.objectStoreServer).toMatchObject({ restarted: true, healthy: true });
   expect(result.redis.recoveredFrom).toBe('its own AOF/RDB');
-  expect(result.objects.skippedCompletedBriefs).toBe(120);
+  expect(result.objects.skippedCompletedBriefs).toBe(120); // of 300 briefs: those of completed tasks
   expect(result.services.map((s) => s.service)).toEqual(['controller', 'dispatcher', 'temporal']);
   expect(result.measurements.rpoSeconds).toBeGreaterThan(0);
   expect(await differences(result)).toEqual([]);
@@ -334,10 +337,10 @@ test(
 test('a second full recovery over live databases moves them aside, and still queues no task twice', async () => {
   const handle = await startRecovery('again', { checkInGraceSeconds: 1, confirm: true });
   const again = (await handle.result()) as FullClusterResult;
-  expect(again.lostTasks.requeued).toBe(1000);
+  expect(again.lostTasks.requeued).toBe(LOST.requeued);
   expect(again.redispatch.pushed).toBe(0);
   expect(again.postgres.every((p) => p.movedAsideTo?.includes('__dr_replaced_'))).toBe(true);
   const redis = new Redis({ port: testStack().redis.port });
-  expect(await redis.llen('kohakku:queue:pending')).toBe(4000);
+  expect(await redis.llen('kohakku:queue:pending')).toBe(LOST.inFlight + LOST.requeued);
   redis.disconnect();
 });

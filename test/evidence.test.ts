@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Report } from '../src/domain/reports';
 import { runCli, stackTraceLine } from './harness/cli';
+import { registerSecret } from './harness/secrets';
 
 jest.setTimeout(300000);
 
@@ -29,6 +30,8 @@ test('drills write signed reports that evidence verify accepts, and rejects once
   expect(keygen.code).toBe(0);
   const key = JSON.parse(keygen.stdout) as { keyFile: string; publicKeyFile: string; keyId: string };
   expect((await fs.stat(key.keyFile)).mode & 0o777).toBe(0o600);
+  // The private key's body, for the secret sweep: it signs, and appears nowhere.
+  registerSecret((await fs.readFile(key.keyFile, 'utf8')).replace(/-----[^-]+-----|\s/g, ''));
   const again = await cli(['evidence', 'keygen', '--dir', path.join(dir, 'keys')]);
   expect(again.code).toBe(3); // refused: an existing key is never overwritten
 

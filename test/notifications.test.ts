@@ -22,6 +22,7 @@ import { WORKFLOW_IDS } from '../src/client/temporal';
 import { totalDatabaseLoss } from '../src/workflows';
 import { approveSignal } from '../src/workflows/definitions';
 import { runCli } from './harness/cli';
+import { registerSecret } from './harness/secrets';
 import {
   awaitApprovalRequest,
   freshKohakku,
@@ -62,6 +63,7 @@ async function reportsOf(workflowId: string): Promise<Report[]> {
 }
 
 beforeAll(async () => {
+  registerSecret(TOKEN);
   receiver = http.createServer((req, res) => {
     let body = '';
     req.on('data', (d: Buffer) => (body += d.toString()));
@@ -80,6 +82,7 @@ beforeAll(async () => {
   reportsDir = path.join(dir, 'reports');
   const key = await generateSigningKey(dir);
   publicKeyFile = key.publicKeyFile;
+  registerSecret((await fs.readFile(key.keyFile, 'utf8')).replace(/-----[^-]+-----|\s/g, ''));
   worker = await startWorker({
     ...k.workerEnv,
     REPORTS_DIR: reportsDir,

@@ -4,7 +4,8 @@
  * run by execa.
  */
 import * as net from 'node:net';
-import type { Config, KohakkuService } from '../config';
+import * as path from 'node:path';
+import type { Config, KohakkuService, ServiceAdapterKind } from '../config';
 import { ErrorType, fail } from '../domain/errors';
 import type { CommandRunner } from '../infra/exec';
 import { cancellationSignal, heartbeat, sleep } from './heartbeat';
@@ -55,6 +56,17 @@ export function serviceCommand(
   }
 }
 
+/**
+ * What each service adapter's program needs from the worker's environment beyond the basics
+ * (infra/exec.ts): the system bus for systemctl, the Docker daemon and project for compose,
+ * the kubeconfig or the in-cluster service account's API address for kubectl.
+ */
+const ADAPTER_ENV: Record<Exclude<ServiceAdapterKind, 'command'>, readonly string[]> = {
+  systemd: ['DBUS_SYSTEM_BUS_ADDRESS', 'XDG_RUNTIME_DIR', 'SYSTEMD_*'],
+  compose: ['DOCKER_*', 'COMPOSE_*'],
+  kubectl: ['KUBECONFIG', 'KUBERNETES_SERVICE_HOST', 'KUBERNETES_SERVICE_PORT'],
+};
+
 /** One health check: undefined when healthy, else what failed and whether nothing listened. */
 async function probe(
   target: string,
@@ -79,7 +91,8 @@ async function probe(
     const res = await fetch(target, { signal: AbortSignal.timeout(timeoutMs) });
     return res.ok
       ? undefined
-      : { error: `HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`, refused: false };
+      : // Not the body: it can hold anything (a stack trace, a config dump), and this reaches history.
+        { error: `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`, refused: false };
   } catch (err) {
     const code = ((err as { cause?: { code?: string } }).cause ?? {}).code;
     return {
@@ -119,10 +132,21 @@ export function createServiceActivities({ config, exec }: { config: Config; exec
     }
   }
 
+  /**
+   * Runs the adapter's command with only what it needs from the worker's environment
+   * (ADAPTER_ENV, or SERVICE_COMMAND_ENV for `command`). Neither its result nor its error repeats
+   * the command's arguments — a SERVICE_RESTART_COMMAND may carry a token — only the program.
+   */
   async function runServiceCommand(service: KohakkuService, action: ServiceAction) {
     const [file, ...args] = serviceCommand(config.services, service, action);
-    await exec(file!, args, { signal: cancellationSignal() });
-    return { service, action, command: [file!, ...args] };
+    const { adapter } = config.services;
+    const program = path.basename(file!);
+    await exec(file!, args, {
+      signal: cancellationSignal(),
+      passEnv: adapter === 'command' ? config.services.commandEnv : ADAPTER_ENV[adapter],
+      name: `${program} (SERVICE_ADAPTER=${adapter}, ${action} ${service})`,
+    });
+    return { service, action, adapter, program };
   }
 
   const restartService = (input: { service: KohakkuService }) => runServiceCommand(input.service, 'restart');

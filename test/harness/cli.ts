@@ -3,8 +3,10 @@
  * code read — for every test that checks what an operator sees (cli.test.ts, preflight.test.ts).
  */
 import { spawn } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { DIST, testStack } from './kohakku';
+import { logFile } from './secrets';
 
 export interface CliRun {
   code: number | null;
@@ -57,6 +59,8 @@ export function runCli(args: string[], options: CliOptions): Promise<CliRun> {
     child.on('exit', (code) => {
       clearTimeout(hung);
       if (code === null) console.error(`kohakku-dr ${args.join(' ')} hung:\n${stdout}\n${stderr}`);
+      // For the secret sweep (harness/secrets.ts).
+      appendFileSync(logFile('cli'), `$ kohakku-dr ${args.join(' ')}\n${stdout}\n${stderr}\n`);
       resolve({ code, stdout, stderr, ms: Date.now() - started });
     }),
   );

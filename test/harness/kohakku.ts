@@ -3,7 +3,7 @@
  * a Temporal client, and checks computed independently of the code under test.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import {
   Client as TemporalClient,
@@ -27,19 +27,15 @@ import {
   stopReferenceServices,
   type ServiceOptions,
 } from '../../src/reference/supervisor';
-import { controlPostgres, killRedis, loseS3Server, readStack, type StackInfo } from '../../src/stack/stack';
+import { controlPostgres, killRedis, loseS3Server, type StackInfo } from '../../src/stack/stack';
 import type { PostgresManifest } from '../../src/domain/manifests';
 import { postgresBackup } from '../../src/workflows';
 import { progressQuery, type Progress } from '../../src/workflows/definitions';
-import { STACK_DIR_ENV } from './globalSetup';
+import { logFile, POSTGRES_PASSWORD_CANARY, testStack } from './secrets';
 
 export const DIST = path.resolve(__dirname, '../../dist');
 
-export function testStack(): StackInfo {
-  const dir = process.env[STACK_DIR_ENV];
-  if (!dir) throw new Error('no test stack: run through jest (globalSetup starts it)');
-  return readStack(dir);
-}
+export { testStack };
 
 export function pgClient(stack: StackInfo, database = 'postgres'): Client {
   return new Client({ host: '127.0.0.1', port: stack.postgres.port, user: 'postgres', database });
@@ -175,7 +171,11 @@ export async function freshKohakku(
     if (options === false || (service === 'temporal' && options === undefined)) continue;
     await startReferenceService(model, service, { pidsFile: stack.extraPidsFile, ...options });
   }
-  const workerEnv = { ...workerEnvFor(stack, model), KOHAKKU_DR_TASK_QUEUE: `test-${name}` };
+  const workerEnv = {
+    ...workerEnvFor(stack, model),
+    KOHAKKU_DR_TASK_QUEUE: `test-${name}`,
+    POSTGRES_PASSWORD: POSTGRES_PASSWORD_CANARY,
+  };
   return { stack, model, workerEnv };
 }
 
@@ -228,7 +228,7 @@ export function killStackRedis(options: { deleteFiles: boolean }): Promise<void>
  * The full-cluster disaster on the reference model: Controller, Dispatcher, Monitor and
  * Kohakku's Temporal SIGKILLed, both databases dropped, Redis killed with its files deleted,
  * Kohakku's S3 server SIGKILLed with its data directory deleted — only the live agents keep
- * running (fullCluster.test.ts, up.test.ts).
+ * running (crashMatrix.test.ts, up.test.ts).
  */
 export async function loseWholeCluster(k: TestKohakku): Promise<void> {
   for (const service of ['controller', 'dispatcher', 'monitor', 'temporal'] as const) {
@@ -280,8 +280,15 @@ export async function startWorker(env: Record<string, string>): Promise<WorkerPr
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  // Also to the stack's logs/, for the secret sweep (harness/secrets.ts).
+  const log = createWriteStream(logFile('worker'));
+  const collect = (d: Buffer) => {
+    out += d.toString();
+    log.write(d);
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
+  child.on('exit', () => log.end());
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const deadline = Date.now() + 60000;
   while (!out.includes('worker polling')) {

@@ -75,7 +75,12 @@ export const stubActivities = {
     checks: 1,
     waitedMs: 1,
   }),
-  restartService: async ({ service }: { service: string }) => ({ service, command: ['true'] }),
+  restartService: async ({ service }: { service: string }) => ({
+    service,
+    action: 'restart',
+    adapter: 'command',
+    program: 'true',
+  }),
   waitForRegistrations: async () => ({
     complete: true,
     expected: 1,
@@ -217,8 +222,18 @@ export const stubActivities = {
     asideDir: '/var/lib/postgresql/15/main.kohakku-dr-aside-x',
     window: { earliest: STUB_BACKUP.createdAt, latest: '2026-11-25T02:00:00.000Z' },
   }),
-  stopService: async ({ service }: { service: string }) => ({ service, action: 'stop', command: ['true'] }),
-  startService: async ({ service }: { service: string }) => ({ service, action: 'start', command: ['true'] }),
+  stopService: async ({ service }: { service: string }) => ({
+    service,
+    action: 'stop',
+    adapter: 'command',
+    program: 'true',
+  }),
+  startService: async ({ service }: { service: string }) => ({
+    service,
+    action: 'start',
+    adapter: 'command',
+    program: 'true',
+  }),
   moveDataDirectoryAside: async () => ({
     asideDir: '/var/lib/postgresql/15/main.kohakku-dr-aside-x',
     resumed: false,
