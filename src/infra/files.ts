@@ -3,6 +3,7 @@
  * the names of a process's own work files, so a killed worker's are not left behind for ever.
  */
 import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { isAlive } from './processes';
 
@@ -16,18 +17,22 @@ export function pathExists(p: string): Promise<boolean> {
 
 let fileSeq = 0;
 
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 /**
- * A new file name of this process in `dir` (created if missing): `${prefix}-${pid}-${n}${ext}`.
+ * A new file name of this process in `dir` (created if missing): `${prefix}-${host}-${pid}-${n}${ext}`.
  * A worker that is killed leaves such files behind (a spool, an index being written), and its
- * retry runs in another process; so first the files with this prefix whose process is no longer
- * running on this host are removed — a live sibling worker's are left alone.
+ * retry runs in another process; so first the files with this prefix made on this host by a
+ * process no longer running are removed. A live sibling worker's stay, and so do other hosts'
+ * (workers in two containers sharing a work volume have their own pids, and their own host names).
  */
 export async function processFileName(dir: string, prefix: string, ext: string): Promise<string> {
   await fs.mkdir(dir, { recursive: true });
-  const own = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-(\\d+)-\\d+`);
+  const host = os.hostname().replace(/[^A-Za-z0-9.]/g, '_');
+  const ours = new RegExp(`^${escapeRegExp(`${prefix}-${host}-`)}(\\d+)-\\d+`);
   for (const name of await fs.readdir(dir)) {
-    const pid = Number(own.exec(name)?.[1]);
+    const pid = Number(ours.exec(name)?.[1]);
     if (pid && pid !== process.pid && !isAlive(pid)) await fs.rm(path.join(dir, name), { force: true });
   }
-  return path.join(dir, `${prefix}-${process.pid}-${fileSeq++}${ext}`);
+  return path.join(dir, `${prefix}-${host}-${process.pid}-${fileSeq++}${ext}`);
 }
