@@ -5,6 +5,7 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
+import cronstrue from 'cronstrue';
 import { z } from 'zod';
 import { SERVICE_NAMES, type KohakkuService } from './domain/targets';
 
@@ -13,6 +14,28 @@ export type ServiceAdapterKind = (typeof SERVICE_ADAPTERS)[number];
 export { SERVICE_NAMES, type KohakkuService };
 
 const port = z.coerce.number().int().min(1).max(65535);
+/**
+ * Five cron fields whose values are in range (`61 2 * * *` is refused here, naming the field,
+ * not later by the Temporal server when the schedule is applied). cronstrue, which already
+ * renders the schedules in words, checks the ranges.
+ */
+function cronSchema(example: string) {
+  return z
+    .string()
+    .trim()
+    .regex(/^\S+( \S+){4}$/, `expected five cron fields, e.g. "${example}"`)
+    .superRefine((cron, ctx) => {
+      try {
+        cronstrue.toString(cron, { throwExceptionOnParseError: true });
+      } catch (err) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${String(err).replace(/^Error: /, '')}, e.g. "${example}"`,
+        });
+      }
+    });
+}
+
 const nonEmpty = z.string().trim().min(1);
 const healthTarget = z
   .string()
@@ -608,10 +631,7 @@ export const OPTIONS = [
     group: 'Schedules',
     description: 'When the nightly backup runs (cron: minute hour day-of-month month day-of-week).',
     default: '0 2 * * *',
-    schema: z
-      .string()
-      .trim()
-      .regex(/^\S+( \S+){4}$/, 'expected five cron fields, e.g. "0 2 * * *"'),
+    schema: cronSchema('0 2 * * *'),
   },
   {
     env: 'PITR_FULL_BACKUP_CRON',
@@ -619,20 +639,14 @@ export const OPTIONS = [
     description:
       'With PITR=pgbackrest: when a full base backup runs (weekly by default), in BACKUP_SCHEDULE_TIMEZONE.',
     default: '30 1 * * 0',
-    schema: z
-      .string()
-      .trim()
-      .regex(/^\S+( \S+){4}$/, 'expected five cron fields, e.g. "30 1 * * 0"'),
+    schema: cronSchema('30 1 * * 0'),
   },
   {
     env: 'PITR_DIFF_BACKUP_CRON',
     group: 'Schedules',
     description: 'With PITR=pgbackrest: when a differential base backup runs (the other days by default).',
     default: '30 1 * * 1-6',
-    schema: z
-      .string()
-      .trim()
-      .regex(/^\S+( \S+){4}$/, 'expected five cron fields, e.g. "30 1 * * 1-6"'),
+    schema: cronSchema('30 1 * * 1-6'),
   },
   {
     env: 'BACKUP_SCHEDULE_TIMEZONE',

@@ -29,7 +29,8 @@ const tag = (recoveryId: string) => shortTag(recoveryId);
 export function createPostgresBackupActivities(kit: PostgresKit) {
   const { config, exec, store, tool, toolEnv, databaseOf, withClient, admin, databaseComment, dropDatabase } =
     kit;
-  const { readManifest, summarize, fetchVerifiedDump, restoreAndCompare, tocEntries } = kit;
+  const { readManifest, checkRestorableHere, summarize, fetchVerifiedDump, restoreAndCompare, tocEntries } =
+    kit;
   async function listPostgresBackups(): Promise<PostgresBackupSummary[]> {
     const objects = await store.list('postgres/');
     const ids = objects
@@ -98,7 +99,9 @@ export function createPostgresBackupActivities(kit: PostgresKit) {
     await fs.mkdir(workDir, { recursive: true });
     try {
       const { serverVersion, globals } = await admin(async (c) => ({
-        serverVersion: (await c.query<{ v: string }>('SHOW server_version')).rows[0]!.v,
+        // (SHOW names its column server_version: manifests before 0.4 lack serverVersion)
+        serverVersion: (await c.query<{ v: string }>(`SELECT current_setting('server_version') AS v`))
+          .rows[0]!.v,
         // Roles and memberships: what a restore onto a fresh server needs (never passwords).
         globals: await readGlobals(c),
       }));
@@ -154,6 +157,7 @@ export function createPostgresBackupActivities(kit: PostgresKit) {
         throw fail(ErrorType.BackupNotFound, `backup ${chosen.id} has no dump of target ${t}`);
       }
     }
+    await checkRestorableHere(manifest);
     return { ...(await summarize(manifest)), choice: chosen.choice, skipped: chosen.skipped };
   }
 

@@ -12,7 +12,13 @@ import type { StoreName } from '../domain/stores';
 import { BACKUP_ID_PATTERN as BACKUP_ID } from '../domain/backupIds';
 import { ErrorType, fail } from '../domain/errors';
 import { postgresManifestKey } from '../domain/layout';
-import type { DatabaseBackup, PostgresManifest, TableStats } from '../domain/manifests';
+import {
+  postgresMajor,
+  postgresManifestProblem,
+  type DatabaseBackup,
+  type PostgresManifest,
+  type TableStats,
+} from '../domain/manifests';
 import type { PostgresTarget } from '../domain/targets';
 import type { BackupStore } from '../infra/backupStore';
 import { readSet } from '../infra/catalog';
@@ -118,8 +124,55 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
       );
     }
     const manifest = await store.getJson<PostgresManifest>(postgresManifestKey(backupId));
+    const problem = manifest === undefined ? undefined : postgresManifestProblem(manifest, backupId);
+    if (problem) {
+      throw fail(
+        ErrorType.BackupCorrupt,
+        `${postgresManifestKey(backupId)} in ${store.location} is damaged or was altered: ${problem}. ` +
+          'Nothing was restored from it; pick another backup (kohakku-dr backups lists them).',
+      );
+    }
     for (const entry of manifest?.databases ?? []) rememberChecksumVersion(entry, manifest!.checksumVersion);
     return manifest;
+  }
+
+  /**
+   * Refuses, before anything is fetched, a backup this machine cannot restore: a dump from a
+   * newer PostgreSQL major than the live server (PostgreSQL restores dumps only forwards) or a
+   * pg_dump newer than this worker's pg_restore (its archive format would not be readable).
+   */
+  async function checkRestorableHere(m: PostgresManifest): Promise<void> {
+    const backupServer = m.serverVersion === undefined ? undefined : postgresMajor(m.serverVersion);
+    const backupDump = postgresMajor(m.pgDumpVersion ?? '');
+    const liveServer = postgresMajor(
+      await admin(
+        async (c) =>
+          (await c.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v,
+      ),
+    );
+    const restoreTool = postgresMajor(
+      (
+        await exec(tool('pg_restore'), ['--version']).catch((err: unknown) => {
+          if (err instanceof CommandFailed && err.exitCode === undefined)
+            throw fail(ErrorType.ToolUnavailable, `pg_restore not found (set PG_BIN_DIR): ${err.message}`);
+          throw err;
+        })
+      ).stdout,
+    );
+    if (backupServer !== undefined && liveServer !== undefined && backupServer > liveServer) {
+      throw fail(
+        ErrorType.BackupIncompatible,
+        `backup ${m.id} was taken from PostgreSQL ${m.serverVersion}, newer than the live server (${liveServer}): ` +
+          `a dump restores only into the same or a newer major. Nothing was changed; restore onto PostgreSQL ${backupServer} or newer, or pick an older backup.`,
+      );
+    }
+    if (backupDump !== undefined && restoreTool !== undefined && backupDump > restoreTool) {
+      throw fail(
+        ErrorType.BackupIncompatible,
+        `backup ${m.id} was written by ${m.pgDumpVersion}; this worker's pg_restore is ${restoreTool}, which cannot read it. ` +
+          `Nothing was changed; point PG_BIN_DIR at PostgreSQL ${backupDump}'s tools.`,
+      );
+    }
   }
 
   /** A backup's summary, with its set's verification verdict. */
@@ -258,6 +311,7 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
     databaseComment,
     dropDatabase,
     readManifest,
+    checkRestorableHere,
     summarize,
     localDumpPath,
     entryFor,

@@ -626,6 +626,7 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
   }): Promise<{ droppedStaging: string[]; allowConnectionsRestored: string[] }> {
     const targets = validateTargets(input.targets);
     const dropped: string[] = [];
+    const localCopies = path.dirname(localDumpPath(input.recoveryId, 'x'));
     const restored = await admin(async (c) => {
       const undone = await undoRecordedChanges(c, input.recoveryId);
       const stagingNames = new Set(
@@ -646,8 +647,7 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
         );
       }
       return undone;
-    });
-    await fs.rm(path.dirname(localDumpPath(input.recoveryId, 'x')), { recursive: true, force: true });
+    }).finally(() => fs.rm(localCopies, { recursive: true, force: true })); // also when PostgreSQL is down
     return { droppedStaging: dropped, allowConnectionsRestored: restored };
   }
 

@@ -65,6 +65,7 @@ export class CliError extends Error {
 const BAD_INPUT_TYPES: string[] = [
   ErrorType.InvalidInput,
   ErrorType.BackupNotFound,
+  ErrorType.BackupIncompatible,
   ErrorType.TargetOutsideWindow,
 ];
 const REFUSED_TYPES: string[] = [ErrorType.AlreadyRunning];

@@ -12,6 +12,11 @@ export const ErrorType = {
   BackupNotFound: 'BackupNotFound',
   /** A dump's sha256 or size differs from its manifest, or pg_restore cannot read it. */
   BackupCorrupt: 'BackupCorrupt',
+  /**
+   * The backup cannot be restored here: it was made by a newer PostgreSQL major (server or
+   * pg_dump) than the live server or this worker's pg_restore. Found before anything is fetched.
+   */
+  BackupIncompatible: 'BackupIncompatible',
   /** The restored staging copy does not match the manifest's row counts or checksums. */
   RestoreVerificationFailed: 'RestoreVerificationFailed',
   /** A service stayed unhealthy after the configured restart. */
@@ -59,6 +64,7 @@ export const NON_RETRYABLE_ERRORS: ErrorTypeName[] = [
   ErrorType.InvalidInput,
   ErrorType.BackupNotFound,
   ErrorType.BackupCorrupt,
+  ErrorType.BackupIncompatible,
   ErrorType.RestoreVerificationFailed,
   ErrorType.ToolUnavailable,
   ErrorType.VerificationFailed,

@@ -72,7 +72,8 @@ export interface PostgresManifest {
   formatVersion: 1;
   id: string;
   createdAt: string;
-  serverVersion: string;
+  /** Absent in manifests written before 0.4 (the backup read it under the wrong column name). */
+  serverVersion?: string;
   pgDumpVersion: string;
   databases: DatabaseBackup[];
   /** How table checksums were computed (src/domain/checksums.ts); absent before 0.2. */
@@ -145,4 +146,43 @@ export interface BackupSetManifest {
   verification?: Verification;
   /** In a replica store: where the copy came from and what its check covered. */
   replica?: { copiedFrom: string; copiedAt: string; checked: Record<string, number> };
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * What is wrong with a Postgres manifest read from the store, or undefined: the fields a restore
+ * relies on, checked before any of them is used, so an altered or foreign manifest is refused by
+ * name instead of failing later on a missing field (or restoring another set's dumps).
+ */
+export function postgresManifestProblem(m: unknown, id: string): string | undefined {
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) return 'not a JSON object';
+  const o = m as Partial<Record<keyof PostgresManifest, unknown>>;
+  if (o.kind !== 'postgres') return `kind is ${JSON.stringify(o.kind)}, not "postgres"`;
+  if (o.id !== id) return `it names backup ${JSON.stringify(o.id)}, not ${id}`;
+  if (o.serverVersion !== undefined && typeof o.serverVersion !== 'string')
+    return 'serverVersion is not text';
+  if (!Array.isArray(o.databases) || o.databases.length === 0) return 'it lists no databases';
+  for (const [i, d] of (o.databases as Partial<Record<keyof DatabaseBackup, unknown>>[]).entries()) {
+    const where = `databases[${i}]`;
+    if (typeof d !== 'object' || d === null) return `${where} is not an object`;
+    if (typeof d.target !== 'string' || typeof d.database !== 'string')
+      return `${where} has no target/database`;
+    if (typeof d.key !== 'string' || !d.key.startsWith(`postgres/${id}/`))
+      return `${where}.key ${JSON.stringify(d.key)} is not a dump of this backup`;
+    if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0)
+      return `${where}.size is not a byte count`;
+    if (typeof d.sha256 !== 'string' || !SHA256_HEX.test(d.sha256)) return `${where}.sha256 is not a sha256`;
+    if (!Array.isArray(d.tables)) return `${where}.tables is not a list`;
+    for (const t of d.tables as Partial<TableStats>[])
+      if (typeof t?.table !== 'string' || typeof t.rows !== 'number' || typeof t.checksum !== 'string')
+        return `${where}.tables has an entry without table, rows and checksum`;
+  }
+  return undefined;
+}
+
+/** The major version in `SHOW server_version` or `pg_dump --version` text: 15 in "pg_dump (PostgreSQL) 15.19 (Debian …)". */
+export function postgresMajor(version: string): number | undefined {
+  const m = /(\d+)(?:\.\d+)*/.exec(version);
+  return m ? Number(m[1]) : undefined;
 }

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type * as Minio from 'minio';
+import { ErrorType, fail } from '../domain/errors';
 import { uploadBounded } from './s3Upload';
 
 export interface StoredObject {
@@ -112,8 +113,9 @@ export function s3BackupStore(
   /** The server's URL, for messages. */
   endpoint?: string,
 ): BackupStore {
+  const location = endpoint ? `s3://${bucket} on ${endpoint}` : `s3://${bucket}`;
   return {
-    location: endpoint ? `s3://${bucket} on ${endpoint}` : `s3://${bucket}`,
+    location,
     exists: () => client.bucketExists(bucket),
     async ensureReady() {
       if (await client.bucketExists(bucket)) return;
@@ -166,13 +168,24 @@ export function s3BackupStore(
       await client.putObject(bucket, key, body, body.length, { 'Content-Type': 'application/json' });
     },
     async getJson<T>(key: string) {
+      let text: string;
       try {
         const chunks: Buffer[] = [];
         for await (const chunk of await client.getObject(bucket, key)) chunks.push(chunk as Buffer);
-        return JSON.parse(Buffer.concat(chunks).toString('utf8')) as T;
+        text = Buffer.concat(chunks).toString('utf8');
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;
+      }
+      try {
+        return JSON.parse(text) as T;
+      } catch (err) {
+        // Retrying reads the same bytes: final, and named, instead of a SyntaxError retried for ever.
+        throw fail(
+          ErrorType.BackupCorrupt,
+          `${key} in ${location} is not valid JSON (${(err as Error).message}): the object is damaged or was altered; ` +
+            'nothing was restored from it — pick another backup (kohakku-dr backups lists them).',
+        );
       }
     },
     async stat(key) {

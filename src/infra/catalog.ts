@@ -52,6 +52,8 @@ export interface CatalogEntry {
   parts: BackupPartName[];
   /** The set manifest, when the set was completed. */
   set?: BackupSetManifest;
+  /** Why the set manifest could not be read (damaged or altered): the set is passed over, never used. */
+  damaged?: string;
 }
 
 /** Every backup id with at least one complete part or a set manifest, newest first. */
@@ -74,8 +76,14 @@ export async function readCatalog(store: BackupStore): Promise<CatalogEntry[]> {
   const ids = [...new Set([...parts.keys(), ...withSet])].sort().reverse();
   const out: CatalogEntry[] = [];
   for (const id of ids) {
-    const set = withSet.has(id) ? await readSet(store, id) : undefined;
-    out.push({ id, parts: BACKUP_PART_NAMES.filter((p) => parts.get(id)?.has(p)), set });
+    const found = { id, parts: BACKUP_PART_NAMES.filter((p) => parts.get(id)?.has(p)) };
+    try {
+      out.push({ ...found, set: withSet.has(id) ? await readSet(store, id) : undefined });
+    } catch (err) {
+      // One damaged set manifest must not hide every other backup: it is listed, and passed over.
+      if ((err as { type?: string }).type !== ErrorType.BackupCorrupt) throw err;
+      out.push({ ...found, damaged: (err as Error).message });
+    }
   }
   return out;
 }
@@ -110,6 +118,7 @@ export interface BackupRequest {
 
 function whyNotVerified(entry: CatalogEntry): string {
   const v = entry.set?.verification;
+  if (entry.damaged) return `DAMAGED: ${entry.damaged}`;
   if (!entry.set) {
     const missing = BACKUP_PART_NAMES.filter((p) => !entry.parts.includes(p));
     return entry.parts.length === 0
@@ -147,6 +156,8 @@ export function chooseBackup(everything: CatalogEntry[], request: BackupRequest 
   if (wanted !== undefined) {
     if (!BACKUP_ID_PATTERN.test(wanted))
       throw fail(ErrorType.InvalidInput, `"${wanted}" is not a backup id (${BACKUP_ID_FORMAT} or latest)`);
+    const damaged = catalog.find((e) => e.id === wanted && e.damaged);
+    if (damaged) throw fail(ErrorType.BackupCorrupt, `${what} ${wanted}: ${damaged.damaged}`);
     const entry = catalog.find((e) => e.id === wanted && usable(e));
     if (!entry)
       throw fail(ErrorType.BackupNotFound, `${what} ${wanted} not found (kohakku-dr backups lists them)`);

@@ -111,7 +111,8 @@ export async function probePostgres(options: {
     client.on('error', () => undefined);
     try {
       await client.connect();
-      const version = (await client.query<{ v: string }>('SHOW server_version')).rows[0]?.v;
+      const version = (await client.query<{ v: string }>(`SELECT current_setting('server_version') AS v`))
+        .rows[0]?.v;
       return `answered (PostgreSQL ${version})`;
     } catch (err) {
       const code = (err as { code?: string }).code;
@@ -173,6 +174,7 @@ const S3_AUTH_CODES = new Set([
   'ExpiredToken',
   'RequestTimeTooSkewed',
   'AuthorizationHeaderMalformed',
+  'XAdminUserNotFound', // VersityGW: "No user exists with the provided access key ID"
 ]);
 
 /** Whether an S3 call failed because the server refused the credentials (not the network). */
@@ -198,7 +200,18 @@ export async function probeBucket(
         throw new ProbeFailure('auth', `refused the access key (${e.code ?? messageOf(err)})`);
       throw err;
     }
-    if (!exists) throw new ProbeFailure('missing', `bucket ${bucket} does not exist`);
+    if (!exists) {
+      // VersityGW answers a HEAD signed with an unknown access key 404, as for a missing bucket:
+      // a listing's error body says which of the two it is.
+      const listed = await within(timeoutMs, `list bucket ${bucket}`, () => firstKey(client, bucket)).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      if (listed instanceof ProbeFailure) throw listed;
+      if (credentialsRefused(listed))
+        throw new ProbeFailure('auth', `refused the access key (${(listed as { code: string }).code})`);
+      throw new ProbeFailure('missing', `bucket ${bucket} does not exist`);
+    }
     return `bucket ${bucket} answered`;
   });
 }
@@ -243,5 +256,18 @@ export async function probeProgram(
         ? `${program} is not an executable file`
         : `${program} is not on the worker's PATH`,
     );
+  });
+}
+
+/** The first key of a one-key listing (or none): a GET, whose error has a body with its code. */
+function firstKey(client: Minio.Client, bucket: string): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const stream = client.listObjectsV2(bucket, '', false);
+    stream.once('data', (item: { name?: string; prefix?: string }) => {
+      stream.destroy();
+      resolve(item.name ?? item.prefix);
+    });
+    stream.once('error', reject);
+    stream.once('end', () => resolve(undefined));
   });
 }

@@ -20,17 +20,36 @@ export const fromField = z.enum(STORE_NAMES);
 /** Whole seconds, 1 s to a day. */
 export const secondsField = z.number().int().min(1).max(86400);
 
-/** An ISO 8601 instant with its zone, e.g. 2026-11-25T03:12:00Z. */
-export const instantField = z
-  .string()
-  .refine(
-    (v) =>
-      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(v) &&
-      !Number.isNaN(Date.parse(v)),
-    {
-      message: 'expected an ISO 8601 time with its zone, e.g. 2026-11-25T03:12:00Z',
-    },
+const INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-](\d{2}):(\d{2}))$/;
+
+/**
+ * Whether `v` is an ISO 8601 instant with its zone whose date and time exist: Date.parse alone
+ * takes 2026-02-30 for March 2nd, and a recovery must never rewind to an instant nobody meant.
+ */
+export function isInstant(v: string): boolean {
+  const m = INSTANT.exec(v);
+  if (!m || Number.isNaN(Date.parse(v))) return false;
+  const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = m
+    .slice(1)
+    .map((x) => Number(x ?? 0));
+  const daysInMonth = new Date(Date.UTC(year!, month!, 0)).getUTCDate(); // day 0 of the next month
+  return (
+    month! >= 1 &&
+    month! <= 12 &&
+    day! >= 1 &&
+    day! <= daysInMonth &&
+    hour! <= 23 &&
+    minute! <= 59 &&
+    second! <= 59 &&
+    offsetHours! <= 14 &&
+    offsetMinutes! <= 59
   );
+}
+
+/** An ISO 8601 instant with its zone, e.g. 2026-11-25T03:12:00Z. */
+export const instantField = z.string().refine(isInstant, {
+  message: 'expected an ISO 8601 time with its zone whose date exists, e.g. 2026-11-25T03:12:00Z',
+});
 
 /** The fields every recovery accepts. */
 export const recoveryCommonFields = {
