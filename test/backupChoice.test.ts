@@ -186,6 +186,27 @@ test('with no verified set the fallback says so loudly; when every set failed no
   expect(refused.message).toMatch(/every one failed verification .* name one explicitly/);
 });
 
+test('a damaged set manifest is passed over with its reason, never hides the others, and named is BackupCorrupt', async () => {
+  const store = await freshStore();
+  const sets = createBackupSetActivities({ store, config: { retentionDays: 14 } });
+  await writeBackup(store, '20261101T020000Z', { verification: passed });
+  await writeBackup(store, '20261102T020000Z', { verification: passed });
+  await store.putBytes(setManifestKey('20261102T020000Z'), Buffer.from('{"kind": "backup-set", "id": "2026'));
+
+  const chosen = await sets.resolveBackupSet({});
+  expect(chosen).toMatchObject({ id: '20261101T020000Z', verified: true });
+  expect(chosen.skipped).toEqual([
+    {
+      id: '20261102T020000Z',
+      reason: expect.stringMatching(/^DAMAGED: sets\/20261102T020000Z\/manifest\.json .* is not valid JSON/),
+    },
+  ]);
+  expect(await rejection(sets.resolveBackupSet({ backupId: '20261102T020000Z' }))).toMatchObject({
+    type: 'BackupCorrupt',
+    message: expect.stringMatching(/backup set 20261102T020000Z: .* not valid JSON .*pick another backup/),
+  });
+});
+
 test('a lock protects its backup from retention only while its lease lasts; a 0.1 lock expires 7 days after it was taken', async () => {
   const store = await freshStore();
   const sets = createBackupSetActivities({ store, config: { retentionDays: 14 } });

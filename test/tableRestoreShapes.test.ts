@@ -73,7 +73,21 @@ beforeAll(async () => {
   });
 });
 
+/** The recovery ids these tests give the activities (called directly: no workflow runs their cleanup). */
+const RECOVERY_IDS = [
+  'shapes-identity',
+  'shapes-retry',
+  'shapes-unapproved',
+  'shapes-live',
+  'shapes-newer',
+  'shapes-tokyo-unpinned',
+  'shapes-tokyo-pinned',
+  'shapes-parent-gone',
+];
+
 afterAll(async () => {
+  // What each workflow's cleanup phase does: the dump copies and scripts go, on the shared stack.
+  if (pg) for (const recoveryId of RECOVERY_IDS) await pg.cleanupPostgresRestore({ recoveryId, targets: [] });
   if (k) await stopKohakku(k);
 });
 

@@ -29,8 +29,7 @@ const tag = (recoveryId: string) => shortTag(recoveryId);
 export function createPostgresBackupActivities(kit: PostgresKit) {
   const { config, exec, store, tool, toolEnv, databaseOf, withClient, admin, databaseComment, dropDatabase } =
     kit;
-  const { readManifest, checkRestorableHere, summarize, fetchVerifiedDump, restoreAndCompare, tocEntries } =
-    kit;
+  const { readManifest, summarize, fetchVerifiedDump, restoreAndCompare, tocEntries } = kit;
   async function listPostgresBackups(): Promise<PostgresBackupSummary[]> {
     const objects = await store.list('postgres/');
     const ids = objects
@@ -157,7 +156,6 @@ export function createPostgresBackupActivities(kit: PostgresKit) {
         throw fail(ErrorType.BackupNotFound, `backup ${chosen.id} has no dump of target ${t}`);
       }
     }
-    await checkRestorableHere(manifest);
     return { ...(await summarize(manifest)), choice: chosen.choice, skipped: chosen.skipped };
   }
 

@@ -119,7 +119,7 @@ function validateTargets(targets: unknown, what = 'targets'): PostgresTarget[] {
 
 export function createPostgresRestoreActivities(kit: PostgresKit) {
   const { admin, databaseComment, dropDatabase, databaseOf, localDumpPath, entryFor } = kit;
-  const { fetchVerifiedDump, tocEntries, restoreAndCompare } = kit;
+  const { fetchVerifiedDump, tocEntries, restoreAndCompare, readManifest, checkRestorableHere } = kit;
 
   async function preparePostgresRestore(input: {
     backupId: string;
@@ -127,6 +127,7 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
     recoveryId: string;
   }): Promise<PreparedRestore> {
     const entry = await entryFor(input.backupId, input.target);
+    await checkRestorableHere((await readManifest(input.backupId))!); // before the download
     const local = localDumpPath(input.recoveryId, entry.database);
     await fetchVerifiedDump(entry, local);
     const toc = await tocEntries(local, entry.key);

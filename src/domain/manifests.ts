@@ -168,8 +168,8 @@ export function postgresManifestProblem(m: unknown, id: string): string | undefi
     if (typeof d !== 'object' || d === null) return `${where} is not an object`;
     if (typeof d.target !== 'string' || typeof d.database !== 'string')
       return `${where} has no target/database`;
-    if (typeof d.key !== 'string' || !d.key.startsWith(`postgres/${id}/`))
-      return `${where}.key ${JSON.stringify(d.key)} is not a dump of this backup`;
+    if (typeof d.key !== 'string' || !d.key.startsWith('postgres/') || d.key.includes('..'))
+      return `${where}.key ${JSON.stringify(d.key)} is not a dump in the postgres/ part`;
     if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0)
       return `${where}.size is not a byte count`;
     if (typeof d.sha256 !== 'string' || !SHA256_HEX.test(d.sha256)) return `${where}.sha256 is not a sha256`;

@@ -106,6 +106,19 @@ export function isNotFound(err: unknown): boolean {
   return code === 'NotFound' || code === 'NoSuchKey' || code === 'ENOENT' || code === 'NoSuchBucket';
 }
 
+/** A stored JSON document; unreadable, it is BackupCorrupt naming it: retrying reads the same bytes, so never a SyntaxError retried. */
+function parseStoredJson<T>(text: string, key: string, location: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw fail(
+      ErrorType.BackupCorrupt,
+      `${key} in ${location} is not valid JSON (${(err as Error).message}): the object is damaged or was altered; ` +
+        'nothing was restored from it — pick another backup (kohakku-dr backups lists them).',
+    );
+  }
+}
+
 export function s3BackupStore(
   client: Minio.Client,
   bucket: string,
@@ -177,16 +190,7 @@ export function s3BackupStore(
         if (isNotFound(err)) return undefined;
         throw err;
       }
-      try {
-        return JSON.parse(text) as T;
-      } catch (err) {
-        // Retrying reads the same bytes: final, and named, instead of a SyntaxError retried for ever.
-        throw fail(
-          ErrorType.BackupCorrupt,
-          `${key} in ${location} is not valid JSON (${(err as Error).message}): the object is damaged or was altered; ` +
-            'nothing was restored from it — pick another backup (kohakku-dr backups lists them).',
-        );
-      }
+      return parseStoredJson<T>(text, key, location);
     },
     async stat(key) {
       try {
@@ -329,12 +333,14 @@ export function dirBackupStore(root: string): BackupStore {
       await fs.rename(`${target}.partial`, target);
     },
     async getJson<T>(key: string) {
+      let text: string;
       try {
-        return JSON.parse(await fs.readFile(full(key), 'utf8')) as T;
+        text = await fs.readFile(full(key), 'utf8');
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;
       }
+      return parseStoredJson<T>(text, key, root);
     },
     async stat(key) {
       try {
