@@ -15,8 +15,10 @@
  * over live databases. `bash scripts/crash-matrix` runs every kill point the crash-free run's
  * history gives plus random ones, and prints kill points tried / recovered / identical.
  */
+import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { seededStatus } from '../src/reference/model';
@@ -24,6 +26,7 @@ import { crashTemporalServer } from '../src/stack/stack';
 import { LOCK_PREFIX } from '../src/domain/layout';
 import { fullCluster, nightlyBackup } from '../src/workflows';
 import type { FullClusterResult } from '../src/workflows/fullCluster';
+import type { PostgresManifest } from '../src/domain/manifests';
 import {
   activitiesOf,
   describePoint,
@@ -33,6 +36,7 @@ import {
   seededRandom,
   type ActivityRun,
   type KillPoint,
+  type Trigger,
 } from './harness/crashes';
 import {
   backupS3Client,
@@ -42,6 +46,7 @@ import {
   freshKohakku,
   health,
   loseWholeCluster,
+  pgClient,
   sql,
   startWorker,
   stopKohakku,
@@ -50,6 +55,8 @@ import {
   type TestKohakku,
   type WorkerProcess,
 } from './harness/kohakku';
+
+const execFileAsync = promisify(execFile);
 
 /** `all` (scripts/crash-matrix): every kill point; otherwise the normal suite's subset. */
 const ALL = process.env.KOHAKKU_DR_CRASH_MATRIX === 'all';
@@ -355,3 +362,250 @@ test('a second full recovery over live databases moves them aside, and still que
   expect(await redis.llen('kohakku:queue:pending')).toBe(LOST.inFlight + LOST.requeued);
   redis.disconnect();
 });
+
+/** `all` (scripts/fault-matrix): every fault; otherwise the normal suite's subset. */
+const ALL_FAULTS = process.env.KOHAKKU_DR_FAULT_MATRIX === 'all';
+
+/**
+ * A fault inside what is restored. `over: 'lost'`: the whole cluster is lost first, the fault
+ * passes (healed while the recovery runs), and the run must end identical to the backup as in
+ * the crash matrix. `over: 'live'`: the recovery runs over the live databases (approved in
+ * advance), the fault stays, and the run must fail with `refusal` leaving production exactly as
+ * it was: the same databases (same oids, connections allowed), the rows written after the
+ * backup, the queue, nothing of the recovery left.
+ */
+interface Fault {
+  name: string;
+  over: 'lost' | 'live';
+  /** When the fault starts: before the recovery (undefined) or at this moment of it. */
+  trigger?: Trigger;
+  /** Starts the fault; returns what ends it. */
+  inject(): Promise<() => Promise<void>>;
+  /** 'lost' faults end this long after they started. */
+  healAfterMs?: number;
+  /** 'live' faults: the failure `type: message` the run must end with. */
+  refusal?: RegExp;
+  /** The worker's settings while the fault lasts (it is restarted with them, then without). */
+  workerEnv?: () => Record<string, string>;
+}
+
+const FAULT_MARK = 'kohakku_dr_fault_matrix_mark';
+
+/** Production as the 'live' faults must leave it: which databases (by oid), and what was written after the backup. */
+async function productionState() {
+  const catalog = await sql<{ datname: string; oid: string; datallowconn: boolean }>(
+    k.stack,
+    'postgres',
+    `SELECT datname, oid::text, datallowconn FROM pg_database WHERE datname LIKE 'kohakku%' ORDER BY datname`,
+  );
+  const marks: Record<string, unknown> = {};
+  for (const db of [k.model.postgres.controllerDb, k.model.postgres.dispatcherDb])
+    marks[db] = await sql(k.stack, db, `SELECT note FROM ${FAULT_MARK} ORDER BY note`).catch(
+      (err: Error) => `unreadable: ${err.message}`,
+    );
+  const redis = new Redis({ port: testStack().redis.port });
+  try {
+    return { catalog, marks, queue: await redis.lrange('kohakku:queue:pending', 0, -1) };
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function redisAdmin<T>(fn: (r: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis({ port: testStack().redis.port });
+  try {
+    return await fn(redis);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+const TMPFS_WORK_DIR = () => path.join(testStack().dir, 'tmpfs-work');
+const manifestKey = () => `postgres/${backupId}/manifest.json`;
+const backupBucket = () => k.workerEnv.BACKUP_S3_BUCKET ?? 'kohakku-backups';
+
+async function manifestBytes(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of await backupS3Client(k.stack).getObject(backupBucket(), manifestKey()))
+    chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function backupManifest(): Promise<PostgresManifest> {
+  return JSON.parse((await manifestBytes()).toString()) as PostgresManifest;
+}
+
+async function putManifest(body: Buffer): Promise<void> {
+  await backupS3Client(k.stack).putObject(backupBucket(), manifestKey(), body, body.length);
+}
+
+/** The backup's Postgres manifest with one dispatcher table's row count off by one (a verification that must fail). */
+async function withDispatcherCountOff(): Promise<() => Promise<void>> {
+  const original = await manifestBytes();
+  const manifest = JSON.parse(original.toString()) as PostgresManifest;
+  manifest.databases.find((d) => d.target === 'dispatcher')!.tables[0]!.rows += 1;
+  await putManifest(Buffer.from(JSON.stringify(manifest)));
+  return () => putManifest(original);
+}
+
+/** The faults only `scripts/fault-matrix` runs (each costs a minute or more). */
+const EVERY_OTHER_FAULT: Fault[] = [
+  {
+    name: 'the live controller database refuses the swap (a session elsewhere holds a lock on it)',
+    over: 'live',
+    trigger: { at: 'scheduled', activity: 'swapInStaging' },
+    async inject() {
+      const holder = pgClient(k.stack, 'postgres');
+      await holder.connect();
+      await holder.query(`SET application_name = 'fault-matrix-lock-holder'`);
+      await holder.query('BEGIN');
+      await holder.query(
+        `COMMENT ON DATABASE "${k.model.postgres.controllerDb}" IS 'held by the fault matrix'`,
+      );
+      return async () => {
+        await holder.query('ROLLBACK');
+        await holder.end();
+      };
+    },
+    refusal: /^SwapBlocked: .*gave up after \d+ s .*application "fault-matrix-lock-holder"/,
+  },
+  {
+    name: 'the backup store stops answering for 20 s as the dumps are fetched (its server SIGSTOPped)',
+    over: 'lost',
+    trigger: { at: 'scheduled', activity: 'preparePostgresRestore' },
+    async inject() {
+      const pid = testStack().backupS3.pid;
+      process.kill(pid, 'SIGSTOP');
+      return async () => {
+        process.kill(pid, 'SIGCONT');
+      };
+    },
+    healAfterMs: 20000,
+  },
+];
+
+const FAULTS: Fault[] = [
+  {
+    name: 'the second database fails verification (the controller verified)',
+    over: 'live',
+    inject: withDispatcherCountOff,
+    refusal: /^RestoreVerificationFailed: .*kohakku-dispatcher/,
+  },
+  {
+    // Each dump fits, both do not: the second download finds the disk full (or, checked first, too small).
+    name: 'the disk fills while downloading (a tmpfs work directory one and a half dumps big)',
+    over: 'live',
+    async inject() {
+      const sizes = (await backupManifest()).databases.map((d) => d.size).sort((a, b) => a - b);
+      const kib = Math.ceil((sizes[1]! + sizes[0]! / 2) / 4096) * 4 + 8;
+      await fs.mkdir(TMPFS_WORK_DIR(), { recursive: true });
+      await execFileAsync('mount', ['-t', 'tmpfs', '-o', `size=${kib}k`, 'tmpfs', TMPFS_WORK_DIR()]);
+      return async () => {
+        await execFileAsync('umount', [TMPFS_WORK_DIR()]);
+      };
+    },
+    workerEnv: () => ({ KOHAKKU_DR_WORK_DIR: TMPFS_WORK_DIR() }),
+    refusal:
+      /^NoSpace: work directory .*tmpfs-work.* has too little free space: (the dump kohakku-\w+-\d{8}\.dump needs \d+ B, \d+ B are free|the dump .*: the disk filled up \(ENOSPC\))\. Free space there/,
+  },
+  {
+    name: 'Redis refuses writes for 10 s as re-dispatch starts (NOREPLICAS)',
+    over: 'lost',
+    trigger: { at: 'scheduled', activity: 'redispatchPendingTasks' },
+    async inject() {
+      await redisAdmin((r) => r.config('SET', 'min-replicas-to-write', '1'));
+      return () => redisAdmin((r) => r.config('SET', 'min-replicas-to-write', '0')).then(() => undefined);
+    },
+    healAfterMs: 10000,
+  },
+  ...(ALL_FAULTS ? EVERY_OTHER_FAULT : []),
+];
+
+/** One recovery with `fault`; its outcome in words ('' when it ended as the fault requires). */
+async function faultRun(fault: Fault, name: string): Promise<{ ended: string; problems: string[] }> {
+  const filesBefore = new Set(await workFiles());
+  if (fault.over === 'live') {
+    for (const db of [k.model.postgres.controllerDb, k.model.postgres.dispatcherDb])
+      await sql(
+        k.stack,
+        db,
+        `CREATE TABLE IF NOT EXISTS ${FAULT_MARK} (note text); INSERT INTO ${FAULT_MARK} VALUES ('${name}')`,
+      );
+  } else await loseWholeCluster(k);
+  const production = fault.over === 'live' ? await productionState() : undefined;
+  let heal: (() => Promise<void>) | undefined;
+  const healed = async () => {
+    const h = heal;
+    heal = undefined;
+    await h?.();
+  };
+  try {
+    if (!fault.trigger) heal = await fault.inject();
+    if (fault.workerEnv) {
+      await worker.stop();
+      worker = await startWorker({ ...k.workerEnv, ...fault.workerEnv() });
+    }
+    const startedAt = Date.now();
+    const handle = await startRecovery(name, fault.over === 'live' ? { confirm: true, from: 'primary' } : {});
+    if (fault.trigger) {
+      if (!(await momentOf(client, handle, fault.trigger, startedAt)))
+        return { ended: 'the fault was never injected: its moment did not come', problems: [] };
+      heal = await fault.inject();
+    }
+    const timer =
+      fault.healAfterMs === undefined ? undefined : setTimeout(() => void healed(), fault.healAfterMs);
+    const { result, error } = await outcomeOf(handle);
+    clearTimeout(timer);
+    await healed();
+    if (fault.over === 'lost')
+      return result
+        ? { ended: 'recovered', problems: await differences(result, filesBefore) }
+        : { ended: `FAILED (${error})`, problems: [error!] };
+    const problems: string[] = [];
+    if (result) problems.push('completed, but the fault should have stopped it');
+    else if (!fault.refusal!.test(error!)) problems.push(`failed otherwise: ${error}`);
+    // …and says so: the truth about live data is part of the promise.
+    else if (!/live data untouched/.test(error!) || /live data was changed/.test(error!))
+      problems.push(`the message does not say production was left as it was: ${error}`);
+    const now = await productionState();
+    if (JSON.stringify(now) !== JSON.stringify(production))
+      problems.push(`production changed: ${JSON.stringify(now)}, was ${JSON.stringify(production)}`);
+    const left = (await databases(k.stack)).filter((d) => d.includes('__dr_'));
+    if (left.length) problems.push(`left behind: ${left.join(', ')}`);
+    const files = (await workFiles()).filter((f) => !filesBefore.has(f));
+    if (files.length) problems.push(`work files left: ${files.join(', ')}`);
+    return { ended: result ? 'COMPLETED' : `refused (${error})`, problems };
+  } finally {
+    await healed();
+    if (fault.workerEnv) {
+      await worker.stop();
+      worker = await startWorker(k.workerEnv);
+    }
+  }
+}
+
+test(
+  `fault matrix (${ALL_FAULTS ? 'every fault' : 'a subset; all of it: bash scripts/fault-matrix'}): each run ends verified, or refused with production exactly as it was`,
+  async () => {
+    const say = (line: string) => process.stderr.write(`[fault-matrix] ${line}\n`);
+    const outcomes: { fault: Fault; ended: string; problems: string[] }[] = [];
+    for (const [i, fault] of FAULTS.entries()) {
+      const started = Date.now();
+      const o = await faultRun(fault, `fault-${i + 1}`);
+      outcomes.push({ fault, ...o });
+      say(
+        `${String(i + 1).padStart(2)}. ${fault.name}: ${o.ended}, ${o.problems.length ? 'NOT AS PROMISED' : fault.over === 'lost' ? 'identical' : 'production unchanged'}, ${((Date.now() - started) / 1000).toFixed(1)} s` +
+          `${o.problems.length ? `\n      ${o.problems.join('\n      ')}` : ''}`,
+      );
+    }
+    const kept = outcomes.filter((o) => o.problems.length === 0);
+    say(
+      `faults tried ${outcomes.length}: ended verified ${kept.filter((o) => o.fault.over === 'lost').length}, ` +
+        `refused with production unchanged ${kept.filter((o) => o.fault.over === 'live').length}, not as promised ${outcomes.length - kept.length}`,
+    );
+    expect(
+      outcomes.filter((o) => o.problems.length > 0).map((o) => `${o.fault.name}: ${o.problems.join('; ')}`),
+    ).toEqual([]);
+  },
+  1000 * 60 * 60,
+);

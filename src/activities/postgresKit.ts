@@ -24,6 +24,7 @@ import type { BackupStore } from '../infra/backupStore';
 import { readSet } from '../infra/catalog';
 import { withDatabase } from '../infra/database';
 import { CommandFailed, type CommandRunner } from '../infra/exec';
+import { asNoSpace, ensureRoomFor } from '../infra/files';
 import { shortTag } from '../infra/hashing';
 import { meter } from '../domain/meter';
 import {
@@ -216,11 +217,19 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
         ErrorType.BackupNotFound,
         `dump ${entry.key} listed in the manifest is missing from ${store.location}`,
       );
+    const dir = path.dirname(local);
+    const what = `the dump ${path.basename(entry.key)}`;
+    const replaced = (await fs.stat(local).catch(() => undefined))?.size ?? 0; // an earlier attempt's copy
+    await ensureRoomFor(dir, entry.size - replaced, what);
     await transferWithHeartbeats({
       details: { stage: 'downloading', key: entry.key, size: entry.size },
       what: `downloading ${path.basename(entry.key)}`,
       size: entry.size,
       transfer: (onBytes) => store.getFile(entry.key, local, onBytes),
+    }).catch(async (err: unknown) => {
+      const named = asNoSpace(err, dir, what);
+      if (named !== err) await fs.rm(local, { force: true }); // the disk is not left full
+      throw named;
     });
     if (!(await matches())) {
       const actual = await sha256WithHeartbeats(local);

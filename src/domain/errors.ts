@@ -54,6 +54,11 @@ export const ErrorType = {
   EndpointAuthFailed: 'EndpointAuthFailed',
   /** An endpoint answered, but what the settings name there (bucket, directory, program) is not there. */
   EndpointMissing: 'EndpointMissing',
+  /**
+   * The worker's work directory cannot hold what must be downloaded (checked before the
+   * download, and a disk that fills up during one): named with the directory and the sizes.
+   */
+  NoSpace: 'NoSpace',
   /** The notification webhook refused a delivery (a 4xx: revoked or mistyped); not retried. */
   NotificationRejected: 'NotificationRejected',
 } as const;
@@ -77,6 +82,7 @@ export const NON_RETRYABLE_ERRORS: ErrorTypeName[] = [
   ErrorType.EndpointUnreachable,
   ErrorType.EndpointAuthFailed,
   ErrorType.EndpointMissing,
+  ErrorType.NoSpace,
 ];
 
 export function fail(type: ErrorTypeName, message: string, details?: unknown): ApplicationFailure {

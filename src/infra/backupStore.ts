@@ -144,7 +144,12 @@ export function s3BackupStore(
     async getFile(key, localPath, onBytes) {
       await fs.mkdir(path.dirname(localPath), { recursive: true });
       const partial = `${localPath}.partial`;
-      await pipeline(counted(await client.getObject(bucket, key), onBytes), createWriteStream(partial));
+      try {
+        await pipeline(counted(await client.getObject(bucket, key), onBytes), createWriteStream(partial));
+      } catch (err) {
+        await fs.rm(partial, { force: true }); // a retry starts over; a full disk is not left full
+        throw err;
+      }
       await fs.rename(partial, localPath);
     },
     async putStream(key, stream, size) {

@@ -102,6 +102,7 @@ function startService(name: string, service: KohakkuService): Phase<Input, State
     async run(ctx) {
       ctx.state.services.push(await reconnectOrRestart(service, 2, ctx.input.startDeadlineSeconds ?? 120));
     },
+    changed: ({ state }) => state.services.find((x) => x.service === service)!.restarted,
     describe: ({ state }) => {
       const s = state.services.find((x) => x.service === service)!;
       return `${s.restarted ? 'started' : 'already running'}, healthy`;

@@ -73,6 +73,7 @@ export function objectStoreServerPhase<
         ctx.input.startDeadlineSeconds ?? 120,
       );
     },
+    changed: ({ state }) => state.objectStoreServer!.restarted, // an answering server is left alone
     describe: ({ state }) =>
       state.objectStoreServer!.restarted
         ? 'it did not answer: started again through the service adapter (empty until the restore)'

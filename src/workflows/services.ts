@@ -129,6 +129,7 @@ export function bringRedisBackPhases<I, S extends RedisState>(options: {
       ctx.state.redisRestarted = after;
       if (after.up) ctx.state.redis = { recoveredFrom: 'its own AOF/RDB', keys: after.keys };
     },
+    changed: ({ state }) => state.redis?.recoveredFrom !== 'already running', // a running Redis is left alone
     describe: ({ state }) =>
       state.redis?.recoveredFrom === 'already running'
         ? `already running, ${state.redis.keys} keys`
