@@ -38,6 +38,7 @@ import {
   type KillPoint,
   type Trigger,
 } from './harness/crashes';
+import { startFaultyS3, type FaultyS3 } from './harness/faultyS3';
 import {
   backupS3Client,
   clusterFingerprints,
@@ -386,7 +387,9 @@ interface Fault {
   /** 'live' faults: the failure `type: message` the run must end with. */
   refusal?: RegExp;
   /** The worker's settings while the fault lasts (it is restarted with them, then without). */
-  workerEnv?: () => Record<string, string>;
+  workerEnv?: () => Promise<Record<string, string>>;
+  /** Run once the run is over and the worker is back on its own settings. */
+  after?: () => Promise<void>;
 }
 
 const FAULT_MARK = 'kohakku_dr_fault_matrix_mark';
@@ -448,6 +451,8 @@ async function withDispatcherCountOff(): Promise<() => Promise<void>> {
   return () => putManifest(original);
 }
 
+let slowS3: FaultyS3 | undefined;
+
 /** The faults only `scripts/fault-matrix` runs (each costs a minute or more). */
 const EVERY_OTHER_FAULT: Fault[] = [
   {
@@ -468,6 +473,27 @@ const EVERY_OTHER_FAULT: Fault[] = [
       };
     },
     refusal: /^SwapBlocked: .*gave up after \d+ s .*application "fault-matrix-lock-holder"/,
+  },
+  {
+    name: 'the backup store answers 503 SlowDown to everything for 15 s as the dumps are fetched',
+    over: 'lost',
+    trigger: { at: 'scheduled', activity: 'preparePostgresRestore' },
+    async workerEnv() {
+      slowS3 = await startFaultyS3(testStack());
+      return { BACKUP_S3_ENDPOINT: slowS3.endpoint };
+    },
+    async inject() {
+      slowS3!.failing = true;
+      return async () => {
+        slowS3!.failing = false;
+      };
+    },
+    healAfterMs: 15000,
+    async after() {
+      process.stderr.write(`[fault-matrix]     (the proxy answered ${slowS3?.refused} requests 503)\n`);
+      await slowS3?.close();
+      slowS3 = undefined;
+    },
   },
   {
     name: 'the backup store stops answering for 20 s as the dumps are fetched (its server SIGSTOPped)',
@@ -504,7 +530,7 @@ const FAULTS: Fault[] = [
         await execFileAsync('umount', [TMPFS_WORK_DIR()]);
       };
     },
-    workerEnv: () => ({ KOHAKKU_DR_WORK_DIR: TMPFS_WORK_DIR() }),
+    workerEnv: async () => ({ KOHAKKU_DR_WORK_DIR: TMPFS_WORK_DIR() }),
     refusal:
       /^NoSpace: work directory .*tmpfs-work.* has too little free space: (the dump kohakku-\w+-\d{8}\.dump needs \d+ B, \d+ B are free|the dump .*: the disk filled up \(ENOSPC\))\. Free space there/,
   },
@@ -543,7 +569,7 @@ async function faultRun(fault: Fault, name: string): Promise<{ ended: string; pr
     if (!fault.trigger) heal = await fault.inject();
     if (fault.workerEnv) {
       await worker.stop();
-      worker = await startWorker({ ...k.workerEnv, ...fault.workerEnv() });
+      worker = await startWorker({ ...k.workerEnv, ...(await fault.workerEnv()) });
     }
     const startedAt = Date.now();
     const handle = await startRecovery(name, fault.over === 'live' ? { confirm: true, from: 'primary' } : {});
@@ -581,6 +607,7 @@ async function faultRun(fault: Fault, name: string): Promise<{ ended: string; pr
       await worker.stop();
       worker = await startWorker(k.workerEnv);
     }
+    await fault.after?.();
   }
 }
 
