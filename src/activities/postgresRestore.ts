@@ -431,8 +431,10 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
           resumed: true,
         }));
       }
+      // The two invariants below cannot heal on a retry: final, so they are not retried in vain.
       if (names.some(swappedIn)) {
-        throw new Error(
+        throw fail(
+          ErrorType.SwapBlocked,
           `swapInStaging: ${names
             .filter(swappedIn)
             .map((n) => n.live)
@@ -453,7 +455,8 @@ export function createPostgresRestoreActivities(kit: PostgresKit) {
         (n) => readOurComment(rows.get(n.staging)?.comment, input.recoveryId)?.marker !== done,
       );
       if (unverified.length > 0) {
-        throw new Error(
+        throw fail(
+          ErrorType.SwapBlocked,
           `swapInStaging: no verified staging copy ${unverified.map((n) => n.staging).join(', ')} of backup ${input.backupId}; ` +
             'restoreIntoStaging must succeed for every target before the swap',
         );
