@@ -20,9 +20,11 @@ import { applySchedules, NIGHTLY_SCHEDULE_ID } from '../src/client/schedules';
 import { loadConfig } from '../src/config';
 import { nightlyBackup, redisBackup, verifyBackupSet } from '../src/workflows';
 import {
+  backupObject,
   databases,
   failureType,
   freshKohakku,
+  putBackupObject,
   backupS3Client,
   minioClient,
   startWorker,
@@ -50,15 +52,8 @@ afterAll(async () => {
 
 const store = () => s3BackupStore(backupS3Client(k.stack), BACKUPS, 'us-east-1');
 
-async function objectBytes(key: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of await backupS3Client(k.stack).getObject(BACKUPS, key)) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function putBytes(key: string, body: Buffer): Promise<void> {
-  await backupS3Client(k.stack).putObject(BACKUPS, key, body, body.length);
-}
+const objectBytes = (key: string) => backupObject(k.stack, key, BACKUPS);
+const putBytes = (key: string, body: Buffer) => putBackupObject(k.stack, key, body, BACKUPS);
 
 /** Nothing a verification creates may outlive it. */
 async function expectNoScratchLeft(): Promise<void> {

@@ -28,7 +28,8 @@ import {
 } from '../src/workflows';
 import { runCli } from './harness/cli';
 import {
-  backupS3Client,
+  backupObject,
+  putBackupObject,
   databases,
   freshKohakku,
   minioClient,
@@ -45,7 +46,6 @@ jest.setTimeout(240000);
 let k: TestKohakku;
 let worker: WorkerProcess;
 let backupId: string;
-const BUCKET = 'kohakku-backups';
 /** A file a shell would create if a metacharacter in an input ever reached one. */
 const PWNED = '/tmp/kohakku-dr-bad-input-pwned';
 
@@ -210,15 +210,8 @@ async function viaWorkerWith(
   }
 }
 
-async function readObject(key: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of await backupS3Client(k.stack).getObject(BUCKET, key)) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function putObject(key: string, body: Buffer): Promise<void> {
-  await backupS3Client(k.stack).putObject(BUCKET, key, body, body.length);
-}
+const readObject = (key: string) => backupObject(k.stack, key);
+const putObject = (key: string, body: Buffer) => putBackupObject(k.stack, key, body);
 
 /** Runs `work` with `keys` of the backup store as `alter` leaves them; their original bytes are put back after. */
 async function withBackupAltered(

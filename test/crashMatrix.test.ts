@@ -27,7 +27,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { Redis } from 'ioredis';
-import { seededStatus } from '../src/reference/model';
+import { containerName, seededStatus } from '../src/reference/model';
 import { crashTemporalServer } from '../src/stack/stack';
 import { LOCK_PREFIX } from '../src/domain/layout';
 import { fullCluster, nightlyBackup } from '../src/workflows';
@@ -46,7 +46,9 @@ import {
 } from './harness/crashes';
 import { startFaultyS3, type FaultyS3 } from './harness/faultyS3';
 import {
+  backupObject,
   backupS3Client,
+  putBackupObject,
   clusterFingerprints,
   databases,
   dropDatabase,
@@ -180,7 +182,7 @@ async function differences(result: FullClusterResult, filesBefore: Set<string>):
   for (const row of rows) {
     const lost = seededStatus(Number(row.id)) === 'running-lost';
     if (lost && (row.status !== 'pending' || row.container !== null)) wrongLost += 1;
-    if (!lost && (row.status !== 'running' || row.container !== `agent-${row.id.padStart(7, '0')}`))
+    if (!lost && (row.status !== 'running' || row.container !== containerName(Number(row.id))))
       touchedLive += 1;
   }
   same('lost tasks not pending again', wrongLost, 0);
@@ -432,21 +434,11 @@ async function redisAdmin<T>(fn: (r: Redis) => Promise<T>): Promise<T> {
 
 const TMPFS_WORK_DIR = () => path.join(testStack().dir, 'tmpfs-work');
 const manifestKey = () => `postgres/${backupId}/manifest.json`;
-const backupBucket = () => k.workerEnv.BACKUP_S3_BUCKET ?? 'kohakku-backups';
-
-async function manifestBytes(): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of await backupS3Client(k.stack).getObject(backupBucket(), manifestKey()))
-    chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
+const manifestBytes = () => backupObject(k.stack, manifestKey());
+const putManifest = (body: Buffer) => putBackupObject(k.stack, manifestKey(), body);
 
 async function backupManifest(): Promise<PostgresManifest> {
   return JSON.parse((await manifestBytes()).toString()) as PostgresManifest;
-}
-
-async function putManifest(body: Buffer): Promise<void> {
-  await backupS3Client(k.stack).putObject(backupBucket(), manifestKey(), body, body.length);
 }
 
 /** The backup's Postgres manifest with one dispatcher table's row count off by one (a verification that must fail). */

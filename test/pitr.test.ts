@@ -22,6 +22,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { switchAndAwaitArchive } from '../src/infra/database';
 import { processesMatching } from '../src/infra/processes';
 import { hashObject } from '../src/infra/s3';
@@ -576,8 +577,17 @@ test('retention expires base backups past BACKUP_RETENTION_DAYS with pgBackRest,
   // Two more full backups, neither verified; within retention nothing goes.
   const second = await run(pitrBackup, 'test-pitr-full-2', [{ type: 'full' }]);
   expect(second.retention).toMatchObject({ expire: [], newestVerified: first });
+  const thirdScheduled = Date.now();
   const third = await run(pitrBackup, 'test-pitr-full-3', [{ type: 'full' }]);
   const labels = async () => (await pitr.pitrWindow()).backups.map((b) => b.label);
+  expect(await labels()).toEqual([first, second.backup.label, third.backup.label]);
+  // The activity retried after its attempt had finished (a worker lost before the result was
+  // recorded): it returns that backup, and takes no fourth.
+  const retried = await new MockActivityEnvironment({ attempt: 2, scheduledTimestampMs: thirdScheduled }).run(
+    pitr.pgbackrestBackup,
+    { type: 'full' as const },
+  );
+  expect(retried).toMatchObject({ label: third.backup.label, resumed: true });
   expect(await labels()).toEqual([first, second.backup.label, third.backup.label]);
 
   // latest prefers the verified base backup, and names the newer ones it passed over.

@@ -61,6 +61,13 @@ export async function heartbeatingThroughout<T>(name: string, body: () => Promis
   }
 }
 
+/** This attempt's number and when the activity was first scheduled (an attempt 1 now, outside an activity). */
+export function attemptInfo(): { attempt: number; firstScheduledMs: number } {
+  if (!inActivity()) return { attempt: 1, firstScheduledMs: Date.now() };
+  const info = Context.current().info;
+  return { attempt: info.attempt, firstScheduledMs: info.scheduledTimestampMs };
+}
+
 export function cancellationSignal(): AbortSignal | undefined {
   return inActivity() ? Context.current().cancellationSignal : undefined;
 }

@@ -13,7 +13,7 @@ import {
 } from '../domain/pitr';
 import { withDatabase } from '../infra/database';
 import { archiveCommand, writePgbackrestConfig } from '../infra/pgbackrest';
-import { cancellationSignal, withHeartbeats } from './heartbeat';
+import { attemptInfo, cancellationSignal, withHeartbeats } from './heartbeat';
 import { iso, type PitrKit } from './pitrKit';
 
 export function createPitrArchiveActivities(kit: PitrKit) {
@@ -103,6 +103,8 @@ export function createPitrArchiveActivities(kit: PitrKit) {
     stop: string;
     /** The configuration file was out of date with the settings and was written again first. */
     configRefreshed?: boolean;
+    /** A retry found the backup an earlier attempt of this activity finished, and took no other. */
+    resumed?: boolean;
   }> {
     if (!(PITR_BACKUP_TYPES as readonly string[]).includes(input.type))
       throw fail(ErrorType.InvalidInput, `backup type must be full, diff or incr, got ${String(input.type)}`);
@@ -117,6 +119,26 @@ export function createPitrArchiveActivities(kit: PitrKit) {
       );
     });
     const configRefreshed = await writePgbackrestConfig(config, pitr, owner);
+    const summary = (b: Awaited<ReturnType<typeof pg.info>>['backup'][number], resumed?: boolean) => ({
+      label: b.label,
+      type: b.type,
+      size: b.info.size,
+      repoSize: b.info.repository.size,
+      start: iso(b.timestamp.start),
+      stop: iso(b.timestamp.stop),
+      ...(configRefreshed ? { configRefreshed } : {}),
+      ...(resumed ? { resumed } : {}),
+    });
+    // Run once: a retry after an attempt that finished (its worker lost before the result was
+    // recorded) returns that backup — one of this type started since the activity was first
+    // scheduled — instead of taking another.
+    const { attempt, firstScheduledMs } = attemptInfo();
+    if (attempt > 1) {
+      const done = (await pg.info()).backup
+        .filter((b) => b.type === input.type && b.timestamp.start * 1000 >= firstScheduledMs - 1000)
+        .pop();
+      if (done) return summary(done, true);
+    }
     let progress = 'starting';
     await withHeartbeats(
       () => ({ backup: input.type, progress }),
@@ -132,15 +154,7 @@ export function createPitrArchiveActivities(kit: PitrKit) {
     const info = await pg.info();
     const newest = info.backup[info.backup.length - 1];
     if (!newest) throw new Error('pgbackrest backup completed but info lists no backup');
-    return {
-      label: newest.label,
-      type: newest.type,
-      size: newest.info.size,
-      repoSize: newest.info.repository.size,
-      start: iso(newest.timestamp.start),
-      stop: iso(newest.timestamp.stop),
-      ...(configRefreshed ? { configRefreshed } : {}),
-    };
+    return summary(newest);
   }
 
   /** pg_create_restore_point, archived at once (pg_switch_wal), and recorded in the backup store. */

@@ -19,8 +19,6 @@ export function pathExists(p: string): Promise<boolean> {
 
 let fileSeq = 0;
 
-const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
 /**
  * A new file name of this process in `dir` (created if missing): `${prefix}-${host}-${pid}-${n}${ext}`.
  * A worker that is killed leaves such files behind (a spool, an index being written), and its
@@ -31,9 +29,9 @@ const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&
 export async function processFileName(dir: string, prefix: string, ext: string): Promise<string> {
   await fs.mkdir(dir, { recursive: true });
   const host = os.hostname().replace(/[^A-Za-z0-9.]/g, '_');
-  const ours = new RegExp(`^${escapeRegExp(`${prefix}-${host}-`)}(\\d+)-\\d+`);
+  const ours = `${prefix}-${host}-`;
   for (const name of await fs.readdir(dir)) {
-    const pid = Number(ours.exec(name)?.[1]);
+    const pid = name.startsWith(ours) ? Number(/^(\d+)-\d+/.exec(name.slice(ours.length))?.[1]) : 0;
     if (pid && pid !== process.pid && !isAlive(pid)) await fs.rm(path.join(dir, name), { force: true });
   }
   return path.join(dir, `${prefix}-${host}-${process.pid}-${fileSeq++}${ext}`);

@@ -7,7 +7,7 @@
 import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { processFileName } from './files';
+import { asNoSpace, processFileName } from './files';
 
 export interface Spool<T> {
   /** Appends one item (waits when the disk is behind). */
@@ -27,11 +27,17 @@ export async function createSpool<T>(dir: string, name: string): Promise<Spool<T
   closed.catch(() => undefined); // an error is reported by the write or close that meets it
   return {
     async write(item) {
-      if (!out.write(`${JSON.stringify(item)}\n`)) await once(out, 'drain');
+      try {
+        if (!out.write(`${JSON.stringify(item)}\n`)) await once(out, 'drain');
+      } catch (err) {
+        throw asNoSpace(err, dir, `the spool ${name}`); // a full disk is named, not retried
+      }
     },
     async close() {
       out.end();
-      await closed;
+      await closed.catch((err: unknown) => {
+        throw asNoSpace(err, dir, `the spool ${name}`);
+      });
     },
     async *read() {
       const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });

@@ -215,6 +215,26 @@ export function backupS3Client(stack: StackInfo): Minio.Client {
 }
 
 /** A real disaster for the object store: every object removed, then the bucket itself. */
+/** The backup store's bucket on the stack. */
+export const BACKUP_BUCKET = 'kohakku-backups';
+
+/** An object's bytes in the backup store (tests that alter a backup read it first). */
+export async function backupObject(stack: StackInfo, key: string, bucket = BACKUP_BUCKET): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of await backupS3Client(stack).getObject(bucket, key)) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Writes `body` under `key` in the backup store, as a damaged or altered backup would have it. */
+export async function putBackupObject(
+  stack: StackInfo,
+  key: string,
+  body: Buffer,
+  bucket = BACKUP_BUCKET,
+): Promise<void> {
+  await backupS3Client(stack).putObject(bucket, key, body, body.length);
+}
+
 export async function deleteBucket(s3: Minio.Client, bucket: string): Promise<void> {
   await removeBucket(s3, bucket);
 }
