@@ -98,7 +98,7 @@ export function createPostgresBackupActivities(kit: PostgresKit) {
     await fs.mkdir(workDir, { recursive: true });
     try {
       const { serverVersion, globals } = await admin(async (c) => ({
-        // (SHOW names its column server_version: manifests before 0.4 lack serverVersion)
+        // (SHOW names its column server_version: manifests of 0.3.6 and earlier lack serverVersion)
         serverVersion: (await c.query<{ v: string }>(`SELECT current_setting('server_version') AS v`))
           .rows[0]!.v,
         // Roles and memberships: what a restore onto a fresh server needs (never passwords).

@@ -164,14 +164,14 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
       throw fail(
         ErrorType.BackupIncompatible,
         `backup ${m.id} was taken from PostgreSQL ${m.serverVersion}, newer than the live server (${liveServer}): ` +
-          `a dump restores only into the same or a newer major. Nothing was changed; restore onto PostgreSQL ${backupServer} or newer, or pick an older backup.`,
+          `a dump restores only into the same or a newer major. Restore onto PostgreSQL ${backupServer} or newer, or pick an older backup.`,
       );
     }
     if (backupDump !== undefined && restoreTool !== undefined && backupDump > restoreTool) {
       throw fail(
         ErrorType.BackupIncompatible,
         `backup ${m.id} was written by ${m.pgDumpVersion}; this worker's pg_restore is ${restoreTool}, which cannot read it. ` +
-          `Nothing was changed; point PG_BIN_DIR at PostgreSQL ${backupDump}'s tools.`,
+          `Point PG_BIN_DIR at PostgreSQL ${backupDump}'s tools, or pick an older backup.`,
       );
     }
   }

@@ -72,7 +72,7 @@ export interface PostgresManifest {
   formatVersion: 1;
   id: string;
   createdAt: string;
-  /** Absent in manifests written before 0.4 (the backup read it under the wrong column name). */
+  /** Absent in manifests written by 0.3.6 and earlier (the backup read it under the wrong column name). */
   serverVersion?: string;
   pgDumpVersion: string;
   databases: DatabaseBackup[];
