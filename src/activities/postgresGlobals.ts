@@ -24,8 +24,11 @@ export interface GlobalsReport {
 const ident = (client: Client, name: string) => client.escapeIdentifier(name);
 const literal = (client: Client, text: string) => client.escapeLiteral(text);
 
-async function serverVersionNum(client: Client): Promise<number> {
-  const res = await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
+/** The server's version as a number: 150019 for 15.19 (its major is this / 10000). */
+export async function serverVersionNum(client: Client): Promise<number> {
+  const res = await client.query<{ v: string }>(
+    `SELECT pg_catalog.current_setting('server_version_num') AS v`,
+  );
   return Number(res.rows[0]!.v);
 }
 

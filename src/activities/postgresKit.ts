@@ -41,6 +41,7 @@ import {
   missingRoles,
   requireRoles,
   rolesNamedBy,
+  serverVersionNum,
 } from './postgresGlobals';
 
 export interface PostgresBackupSummary {
@@ -145,12 +146,7 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
   async function checkRestorableHere(m: PostgresManifest): Promise<void> {
     const backupServer = m.serverVersion === undefined ? undefined : postgresMajor(m.serverVersion);
     const backupDump = postgresMajor(m.pgDumpVersion ?? '');
-    const liveServer = postgresMajor(
-      await admin(
-        async (c) =>
-          (await c.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v,
-      ),
-    );
+    const liveServer = Math.floor((await admin(serverVersionNum)) / 10000);
     const restoreTool = postgresMajor(
       (
         await exec(tool('pg_restore'), ['--version']).catch((err: unknown) => {
@@ -160,7 +156,7 @@ export function postgresKit({ config, exec, store }: PostgresDeps) {
         })
       ).stdout,
     );
-    if (backupServer !== undefined && liveServer !== undefined && backupServer > liveServer) {
+    if (backupServer !== undefined && backupServer > liveServer) {
       throw fail(
         ErrorType.BackupIncompatible,
         `backup ${m.id} was taken from PostgreSQL ${m.serverVersion}, newer than the live server (${liveServer}): ` +
@@ -470,10 +466,7 @@ async function methodFor(
  * backup's snapshot) the probe runs under a savepoint, so its error aborts nothing.
  */
 async function rowHashable(client: Client, qualifiedTable: string): Promise<boolean> {
-  const version = await client.query<{ v: string }>(
-    `SELECT pg_catalog.current_setting('server_version_num') AS v`,
-  );
-  if (Number(version.rows[0]!.v) < 140000) return false;
+  if ((await serverVersionNum(client)) < 140000) return false;
   let inTransaction = true;
   try {
     await client.query('SAVEPOINT kohakku_dr_row_hash_probe');
