@@ -16,7 +16,7 @@ import { Redis } from 'ioredis';
 import { failureOf } from '../src/client/exitCodes';
 import { postgresManifestKey, redisManifestKey, setManifestKey } from '../src/domain/layout';
 import type { PostgresManifest, RedisBackupManifest } from '../src/domain/manifests';
-import { freePort, workerCommand } from '../src/infra/processes';
+import { freePort } from '../src/infra/processes';
 import {
   fullCluster,
   pointInTimeRecovery,
@@ -34,6 +34,7 @@ import {
   freshKohakku,
   minioClient,
   startWorker,
+  startWorkerExpectingRefusal,
   stopKohakku,
   tableFingerprints,
   temporalClient,
@@ -180,18 +181,8 @@ async function viaKohakkuDr(args: string[]): Promise<Refusal> {
 
 /** A worker process started with one setting changed: it must stop at once, one line naming it. */
 async function viaWorkerSettings(env: Record<string, string>): Promise<Refusal> {
-  const launch = workerCommand();
-  const child = spawn(launch.file, launch.args, {
-    env: { PATH: process.env.PATH, ...k.workerEnv, ...env, ...launch.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15000);
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  clearTimeout(timer);
-  const lines = stderr.trim().split('\n');
-  if (lines.length !== 1) throw new Error(`expected one line, got: ${stderr}`);
+  const { code, lines } = await startWorkerExpectingRefusal({ ...k.workerEnv, ...env });
+  if (lines.length !== 1) throw new Error(`expected one line, got: ${lines.join('\n')}`);
   return { type: 'ConfigError', message: lines[0]!, exit: code ?? undefined };
 }
 

@@ -4,11 +4,10 @@
  * server, unless the unsafe setting accepts it. (No services are needed: the refusal comes before
  * any connection.)
  */
-import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { loadConfig, OPTIONS, optionsMarkdown } from '../src/config';
-import { workerCommand } from '../src/infra/processes';
 import { readFileSync } from 'node:fs';
+import { startWorkerExpectingRefusal } from './harness/kohakku';
 
 const minimal = {
   S3_ACCESS_KEY: 'k',
@@ -66,30 +65,18 @@ test('the README documents exactly the options table', () => {
   expect(OPTIONS.length).toBeGreaterThan(20);
 });
 
-/** Starts a real worker process with these settings; resolves with its exit code and stderr (or kills it after `ms`). */
-async function startWorkerWith(env: Record<string, string>, ms = 15000) {
-  const launch = workerCommand();
-  const child = spawn(launch.file, launch.args, {
-    env: { PATH: process.env.PATH, ...env, ...launch.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  clearTimeout(timer);
-  return { code, lines: stderr.trim().split('\n') };
-}
-
 test('the worker process refuses to start on a bad setting, naming it in one line', async () => {
-  const { code, lines } = await startWorkerWith({ ...minimal, POSTGRES_PORT: 'not-a-port' });
+  const { code, lines } = await startWorkerExpectingRefusal({ ...minimal, POSTGRES_PORT: 'not-a-port' });
   expect(code).toBe(2);
   expect(lines).toEqual([expect.stringContaining('invalid setting POSTGRES_PORT:')]);
 });
 
 test('a heap growth scripts/worker cannot pass to node, or outside 10–400, stops the worker naming the setting', async () => {
   for (const value of ['abc', '5']) {
-    const { code, lines } = await startWorkerWith({ ...minimal, WORKER_HEAP_GROWING_PERCENT: value });
+    const { code, lines } = await startWorkerExpectingRefusal({
+      ...minimal,
+      WORKER_HEAP_GROWING_PERCENT: value,
+    });
     expect(code).toBe(2);
     expect(lines).toEqual([expect.stringContaining('invalid setting WORKER_HEAP_GROWING_PERCENT:')]);
   }
@@ -103,7 +90,7 @@ test("the worker refuses a backup store on Kohakku's S3 server (by address: loca
     // An unreachable Temporal: an accepted configuration gets past the check and fails to connect.
     TEMPORAL_ADDRESS: '127.0.0.1:1',
   };
-  const refused = await startWorkerWith(shared);
+  const refused = await startWorkerExpectingRefusal(shared);
   expect(refused.code).toBe(2);
   expect(refused.lines).toEqual([
     expect.stringMatching(
@@ -111,25 +98,28 @@ test("the worker refuses a backup store on Kohakku's S3 server (by address: loca
     ),
   ]);
   // Without its own endpoint at all: refused, saying what to set.
-  const none = await startWorkerWith({ ...shared, BACKUP_S3_ENDPOINT: '' });
+  const none = await startWorkerExpectingRefusal({ ...shared, BACKUP_S3_ENDPOINT: '' });
   expect(none.code).toBe(2);
   expect(none.lines).toEqual([
     expect.stringContaining('invalid setting BACKUP_S3_ENDPOINT: required when BACKUP_STORE=s3'),
   ]);
   // Another port is another server.
-  const otherPort = await startWorkerWith({ ...shared, BACKUP_S3_ENDPOINT: 'http://localhost:9100' });
+  const otherPort = await startWorkerExpectingRefusal({
+    ...shared,
+    BACKUP_S3_ENDPOINT: 'http://localhost:9100',
+  });
   expect(otherPort.lines.join('\n')).not.toContain('invalid setting');
   // Accepted explicitly (unsafe): it gets past the check (and on to connecting to Temporal).
   for (const accepted of [
     { ...shared, BACKUP_STORE_ON_KOHAKKU_S3: 'true' },
     { ...shared, BACKUP_STORE_ON_KOHAKKU_S3: 'true', BACKUP_S3_ENDPOINT: '' },
   ]) {
-    const run = await startWorkerWith(accepted);
+    const run = await startWorkerExpectingRefusal(accepted);
     expect(run.lines.join('\n')).not.toContain('invalid setting');
     expect(run.code).not.toBe(2);
   }
   // A replica on Kohakku's server, or in the primary's place, is no second copy.
-  const replicaOnKohakku = await startWorkerWith({
+  const replicaOnKohakku = await startWorkerExpectingRefusal({
     ...minimal,
     S3_ENDPOINT: 'http://127.0.0.1:9000',
     BACKUP_REPLICA: 's3',
@@ -140,7 +130,7 @@ test("the worker refuses a backup store on Kohakku's S3 server (by address: loca
   expect(replicaOnKohakku.lines).toEqual([
     expect.stringContaining('invalid setting BACKUP_REPLICA_S3_ENDPOINT: the replica'),
   ]);
-  const sameDir = await startWorkerWith({
+  const sameDir = await startWorkerExpectingRefusal({
     ...minimal,
     BACKUP_STORE: 'dir',
     BACKUP_DIR: '/srv/backups',

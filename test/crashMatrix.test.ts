@@ -29,7 +29,7 @@ import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporal
 import { Redis } from 'ioredis';
 import { containerName, seededStatus } from '../src/reference/model';
 import { crashTemporalServer } from '../src/stack/stack';
-import { LOCK_PREFIX } from '../src/domain/layout';
+import { LOCK_PREFIX, postgresManifestKey } from '../src/domain/layout';
 import { fullCluster, nightlyBackup } from '../src/workflows';
 import type { FullClusterResult } from '../src/workflows/fullCluster';
 import type { PostgresManifest } from '../src/domain/manifests';
@@ -415,12 +415,7 @@ async function productionState() {
     marks[db] = await sql(k.stack, db, `SELECT note FROM ${FAULT_MARK} ORDER BY note`).catch(
       (err: Error) => `unreadable: ${err.message}`,
     );
-  const redis = new Redis({ port: testStack().redis.port });
-  try {
-    return { catalog, marks, queue: await redis.lrange('kohakku:queue:pending', 0, -1) };
-  } finally {
-    redis.disconnect();
-  }
+  return { catalog, marks, queue: await redisAdmin((r) => r.lrange('kohakku:queue:pending', 0, -1)) };
 }
 
 async function redisAdmin<T>(fn: (r: Redis) => Promise<T>): Promise<T> {
@@ -433,7 +428,7 @@ async function redisAdmin<T>(fn: (r: Redis) => Promise<T>): Promise<T> {
 }
 
 const TMPFS_WORK_DIR = () => path.join(testStack().dir, 'tmpfs-work');
-const manifestKey = () => `postgres/${backupId}/manifest.json`;
+const manifestKey = () => postgresManifestKey(backupId);
 const manifestBytes = () => backupObject(k.stack, manifestKey());
 const putManifest = (body: Buffer) => putBackupObject(k.stack, manifestKey(), body);
 
@@ -546,7 +541,7 @@ const FAULTS: Fault[] = [
   ...(ALL_FAULTS ? EVERY_OTHER_FAULT : []),
 ];
 
-/** One recovery with `fault`; its outcome in words ('' when it ended as the fault requires). */
+/** One recovery with `fault`: how it ended, in words, and what in it broke the promise (none: kept). */
 async function faultRun(fault: Fault, name: string): Promise<{ ended: string; problems: string[] }> {
   const filesBefore = new Set(await workFiles());
   if (fault.over === 'live') {
@@ -574,7 +569,7 @@ async function faultRun(fault: Fault, name: string): Promise<{ ended: string; pr
     const handle = await startRecovery(name, fault.over === 'live' ? { confirm: true, from: 'primary' } : {});
     if (fault.trigger) {
       if (!(await momentOf(client, handle, fault.trigger, startedAt)))
-        return { ended: 'the fault was never injected: its moment did not come', problems: [] };
+        return { ended: 'NOT INJECTED', problems: ['the fault was never injected: its moment did not come'] };
       heal = await fault.inject();
     }
     const timer =

@@ -331,6 +331,27 @@ export async function startWorker(env: Record<string, string>): Promise<WorkerPr
   };
 }
 
+/**
+ * Starts a real worker process with only `env` (and PATH), as one that must refuse its settings:
+ * resolves with its exit code and stderr lines (it is killed after `ms` if it starts after all).
+ */
+export async function startWorkerExpectingRefusal(
+  env: Record<string, string>,
+  ms = 15000,
+): Promise<{ code: number | null; lines: string[] }> {
+  const launch = workerCommand();
+  const child = spawn(launch.file, launch.args, {
+    env: { PATH: process.env.PATH, ...env, ...launch.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  clearTimeout(timer);
+  return { code, lines: stderr.trim().split('\n') };
+}
+
 let connection: Promise<Connection> | undefined;
 
 /** One connection per test file; closeTemporal() in afterAll. */
